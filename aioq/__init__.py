@@ -1,0 +1,1 @@
+"""aioq: an asyncio job queue on NATS JetStream."""

@@ -1,0 +1,114 @@
+"""The exceptions aioq raises, and `Retry`, which tasks raise.
+
+Every error derives from `AioqError`, so `except AioqError` catches them all::
+
+    AioqError
+    ├── ConfigError                  bad option, bad queue or task name, duplicate task (definition time)
+    │   └── ServerNotFoundError      no nats-server binary to start an embedded server
+    ├── BrokerError
+    │   ├── BrokerUnavailableError   cannot reach NATS (names the URLs tried)
+    │   └── ProvisioningError        a stream, consumer or bucket cannot be created or bound
+    ├── EnqueueError                 the job could not be published
+    │   ├── UnknownTaskError         names the task and the registered ones
+    │   ├── ArgumentsError           arguments do not bind to the task's signature
+    │   ├── SerializationError       arguments are not JSON-encodable (names the type)
+    │   └── PayloadTooLargeError     encoded job larger than the server's max_payload
+    ├── DecodeError                  a job message that is not valid aioq JSON
+    └── JobError
+        └── JobNotFoundError
+
+`Retry` is not an error: a task raises it to ask for another attempt.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+__all__ = [
+    "AioqError",
+    "ArgumentsError",
+    "BrokerError",
+    "BrokerUnavailableError",
+    "ConfigError",
+    "DecodeError",
+    "EnqueueError",
+    "JobError",
+    "JobNotFoundError",
+    "PayloadTooLargeError",
+    "ProvisioningError",
+    "Retry",
+    "SerializationError",
+    "ServerNotFoundError",
+    "UnknownTaskError",
+]
+
+
+class AioqError(Exception):
+    """Base class of every aioq error."""
+
+
+class ConfigError(AioqError, ValueError):
+    """An option, name or definition is invalid; raised where it is defined."""
+
+
+class ServerNotFoundError(ConfigError):
+    """No `nats-server` binary was found to start an embedded server."""
+
+
+class BrokerError(AioqError):
+    """NATS or JetStream refused or failed an operation."""
+
+
+class BrokerUnavailableError(BrokerError, ConnectionError):
+    """The NATS server cannot be reached."""
+
+
+class ProvisioningError(BrokerError):
+    """A stream, consumer or KV bucket cannot be created or bound."""
+
+
+class EnqueueError(AioqError):
+    """A job could not be enqueued."""
+
+
+class UnknownTaskError(EnqueueError, LookupError):
+    """No task of that name is registered on the app."""
+
+
+class ArgumentsError(EnqueueError, TypeError):
+    """The arguments do not fit the task's signature."""
+
+
+class SerializationError(EnqueueError, TypeError):
+    """The arguments cannot be encoded as JSON."""
+
+
+class PayloadTooLargeError(EnqueueError):
+    """The encoded job is larger than the server accepts."""
+
+
+class DecodeError(AioqError, ValueError):
+    """A message on a job subject is not a valid aioq job."""
+
+
+class JobError(AioqError):
+    """Base class for errors about one job."""
+
+
+class JobNotFoundError(JobError, LookupError):
+    """No job with that id is known."""
+
+
+class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
+    """Raised by a task to be retried, optionally after `delay` seconds.
+
+    The attempt counts against the task's `retries`; once they are used up the job goes to
+    the dead-letter stream as any failure would.
+    """
+
+    def __init__(self, delay: float | timedelta | None = None) -> None:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        if seconds is not None and seconds < 0:
+            raise ConfigError(f"Retry delay must be >= 0 seconds, got {seconds}")
+        self.delay: float | None = seconds
+        super().__init__(f"retry requested (delay={seconds})")

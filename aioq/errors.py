@@ -3,7 +3,7 @@
 Every error derives from `AioqError`, so `except AioqError` catches them all::
 
     AioqError
-    ├── ConfigError                  bad option, bad queue or task name, duplicate task (definition time)
+    ├── ConfigError                  bad option, queue or task name, duplicate task
     │   └── ServerNotFoundError      no nats-server binary to start an embedded server
     ├── BrokerError
     │   ├── BrokerUnavailableError   cannot reach NATS (names the URLs tried)
@@ -99,7 +99,7 @@ class JobNotFoundError(JobError, LookupError):
     """No job with that id is known."""
 
 
-class Retry(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Retry(Exception):
     """Raised by a task to be retried, optionally after `delay` seconds.
 
     The attempt counts against the task's `retries`; once they are used up the job goes to

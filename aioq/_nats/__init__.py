@@ -1,0 +1,5 @@
+"""The NATS JetStream transport: the only package that imports `nats`."""
+
+from aioq._nats.broker import NatsBroker, NatsSettings
+
+__all__ = ["NatsBroker", "NatsSettings"]

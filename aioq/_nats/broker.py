@@ -1,0 +1,330 @@
+"""`NatsBroker`: the `aioq.transport.Broker` seam on NATS JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.kv import KeyValue
+
+from aioq._nats.delivery import NatsDelivery
+from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
+from aioq.errors import BrokerError, BrokerUnavailableError, EnqueueError, PayloadTooLargeError
+from aioq.naming import Names
+from aioq.options import QueueOptions
+from aioq.transport import Delivery, OutgoingJob
+
+__all__ = ["ConsumerGoneError", "NatsBroker", "NatsSettings", "NatsSource"]
+
+log = logging.getLogger("aioq.nats")
+
+_MSG_ID = "Nats-Msg-Id"
+# A no_wait pull is answered at once; this only bounds a lost answer (e.g. a disconnect).
+_NO_WAIT_TIMEOUT_S = 5.0
+# Extra wait for the server's own expiry notice of a lingering pull.
+_LINGER_MARGIN_S = 1.0
+_ENDED = object()
+
+
+class ConsumerGoneError(BrokerError):
+    """The queue's consumer was deleted while the worker pulled from it."""
+
+
+@dataclass(frozen=True, slots=True)
+class NatsSettings:
+    """How to reach the NATS server(s)."""
+
+    servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
+    name: str | None = None
+    credentials: str | None = None
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+    tls: ssl.SSLContext | None = None
+    connect_timeout: float = 2.0
+
+
+class NatsSource:
+    """Pulls one queue's jobs from its durable consumer.
+
+    The worker asks for what is available now (`fetch_now`, a ``no_wait`` pull sized to its
+    free slots) and, only when the queue is empty, leaves a lingering pull for a single message
+    (`fetch_next`). So it never has more messages requested than it has free slots, and an idle
+    worker starts a job as soon as it is stored, without waiting for a batch to fill.
+    """
+
+    def __init__(self, nc: NatsClient, next_subject: str) -> None:
+        self._nc = nc
+        self._next_subject = next_subject
+        self._inbox = nc.new_inbox()
+        self._arrived: deque[Msg] = deque()
+        self._held: list[Msg] = []
+        self._wakeup: asyncio.Future[None] | None = None
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        """Subscribe to the inbox that receives this source's pulled messages."""
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._arrived.append(msg)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def fetch_now(self, count: int) -> list[Delivery]:
+        """Up to `count` jobs that are available now, without waiting for new ones."""
+        # No pull is outstanding between calls: what arrived since is late, and statuses in
+        # it answer pulls that are already over.
+        while self._collect(count) is _ENDED:
+            pass
+        if len(self._held) < count:
+            await self._pull({"batch": count - len(self._held), "no_wait": True})
+            await self._wait(count, _NO_WAIT_TIMEOUT_S)
+        return self._hand_over()
+
+    async def fetch_next(self, timeout: float) -> list[Delivery]:
+        """Wait up to `timeout` seconds for one job; an empty list if none came."""
+        while self._collect(1) is _ENDED:
+            pass
+        if not self._held:
+            # The server expires the pull before the client gives up on it, so no message
+            # can arrive for a pull nobody waits for.
+            await self._pull({"batch": 1, "expires": int(timeout * 1e9)})
+            await self._wait(1, timeout + _LINGER_MARGIN_S)
+        return self._hand_over()
+
+    def _hand_over(self) -> list[Delivery]:
+        held, self._held = self._held, []
+        return [NatsDelivery(m) for m in held]
+
+    async def _pull(self, request: dict[str, object]) -> None:
+        await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
+
+    async def _wait(self, count: int, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._collect(count) is not _ENDED and len(self._held) < count:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            self._wakeup = loop.create_future()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wakeup
+            except TimeoutError:
+                return
+            finally:
+                self._wakeup = None
+
+    def _collect(self, count: int) -> object:
+        """Move arrived job messages to `_held`; return `_ENDED` when a pull was answered."""
+        while self._arrived and len(self._held) < count:
+            msg = self._arrived.popleft()
+            status = msg.headers.get("Status") if msg.headers else None
+            if status is None:
+                self._held.append(msg)
+            elif status != "100":  # 100 is an idle heartbeat; 404/408/409 end a pull
+                description = msg.headers.get("Description", "") if msg.headers else ""
+                if "consumer deleted" in description.lower():
+                    raise ConsumerGoneError(description)
+                return _ENDED
+        return None
+
+    async def close(self) -> None:
+        """Unsubscribe, then hand back (nak) every message received but not yet returned."""
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
+        leftovers = self._held + [
+            m for m in self._arrived if not (m.headers and "Status" in m.headers)
+        ]
+        self._held, self._arrived = [], deque()
+        for msg in leftovers:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
+
+class NatsBroker:
+    """JetStream storage of jobs, dead letters and worker heartbeats for one app prefix."""
+
+    def __init__(self, settings: NatsSettings, names: Names) -> None:
+        self.settings = settings
+        self.names = names
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._workers_kv: KeyValue | None = None
+        self._closing = False
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context; only valid once connected."""
+        if self._js is None:
+            raise BrokerError("not connected: call `await app.connect()` or use `async with app`")
+        return self._js
+
+    @property
+    def nc(self) -> NatsClient:
+        """The NATS connection; only valid once connected."""
+        if self._nc is None:
+            raise BrokerError("not connected: call `await app.connect()` or use `async with app`")
+        return self._nc
+
+    @property
+    def max_payload(self) -> int:
+        """Largest message the connected server accepts."""
+        return self.nc.max_payload
+
+    @property
+    def server_version(self) -> tuple[int, int, int]:
+        """Version of the connected server."""
+        v = self.nc.connected_server_version
+        return (v.major, v.minor, v.patch)
+
+    async def connect(self) -> None:
+        """Connect, check that JetStream is on, and create the streams if missing."""
+        s = self.settings
+        try:
+            nc = await nats.connect(
+                servers=s.servers,
+                name=s.name,
+                user_credentials=s.credentials,
+                token=s.token,
+                user=s.user,
+                password=s.password,
+                tls=s.tls,
+                connect_timeout=s.connect_timeout,
+                # Fail fast on the first connect; reconnect forever once connected.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.5,
+                error_cb=_on_error,
+                disconnected_cb=self._on_disconnected,
+                reconnected_cb=_on_reconnected,
+            )
+        except Exception as e:
+            raise BrokerUnavailableError(
+                f"cannot reach NATS at {', '.join(s.servers)}: {_describe(e)} "
+                "(is nats-server running? `aioq server` starts a local one)"
+            ) from e
+        nc.options["max_reconnect_attempts"] = -1
+        nc.options["reconnect_time_wait"] = 1.0
+        js = nc.jetstream()
+        try:
+            await js.account_info()
+            await ensure_streams(js, self.names)
+        except (nats.errors.NoRespondersError, NoStreamResponseError) as e:
+            await nc.close()
+            raise BrokerUnavailableError(
+                f"JetStream is not enabled on {', '.join(s.servers)}: start nats-server with -js "
+                "(or a jetstream block in its config)"
+            ) from e
+        except BaseException:
+            await nc.close()
+            raise
+        self._nc, self._js = nc, js
+
+    async def _on_disconnected(self) -> None:
+        if not self._closing:
+            log.warning("nats: disconnected, reconnecting")
+
+    async def close(self) -> None:
+        """Flush buffered acks and publishes, then disconnect."""
+        self._closing = True
+        nc, self._nc, self._js, self._workers_kv = self._nc, None, None, None
+        if nc is None or nc.is_closed:
+            return
+        with contextlib.suppress(Exception):
+            await nc.flush(timeout=5)
+        await nc.close()
+
+    def _check_size(self, data: bytes) -> None:
+        limit = self.max_payload
+        if len(data) > limit:
+            raise PayloadTooLargeError(
+                f"job is {len(data)} bytes, above the server's max_payload of {limit} bytes: "
+                "pass a reference (a URL or object key) instead of the data itself"
+            )
+
+    async def publish_job(self, queue: str, data: bytes, job_id: str) -> bool:
+        """Store one job, deduplicated by its id."""
+        self._check_size(data)
+        try:
+            ack = await self.js.publish(
+                self.names.job_subject(queue), data, headers={_MSG_ID: job_id}
+            )
+        except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
+            raise EnqueueError(
+                f"cannot enqueue job {job_id} on queue {queue!r}: {_describe(e)}; "
+                "retrying with the same job id is safe"
+            ) from e
+        return bool(ack.duplicate)
+
+    async def publish_jobs(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
+        """Publish every job before awaiting the acknowledgements."""
+        for job in jobs:
+            self._check_size(job.data)
+        js = self.js
+        futures = [
+            await js.publish_async(
+                self.names.job_subject(job.queue), job.data, headers={_MSG_ID: job.job_id}
+            )
+            for job in jobs
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return [r if isinstance(r, BaseException) else bool(r.duplicate) for r in results]
+
+    async def open_source(self, queue: str, options: QueueOptions) -> NatsSource:
+        """Create or update the queue's consumer and bind a pull subscription to it."""
+        await ensure_consumer(self.js, self.names, queue, options)
+        next_subject = (
+            f"$JS.API.CONSUMER.MSG.NEXT.{self.names.jobs_stream}.{self.names.consumer(queue)}"
+        )
+        source = NatsSource(self.nc, next_subject)
+        await source.start()
+        return source
+
+    async def publish_dead(self, queue: str, data: bytes, msg_id: str) -> None:
+        """Store a dead-letter record; the id makes a repeated record a no-op."""
+        await self.js.publish(self.names.dead_subject(queue), data, headers={_MSG_ID: msg_id})
+
+    async def _workers(self, ttl: float) -> KeyValue:
+        if self._workers_kv is None:
+            self._workers_kv = await ensure_workers_bucket(self.js, self.names, ttl)
+        return self._workers_kv
+
+    async def put_worker(self, worker_id: str, data: bytes, ttl: float) -> None:
+        """Write a worker heartbeat; the bucket's TTL removes it once the worker goes silent."""
+        kv = await self._workers(ttl)
+        await kv.put(worker_id, data)
+
+    async def delete_worker(self, worker_id: str) -> None:
+        """Remove a worker's heartbeat so it leaves the list at once."""
+        if self._workers_kv is not None:
+            await self._workers_kv.purge(worker_id)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+async def _on_error(error: Exception) -> None:
+    log.warning("nats: %s", _describe(error))
+
+
+async def _on_reconnected() -> None:
+    log.warning("nats: reconnected")

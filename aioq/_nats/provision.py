@@ -1,0 +1,127 @@
+"""Idempotent creation of the streams, consumers and KV buckets aioq needs."""
+
+from __future__ import annotations
+
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from aioq.errors import ProvisioningError
+from aioq.naming import Names
+from aioq.options import QueueOptions
+
+__all__ = ["ensure_consumer", "ensure_streams", "ensure_workers_bucket"]
+
+log = logging.getLogger(__name__)
+
+# Long enough to absorb a producer's retries of a timed-out publish (same job id).
+DUPLICATE_WINDOW_S = 120.0
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    assert config.name is not None
+    try:
+        info = await js.stream_info(config.name)
+    except NotFoundError:
+        try:
+            await js.add_stream(config)
+            return
+        except APIError as e:
+            if e.err_code != 10058:  # created concurrently by another process
+                raise ProvisioningError(f"cannot create stream {config.name}: {e}") from e
+            info = await js.stream_info(config.name)
+    missing = set(config.subjects or ()) - set(info.config.subjects or ())
+    if missing:
+        raise ProvisioningError(
+            f"stream {config.name} exists without subjects {sorted(missing)}: "
+            "it was created by something else; delete it or use another prefix"
+        )
+
+
+async def ensure_streams(js: JetStreamContext, names: Names) -> None:
+    """Create the jobs stream (work queue) and the dead-letter stream if they are missing."""
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=names.jobs_stream,
+            subjects=[names.jobs_wildcard],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.NEW,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+    )
+    await _ensure_stream(
+        js,
+        StreamConfig(
+            name=names.dead_stream,
+            subjects=[names.dead_wildcard],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.NEW,
+            duplicate_window=DUPLICATE_WINDOW_S,
+        ),
+    )
+
+
+async def ensure_consumer(
+    js: JetStreamContext, names: Names, queue: str, options: QueueOptions
+) -> None:
+    """Create or update the durable pull consumer of `queue`.
+
+    `max_deliver` stays unlimited: the worker bounds deliveries itself and dead-letters the
+    job, because on a work-queue stream a message that hits the server's limit would just
+    sit in the stream, invisible.
+    """
+    config = ConsumerConfig(
+        durable_name=names.consumer(queue),
+        filter_subject=names.job_subject(queue),
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=options.ack_wait,
+        max_deliver=-1,
+        max_ack_pending=options.max_ack_pending,
+    )
+    try:
+        await js.add_consumer(names.jobs_stream, config)
+    except APIError as e:
+        raise ProvisioningError(
+            f"cannot create consumer {config.durable_name} on {names.jobs_stream}: {e}"
+        ) from e
+
+
+async def ensure_workers_bucket(js: JetStreamContext, names: Names, ttl: float) -> KeyValue:
+    """Bind the heartbeat bucket, creating it (history 1, TTL `ttl`) if it is missing.
+
+    Binding first lets operators create the bucket themselves (``nats kv add``).
+    """
+    try:
+        return await js.key_value(names.workers_bucket)
+    except BucketNotFoundError:
+        pass
+    try:
+        return await js.create_key_value(
+            KeyValueConfig(
+                bucket=names.workers_bucket,
+                history=1,
+                ttl=ttl,
+                direct=True,
+                storage=StorageType.FILE,
+            )
+        )
+    except APIError as e:
+        if e.err_code == 10058:
+            return await js.key_value(names.workers_bucket)
+        raise ProvisioningError(f"cannot create KV bucket {names.workers_bucket}: {e}") from e

@@ -1,0 +1,328 @@
+"""`Aarq`: the application object that owns the tasks, the connection and the hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+
+from aioq._nats import NatsBroker, NatsSettings
+from aioq.backoff import BackoffLike
+from aioq.context import Context, State
+from aioq.errors import ConfigError, EnqueueError, UnknownTaskError
+from aioq.job import Job
+from aioq.naming import Names, validate_task_name
+from aioq.options import QueueOptions, TaskOptions, seconds
+from aioq.task import PreparedJob, Task
+
+__all__ = ["Aarq", "Hook"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Hook = Callable[[State], Awaitable[None]]
+"""A startup or shutdown hook: ``async def hook(state) -> None``."""
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` returns: a decorator turning a function into a `Task`."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]]
+    ) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[Concatenate[Context, P], R]) -> Task[P, R]: ...
+
+
+class Aarq:
+    """An aioq application: its tasks, its NATS connection and its hooks.
+
+    Args:
+        servers: NATS URL or list of URLs of one cluster.
+        prefix: Namespace of every subject, stream and bucket the app uses.
+        name: Client name shown in the server's connection list.
+        credentials: Path of a NATS ``.creds`` file (JWT + nkey).
+        token: Authentication token.
+        user: User name (with `password`).
+        password: Password (with `user`).
+        tls: TLS context for ``tls://`` servers.
+        connect_timeout: Seconds to wait for each server on the first connect.
+        ack_wait: Default lease of a delivered job (see `queue`).
+
+    The app connects on first use; ``async with app:`` or `connect`/`close` make the lifecycle
+    explicit.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] = "nats://127.0.0.1:4222",
+        *,
+        prefix: str = "aioq",
+        name: str | None = None,
+        credentials: str | None = None,
+        token: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        connect_timeout: float = 2.0,
+        ack_wait: float | timedelta = 30.0,
+    ) -> None:
+        self.names = Names(prefix)
+        self.settings = NatsSettings(
+            servers=_server_list(servers),
+            name=name,
+            credentials=credentials,
+            token=token,
+            user=user,
+            password=password,
+            tls=tls,
+            connect_timeout=connect_timeout,
+        )
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self.state = State()
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+        self._default_queue_options = QueueOptions(ack_wait=seconds(ack_wait, "ack_wait") or 30.0)
+        self._queue_options: dict[str, QueueOptions] = {}
+        self._broker: NatsBroker | None = None
+        self._connect_lock = asyncio.Lock()
+
+    @property
+    def prefix(self) -> str:
+        """The namespace of this app's subjects, streams and buckets."""
+        return self.names.prefix
+
+    def use_servers(self, servers: str | Sequence[str]) -> None:
+        """Point the app at other servers; only before it connects (used by the CLI's -s)."""
+        if self._broker is not None:
+            raise ConfigError("use_servers() must be called before the app connects")
+        settings = self.settings
+        self.settings = NatsSettings(
+            servers=_server_list(servers),
+            name=settings.name,
+            credentials=settings.credentials,
+            token=settings.token,
+            user=settings.user,
+            password=settings.password,
+            tls=settings.tls,
+            connect_timeout=settings.connect_timeout,
+        )
+
+    # -- definition -----------------------------------------------------------------------
+
+    @overload
+    def task(
+        self, fn: Callable[Concatenate[Context, P], Coroutine[Any, Any, R]], /
+    ) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[Concatenate[Context, P], R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 3,
+        timeout: float | timedelta | None = None,
+        ttl: float | timedelta | None = None,
+        backoff: BackoffLike | None = None,
+        no_retry_for: tuple[type[BaseException], ...] = (),
+    ) -> TaskDecorator: ...
+
+    def task(
+        self,
+        fn: Callable[..., Any] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        retries: int = 3,
+        timeout: float | timedelta | None = None,
+        ttl: float | timedelta | None = None,
+        backoff: BackoffLike | None = None,
+        no_retry_for: tuple[type[BaseException], ...] = (),
+    ) -> Any:
+        """Register a task: ``@app.task`` or ``@app.task(queue="email", retries=5, ...)``.
+
+        Args:
+            fn: The function, when used as a bare decorator. Its first parameter is the `Context`.
+            name: Registered name; defaults to the function's name.
+            queue: Queue the task's jobs go to.
+            retries: Attempts after the first one before the job is dead-lettered.
+            timeout: Seconds after which a run is cancelled and counts as failed.
+            ttl: Seconds after enqueue after which an unstarted job is dropped (dead-lettered,
+                reason ``expired``).
+            backoff: Delay before each retry: a `Backoff`, seconds, a list or a function of
+                the attempt. Default: exponential from 1 s, doubling, capped at 300 s, ±20 %.
+            no_retry_for: Exception classes that fail the job at once, without retries.
+
+        Raises:
+            ConfigError: On an invalid option, or a name that is already registered.
+        """
+        options = TaskOptions.build(
+            queue=queue,
+            retries=retries,
+            timeout=timeout,
+            ttl=ttl,
+            backoff=backoff,
+            no_retry_for=no_retry_for,
+        )
+
+        def register(function: Callable[..., Any]) -> Task[Any, Any]:
+            if not callable(function):
+                raise ConfigError(f"@app.task decorates a function, got {function!r}")
+            task_name = validate_task_name(name or function.__name__)
+            if task_name in self.tasks:
+                existing = self.tasks[task_name].fn
+                raise ConfigError(
+                    f"duplicate task name {task_name!r}: already registered by "
+                    f"{existing.__module__}.{existing.__qualname__}; pass name=... to one of them"
+                )
+            task: Task[Any, Any] = Task(self, function, task_name, options)
+            self.tasks[task_name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def on_startup(self, hook: Hook) -> Hook:
+        """Register ``async def hook(state)`` to run when a worker starts, before any job."""
+        self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        """Register ``async def hook(state)`` to run when a worker stops, after its last job."""
+        self.shutdown_hooks.append(hook)
+        return hook
+
+    def queue(
+        self,
+        name: str,
+        *,
+        ack_wait: float | timedelta | None = None,
+        max_ack_pending: int | None = None,
+    ) -> QueueOptions:
+        """Set (or read, with no options) the consumer settings of queue `name`.
+
+        Args:
+            name: The queue.
+            ack_wait: Lease of a delivered job in seconds: a job whose worker goes silent for
+                this long is delivered again. Running jobs are kept leased by their worker.
+            max_ack_pending: Cap on jobs delivered and not yet settled, over all workers
+                (-1: no cap). Jobs waiting out a retry delay count against it.
+        """
+        from aioq.naming import validate_queue
+
+        validate_queue(name)
+        current = self._queue_options.get(name, self._default_queue_options)
+        if ack_wait is not None or max_ack_pending is not None:
+            current = QueueOptions(
+                ack_wait=seconds(ack_wait, "ack_wait") or current.ack_wait,
+                max_ack_pending=current.max_ack_pending
+                if max_ack_pending is None
+                else max_ack_pending,
+            )
+            self._queue_options[name] = current
+        return current
+
+    # -- connection -----------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True once the app holds a connection."""
+        return self._broker is not None
+
+    async def connect(self) -> NatsBroker:
+        """Connect to NATS (once) and make sure the job streams exist."""
+        if self._broker is not None:
+            return self._broker
+        async with self._connect_lock:
+            if self._broker is None:
+                broker = NatsBroker(self.settings, self.names)
+                await broker.connect()
+                self._broker = broker
+        return self._broker
+
+    async def close(self) -> None:
+        """Flush and close the connection; the app reconnects if used again."""
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.close()
+
+    async def __aenter__(self) -> Aarq:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- enqueue --------------------------------------------------------------------------
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        """The task registered as `name`; raises `UnknownTaskError` with the known names."""
+        try:
+            return self.tasks[name]
+        except KeyError:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            raise UnknownTaskError(f"unknown task {name!r} (registered: {known})") from None
+
+    async def enqueue(self, task_name: str, /, *args: Any, **kwargs: Any) -> Job[Any]:
+        """Enqueue a registered task by name; same as ``await task.enqueue(*args, **kwargs)``."""
+        return await self.get_task(task_name).enqueue(*args, **kwargs)
+
+    async def publish(self, job: PreparedJob) -> Job[Any]:
+        """Publish one prepared job and wait for the broker's acknowledgement."""
+        broker = await self.connect()
+        duplicate = await broker.publish_job(job.queue, job.data, job.job_id)
+        return Job(job.job_id, job.task, job.queue, duplicate=duplicate)
+
+    async def enqueue_many(self, jobs: Iterable[PreparedJob]) -> list[Job[Any]]:
+        """Publish many jobs (from ``task.prepare(...)``) and await their acknowledgements together.
+
+        Raises:
+            EnqueueError: If any job was not stored; its ``failed`` attribute lists
+                ``(job, error)`` pairs and ``enqueued`` the jobs that were stored.
+        """
+        prepared = list(jobs)
+        if not prepared:
+            return []
+        broker = await self.connect()
+        outcomes = await broker.publish_jobs(prepared)
+        done: list[Job[Any]] = []
+        failed: list[tuple[PreparedJob, BaseException]] = []
+        for job, outcome in zip(prepared, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                failed.append((job, outcome))
+            else:
+                done.append(Job(job.job_id, job.task, job.queue, duplicate=outcome))
+        if failed:
+            error = EnqueueError(
+                f"{len(failed)} of {len(prepared)} jobs were not enqueued "
+                f"(first: {failed[0][0].job_id}: {failed[0][1]!r}); re-enqueueing them all is "
+                "safe, the stored ones are deduplicated by id"
+            )
+            error.failed = failed  # type: ignore[attr-defined]
+            error.enqueued = done  # type: ignore[attr-defined]
+            raise error
+        return done
+
+
+def _server_list(servers: str | Sequence[str]) -> list[str]:
+    urls = [servers] if isinstance(servers, str) else list(servers)
+    urls = [u.strip() for url in urls for u in url.split(",") if u.strip()]
+    if not urls:
+        raise ConfigError("no NATS server URL given")
+    return urls

@@ -1,0 +1,72 @@
+"""`Context`: what a running task knows about its job and its app."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from aioq.app import Aarq
+
+__all__ = ["Context", "State"]
+
+
+class State(SimpleNamespace):
+    """App-wide shared state, filled by startup hooks (``state.http = httpx.AsyncClient()``)."""
+
+
+class Context:
+    """Passed as the first argument of every task.
+
+    Attributes:
+        job_id: The job's id, stable across retries: use it as an idempotency key.
+        task: The task name.
+        queue: The queue the job came from.
+        attempt: 1 on the first delivery, then 2, 3, ... (counted by the broker).
+        max_attempts: The attempt after which a failure is final.
+        enqueued_at: When the broker stored the job (broker clock, UTC).
+        state: The app's shared `State`.
+        worker_id: Id of the worker running the job.
+        app: The app the task belongs to.
+    """
+
+    __slots__ = (
+        "app",
+        "attempt",
+        "enqueued_at",
+        "job_id",
+        "max_attempts",
+        "queue",
+        "state",
+        "task",
+        "worker_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        app: Aarq,
+        job_id: str,
+        task: str,
+        queue: str,
+        attempt: int,
+        max_attempts: int,
+        enqueued_at: datetime,
+        worker_id: str,
+    ) -> None:
+        self.app = app
+        self.job_id = job_id
+        self.task = task
+        self.queue = queue
+        self.attempt = attempt
+        self.max_attempts = max_attempts
+        self.enqueued_at = enqueued_at
+        self.state: State = app.state
+        self.worker_id = worker_id
+
+    def __repr__(self) -> str:
+        return (
+            f"Context(job_id={self.job_id!r}, task={self.task!r}, queue={self.queue!r}, "
+            f"attempt={self.attempt})"
+        )

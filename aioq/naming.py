@@ -1,0 +1,75 @@
+"""Every NATS name aioq uses: streams, subjects, consumers and KV buckets.
+
+All names derive from the app's `prefix` (default ``aioq``) so that several apps, or several
+test runs, can share one server without seeing each other.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from aioq.errors import ConfigError
+
+__all__ = ["Names", "validate_queue", "validate_task_name"]
+
+_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_QUEUE_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TASK_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
+
+
+def validate_queue(queue: str) -> str:
+    """Return `queue` if it is a valid queue name, else raise `ConfigError`."""
+    if not isinstance(queue, str) or not _QUEUE_RE.match(queue):
+        raise ConfigError(
+            f"invalid queue name {queue!r}: use 1-64 letters, digits, '_' or '-' "
+            "(no dots, spaces or wildcards, since the name becomes a NATS subject token)"
+        )
+    return queue
+
+
+def validate_task_name(name: str) -> str:
+    """Return `name` if it is a valid task name, else raise `ConfigError`."""
+    if not isinstance(name, str) or not _TASK_RE.match(name):
+        raise ConfigError(
+            f"invalid task name {name!r}: start with a letter or '_', then up to 127 letters, "
+            "digits or '_.:-'"
+        )
+    return name
+
+
+class Names:
+    """The NATS names of one app prefix."""
+
+    __slots__ = ("dead_stream", "jobs_stream", "prefix", "workers_bucket")
+
+    def __init__(self, prefix: str = "aioq") -> None:
+        if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
+            raise ConfigError(f"invalid prefix {prefix!r}: use 1-32 letters, digits, '_' or '-'")
+        self.prefix = prefix
+        stem = prefix.upper().replace("-", "_")
+        self.jobs_stream = f"{stem}_JOBS"
+        self.dead_stream = f"{stem}_DEAD"
+        self.workers_bucket = f"{prefix}-workers"
+
+    def job_subject(self, queue: str) -> str:
+        """Subject that holds the jobs of `queue`."""
+        return f"{self.prefix}.jobs.{queue}"
+
+    def dead_subject(self, queue: str) -> str:
+        """Subject of the dead letters of `queue`."""
+        return f"{self.prefix}.dead.{queue}"
+
+    def consumer(self, queue: str) -> str:
+        """Durable pull consumer shared by every worker of `queue`."""
+        return queue
+
+    @property
+    def jobs_wildcard(self) -> str:
+        """Subjects of the jobs stream."""
+        return f"{self.prefix}.jobs.*"
+
+    @property
+    def dead_wildcard(self) -> str:
+        """Subjects of the dead-letter stream."""
+        return f"{self.prefix}.dead.*"

@@ -1,0 +1,106 @@
+"""Task, queue and per-call options, validated where they are defined."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from aioq.backoff import BackoffLike, resolve_backoff
+from aioq.errors import ConfigError
+from aioq.naming import validate_queue
+
+__all__ = ["CallOptions", "QueueOptions", "TaskOptions", "seconds"]
+
+Duration = float | int | timedelta
+
+
+def seconds(value: Duration | None, what: str, *, allow_zero: bool = False) -> float | None:
+    """Convert a duration option to float seconds, rejecting negative (or zero) values."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{what} must be seconds (a number) or a timedelta, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{what} must be {bound} seconds, got {value}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """How the worker runs one task; set by ``@app.task(...)``."""
+
+    queue: str = "default"
+    retries: int = 3
+    timeout: float | None = None
+    ttl: float | None = None
+    backoff: Callable[[int], float] = field(default_factory=lambda: resolve_backoff(None))
+    no_retry_for: tuple[type[BaseException], ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        queue: str,
+        retries: int,
+        timeout: Duration | None,
+        ttl: Duration | None,
+        backoff: BackoffLike | None,
+        no_retry_for: tuple[type[BaseException], ...],
+    ) -> TaskOptions:
+        """Validate raw decorator arguments into options."""
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"retries must be an integer >= 0, got {retries!r}")
+        for exc in no_retry_for:
+            if not (isinstance(exc, type) and issubclass(exc, BaseException)):
+                raise ConfigError(f"no_retry_for takes exception classes, got {exc!r}")
+        return cls(
+            queue=validate_queue(queue),
+            retries=retries,
+            timeout=seconds(timeout, "timeout"),
+            ttl=seconds(ttl, "ttl"),
+            backoff=resolve_backoff(backoff),
+            no_retry_for=tuple(no_retry_for),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallOptions:
+    """Per-enqueue options given through ``task.with_options(...)``."""
+
+    job_id: str | None = None
+    ttl: float | None = None
+    timeout: float | None = None
+    retries: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.job_id is not None and not (
+            isinstance(self.job_id, str) and 0 < len(self.job_id) <= 128
+        ):
+            raise ConfigError(
+                f"job_id must be a non-empty string of at most 128 characters, got {self.job_id!r}"
+            )
+        if self.retries is not None and (isinstance(self.retries, bool) or self.retries < 0):
+            raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueOptions:
+    """Settings of one queue's durable consumer, shared by all its workers.
+
+    `ack_wait` is the lease: a job not acknowledged within it (and not kept alive, which the
+    worker does for running jobs) is delivered again, to any worker.
+    """
+
+    ack_wait: float = 30.0
+    max_ack_pending: int = -1
+
+    def __post_init__(self) -> None:
+        seconds(self.ack_wait, "ack_wait")
+        if self.max_ack_pending == 0 or self.max_ack_pending < -1:
+            raise ConfigError(
+                f"max_ack_pending must be -1 (unlimited) or > 0, got {self.max_ack_pending}"
+            )

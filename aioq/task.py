@@ -1,0 +1,169 @@
+"""`Task`: a decorated function, and the ways to enqueue it."""
+
+from __future__ import annotations
+
+import inspect
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
+
+import msgspec
+
+from aioq.context import Context
+from aioq.errors import ArgumentsError, ConfigError, SerializationError
+from aioq.job import Job
+from aioq.options import CallOptions, TaskOptions, seconds
+from aioq.wire import JobMessage, encode
+
+if TYPE_CHECKING:
+    from aioq.app import Aarq
+
+__all__ = ["PreparedJob", "Task", "TaskCall"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+TaskFunction = (
+    Callable[Concatenate[Context, P], Awaitable[R]] | Callable[Concatenate[Context, P], R]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """An encoded job, ready to publish; made by `Task.prepare` for `Aarq.enqueue_many`."""
+
+    task: str
+    queue: str
+    job_id: str
+    data: bytes
+
+
+class Task(Generic[P, R]):
+    """A function registered with ``@app.task``; enqueue it with `enqueue`.
+
+    Attributes:
+        name: Registered name; jobs refer to the task by it.
+        fn: The decorated function.
+        options: Queue, retries, timeout, ttl and backoff.
+        is_async: False for a plain ``def``, which the worker runs in a thread.
+    """
+
+    def __init__(self, app: Aarq, fn: Callable[..., Any], name: str, options: TaskOptions) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.signature = _signature_without_ctx(fn, name)
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
+
+    @property
+    def queue(self) -> str:
+        """The queue the task's jobs go to."""
+        return self.options.queue
+
+    def with_options(
+        self,
+        *,
+        job_id: str | None = None,
+        ttl: float | timedelta | None = None,
+        timeout: float | timedelta | None = None,
+        retries: int | None = None,
+    ) -> TaskCall[P, R]:
+        """Per-enqueue options, kept apart from the task's own arguments.
+
+        Args:
+            job_id: Your id for the job. Enqueueing the same id again within the dedupe window
+                (2 minutes) stores nothing, so a retried enqueue cannot run a job twice.
+            ttl: Drop the job (into the dead letters, reason ``expired``) if it has not started
+                this many seconds after it was enqueued.
+            timeout: Cancel a run after this many seconds.
+            retries: Retries allowed for this job, instead of the task's.
+        """
+        return TaskCall(
+            self,
+            CallOptions(
+                job_id=job_id,
+                ttl=seconds(ttl, "ttl"),
+                timeout=seconds(timeout, "timeout"),
+                retries=retries,
+            ),
+        )
+
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> PreparedJob:
+        """Encode a job without publishing it, for `Aarq.enqueue_many`."""
+        return TaskCall(self, _NO_OPTIONS).prepare(*args, **kwargs)
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Publish a job running this task with these arguments; returns its handle."""
+        return await TaskCall(self, _NO_OPTIONS).enqueue(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name} queue={self.queue}>"
+
+
+class TaskCall(Generic[P, R]):
+    """A task with per-call options, from `Task.with_options`."""
+
+    __slots__ = ("call", "task")
+
+    def __init__(self, task: Task[P, R], call: CallOptions) -> None:
+        self.task = task
+        self.call = call
+
+    def prepare(self, *args: P.args, **kwargs: P.kwargs) -> PreparedJob:
+        """Encode a job without publishing it, for `Aarq.enqueue_many`."""
+        task = self.task
+        try:
+            task.signature.bind(*args, **kwargs)
+        except TypeError as e:
+            raise ArgumentsError(f"cannot enqueue {task.name}{task.signature}: {e}") from None
+        return build_job(task.name, task.queue, list(args), kwargs, self.call)
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Publish a job running this task with these arguments; returns its handle."""
+        return await self.task.app.publish(self.prepare(*args, **kwargs))
+
+
+_NO_OPTIONS = CallOptions()
+
+
+def build_job(
+    task: str, queue: str, args: list[Any], kwargs: dict[str, Any], call: CallOptions
+) -> PreparedJob:
+    """Encode one job message for `task` on `queue`."""
+    job_id = call.job_id or uuid.uuid4().hex
+    message = JobMessage(
+        task=task,
+        args=args,
+        kwargs=kwargs,
+        id=job_id,
+        enqueued_at=time.time(),
+        ttl=call.ttl,
+        timeout=call.timeout,
+        retries=call.retries,
+    )
+    try:
+        data = encode(message)
+    except (TypeError, msgspec.EncodeError) as e:
+        raise SerializationError(
+            f"cannot encode the arguments of {task}: {e}; job arguments must be JSON-encodable "
+            "(str, int, float, bool, None, lists, dicts, datetimes, dataclasses, msgspec Structs)"
+        ) from None
+    return PreparedJob(task=task, queue=queue, job_id=job_id, data=data)
+
+
+def _signature_without_ctx(fn: Callable[..., Any], name: str) -> inspect.Signature:
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if not params or params[0].kind not in positional:
+        raise ConfigError(
+            f"task {name} must take the job context as its first positional parameter: "
+            f"def {name}(ctx, ...)"
+        )
+    return signature.replace(parameters=params[1:])

@@ -1,0 +1,121 @@
+"""The JSON that aioq puts on the wire; these msgspec structs are the schema.
+
+`docs/protocol.md` documents every field, and a test keeps it in sync with `json_schemas()`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Any, Final
+
+import msgspec
+
+__all__ = [
+    "DeadLetter",
+    "DeadReason",
+    "ErrorInfo",
+    "JobMessage",
+    "WorkerInfo",
+    "decode_job",
+    "encode",
+    "json_schemas",
+]
+
+_Seconds = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class JobMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One job, as published on ``<prefix>.jobs.<queue>``.
+
+    Only `task` is required. Unknown fields are rejected so that a typo in a hand-written
+    job (``kwarg`` for ``kwargs``) is dead-lettered with a clear reason instead of running wrong.
+    """
+
+    task: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    args: list[Any] = msgspec.field(default_factory=list)
+    kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    enqueued_at: float | None = None
+    ttl: _Seconds | None = None
+    timeout: _Seconds | None = None
+    retries: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class DeadReason(enum.StrEnum):
+    """Why a job ended in the dead-letter stream."""
+
+    #: The task raised on its last allowed attempt (or raised a no-retry exception).
+    FAILED = "failed"
+    #: The job waited longer than its `ttl` before it could start.
+    EXPIRED = "expired"
+    #: The payload is not valid aioq job JSON.
+    BAD_PAYLOAD = "bad_payload"
+    #: No task of that name is registered on the worker's app.
+    UNKNOWN_TASK = "unknown_task"
+    #: The arguments do not bind to the task's signature.
+    BAD_ARGS = "bad_args"
+    #: Deliveries ran out without an outcome: the worker died or lost the job each time.
+    CRASHED = "crashed"
+
+
+class ErrorInfo(msgspec.Struct, frozen=True):
+    """An exception raised by a task, as text."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+class DeadLetter(msgspec.Struct, omit_defaults=True):
+    """A job that will not run again, published on ``<prefix>.dead.<queue>``."""
+
+    id: str
+    queue: str
+    reason: DeadReason
+    attempts: int
+    dead_at: float
+    payload: bytes
+    task: str | None = None
+    error: ErrorInfo | None = None
+    enqueued_at: float | None = None
+    worker: str | None = None
+    stream_seq: int | None = None
+    payload_truncated: bool = False
+
+
+class WorkerInfo(msgspec.Struct):
+    """A worker's heartbeat, the value of its key in the ``<prefix>-workers`` KV bucket."""
+
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    active: int
+    processed: int
+    failed: int
+    retried: int
+    started_at: float
+    heartbeat_at: float
+    version: str
+
+
+_job_decoder: Final = msgspec.json.Decoder(JobMessage)
+_encoder: Final = msgspec.json.Encoder()
+
+
+def decode_job(data: bytes) -> JobMessage:
+    """Decode one job message; raises `msgspec.DecodeError` or `msgspec.ValidationError`."""
+    return _job_decoder.decode(data)
+
+
+def encode(value: object) -> bytes:
+    """Encode any wire struct (or JSON-compatible value) to JSON bytes."""
+    return _encoder.encode(value)
+
+
+def json_schemas() -> dict[str, Any]:
+    """JSON Schemas of every wire struct, keyed by struct name."""
+    structs = (JobMessage, DeadLetter, WorkerInfo)
+    _, components = msgspec.json.schema_components(structs, ref_template="#/$defs/{name}")
+    return components

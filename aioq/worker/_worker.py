@@ -1,0 +1,331 @@
+"""`Worker`: pulls jobs from its queues and runs them, until asked to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Final
+
+from aioq import __version__
+from aioq._nats.broker import ConsumerGoneError
+from aioq.context import State
+from aioq.errors import ConfigError
+from aioq.naming import validate_queue
+from aioq.options import seconds
+from aioq.transport import Broker, Delivery, JobSource
+from aioq.wire import WorkerInfo
+from aioq.worker.execute import Executor, Stats
+from aioq.worker.heartbeat import Heartbeat, host_identity, now
+from aioq.worker.slots import Slots
+
+if TYPE_CHECKING:
+    from aioq.app import Aarq, Hook
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("aioq.worker")
+
+# Largest batch asked for at once: bigger batches save round trips, smaller ones spread a
+# backlog more evenly over several workers.
+MAX_BATCH: Final = 256
+# How long a lingering pull waits before it is renewed; bounds how long a lost pull can idle.
+FETCH_TIMEOUT_S: Final = 5.0
+# The lease is renewed when a third of it has passed, leaving two thirds of margin.
+LEASE_RENEW_FRACTION: Final = 3
+
+
+class Worker:
+    """Runs the jobs of one or more queues, `concurrency` at a time.
+
+    Args:
+        app: The app whose tasks the worker runs.
+        queues: Queues to pull from; each has one durable consumer shared by all workers.
+        concurrency: Most jobs held at once (running, or fetched and about to run).
+        shutdown_grace: Seconds that `stop` lets running jobs finish before they are
+            cancelled and returned to their queue.
+        heartbeat_interval: Seconds between heartbeats in the workers bucket.
+        heartbeat_ttl: Silence after which a worker's heartbeat disappears; 3 intervals by
+            default. Applies when the bucket is created.
+        handle_signals: Install SIGTERM/SIGINT handlers (graceful stop, then forced stop on
+            the second signal) while `run` runs; only possible in the main thread.
+    """
+
+    def __init__(
+        self,
+        app: Aarq,
+        queues: Sequence[str] = ("default",),
+        concurrency: int = 10,
+        *,
+        shutdown_grace: float = 30.0,
+        heartbeat_interval: float = 10.0,
+        heartbeat_ttl: float | None = None,
+        handle_signals: bool = True,
+    ) -> None:
+        if isinstance(queues, str):
+            queues = [queues]
+        self.queues = list(dict.fromkeys(validate_queue(q) for q in queues))
+        if not self.queues:
+            raise ConfigError("a worker needs at least one queue")
+        self.slots = Slots(concurrency)
+        if concurrency < len(self.queues):
+            raise ConfigError(
+                f"concurrency {concurrency} is below the number of queues ({len(self.queues)}): "
+                "each queue needs a slot to wait for its next job"
+            )
+        self.app = app
+        self.id = str(uuid.uuid4())
+        self.shutdown_grace = seconds(shutdown_grace, "shutdown_grace", allow_zero=True) or 0.0
+        self.heartbeat_interval = seconds(heartbeat_interval, "heartbeat_interval") or 10.0
+        self.heartbeat_ttl = seconds(heartbeat_ttl, "heartbeat_ttl") or 3 * self.heartbeat_interval
+        self.handle_signals = handle_signals
+        self.started_at = 0.0
+        self._executor: Executor | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
+        self._stop_requested: asyncio.Event | None = None
+        self._force: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+
+    @property
+    def concurrency(self) -> int:
+        """Most jobs held at once."""
+        return self.slots.capacity
+
+    @property
+    def active(self) -> int:
+        """Jobs running now."""
+        return len(self._jobs)
+
+    @property
+    def stats(self) -> Stats:
+        """Processed, failed and retried counts since the worker started."""
+        return self._executor.stats if self._executor else Stats()
+
+    def set_concurrency(self, concurrency: int) -> None:
+        """Change how many jobs the worker holds at once, while it runs."""
+        self.slots.resize(concurrency)
+
+    def stop(self) -> None:
+        """Start the graceful stop: fetch no more, let running jobs finish, then return.
+
+        A second call forces the stop: running jobs are cancelled and returned to their queue.
+        Safe to call from a signal handler or another thread.
+        """
+        loop = self._loop
+        if loop is None:
+            return
+        if threading.get_ident() != self._thread:
+            loop.call_soon_threadsafe(self.stop)
+            return
+        assert self._stop_requested is not None
+        assert self._force is not None
+        if self._stop_requested.is_set():
+            log.warning("worker %s: second stop request, cancelling running jobs", self.id)
+            self._force.set()
+        else:
+            log.info("worker %s: stopping, waiting for %d running jobs", self.id, self.active)
+            self._stop_requested.set()
+
+    async def run(self) -> None:
+        """Run until `stop` (or SIGTERM/SIGINT), then shut down gracefully and return."""
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+        self._stop_requested, self._force = asyncio.Event(), asyncio.Event()
+        owns_connection = not self.app.connected
+        broker = await self.app.connect()
+        self._executor = Executor(self.app, broker, self.id)
+        heartbeat = Heartbeat(
+            broker, self.id, self.heartbeat_interval, self.heartbeat_ttl, self._info
+        )
+        self.started_at = now()
+        try:
+            await _run_hooks(self.app.startup_hooks, self.app.state, "startup")
+            sources = {q: await broker.open_source(q, self.app.queue(q)) for q in self.queues}
+            await heartbeat.beat()
+            log.info(
+                "worker %s started: queues=%s concurrency=%d",
+                self.id,
+                ",".join(self.queues),
+                self.concurrency,
+            )
+            with self._signals():
+                await self._serve(broker, sources, heartbeat)
+        finally:
+            await self._after_stop(heartbeat, owns_connection)
+
+    async def _serve(
+        self, broker: Broker, sources: Mapping[str, JobSource], heartbeat: Heartbeat
+    ) -> None:
+        assert self._stop_requested is not None
+        pullers = [
+            asyncio.create_task(self._pull(broker, queue, source), name=f"aioq-pull-{queue}")
+            for queue, source in sources.items()
+        ]
+        background = [
+            asyncio.create_task(heartbeat.run(), name="aioq-heartbeat"),
+            asyncio.create_task(self._keep_leases(), name="aioq-leases"),
+        ]
+        crashed: BaseException | None = None
+        try:
+            stop_wait = asyncio.create_task(self._stop_requested.wait())
+            await asyncio.wait([stop_wait, *pullers], return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            for puller in pullers:
+                if puller.done() and not puller.cancelled() and puller.exception():
+                    crashed = puller.exception()
+                    log.error("worker %s: %s stopped: %r", self.id, puller.get_name(), crashed)
+        finally:
+            await _cancel_all(pullers)
+            await self._drain()
+            await _cancel_all(background)
+        if crashed is not None:
+            raise crashed
+
+    async def _pull(self, broker: Broker, queue: str, source: JobSource) -> None:
+        period = self.app.queue(queue).ack_wait / LEASE_RENEW_FRACTION
+        failures = 0
+        try:
+            while True:
+                taken = await self.slots.acquire(MAX_BATCH)
+                try:
+                    deliveries = await source.fetch_now(taken)
+                    if not deliveries:
+                        # Keep one slot for the job the lingering pull may bring.
+                        self.slots.release(taken - 1)
+                        taken = 1
+                        deliveries = await source.fetch_next(FETCH_TIMEOUT_S)
+                except asyncio.CancelledError:
+                    self.slots.release(taken)
+                    raise
+                except ConsumerGoneError:
+                    self.slots.release(taken)
+                    log.warning("queue %s: its consumer was deleted, creating it again", queue)
+                    await source.close()
+                    source = await broker.open_source(queue, self.app.queue(queue))
+                    continue
+                except Exception as e:
+                    self.slots.release(taken)
+                    failures += 1
+                    pause = min(0.25 * 2**failures, 5.0)
+                    log.warning("queue %s: fetch failed (%s), retrying in %.1fs", queue, e, pause)
+                    await asyncio.sleep(pause)
+                    continue
+                failures = 0
+                self.slots.release(taken - len(deliveries))
+                for delivery in deliveries:
+                    self._start(delivery, queue, period)
+        finally:
+            await source.close()
+
+    def _start(self, delivery: Delivery, queue: str, period: float) -> None:
+        assert self._executor is not None
+        job = asyncio.create_task(self._executor.run(delivery, queue, period))
+        self._jobs.add(job)
+        job.add_done_callback(self._finished)
+
+    def _finished(self, job: asyncio.Task[None]) -> None:
+        self._jobs.discard(job)
+        self.slots.release(1)
+
+    async def _keep_leases(self) -> None:
+        """Renew the lease of every job that has run for a third of its lease."""
+        assert self._executor is not None
+        leases = self._executor.leases
+        tick = min(self.app.queue(q).ack_wait for q in self.queues) / (2 * LEASE_RENEW_FRACTION)
+        while True:
+            await asyncio.sleep(tick)
+            moment = time.monotonic()
+            for lease in list(leases):
+                if moment - lease.touched >= lease.period:
+                    lease.touched = moment
+                    with contextlib.suppress(Exception):
+                        await lease.delivery.in_progress()
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the grace period, then cancel the rest."""
+        assert self._force is not None
+        if self._jobs:
+            force = asyncio.create_task(self._force.wait())
+            finished = asyncio.create_task(_wait_all(list(self._jobs)))
+            await asyncio.wait(
+                [force, finished], timeout=self.shutdown_grace, return_when=asyncio.FIRST_COMPLETED
+            )
+            force.cancel()
+            finished.cancel()
+        if self._jobs:
+            log.warning(
+                "worker %s: cancelling %d jobs still running; they return to their queue",
+                self.id,
+                len(self._jobs),
+            )
+            await _cancel_all(list(self._jobs))
+
+    async def _after_stop(self, heartbeat: Heartbeat, owns_connection: bool) -> None:
+        await heartbeat.remove()
+        try:
+            await _run_hooks(self.app.shutdown_hooks, self.app.state, "shutdown")
+        finally:
+            if owns_connection:
+                await self.app.close()
+            elif self.app.connected:
+                broker = await self.app.connect()
+                with contextlib.suppress(Exception):
+                    await broker.nc.flush(timeout=5)
+            log.info("worker %s stopped: %s", self.id, self.stats)
+
+    def _info(self) -> WorkerInfo:
+        hostname, pid = host_identity()
+        stats = self.stats
+        return WorkerInfo(
+            id=self.id,
+            hostname=hostname,
+            pid=pid,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            active=self.active,
+            processed=stats.processed,
+            failed=stats.failed,
+            retried=stats.retried,
+            started_at=self.started_at,
+            heartbeat_at=now(),
+            version=__version__,
+        )
+
+    @contextlib.contextmanager
+    def _signals(self) -> Iterator[None]:
+        loop = self._loop
+        installed: list[signal.Signals] = []
+        if self.handle_signals and loop and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+                installed.append(sig)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)  # type: ignore[union-attr]
+
+
+async def _run_hooks(hooks: list[Hook], state: State, stage: str) -> None:
+    for hook in hooks:
+        try:
+            await hook(state)
+        except Exception as e:
+            name = getattr(hook, "__qualname__", repr(hook))
+            raise ConfigError(f"{stage} hook {name} failed: {type(e).__name__}: {e}") from e
+
+
+async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _wait_all(tasks: Sequence[asyncio.Task[None]]) -> None:
+    await asyncio.wait(tasks)

@@ -1,0 +1,69 @@
+"""The worker's heartbeat: a JSON record in the ``<prefix>-workers`` KV bucket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+
+from aioq.transport import Broker
+from aioq.wire import WorkerInfo, encode
+
+__all__ = ["Heartbeat"]
+
+log = logging.getLogger("aioq.worker")
+
+
+class Heartbeat:
+    """Writes `record()` every `interval` seconds under the worker's id.
+
+    The bucket's TTL (`ttl`, three intervals by default) removes the key of a worker that
+    stops writing, so the bucket lists live workers only, judged by the server's clock.
+    """
+
+    def __init__(
+        self,
+        broker: Broker,
+        worker_id: str,
+        interval: float,
+        ttl: float,
+        snapshot: Callable[[], WorkerInfo],
+    ) -> None:
+        self.broker = broker
+        self.worker_id = worker_id
+        self.interval = interval
+        self.ttl = ttl
+        self.snapshot = snapshot
+
+    async def beat(self) -> None:
+        """Write one heartbeat now."""
+        await self.broker.put_worker(self.worker_id, encode(self.snapshot()), self.ttl)
+
+    async def run(self) -> None:
+        """Beat every `interval` seconds until cancelled; failures are logged and retried."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.beat()
+            except Exception as e:
+                log.warning("worker %s: heartbeat failed: %s", self.worker_id, e)
+
+    async def remove(self) -> None:
+        """Delete the heartbeat key so the worker leaves the list at once."""
+        try:
+            await self.broker.delete_worker(self.worker_id)
+        except Exception as e:
+            log.warning("worker %s: cannot remove its heartbeat: %s", self.worker_id, e)
+
+
+def host_identity() -> tuple[str, int]:
+    """Hostname and pid for the heartbeat."""
+    return socket.gethostname(), os.getpid()
+
+
+def now() -> float:
+    """Wall-clock time for heartbeat timestamps."""
+    return time.time()

@@ -1,0 +1,106 @@
+"""Shared fixtures: one real nats-server per test session, an isolated app per test."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client as NatsClient
+
+from aioq import Aarq, Worker
+from aioq.embedded import EmbeddedNats
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[EmbeddedNats]:
+    """A real JetStream server on a free loopback port with a temporary store."""
+    server = EmbeddedNats()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def nats_url(nats_server: EmbeddedNats) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A prefix of its own per test, so tests never see each other's jobs."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+async def app(nats_url: str, prefix: str) -> AsyncIterator[Aarq]:
+    """An app on the session server with a short lease, so redeliveries come fast."""
+    application = Aarq(nats_url, prefix=prefix, ack_wait=2.0)
+    yield application
+    await application.close()
+    await _delete_prefix(nats_url, application)
+
+
+async def _delete_prefix(url: str, application: Aarq) -> None:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    names = application.names
+    for stream in (names.jobs_stream, names.dead_stream, f"KV_{names.workers_bucket}"):
+        with contextlib.suppress(Exception):
+            await js.delete_stream(stream)
+    await nc.close()
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
+    """A plain nats-py client, for checking what aioq stored."""
+    client = await nats.connect(nats_url)
+    yield client
+    await client.close()
+
+
+WorkerFactory = Callable[..., Awaitable[Worker]]
+
+
+@pytest.fixture
+async def start_worker(app: Aarq) -> AsyncIterator[WorkerFactory]:
+    """Start in-process workers (stopped at teardown): ``await start_worker(queues=[...])``."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start(application: Aarq | None = None, **options: Any) -> Worker:
+        options.setdefault("heartbeat_interval", 0.5)
+        options.setdefault("shutdown_grace", 5.0)
+        options.setdefault("handle_signals", False)
+        worker = Worker(application or app, **options)
+        task = asyncio.create_task(worker.run())
+        running.append((worker, task))
+        await wait_for(lambda: worker.started_at > 0 or task.done(), timeout=10)
+        if task.done():
+            task.result()
+        return worker
+
+    yield start
+    for worker, task in running:
+        worker.stop()
+    for worker, task in running:
+        try:
+            async with asyncio.timeout(15):
+                await task
+        except TimeoutError:
+            worker.stop()
+            await task
+
+
+async def wait_for(
+    condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02
+) -> None:
+    """Wait until `condition()` is truthy, failing the test after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(interval)

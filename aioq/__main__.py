@@ -1,0 +1,5 @@
+"""``python -m aioq``: the command line."""
+
+from aioq.cli import main
+
+main()

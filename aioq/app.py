@@ -12,9 +12,9 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 from aioq._nats import NatsBroker, NatsSettings
 from aioq.backoff import BackoffLike
 from aioq.context import Context, State
-from aioq.errors import ConfigError, EnqueueError, UnknownTaskError
+from aioq.errors import ConfigError, PartialEnqueueError, UnknownTaskError
 from aioq.job import Job
-from aioq.naming import Names, validate_task_name
+from aioq.naming import Names, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.task import PreparedJob, Task
 
@@ -219,8 +219,6 @@ class Aarq:
             max_ack_pending: Cap on jobs delivered and not yet settled, over all workers
                 (-1: no cap). Jobs waiting out a retry delay count against it.
         """
-        from aioq.naming import validate_queue
-
         validate_queue(name)
         current = self._queue_options.get(name, self._default_queue_options)
         if ack_wait is not None or max_ack_pending is not None:
@@ -293,8 +291,7 @@ class Aarq:
         """Publish many jobs (from ``task.prepare(...)``) and await their acknowledgements together.
 
         Raises:
-            EnqueueError: If any job was not stored; its ``failed`` attribute lists
-                ``(job, error)`` pairs and ``enqueued`` the jobs that were stored.
+            PartialEnqueueError: If any job was not stored; it lists which.
         """
         prepared = list(jobs)
         if not prepared:
@@ -309,14 +306,13 @@ class Aarq:
             else:
                 done.append(Job(job.job_id, job.task, job.queue, duplicate=outcome))
         if failed:
-            error = EnqueueError(
+            raise PartialEnqueueError(
                 f"{len(failed)} of {len(prepared)} jobs were not enqueued "
                 f"(first: {failed[0][0].job_id}: {failed[0][1]!r}); re-enqueueing them all is "
-                "safe, the stored ones are deduplicated by id"
+                "safe, the stored ones are deduplicated by id",
+                enqueued=done,
+                failed=failed,
             )
-            error.failed = failed  # type: ignore[attr-defined]
-            error.enqueued = done  # type: ignore[attr-defined]
-            raise error
         return done
 
 

@@ -12,7 +12,8 @@ Every error derives from `AioqError`, so `except AioqError` catches them all::
     │   ├── UnknownTaskError         names the task and the registered ones
     │   ├── ArgumentsError           arguments do not bind to the task's signature
     │   ├── SerializationError       arguments are not JSON-encodable (names the type)
-    │   └── PayloadTooLargeError     encoded job larger than the server's max_payload
+    │   ├── PayloadTooLargeError     encoded job larger than the server's max_payload
+    │   └── PartialEnqueueError      some jobs of an `enqueue_many` batch were not stored
     ├── DecodeError                  a job message that is not valid aioq JSON
     └── JobError
         └── JobNotFoundError
@@ -23,6 +24,11 @@ Every error derives from `AioqError`, so `except AioqError` catches them all::
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aioq.job import Job
+    from aioq.task import PreparedJob
 
 __all__ = [
     "AioqError",
@@ -34,6 +40,7 @@ __all__ = [
     "EnqueueError",
     "JobError",
     "JobNotFoundError",
+    "PartialEnqueueError",
     "PayloadTooLargeError",
     "ProvisioningError",
     "Retry",
@@ -85,6 +92,27 @@ class SerializationError(EnqueueError, TypeError):
 
 class PayloadTooLargeError(EnqueueError):
     """The encoded job is larger than the server accepts."""
+
+
+class PartialEnqueueError(EnqueueError):
+    """Some jobs of an `enqueue_many` batch were not stored.
+
+    Attributes:
+        enqueued: Handles of the jobs that were stored.
+        failed: ``(job, error)`` for each job that was not.
+
+    Enqueueing the whole batch again is safe: stored jobs are deduplicated by id.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        enqueued: list[Job[Any]],
+        failed: list[tuple[PreparedJob, BaseException]],
+    ) -> None:
+        super().__init__(message)
+        self.enqueued = enqueued
+        self.failed = failed
 
 
 class DecodeError(AioqError, ValueError):

@@ -66,6 +66,10 @@ class Task(Generic[P, R]):
         """The queue the task's jobs go to."""
         return self.options.queue
 
+    def describe(self) -> str:
+        """The task's name and parameters, for error messages: ``add(a: int, b: int)``."""
+        return f"{self.name}({', '.join(map(str, self.signature.parameters.values()))})"
+
     def with_options(
         self,
         *,
@@ -121,7 +125,7 @@ class TaskCall(Generic[P, R]):
         try:
             task.signature.bind(*args, **kwargs)
         except TypeError as e:
-            raise ArgumentsError(f"cannot enqueue {task.name}{task.signature}: {e}") from None
+            raise ArgumentsError(f"cannot enqueue {task.describe()}: {e}") from None
         return build_job(task.name, task.queue, list(args), kwargs, self.call)
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
@@ -158,7 +162,10 @@ def build_job(
 
 
 def _signature_without_ctx(fn: Callable[..., Any], name: str) -> inspect.Signature:
-    signature = inspect.signature(fn)
+    try:  # resolved annotations read better in error messages
+        signature = inspect.signature(fn, eval_str=True)
+    except Exception:
+        signature = inspect.signature(fn)
     params = list(signature.parameters.values())
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if not params or params[0].kind not in positional:

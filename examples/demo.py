@@ -37,8 +37,21 @@ def main() -> int:
     with EmbeddedNats() as server:
         print(f"demo: nats-server running at {server.url}", flush=True)
         worker = subprocess.Popen(
-            [sys.executable, "-m", "aioq", "worker", "examples.tasks:app",
-             "-q", "default", "-q", "email", "-c", "20", "-s", server.url],
+            [
+                sys.executable,
+                "-m",
+                "aioq",
+                "worker",
+                "examples.tasks:app",
+                "-q",
+                "default",
+                "-q",
+                "email",
+                "-c",
+                "20",
+                "-s",
+                server.url,
+            ],
             cwd=ROOT,
             stderr=subprocess.PIPE,
             text=True,

@@ -86,7 +86,7 @@ async def start_worker(app: Aarq) -> AsyncIterator[WorkerFactory]:
         return worker
 
     yield start
-    for worker, task in running:
+    for worker, _ in running:
         worker.stop()
     for worker, task in running:
         try:
@@ -102,5 +102,5 @@ async def wait_for(
 ) -> None:
     """Wait until `condition()` is truthy, failing the test after `timeout` seconds."""
     async with asyncio.timeout(timeout):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - polls state that no event signals
             await asyncio.sleep(interval)

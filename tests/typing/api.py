@@ -1,0 +1,35 @@
+"""Type-checked by mypy (see pyproject), never executed: the public API keeps its types.
+
+Lines marked ``type: ignore[...]`` must stay errors; mypy's warn_unused_ignores catches a
+regression that would let them through.
+"""
+
+from __future__ import annotations
+
+from aioq import Aarq, Context, Job, PreparedJob, Task
+
+app = Aarq("nats://127.0.0.1:4222")
+
+
+@app.task(queue="email", retries=5)
+async def send_email(ctx: Context, to: str, subject: str, *, urgent: bool = False) -> int:
+    return 1
+
+
+@app.task
+def resize(ctx: Context, path: str, width: int) -> str:
+    return path
+
+
+async def uses() -> None:
+    task: Task[[str, str], int] = send_email
+    job: Job[int] = await send_email.enqueue("a@example.com", "hi", urgent=True)
+    other: Job[str] = await resize.enqueue("x.png", 100)
+    prepared: PreparedJob = send_email.prepare("a@example.com", "hi")
+    await send_email.with_options(job_id="x", ttl=30).enqueue("a@example.com", "hi")
+    await app.enqueue_many([prepared, resize.prepare("y.png", 50)])
+    await send_email.enqueue("a@example.com")  # type: ignore[call-arg]
+    await send_email.enqueue("a@example.com", 3)  # type: ignore[arg-type]
+    await resize.enqueue("x.png", width="wide")  # type: ignore[arg-type]
+    await send_email.with_options(job_id="x").enqueue(1, "hi")  # type: ignore[arg-type]
+    del task, job, other

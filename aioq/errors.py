@@ -8,15 +8,12 @@ Every error derives from `AioqError`, so `except AioqError` catches them all::
     ├── BrokerError
     │   ├── BrokerUnavailableError   cannot reach NATS (names the URLs tried)
     │   └── ProvisioningError        a stream, consumer or bucket cannot be created or bound
-    ├── EnqueueError                 the job could not be published
-    │   ├── UnknownTaskError         names the task and the registered ones
-    │   ├── ArgumentsError           arguments do not bind to the task's signature
-    │   ├── SerializationError       arguments are not JSON-encodable (names the type)
-    │   ├── PayloadTooLargeError     encoded job larger than the server's max_payload
-    │   └── PartialEnqueueError      some jobs of an `enqueue_many` batch were not stored
-    ├── DecodeError                  a job message that is not valid aioq JSON
-    └── JobError
-        └── JobNotFoundError
+    └── EnqueueError                 the job could not be published
+        ├── UnknownTaskError         names the task and the registered ones
+        ├── ArgumentsError           arguments do not bind to the task's signature
+        ├── SerializationError       arguments are not JSON-encodable (names the type)
+        ├── PayloadTooLargeError     encoded job larger than the server's max_payload
+        └── PartialEnqueueError      some jobs of an `enqueue_many` batch were not stored
 
 `Retry` is not an error: a task raises it to ask for another attempt.
 """
@@ -36,10 +33,7 @@ __all__ = [
     "BrokerError",
     "BrokerUnavailableError",
     "ConfigError",
-    "DecodeError",
     "EnqueueError",
-    "JobError",
-    "JobNotFoundError",
     "PartialEnqueueError",
     "PayloadTooLargeError",
     "ProvisioningError",
@@ -113,18 +107,6 @@ class PartialEnqueueError(EnqueueError):
         super().__init__(message)
         self.enqueued = enqueued
         self.failed = failed
-
-
-class DecodeError(AioqError, ValueError):
-    """A message on a job subject is not a valid aioq job."""
-
-
-class JobError(AioqError):
-    """Base class for errors about one job."""
-
-
-class JobNotFoundError(JobError, LookupError):
-    """No job with that id is known."""
 
 
 class Retry(Exception):

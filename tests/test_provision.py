@@ -1,0 +1,63 @@
+"""Streams and consumers: created idempotently, shared, and re-created when deleted."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.aio.client import Client as NatsClient
+from nats.js.api import AckPolicy, RetentionPolicy, StorageType
+
+from aioq import Aarq, Context
+
+from .conftest import WorkerFactory, wait_for
+
+
+async def test_queue_maps_to_a_subject_and_one_shared_durable_consumer(
+    app: Aarq, nc: NatsClient, start_worker: WorkerFactory
+) -> None:
+    app.queue("email", ack_wait=7)
+    first = await start_worker(queues=["email"], concurrency=2)
+    second = await start_worker(queues=["email"], concurrency=2)
+    assert first.id != second.id
+    js = nc.jetstream()
+    stream = await js.stream_info(app.names.jobs_stream)
+    assert stream.config.subjects == [f"{app.prefix}.jobs.*"]
+    assert stream.config.retention == RetentionPolicy.WORK_QUEUE
+    assert stream.config.storage == StorageType.FILE
+    consumers = await js.consumers_info(app.names.jobs_stream)
+    assert [c.name for c in consumers] == ["email"]
+    config = consumers[0].config
+    assert config.filter_subject == f"{app.prefix}.jobs.email"
+    assert config.ack_policy == AckPolicy.EXPLICIT
+    assert config.ack_wait == 7.0
+    assert config.max_deliver == -1
+
+
+async def test_consumer_settings_are_updated_on_start(
+    app: Aarq, nc: NatsClient, start_worker: WorkerFactory
+) -> None:
+    worker = await start_worker(queues=["q"], concurrency=1)
+    worker.stop()
+    await wait_for(lambda: worker.active == 0)
+    app.queue("q", ack_wait=9)
+    await start_worker(queues=["q"], concurrency=1)
+    info = await nc.jetstream().consumer_info(app.names.jobs_stream, "q")
+    assert info.config.ack_wait == 9.0
+
+
+async def test_worker_recreates_a_deleted_consumer(
+    app: Aarq, nc: NatsClient, start_worker: WorkerFactory
+) -> None:
+    ran: list[int] = []
+
+    @app.task(queue="q")
+    async def mark(ctx: Context, n: int) -> None:
+        ran.append(n)
+
+    await start_worker(queues=["q"], concurrency=2)
+    await mark.enqueue(1)
+    await wait_for(lambda: ran == [1])
+    await nc.jetstream().delete_consumer(app.names.jobs_stream, "q")
+    await asyncio.sleep(0.2)
+    await mark.enqueue(2)
+    await wait_for(lambda: ran == [1, 2], timeout=15)

@@ -1,6 +1,7 @@
 """aioq: the tasks and the app its worker CLI loads.
 
-UNTESTED: written against aioq's specified API while the package is being written.
+Written against aioq's specified API while the package was being written; it has since
+run end to end (quick runs and 2,000-job runs) against the work tree of 2026-11-23.
 
 Worker:
 
@@ -15,7 +16,6 @@ import time
 from typing import Any
 
 from aioq import Aarq
-
 from benchmarks.recorder import record
 
 app = Aarq(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"), prefix="bench")

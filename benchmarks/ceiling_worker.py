@@ -19,7 +19,6 @@ import signal
 import time
 
 import nats
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StreamConfig
 from nats.js.errors import BadRequestError
 
@@ -73,7 +72,7 @@ async def main(url: str, concurrency: int, batch: int) -> None:
     while not stop.is_set():
         try:
             msgs = await psub.fetch(batch=batch, timeout=1.0)
-        except NatsTimeoutError:
+        except TimeoutError:  # nats' TimeoutError subclasses it; _fetch_n also raises it bare
             continue
         for msg in msgs:
             await sem.acquire()

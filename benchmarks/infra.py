@@ -45,11 +45,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
-    """SIGTERM the process by PID, wait (bounded), then SIGKILL its own process group."""
+def _stop_process(
+    proc: subprocess.Popen[bytes], timeout: float = 10.0, group: bool = False
+) -> int | None:
+    """SIGTERM the process by PID (or its process group), wait (bounded), then SIGKILL its group.
+
+    ``group=True`` sends the SIGTERM to the whole process group the CLI started, as a
+    terminal's Ctrl-C or systemd's control-group stop would (SAQ's ``--workers N`` needs it:
+    its parent does not forward the signal to its worker children).
+    """
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
+            if group:
+                os.killpg(proc.pid, signal.SIGTERM)
+            else:
+                os.kill(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -89,9 +99,7 @@ class NatsServer:
             "-js", "-sd", str(store),
         ]  # fmt: skip
         log = open(store / "server.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         ports_file = store / f"nats-server_{proc.pid}.ports"
         deadline = time.monotonic() + timeout
@@ -273,13 +281,11 @@ class WorkerGroup:
         for i, cmd in enumerate(commands):
             log_path = record_dir / f"worker-{i}.log"
             log = open(log_path, "wb")  # noqa: SIM115
-            procs.append(
-                subprocess.Popen(
-                    list(cmd), cwd=ROOT, env=full_env, stdout=log,
-                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )  # fmt: skip
-            )
+            proc = subprocess.Popen(
+                list(cmd), cwd=ROOT, env=full_env, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+            procs.append(proc)
             log.close()
             logs.append(log_path)
         return cls(procs=procs, record_dir=record_dir, log_paths=logs)
@@ -308,8 +314,8 @@ class WorkerGroup:
         """The processes that ran jobs (they have a record file)."""
         return sorted(job_pids(self.record_dir))
 
-    def stop(self, timeout: float = 10.0) -> list[int | None]:
-        return [_stop_process(p, timeout) for p in self.procs]
+    def stop(self, timeout: float = 10.0, group: bool = False) -> list[int | None]:
+        return [_stop_process(p, timeout, group) for p in self.procs]
 
 
 # --------------------------------------------------------------------------- records

@@ -5,9 +5,9 @@ the enqueue wall-clock time it carried in its payload and the wall-clock time at
 its body started. The record ``(t_enqueue, t_start, t_end)`` is appended to an in-memory
 ``array('d')``; a timer on the worker's own event loop appends the new records to
 ``$BENCH_RECORD_DIR/rec-<pid>.bin`` every 50 ms (and once more at interpreter exit). The
-hot path is therefore one array append (the buffer is emptied at each flush, so it
-does not grow with the job count and does not distort the RSS figures); the only I/O is one small ``write`` per 50 ms per
-worker process, the same for every system.
+hot path is therefore one array append (the buffer is emptied at each flush, so it does
+not grow with the job count and does not distort the RSS figures); the only I/O is one
+small ``write`` per 50 ms per worker process, the same for every system.
 
 The benchmark runner reads the files while the worker runs: ``size // 24`` is the number
 of finished jobs, so completion detection needs nothing from the broker, and the file name

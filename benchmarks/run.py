@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ class Params:
     latency_seconds: float = 10.0  # (c)
     backlog: int = 1_000_000  # (h); 0 skips it
     drain_seconds: float = 60.0  # (h) how long the worker drains before we stop it
+    h_reps: int = 1  # (h) runs in the first h_reps repetitions only (it is the slow one)
     min_rate: float = 300.0  # jobs/s below which a wait times out (plus 30 s slack)
     enqueue_window: int = 100  # concurrent enqueues for systems without a batch API
 
@@ -124,14 +125,18 @@ def workers(system: System, nprocs: int, record_dir: Path):  # type: ignore[no-u
     try:
         yield group
     finally:
-        codes = group.stop()
+        codes = group.stop(group=system.stop_group)
         bad = [c for c in codes if c not in (0, None)]
         if bad:
             log(f"  note: {system.name} worker exit codes {codes} after SIGTERM")
 
 
 async def wait_for_records(
-    group: WorkerGroup, target: int, timeout: float, on_progress: Callable[[int], None] | None = None
+    group: WorkerGroup,
+    target: int,
+    timeout: float,
+    on_progress: Callable[[int], None] | None = None,
+    system: System | None = None,
 ) -> int:
     """Poll the record files until ``target`` jobs finished; bounded by ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -146,7 +151,11 @@ async def wait_for_records(
         if dead:
             raise StepError(dead)
         await asyncio.sleep(POLL)
-    raise StepError(f"timed out after {timeout:.0f} s with {n}/{target} jobs recorded")
+    held = ""
+    if system is not None:
+        with contextlib.suppress(Exception):
+            held = f"; the broker still holds {await system.pending()} jobs"
+    raise StepError(f"timed out after {timeout:.0f} s with {n}/{target} jobs recorded{held}")
 
 
 async def wait_drained(system: System, timeout: float = 10.0) -> bool | None:
@@ -179,14 +188,15 @@ async def enqueue_fast(system: System, kind: str, n: int, window: int) -> float:
             now = time.time()
             await system.enqueue_batch(kind, [now] * size)
         else:
-            it = iter(range(size))
-
-            async def lane() -> None:
-                for _ in it:
-                    await system.enqueue_one(kind, time.time())
-
-            await asyncio.gather(*(lane() for _ in range(min(window, size))))
+            todo = iter(range(size))  # shared by the lanes
+            await asyncio.gather(*[_lane(system, kind, todo) for _ in range(min(window, size))])
     return n / (time.perf_counter() - t0)
+
+
+async def _lane(system: System, kind: str, todo: Iterator[int]) -> None:
+    """One of the concurrent enqueuers sharing ``todo``."""
+    for _ in todo:
+        await system.enqueue_one(kind, time.time())
 
 
 def wait_timeout(params: Params, n: int) -> float:
@@ -217,6 +227,41 @@ def throughput(records: dict[int, list[tuple[float, float, float]]]) -> tuple[fl
     return inside / (hi - lo), True
 
 
+def cpu_per_10k(
+    samples: list[tuple[float, dict[int, float]]],
+    records: dict[int, list[tuple[float, float, float]]],
+) -> float | None:
+    """CPU seconds per 10,000 jobs of the job processes between two /proc samples.
+
+    Start: the last sample taken before the first job started in which every job
+    process already existed (so start-up is excluded); end: the last sample (taken after
+    the last job). Jobs counted: those that ended between the two.
+    """
+    pids = set(records)
+    if not pids or len(samples) < 2:
+        return None
+    first_start = min(r[1] for rs in records.values() for r in rs)
+    end_t, end_cpu = samples[-1]
+    if not pids <= end_cpu.keys():
+        return None
+    begin: tuple[float, dict[int, float]] | None = None
+    for t, cpus in samples[:-1]:
+        if pids <= cpus.keys():
+            if begin is None or t <= first_start:
+                begin = (t, cpus)
+            if t > first_start:
+                break
+    if begin is None:
+        return None
+    t0, cpu0 = begin
+    done = sum(1 for rs in records.values() for r in rs if t0 < r[2] <= end_t)
+    total = sum(len(rs) for rs in records.values())
+    if done < max(20, total // 2):
+        return None
+    used = sum(end_cpu[p] - cpu0[p] for p in pids)
+    return used / done * 10_000
+
+
 def quantile(sorted_vals: Sequence[float], q: float) -> float:
     if not sorted_vals:
         return float("nan")
@@ -239,22 +284,27 @@ async def step_enqueue_and_throughput(
         a1 = n / (time.perf_counter() - t0)
         res.add(system.name, "a1", a1)
 
-        cpu0: dict[str, float] = {}
+        # CPU of every process of the CLI, sampled at each poll (20 ms); the pid list is
+        # refreshed every 5th poll (a /proc scan). (e) takes the last sample before the
+        # first job started and the one after the last job ended.
+        samples: list[tuple[float, dict[int, float]]] = []
+        known: list[int] = []
+        polls = [0]
+
+        def sample() -> None:
+            if polls[0] % 5 == 0:
+                known[:] = group.all_pids()
+            polls[0] += 1
+            cpus = {p: infra.cpu_seconds(p) for p in known}
+            samples.append((time.time(), {p: c for p, c in cpus.items() if c is not None}))
 
         with workers(system, 1, tmp) as group:
-
-            def progress(count: int) -> None:
-                if count > 0 and not cpu0:
-                    pids = group.job_pids()
-                    cpu = [infra.cpu_seconds(p) for p in pids]
-                    if pids and all(c is not None for c in cpu):
-                        cpu0["t"] = time.time()
-                        cpu0["cpu"] = sum(c for c in cpu if c is not None)
-
-            await wait_for_records(group, n, wait_timeout(params, n), progress)
-            t1 = time.time()
+            await wait_for_records(
+                group, n, wait_timeout(params, n), lambda _count: sample(), system
+            )
+            polls[0] = 0
+            sample()
             pids = group.job_pids()
-            cpu1 = sum(infra.cpu_seconds(p) or 0.0 for p in pids)
             peak = max(infra.peak_rss_bytes(p) or 0 for p in pids)
             tree = sum(infra.peak_rss_bytes(p) or 0 for p in group.all_pids())
             drained = await wait_drained(system)
@@ -263,14 +313,11 @@ async def step_enqueue_and_throughput(
         res.add(system.name, "b", b)
         res.add(system.name, "d", peak / MB)
         res.add(system.name, "d_tree", tree / MB)
-        done = 0
-        if cpu0:
-            done = sum(1 for rs in records.values() for r in rs if cpu0["t"] < r[2] <= t1)
-        if done >= max(50, n // 10):
-            res.add(system.name, "e", (cpu1 - cpu0["cpu"]) / done * 10_000)
-        else:  # the backlog drained before we could sample: whole life, start-up included
-            res.add(system.name, "e", cpu1 / n * 10_000)
-            res.notes.append(f"{system.name}: (e) includes worker start-up (backlog too small)")
+        e = cpu_per_10k(samples, records)
+        if e is not None:
+            res.add(system.name, "e", e)
+        else:
+            res.notes.append(f"{system.name}: (e) not measurable (backlog drained too fast)")
         if drained is False:
             res.notes.append(f"{system.name}: broker not drained after (b)")
     log(f"  {system.name}: (a) {a1:,.0f}/s one-by-one; (b) {b:,.0f} jobs/s; "
@@ -285,7 +332,7 @@ async def step_batch_enqueue(system: System, params: Params, res: Results, tmp: 
         res.add(system.name, "a2", a2)
         nprocs = 2 if 2 in params.procs else 1
         with workers(system, nprocs, tmp) as group:
-            await wait_for_records(group, n, wait_timeout(params, n))
+            await wait_for_records(group, n, wait_timeout(params, n), system=system)
             await wait_drained(system)
         rate, ok = throughput(infra.read_records(tmp))
         res.add(system.name, f"g{nprocs}", rate)
@@ -302,7 +349,7 @@ def make_scale_step(nprocs: int) -> Callable[..., Any]:
         async with broker_for(system):
             await enqueue_fast(system, "noop", n, params.enqueue_window)
             with workers(system, nprocs, tmp) as group:
-                await wait_for_records(group, n, wait_timeout(params, n))
+                await wait_for_records(group, n, wait_timeout(params, n), system=system)
                 await wait_drained(system)
             rate, ok = throughput(infra.read_records(tmp))
         res.add(system.name, f"g{nprocs}", rate)
@@ -320,7 +367,7 @@ async def step_sleep(system: System, params: Params, res: Results, tmp: Path) ->
     async with broker_for(system):
         await enqueue_fast(system, "sleep", n, params.enqueue_window)
         with workers(system, 1, tmp) as group:
-            await wait_for_records(group, n, wait_timeout(params, n))
+            await wait_for_records(group, n, wait_timeout(params, n), system=system)
             await wait_drained(system)
         f, _ = throughput(infra.read_records(tmp))
     res.add(system.name, "f", f)
@@ -335,7 +382,7 @@ async def step_latency(system: System, params: Params, res: Results, tmp: Path) 
         with workers(system, 1, tmp) as group:
             for _ in range(warm):
                 await system.enqueue_one("noop", time.time())
-            await wait_for_records(group, warm, 60.0)
+            await wait_for_records(group, warm, 60.0, system=system)
             await asyncio.sleep(0.2)
             t_phase = time.time()
             t0 = time.monotonic()
@@ -347,12 +394,9 @@ async def step_latency(system: System, params: Params, res: Results, tmp: Path) 
                 else:
                     lag = max(lag, -delay)
                 await system.enqueue_one("noop", time.time())
-            await wait_for_records(group, warm + n, 60.0)
+            await wait_for_records(group, warm + n, 60.0, system=system)
         lat = sorted(
-            r[1] - r[0]
-            for rs in infra.read_records(tmp).values()
-            for r in rs
-            if r[0] >= t_phase
+            r[1] - r[0] for rs in infra.read_records(tmp).values() for r in rs if r[0] >= t_phase
         )
     p50, p99 = quantile(lat, 0.50) * 1e3, quantile(lat, 0.99) * 1e3
     res.add(system.name, "c50", p50)
@@ -387,6 +431,10 @@ async def step_backlog(system: System, params: Params, res: Results, tmp: Path) 
                     next_sample += 0.5
                 await asyncio.sleep(0.05)
             pids = group.job_pids()
+            done = infra.count_records(tmp)
+            if pids:
+                rss = sum(infra.rss_bytes(p) or 0 for p in pids)
+                samples.append((time.monotonic() - start, done, rss / MB))
             peak = max((infra.peak_rss_bytes(p) or 0 for p in pids), default=0) / MB
     if not samples:
         raise StepError("no job ran during the drain window")
@@ -463,8 +511,8 @@ def render_table(res: Results, markdown: bool) -> str:
                        enumerate(zip(header, widths, strict=True)))]  # fmt: skip
     lines.append("  ".join("-" * w for w in widths))
     for r in rows:
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                               for i, (c, w) in enumerate(zip(r, widths, strict=True))))  # fmt: skip
+        cells = enumerate(zip(r, widths, strict=True))
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in cells))
     return "\n".join(lines)
 
 
@@ -565,7 +613,8 @@ def write_markdown(path: Path, res: Results, vers: dict[str, str], mach: dict[st
         f"Parameters: {p.reps} interleaved repetition(s), median shown; (a)/(b) {p.n_enqueue:,} "
         f"jobs; (c) {p.latency_rate:.0f} jobs/s for {p.latency_seconds:.0f} s; "
         f"(f) {p.n_sleep:,} jobs; (g) {p.n_scale:,} jobs, processes {list(p.procs)}; "
-        + (f"(h) {p.backlog:,}-job backlog, {p.drain_seconds:.0f} s drain window."
+        + (f"(h) {p.backlog:,}-job backlog, {p.drain_seconds:.0f} s drain window, "
+           f"{min(p.h_reps, p.reps)} repetition(s)."
            if p.backlog else "(h) skipped."),
         "",
         render_table(res, markdown=True),
@@ -606,20 +655,31 @@ def write_markdown(path: Path, res: Results, vers: dict[str, str], mach: dict[st
 # --------------------------------------------------------------------------- main
 
 
-def plan(params: Params) -> list[tuple[str, Callable[..., Any]]]:
+def plan(
+    params: Params, only: set[str] | None = None, rep: int = 0
+) -> list[tuple[str, Callable[..., Any]]]:
+    """The steps of one repetition. Names: abde (a one-by-one, b, d, e), a2g2 (a batched,
+    g with 2 processes), c, f, g<N> for other process counts, h."""
     steps: list[tuple[str, Callable[..., Any]]] = [
-        ("a+b+d+e", step_enqueue_and_throughput),
-        ("a batch + g2", step_batch_enqueue),
+        ("abde", step_enqueue_and_throughput),
+        ("a2g2", step_batch_enqueue),
         ("c", step_latency),
         ("f", step_sleep),
     ]
     steps += [(f"g{n}", make_scale_step(n)) for n in params.procs if n not in (1, 2)]
-    if params.backlog:
+    if params.backlog and rep < params.h_reps:
         steps.append(("h", step_backlog))
+    if only:
+        unknown = only - {name for name, _ in steps} - {"h"}
+        if unknown:
+            raise SystemExit(f"unknown step(s) {sorted(unknown)}; have {[n for n, _ in steps]}")
+        steps = [(name, fn) for name, fn in steps if name in only]
     return steps
 
 
-async def run(params: Params, names: list[str], keep_logs: Path | None) -> Results:
+async def run(
+    params: Params, names: list[str], keep_logs: Path | None, only: set[str] | None = None
+) -> Results:
     res = Results(params=params, systems=list(names))
     systems: dict[str, System] = {}
     for name in names:
@@ -644,8 +704,9 @@ async def run(params: Params, names: list[str], keep_logs: Path | None) -> Resul
 
     failed: set[tuple[str, str]] = set()
     for rep in range(params.reps):
-        order = list(systems)[rep % max(1, len(systems)):] + list(systems)[: rep % max(1, len(systems))]
-        for step_name, step in plan(params):
+        shift = rep % max(1, len(systems))
+        order = list(systems)[shift:] + list(systems)[:shift]
+        for step_name, step in plan(params, only, rep):
             log(f"rep {rep + 1}/{params.reps} step {step_name}")
             for name in order:
                 if (name, step_name) in failed:
@@ -663,7 +724,7 @@ async def run(params: Params, names: list[str], keep_logs: Path | None) -> Resul
                         log(f"  (worker logs kept in {tmp})")
                         continue
                 if keep_logs is not None:
-                    dest = keep_logs / f"rep{rep + 1}-{step_name.replace(' ', '_')}-{name}"
+                    dest = keep_logs / f"rep{rep + 1}-{step_name}-{name}"
                     shutil.copytree(tmp, dest, ignore=shutil.ignore_patterns("rec-*.bin"),
                                     dirs_exist_ok=True)  # fmt: skip
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -674,7 +735,6 @@ async def run(params: Params, names: list[str], keep_logs: Path | None) -> Resul
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description="aioq benchmark beside the nats-py ceiling, taskiq-nats, arq and SAQ.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ap.add_argument("--quick", action="store_true",
                     help="smoke-test sizes: a few hundred jobs, 1 repetition, no (h)")  # fmt: skip
@@ -685,15 +745,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     ap.add_argument("--latency-seconds", type=float, help="duration of (c)")
     ap.add_argument("--backlog", type=int, help="(h) backlog size; 0 skips (h)")
     ap.add_argument("--drain-seconds", type=float, help="(h) drain window")
+    ap.add_argument("--h-reps", type=int, help="repetitions of (h) (default 1)")
     ap.add_argument("--procs", help="(g) process counts, e.g. 1,2,4")
+    ap.add_argument("--steps", help="run only these steps: abde,a2g2,c,f,g4,h")
     ap.add_argument("--out", type=Path, help="write/update this markdown file")
     ap.add_argument("--json", type=Path, help="write raw results as JSON")
     ap.add_argument("--keep-logs", type=Path, help="copy worker logs of every step here")
     return ap.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def params_from(args: argparse.Namespace) -> Params:
     params = Params.quick() if args.quick else Params()
     if args.reps is not None:
         params.reps = args.reps
@@ -705,8 +766,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         params.backlog = args.backlog
     if args.drain_seconds is not None:
         params.drain_seconds = args.drain_seconds
+    if args.h_reps is not None:
+        params.h_reps = args.h_reps
     if args.procs:
         params.procs = tuple(int(x) for x in args.procs.split(","))
+    return params
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; 0 if every step ran, 1 if one failed, 2 if something is missing."""
+    args = parse_args(argv)
+    params = params_from(args)
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in names if s not in SYSTEMS]
     if unknown:
@@ -717,7 +787,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     t0 = time.monotonic()
     try:
-        res = asyncio.run(run(params, names, args.keep_logs))
+        only = {x.strip() for x in args.steps.split(",")} if args.steps else None
+        res = asyncio.run(run(params, names, args.keep_logs, only))
     except MissingDependency as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

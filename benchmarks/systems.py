@@ -55,6 +55,7 @@ class System:
     name: ClassVar[str]
     broker: ClassVar[str]  # "nats" or "redis"
     batch_api: ClassVar[str | None] = None  # None: no batch API, the runner gathers enqueues
+    stop_group: ClassVar[bool] = False  # SIGTERM the CLI's whole process group to stop it
     url: str
 
     def env(self) -> dict[str, str]:
@@ -134,7 +135,7 @@ class Ceiling(System):
 
 
 class Aioq(System):
-    """aioq (UNTESTED until the package's worker exists): ``noop.enqueue`` / ``enqueue_many``."""
+    """aioq: ``noop.enqueue`` / ``app.enqueue_many``; drain checked by its records only."""
 
     name = "aioq"
     broker = "nats"
@@ -285,6 +286,7 @@ class Saq(System):
 
     name = "saq"
     broker = "redis"
+    stop_group = True  # `saq --workers N` does not forward SIGTERM to its children
 
     def check(self) -> None:
         _exe("saq")

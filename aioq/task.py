@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
@@ -57,7 +57,8 @@ class Task(Generic[P, R]):
         self.name = name
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.signature = _signature_without_ctx(fn, name)
+        self._full_signature = _signature(fn)
+        self.signature = _without_ctx(self._full_signature, name)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -65,6 +66,14 @@ class Task(Generic[P, R]):
     def queue(self) -> str:
         """The queue the task's jobs go to."""
         return self.options.queue
+
+    def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise `TypeError` unless the arguments bind to the task (after its context).
+
+        Binding the whole signature with a stand-in context also rejects a keyword argument
+        named like the context parameter, which ``**kwargs`` would otherwise accept.
+        """
+        self._full_signature.bind(None, *args, **kwargs)
 
     def describe(self) -> str:
         """The task's name and parameters, for error messages: ``add(a: int, b: int)``."""
@@ -123,7 +132,7 @@ class TaskCall(Generic[P, R]):
         """Encode a job without publishing it, for `Aarq.enqueue_many`."""
         task = self.task
         try:
-            task.signature.bind(*args, **kwargs)
+            task.check_arguments(args, kwargs)
         except TypeError as e:
             raise ArgumentsError(f"cannot enqueue {task.describe()}: {e}") from None
         return build_job(task.name, task.queue, list(args), kwargs, self.call)
@@ -161,11 +170,14 @@ def build_job(
     return PreparedJob(task=task, queue=queue, job_id=job_id, data=data)
 
 
-def _signature_without_ctx(fn: Callable[..., Any], name: str) -> inspect.Signature:
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
     try:  # resolved annotations read better in error messages
-        signature = inspect.signature(fn, eval_str=True)
+        return inspect.signature(fn, eval_str=True)
     except Exception:
-        signature = inspect.signature(fn)
+        return inspect.signature(fn)
+
+
+def _without_ctx(signature: inspect.Signature, name: str) -> inspect.Signature:
     params = list(signature.parameters.values())
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if not params or params[0].kind not in positional:

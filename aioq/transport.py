@@ -9,9 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
+from aioq.errors import BrokerError
 from aioq.options import QueueOptions
 
-__all__ = ["Broker", "Delivery", "JobSource", "OutgoingJob"]
+__all__ = ["Broker", "ConsumerGoneError", "Delivery", "JobSource", "OutgoingJob"]
+
+
+class ConsumerGoneError(BrokerError):
+    """A queue's consumer disappeared while a worker pulled from it; it can be re-created."""
 
 
 class Delivery(Protocol):

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,24 +61,45 @@ def main() -> int:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         assert worker.stderr is not None
+        # A thread reads the worker's log, so the wait for the jobs below has a real deadline
+        # even if the worker stops printing.
+        lines: queue.Queue[str | None] = queue.Queue()
+        reader = threading.Thread(target=_read_lines, args=(worker.stderr, lines), daemon=True)
+        reader.start()
+        done = 0
         try:
             asyncio.run(enqueue_jobs(server.url))
-            done = 0
             deadline = time.monotonic() + 30
-            while done < JOBS and time.monotonic() < deadline:
-                line = worker.stderr.readline()
-                if not line:
+            while done < JOBS:
+                try:
+                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if line is None:  # the worker exited
                     break
                 print("worker: " + line, end="", flush=True)
                 done += " succeeded" in line
             print(f"demo: {done} of {JOBS} jobs processed", flush=True)
         finally:
             worker.send_signal(signal.SIGTERM)
-            _, rest = worker.communicate(timeout=30)
-            for line in rest.splitlines():
-                print("worker: " + line, flush=True)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+            reader.join(timeout=5)
+            while not lines.empty():
+                line = lines.get()
+                if line is not None:
+                    print("worker: " + line, end="", flush=True)
         print(f"demo: worker exited with {worker.returncode}; nats-server stopped", flush=True)
         return 0 if done == JOBS and worker.returncode == 0 else 1
+
+
+def _read_lines(stream: IO[str], lines: queue.Queue[str | None]) -> None:
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,7 @@ async def start_worker(app: Aarq) -> AsyncIterator[WorkerFactory]:
         worker = Worker(application or app, **options)
         task = asyncio.create_task(worker.run())
         running.append((worker, task))
-        await wait_for(lambda: worker.started_at > 0 or task.done(), timeout=10)
+        await wait_for(lambda: worker.ready or task.done(), timeout=10)
         if task.done():
             task.result()
         return worker

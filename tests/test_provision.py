@@ -61,3 +61,23 @@ async def test_worker_recreates_a_deleted_consumer(
     await asyncio.sleep(0.2)
     await mark.enqueue(2)
     await wait_for(lambda: ran == [1, 2], timeout=15)
+
+
+async def test_worker_recreates_a_consumer_deleted_while_no_pull_waits(
+    app: Aarq, nc: NatsClient, start_worker: WorkerFactory
+) -> None:
+    started: list[str] = []
+
+    @app.task(queue="q")
+    async def step(ctx: Context, name: str) -> None:
+        started.append(name)
+        if name == "long":
+            await asyncio.sleep(1.0)
+
+    await start_worker(queues=["q"], concurrency=1)  # busy: no pull is outstanding
+    await step.enqueue("long")
+    await wait_for(lambda: started == ["long"])
+    await nc.jetstream().delete_consumer(app.names.jobs_stream, "q")
+    await step.enqueue("after")
+    # The next pull finds no consumer; the worker re-creates it and gets on with the queue.
+    await wait_for(lambda: "after" in started, timeout=15)

@@ -25,9 +25,9 @@ from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers
 from aioq.errors import BrokerError, BrokerUnavailableError, EnqueueError, PayloadTooLargeError
 from aioq.naming import Names
 from aioq.options import QueueOptions
-from aioq.transport import Delivery, OutgoingJob
+from aioq.transport import ConsumerGoneError, Delivery, OutgoingJob
 
-__all__ = ["ConsumerGoneError", "NatsBroker", "NatsSettings", "NatsSource"]
+__all__ = ["NatsBroker", "NatsSettings", "NatsSource"]
 
 log = logging.getLogger("aioq.nats")
 
@@ -37,10 +37,6 @@ _NO_WAIT_TIMEOUT_S = 5.0
 # Extra wait for the server's own expiry notice of a lingering pull.
 _LINGER_MARGIN_S = 1.0
 _ENDED = object()
-
-
-class ConsumerGoneError(BrokerError):
-    """The queue's consumer was deleted while the worker pulled from it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +135,42 @@ class NatsSource:
                 self._held.append(msg)
             elif status != "100":  # 100 is an idle heartbeat; 404/408/409 end a pull
                 description = msg.headers.get("Description", "") if msg.headers else ""
-                if "consumer deleted" in description.lower():
-                    raise ConsumerGoneError(description)
+                # 503: nobody answers pulls (consumer or stream gone, JetStream down).
+                if status == "503" or "consumer deleted" in description.lower():
+                    raise ConsumerGoneError(f"{status} {description}".strip())
                 return _ENDED
         return None
 
     async def close(self) -> None:
-        """Unsubscribe, then hand back (nak) every message received but not yet returned."""
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
-            self._sub = None
+        """Stop receiving, then hand back (nak) every message received but not yet returned.
+
+        The subscription is drained, not just dropped: the server may have sent jobs for a
+        pull that is still open (they are in the socket, or in the subscription's queue), and
+        a dropped job would wait out its whole lease before anyone else could run it. After
+        the drain's round trip nothing more arrives: the server skips pulls whose inbox has
+        no subscriber.
+
+        A cancellation (the worker stopping its puller) does not interrupt the drain: nats-py
+        leaves a cancelled flush in its PONG queue, and the next PONG then breaks the
+        connection (nats-io/nats.py#624 is the same defect in its flusher).
+        """
+        closing = asyncio.ensure_future(self._close())
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            await asyncio.wait([closing])
+            raise
+
+    async def _close(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                if self._nc.is_connected:
+                    await sub.drain()  # type: ignore[no-untyped-call]
+                else:  # what is in flight is lost either way; it returns after its lease
+                    await sub.unsubscribe()
+            except Exception as e:
+                log.debug("cannot drain a job subscription: %s", _describe(e))
         leftovers = self._held + [
             m for m in self._arrived if not (m.headers and "Status" in m.headers)
         ]
@@ -169,6 +190,8 @@ class NatsBroker:
         self._js: JetStreamContext | None = None
         self._workers_kv: KeyValue | None = None
         self._closing = False
+        self._connected = False
+        self._connect_error: BaseException | None = None
 
     @property
     def js(self) -> JetStreamContext:
@@ -211,15 +234,18 @@ class NatsBroker:
                 # Fail fast on the first connect; reconnect forever once connected.
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0.5,
-                error_cb=_on_error,
+                error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=_on_reconnected,
             )
         except Exception as e:
+            # "no servers available" says less than the error of the last attempt.
+            cause = self._connect_error if isinstance(e, nats.errors.NoServersError) else None
             raise BrokerUnavailableError(
-                f"cannot reach NATS at {', '.join(s.servers)}: {_describe(e)} "
+                f"cannot reach NATS at {', '.join(s.servers)}: {_describe(cause or e)} "
                 "(is nats-server running? `aioq server` starts a local one)"
             ) from e
+        self._connected = True
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = 1.0
         js = nc.jetstream()
@@ -236,6 +262,15 @@ class NatsBroker:
             await nc.close()
             raise
         self._nc, self._js = nc, js
+
+    async def _on_error(self, error: Exception) -> None:
+        if not self._connected:
+            # A failed first connect ends in one BrokerUnavailableError naming this error;
+            # a warning per attempt would only repeat it.
+            self._connect_error = error
+            log.debug("nats: %s", _describe(error))
+            return
+        log.warning("nats: %s", _describe(error))
 
     async def _on_disconnected(self) -> None:
         if not self._closing:
@@ -320,10 +355,6 @@ class NatsBroker:
 def _describe(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-async def _on_error(error: Exception) -> None:
-    log.warning("nats: %s", _describe(error))
 
 
 async def _on_reconnected() -> None:

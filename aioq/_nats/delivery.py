@@ -32,7 +32,12 @@ class NatsDelivery:
         return headers.get(_MSG_ID) if headers else None
 
     async def ack(self) -> None:
-        """Acknowledge: the job is done and leaves the stream."""
+        """Acknowledge: the job is done and leaves the stream.
+
+        Sent without waiting for the server's confirmation, which would cost a round trip per
+        job (about half the worker's throughput, measured). An ack lost with the connection
+        means the job runs again after its lease: a duplicate, never a loss.
+        """
         await self._msg.ack()
 
     async def nak(self, delay: float | None = None) -> None:

@@ -22,6 +22,7 @@ ServerOption = Annotated[
         envvar="NATS_URL",
         help="NATS server URL(s), comma-separated. [default: $NATS_URL, else the app's own]",
         show_envvar=False,
+        metavar="URL",
     ),
 ]
 

@@ -20,15 +20,22 @@ _PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "nats.conf"
 
 def server(
     port: Annotated[
-        int, typer.Option("--port", "-p", help="Client port (0: any free port).")
+        int,
+        typer.Option(
+            "--port",
+            "-p",
+            help="Client port (0: any free port, for monitoring too).",
+            metavar="PORT",
+        ),
     ] = 4222,
     store_dir: Annotated[
-        Path, typer.Option("--store-dir", help="Where JetStream keeps its data.")
+        Path, typer.Option("--store-dir", help="Where JetStream keeps its data.", metavar="DIR")
     ] = Path(".nats-data"),
     config: Annotated[
         Path | None,
         typer.Option(
-            help="nats-server config. [default: deploy/nats.conf if present, else aioq's copy]"
+            help="nats-server config. [default: deploy/nats.conf if present, else aioq's copy]",
+            metavar="FILE",
         ),
     ] = None,
 ) -> None:
@@ -38,7 +45,10 @@ def server(
         config = local if local.is_file() else _PACKAGED_CONFIG
     store_dir.mkdir(parents=True, exist_ok=True)
     with fail_on_errors():
-        embedded = EmbeddedNats(config=config, port=port, store_dir=store_dir)
+        # With --port 0 the monitoring port is picked freely too, so that several servers
+        # (say a developer's and a test run's) never collide on the config's fixed one.
+        extra = ["--http_port", "-1"] if port == 0 else []
+        embedded = EmbeddedNats(config=config, port=port, store_dir=store_dir, extra_args=extra)
         url = embedded.start()
         print(f"nats-server running at {url} (store {store_dir}, config {config}); Ctrl-C stops it")
         sys.stdout.flush()

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Annotated, Final
 
 import typer
 
@@ -14,32 +19,58 @@ from aioq.worker import Worker
 
 __all__ = ["worker"]
 
+log = logging.getLogger("aioq.worker")
+
+# How long a worker that cancelled jobs at its stop waits for their threads before exiting.
+EXIT_WAIT_S: Final = 1.0
+
 
 def worker(
     app_path: Annotated[
-        str, typer.Argument(help="The app to run, as module:attribute (e.g. myapp.tasks:app).")
+        str,
+        typer.Argument(
+            help="The app to run, as module:attribute (e.g. myapp.tasks:app).",
+            metavar="APP_PATH",
+            show_default=False,
+        ),
     ],
     queue: Annotated[
         list[str] | None,
         typer.Option(
-            "--queue", "-q", help="Queue to pull from; repeat for several. [default: default]"
+            "--queue",
+            "-q",
+            help="Queue to pull from; repeat for several. [default: default]",
+            metavar="QUEUE",
         ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, help="Jobs run at once.")
+        int, typer.Option("--concurrency", "-c", min=1, help="Jobs run at once.", metavar="N")
     ] = 10,
     log_level: Annotated[
-        LogLevel, typer.Option("--log-level", case_sensitive=False, help="Log level.")
+        LogLevel,
+        typer.Option(
+            "--log-level",
+            case_sensitive=False,
+            help="Log level: debug, info, warning or error.",
+            metavar="LEVEL",
+        ),
     ] = LogLevel.info,
     server: ServerOption = None,
     shutdown_grace: Annotated[
         float,
         typer.Option(
-            min=0, help="Seconds running jobs get to finish on SIGTERM before they are requeued."
+            min=0,
+            help="Seconds running jobs get to finish on SIGTERM before they are requeued.",
+            metavar="SECONDS",
         ),
     ] = 30.0,
     heartbeat_interval: Annotated[
-        float, typer.Option(min=0.05, help="Seconds between heartbeats in the workers KV bucket.")
+        float,
+        typer.Option(
+            min=0.05,
+            help="Seconds between heartbeats in the workers KV bucket.",
+            metavar="SECONDS",
+        ),
     ] = 10.0,
 ) -> None:
     """Run a worker: pull jobs from the queues and run them until SIGTERM or SIGINT."""
@@ -55,4 +86,38 @@ def worker(
             shutdown_grace=shutdown_grace,
             heartbeat_interval=heartbeat_interval,
         )
-        asyncio.run(runner.run())
+        asyncio.run(_run(runner))
+
+
+async def _run(runner: Worker) -> None:
+    await runner.run()
+    if runner.cancelled_at_stop:
+        _exit_if_stuck(runner.cancelled_at_stop)
+
+
+def _exit_if_stuck(cancelled: int) -> None:
+    """Exit with 0 in `EXIT_WAIT_S` if the interpreter is still waiting for threads then.
+
+    Jobs cancelled at the stop are back in their queue and the connection is closed, but the
+    thread of a plain-function job cannot be interrupted, and Python waits for it on exit
+    (for ever, if the job never ends). The watchdog is a daemon thread, so a normal exit
+    ends it.
+    """
+
+    def watchdog() -> None:
+        time.sleep(EXIT_WAIT_S)
+        main = threading.main_thread()
+        busy = [t.name for t in threading.enumerate() if not t.daemon and t is not main]
+        log.warning(
+            "exiting without waiting for threads still running (%s): the %d cancelled jobs were "
+            "returned to their queue",
+            ", ".join(busy) or "none",
+            cancelled,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    threading.Thread(target=watchdog, name="aioq-exit-watchdog", daemon=True).start()

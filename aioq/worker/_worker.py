@@ -9,16 +9,17 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from aioq import __version__
-from aioq._nats.broker import ConsumerGoneError
 from aioq.context import State
 from aioq.errors import ConfigError
 from aioq.naming import validate_queue
 from aioq.options import seconds
-from aioq.transport import Broker, Delivery, JobSource
+from aioq.transport import Broker, ConsumerGoneError, Delivery, JobSource
 from aioq.wire import WorkerInfo
 from aioq.worker.execute import Executor, Stats
 from aioq.worker.heartbeat import Heartbeat, host_identity, now
@@ -38,6 +39,8 @@ MAX_BATCH: Final = 256
 FETCH_TIMEOUT_S: Final = 5.0
 # The lease is renewed when a third of it has passed, leaving two thirds of margin.
 LEASE_RENEW_FRACTION: Final = 3
+# How much of each payload a debug log line shows.
+_DEBUG_PAYLOAD_BYTES: Final = 2000
 
 
 class Worker:
@@ -85,6 +88,12 @@ class Worker:
         self.heartbeat_ttl = seconds(heartbeat_ttl, "heartbeat_ttl") or 3 * self.heartbeat_interval
         self.handle_signals = handle_signals
         self.started_at = 0.0
+        #: True once the consumers exist and the first heartbeat is written.
+        self.ready = False
+        #: Jobs still running when the grace period ran out (or a second signal came), which
+        #: were cancelled and returned to their queue. Threads of plain-function ones may
+        #: still be running: a thread cannot be interrupted.
+        self.cancelled_at_stop = 0
         self._executor: Executor | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._stop_requested: asyncio.Event | None = None
@@ -137,27 +146,37 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._stop_requested, self._force = asyncio.Event(), asyncio.Event()
-        owns_connection = not self.app.connected
-        broker = await self.app.connect()
+        users = _CONNECTION_USERS.setdefault(self.app, _ConnectionUsers())
+        users.opened_by_a_worker |= not self.app.connected
+        users.running += 1
+        try:
+            broker = await self.app.connect()
+        except BaseException:
+            users.running -= 1
+            if users.running == 0:
+                users.opened_by_a_worker = False
+            raise
         self._executor = Executor(self.app, broker, self.id)
         heartbeat = Heartbeat(
             broker, self.id, self.heartbeat_interval, self.heartbeat_ttl, self._info
         )
         self.started_at = now()
         try:
-            await _run_hooks(self.app.startup_hooks, self.app.state, "startup")
-            sources = {q: await broker.open_source(q, self.app.queue(q)) for q in self.queues}
-            await heartbeat.beat()
-            log.info(
-                "worker %s started: queues=%s concurrency=%d",
-                self.id,
-                ",".join(self.queues),
-                self.concurrency,
-            )
+            # Signals are handled from here on, so a stop during start-up is graceful too.
             with self._signals():
+                await _run_hooks(self.app.startup_hooks, self.app.state, "startup")
+                sources = {q: await broker.open_source(q, self.app.queue(q)) for q in self.queues}
+                await heartbeat.beat()
+                self.ready = True
+                log.info(
+                    "worker %s started: queues=%s concurrency=%d",
+                    self.id,
+                    ",".join(self.queues),
+                    self.concurrency,
+                )
                 await self._serve(broker, sources, heartbeat)
         finally:
-            await self._after_stop(heartbeat, owns_connection)
+            await self._after_stop(heartbeat, users)
 
     async def _serve(
         self, broker: Broker, sources: Mapping[str, JobSource], heartbeat: Heartbeat
@@ -194,7 +213,7 @@ class Worker:
             while True:
                 taken = await self.slots.acquire(MAX_BATCH)
                 try:
-                    deliveries = await source.fetch_now(taken)
+                    deliveries = await _fetch_to_the_end(source.fetch_now(taken))
                     if not deliveries:
                         # Keep one slot for the job the lingering pull may bring.
                         self.slots.release(taken - 1)
@@ -203,11 +222,11 @@ class Worker:
                 except asyncio.CancelledError:
                     self.slots.release(taken)
                     raise
-                except ConsumerGoneError:
+                except ConsumerGoneError as e:
                     self.slots.release(taken)
-                    log.warning("queue %s: its consumer was deleted, creating it again", queue)
+                    log.warning("queue %s: its consumer is gone (%s), creating it again", queue, e)
                     await source.close()
-                    source = await broker.open_source(queue, self.app.queue(queue))
+                    source = await self._reopen(broker, queue)
                     continue
                 except Exception as e:
                     self.slots.release(taken)
@@ -218,13 +237,38 @@ class Worker:
                     continue
                 failures = 0
                 self.slots.release(taken - len(deliveries))
+                if self._stop_requested is not None and self._stop_requested.is_set():
+                    # Fetched as the stop began: hand them straight back to another worker.
+                    await _hand_back(deliveries)
+                    self.slots.release(len(deliveries))
+                    return
                 for delivery in deliveries:
                     self._start(delivery, queue, period)
         finally:
             await source.close()
 
+    async def _reopen(self, broker: Broker, queue: str) -> JobSource:
+        """Re-create the queue's consumer, retrying with backoff until it works."""
+        pause = 0.25
+        while True:
+            try:
+                return await broker.open_source(queue, self.app.queue(queue))
+            except Exception as e:
+                log.warning("queue %s: cannot re-create its consumer (%s), retrying", queue, e)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
     def _start(self, delivery: Delivery, queue: str, period: float) -> None:
         assert self._executor is not None
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "queue %s: received seq=%d attempt=%d (%d bytes): %r",
+                queue,
+                delivery.seq,
+                delivery.attempt,
+                len(delivery.data),
+                delivery.data[:_DEBUG_PAYLOAD_BYTES],
+            )
         job = asyncio.create_task(self._executor.run(delivery, queue, period))
         self._jobs.add(job)
         job.add_done_callback(self._finished)
@@ -259,6 +303,7 @@ class Worker:
             force.cancel()
             finished.cancel()
         if self._jobs:
+            self.cancelled_at_stop = len(self._jobs)
             log.warning(
                 "worker %s: cancelling %d jobs still running; they return to their queue",
                 self.id,
@@ -266,12 +311,15 @@ class Worker:
             )
             await _cancel_all(list(self._jobs))
 
-    async def _after_stop(self, heartbeat: Heartbeat, owns_connection: bool) -> None:
+    async def _after_stop(self, heartbeat: Heartbeat, users: _ConnectionUsers) -> None:
+        self.ready = False
         await heartbeat.remove()
         try:
             await _run_hooks(self.app.shutdown_hooks, self.app.state, "shutdown")
         finally:
-            if owns_connection:
+            users.running -= 1
+            if users.running == 0 and users.opened_by_a_worker:
+                users.opened_by_a_worker = False
                 await self.app.close()
             elif self.app.connected:
                 broker = await self.app.connect()
@@ -312,6 +360,21 @@ class Worker:
                 loop.remove_signal_handler(sig)  # type: ignore[union-attr]
 
 
+@dataclass(slots=True)
+class _ConnectionUsers:
+    """The workers running on one app, and whether a worker opened the app's connection.
+
+    The last worker to stop closes a connection that a worker opened, never one that the app's
+    user opened, and never one that another worker still uses.
+    """
+
+    running: int = 0
+    opened_by_a_worker: bool = False
+
+
+_CONNECTION_USERS: weakref.WeakKeyDictionary[Aarq, _ConnectionUsers] = weakref.WeakKeyDictionary()
+
+
 async def _run_hooks(hooks: list[Hook], state: State, stage: str) -> None:
     for hook in hooks:
         try:
@@ -325,6 +388,32 @@ async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _fetch_to_the_end(fetch: Awaitable[Sequence[Delivery]]) -> Sequence[Delivery]:
+    """Await a no-wait fetch to its end, even when cancelled (the worker is stopping).
+
+    Its answer is already on the way: a source closed before it arrives would leave the jobs
+    it brings leased to nobody until their ack wait ends. Jobs that a fetch interrupted this
+    way brings are handed back (nak) before the cancellation goes on.
+    """
+    fetching = asyncio.ensure_future(fetch)
+    try:
+        return await asyncio.shield(fetching)
+    except asyncio.CancelledError:
+        try:
+            deliveries = await fetching
+        except Exception:
+            deliveries = []
+        await _hand_back(deliveries)
+        raise
+
+
+async def _hand_back(deliveries: Sequence[Delivery]) -> None:
+    """Return unstarted jobs to their queue for immediate redelivery."""
+    for delivery in deliveries:
+        with contextlib.suppress(Exception):
+            await delivery.nak()
 
 
 async def _wait_all(tasks: Sequence[asyncio.Task[None]]) -> None:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
+import threading
 import time
 import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
@@ -27,8 +32,14 @@ log = logging.getLogger("aioq.worker")
 _MAX_TRACEBACK_CHARS: Final = 16_000
 # Room left in a dead-letter record for everything but the payload.
 _DEAD_RECORD_OVERHEAD: Final = 24_000
+# Deliveries allowed beyond `retries + 1` that ended without an outcome (the worker died, or a
+# forced stop handed the job back) before the job is declared crashed instead of run again.
+UNSETTLED_DELIVERIES: Final = 2
 # When the dead-letter record cannot be stored, the job comes back after this long.
 _DEAD_LETTER_RETRY_S: Final = 5.0
+# Threads for plain `def` tasks. They are started on demand and reused, so a worker uses about
+# as many as its concurrency; the bound only matters for runs that outlive their timeout.
+_MAX_THREADS: Final = 512
 
 
 @dataclass(slots=True)
@@ -89,14 +100,14 @@ class Executor:
             await self._dead(delivery, queue, DeadReason.UNKNOWN_TASK, job, error)
             return
         try:
-            task.signature.bind(*job.args, **job.kwargs)
+            task.check_arguments(job.args, job.kwargs)
         except TypeError as e:
-            error = ErrorInfo("ArgumentsError", f"{job.task}{task.signature}: {e}")
+            error = ErrorInfo("ArgumentsError", f"{task.describe()}: {e}")
             await self._dead(delivery, queue, DeadReason.BAD_ARGS, job, error)
             return
         retries = task.options.retries if job.retries is None else job.retries
         attempt, max_attempts = delivery.attempt, retries + 1
-        if attempt > max_attempts:
+        if attempt > max_attempts + UNSETTLED_DELIVERIES:
             error = ErrorInfo(
                 "DeliveriesExhausted",
                 f"delivered {attempt} times without an outcome: the worker running it died or "
@@ -135,13 +146,15 @@ class Executor:
         lease = Lease(delivery, lease_period, time.monotonic())
         self.leases.add(lease)
         started = time.perf_counter()
+        thread: asyncio.Future[Any] | None = None
         try:
-            if task.is_async:
-                async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout):
+                if task.is_async:
                     await task.fn(ctx, *job.args, **job.kwargs)
-            else:
-                async with asyncio.timeout(timeout):
-                    await asyncio.to_thread(task.fn, ctx, *job.args, **job.kwargs)
+                else:
+                    thread = _in_thread(task.fn, ctx, job.args, job.kwargs)
+                    # Shielded: a timeout or a shutdown stops the wait, not the thread.
+                    await asyncio.shield(thread)
         except asyncio.CancelledError:
             # The worker is stopping past its grace period: hand the job straight back.
             await delivery.nak()
@@ -166,6 +179,17 @@ class Executor:
             _log_outcome(logging.INFO, ctx, started, "succeeded")
         finally:
             self.leases.discard(lease)
+        if thread is not None and not thread.done():
+            # A thread cannot be interrupted. The attempt is settled already (it timed out);
+            # keep the job's slot until the call returns, so that the worker never runs more
+            # task bodies at once than its concurrency, however often runs time out.
+            log.warning(
+                "job %s task=%s: its thread is still running after the timeout; the worker "
+                "keeps its slot until it returns",
+                ctx.job_id,
+                ctx.task,
+            )
+            await asyncio.wait([thread])
 
     async def _failed(
         self,
@@ -243,6 +267,40 @@ class Executor:
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job %s payload: %r", job_id, delivery.data[:2000])
+
+
+_thread_pool: ThreadPoolExecutor | None = None
+_thread_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The pool that runs plain `def` tasks, shared by the workers of this process.
+
+    Not the event loop's default executor: that one has ``min(32, cpu_count + 4)`` threads,
+    which would cap a worker's concurrency for sync tasks (6 threads on 2 cores) and let
+    queued runs time out before they start.
+    """
+    global _thread_pool
+    with _thread_pool_lock:
+        if _thread_pool is None:
+            _thread_pool = ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="aioq-task")
+        return _thread_pool
+
+
+def _in_thread(
+    fn: Callable[..., Any], ctx: Context, args: list[Any], kwargs: dict[str, Any]
+) -> asyncio.Future[Any]:
+    """Start ``fn(ctx, *args, **kwargs)`` in a pool thread, with the caller's contextvars."""
+    call = functools.partial(contextvars.copy_context().run, fn, ctx, *args, **kwargs)
+    future = asyncio.wrap_future(_threads().submit(call))
+    # Nobody may await a run that outlived its job (forced shutdown): consume its outcome.
+    future.add_done_callback(_consume)
+    return future
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _job_id(job: JobMessage | None, delivery: Delivery) -> str:

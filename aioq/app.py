@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import timedelta
@@ -101,17 +102,7 @@ class Aarq:
         """Point the app at other servers; only before it connects (used by the CLI's -s)."""
         if self._broker is not None:
             raise ConfigError("use_servers() must be called before the app connects")
-        settings = self.settings
-        self.settings = NatsSettings(
-            servers=_server_list(servers),
-            name=settings.name,
-            credentials=settings.credentials,
-            token=settings.token,
-            user=settings.user,
-            password=settings.password,
-            tls=settings.tls,
-            connect_timeout=settings.connect_timeout,
-        )
+        self.settings = dataclasses.replace(self.settings, servers=_server_list(servers))
 
     # -- definition -----------------------------------------------------------------------
 

@@ -11,11 +11,14 @@ from typing import Final
 
 from aioq.errors import ConfigError
 
-__all__ = ["Names", "validate_queue", "validate_task_name"]
+__all__ = ["JOB_ID_PATTERN", "Names", "validate_job_id", "validate_queue", "validate_task_name"]
 
 _PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _QUEUE_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TASK_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
+# Job ids are NATS subject tokens and KV keys: both charsets allow these.
+JOB_ID_PATTERN: Final = r"^[A-Za-z0-9_=/-]{1,128}$"
+_JOB_ID_RE: Final = re.compile(JOB_ID_PATTERN)
 
 
 def validate_queue(queue: str) -> str:
@@ -38,6 +41,16 @@ def validate_task_name(name: str) -> str:
     return name
 
 
+def validate_job_id(job_id: str) -> str:
+    """Return `job_id` if it is a valid job id, else raise `ConfigError`."""
+    if not isinstance(job_id, str) or not _JOB_ID_RE.match(job_id):
+        raise ConfigError(
+            f"invalid job id {job_id!r}: use 1-128 letters, digits or '_=/-' "
+            "(the id becomes a NATS subject token and a KV key)"
+        )
+    return job_id
+
+
 class Names:
     """The NATS names of one app prefix."""
 
@@ -52,9 +65,19 @@ class Names:
         self.dead_stream = f"{stem}_DEAD"
         self.workers_bucket = f"{prefix}-workers"
 
-    def job_subject(self, queue: str) -> str:
-        """Subject that holds the jobs of `queue`."""
-        return f"{self.prefix}.jobs.{queue}"
+    def job_subject(self, queue: str, job_id: str | None = None) -> str:
+        """Subject of a job of `queue`: ``<prefix>.jobs.<queue>[.<job id>]``.
+
+        aioq publishes each job on a subject of its own, so that a queued job can be found
+        (and removed) by its id; foreign clients may publish on the bare queue subject.
+        """
+        if job_id is None:
+            return f"{self.prefix}.jobs.{queue}"
+        return f"{self.prefix}.jobs.{queue}.{job_id}"
+
+    def job_filters(self, queue: str) -> list[str]:
+        """Subjects the consumer of `queue` takes jobs from."""
+        return [f"{self.prefix}.jobs.{queue}", f"{self.prefix}.jobs.{queue}.*"]
 
     def dead_subject(self, queue: str) -> str:
         """Subject of the dead letters of `queue`."""
@@ -67,7 +90,7 @@ class Names:
     @property
     def jobs_wildcard(self) -> str:
         """Subjects of the jobs stream."""
-        return f"{self.prefix}.jobs.*"
+        return f"{self.prefix}.jobs.>"
 
     @property
     def dead_wildcard(self) -> str:

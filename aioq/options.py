@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from aioq.backoff import BackoffLike, resolve_backoff
 from aioq.errors import ConfigError
-from aioq.naming import validate_queue
+from aioq.naming import validate_job_id, validate_queue
 
 __all__ = ["CallOptions", "QueueOptions", "TaskOptions", "seconds"]
 
@@ -77,12 +77,8 @@ class CallOptions:
     retries: int | None = None
 
     def __post_init__(self) -> None:
-        if self.job_id is not None and not (
-            isinstance(self.job_id, str) and 0 < len(self.job_id) <= 128
-        ):
-            raise ConfigError(
-                f"job_id must be a non-empty string of at most 128 characters, got {self.job_id!r}"
-            )
+        if self.job_id is not None:
+            validate_job_id(self.job_id)
         if self.retries is not None and (isinstance(self.retries, bool) or self.retries < 0):
             raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
 

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from aioq.naming import JOB_ID_PATTERN
+
 __all__ = [
     "DeadLetter",
     "DeadReason",
@@ -25,7 +27,7 @@ _Seconds = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class JobMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """One job, as published on ``<prefix>.jobs.<queue>``.
+    """One job, as published on ``<prefix>.jobs.<queue>.<job id>`` (or ``<prefix>.jobs.<queue>``).
 
     Only `task` is required. Unknown fields are rejected so that a typo in a hand-written
     job (``kwarg`` for ``kwargs``) is dead-lettered with a clear reason instead of running wrong.
@@ -34,7 +36,7 @@ class JobMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     task: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     args: list[Any] = msgspec.field(default_factory=list)
     kwargs: dict[str, Any] = msgspec.field(default_factory=dict)
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    id: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
     enqueued_at: float | None = None
     ttl: _Seconds | None = None
     timeout: _Seconds | None = None

@@ -23,7 +23,8 @@ from aioq.wire import JobMessage
 
 async def stored_messages(nc: NatsClient, app: Aarq, queue: str) -> list[JobMessage]:
     js = nc.jetstream()
-    info = await js.stream_info(app.names.jobs_stream, subjects_filter=app.names.job_subject(queue))
+    subjects = app.names.job_subject(queue, "*")
+    info = await js.stream_info(app.names.jobs_stream, subjects_filter=subjects)
     messages = []
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         msg = await js.get_msg(app.names.jobs_stream, seq)
@@ -95,6 +96,9 @@ async def test_enqueue_connects_lazily_and_stores_the_documented_json(
     assert stored.args == ["ada@example.com"]
     assert stored.kwargs == {"subject": "hi"}
     assert stored.id == job.id
+    subject = f"{app.prefix}.jobs.email.{job.id}"  # each job on a subject of its own
+    msg = await nc.jetstream().get_last_msg(app.names.jobs_stream, subject)
+    assert msg.seq is not None
     assert stored.enqueued_at is not None
     assert before <= stored.enqueued_at <= time.time()
 
@@ -157,8 +161,9 @@ async def test_per_call_options_travel_in_the_message(app: Aarq, nc: NatsClient)
     [stored] = await stored_messages(nc, app, "default")
     assert (stored.ttl, stored.timeout, stored.retries) == (60.0, 5.0, 1)
     assert stored.kwargs == {"timeout": 7}
-    with pytest.raises(ConfigError, match="job_id"):
-        work.with_options(job_id="")
+    for bad in ("", "a.b", "has space", "x" * 129):
+        with pytest.raises(ConfigError, match="invalid job id"):
+            work.with_options(job_id=bad)
 
 
 async def test_enqueue_many_publishes_a_batch(app: Aarq, nc: NatsClient) -> None:

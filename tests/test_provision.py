@@ -21,13 +21,13 @@ async def test_queue_maps_to_a_subject_and_one_shared_durable_consumer(
     assert first.id != second.id
     js = nc.jetstream()
     stream = await js.stream_info(app.names.jobs_stream)
-    assert stream.config.subjects == [f"{app.prefix}.jobs.*"]
+    assert stream.config.subjects == [f"{app.prefix}.jobs.>"]
     assert stream.config.retention == RetentionPolicy.WORK_QUEUE
     assert stream.config.storage == StorageType.FILE
     consumers = await js.consumers_info(app.names.jobs_stream)
     assert [c.name for c in consumers] == ["email"]
     config = consumers[0].config
-    assert config.filter_subject == f"{app.prefix}.jobs.email"
+    assert config.filter_subjects == [f"{app.prefix}.jobs.email", f"{app.prefix}.jobs.email.*"]
     assert config.ack_policy == AckPolicy.EXPLICIT
     assert config.ack_wait == 7.0
     assert config.max_deliver == -1

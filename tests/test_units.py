@@ -50,6 +50,8 @@ def test_names_follow_the_prefix() -> None:
     assert names.dead_stream == "MY_APP_DEAD"
     assert names.workers_bucket == "my-app-workers"
     assert names.job_subject("email") == "my-app.jobs.email"
+    assert names.job_subject("email", "j-1") == "my-app.jobs.email.j-1"
+    assert names.job_filters("email") == ["my-app.jobs.email", "my-app.jobs.email.*"]
     assert names.dead_subject("email") == "my-app.dead.email"
     assert Names().job_subject("default") == "aioq.jobs.default"
 

@@ -299,7 +299,7 @@ class NatsBroker:
         self._check_size(data)
         try:
             ack = await self.js.publish(
-                self.names.job_subject(queue), data, headers={_MSG_ID: job_id}
+                self.names.job_subject(queue, job_id), data, headers={_MSG_ID: job_id}
             )
         except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
             raise EnqueueError(
@@ -315,7 +315,9 @@ class NatsBroker:
         js = self.js
         futures = [
             await js.publish_async(
-                self.names.job_subject(job.queue), job.data, headers={_MSG_ID: job.job_id}
+                self.names.job_subject(job.queue, job.job_id),
+                job.data,
+                headers={_MSG_ID: job.job_id},
             )
             for job in jobs
         ]

@@ -44,10 +44,13 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
             info = await js.stream_info(config.name)
     missing = set(config.subjects or ()) - set(info.config.subjects or ())
     if missing:
-        raise ProvisioningError(
-            f"stream {config.name} exists without subjects {sorted(missing)}: "
-            "it was created by something else; delete it or use another prefix"
-        )
+        try:
+            await js.update_stream(info.config.evolve(subjects=config.subjects))
+        except APIError as e:
+            raise ProvisioningError(
+                f"stream {config.name} lacks subjects {sorted(missing)} and cannot take them "
+                f"({e}); delete it or use another prefix"
+            ) from e
 
 
 async def ensure_streams(js: JetStreamContext, names: Names) -> None:
@@ -87,7 +90,7 @@ async def ensure_consumer(
     """
     config = ConsumerConfig(
         durable_name=names.consumer(queue),
-        filter_subject=names.job_subject(queue),
+        filter_subjects=names.job_filters(queue),
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=options.ack_wait,

@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from aioq.app import Aarq
 from aioq.backoff import Backoff
 from aioq.context import Context, State
+from aioq.deadletter import DeadEntry, DeadLetters
 from aioq.errors import (
     AioqError,
     ArgumentsError,
@@ -17,9 +18,15 @@ from aioq.errors import (
     BrokerUnavailableError,
     ConfigError,
     EnqueueError,
+    JobAbortedError,
+    JobError,
+    JobExpiredError,
+    JobFailedError,
+    JobNotFoundError,
     PartialEnqueueError,
     PayloadTooLargeError,
     ProvisioningError,
+    ResultTimeoutError,
     Retry,
     SerializationError,
     ServerNotFoundError,
@@ -27,6 +34,7 @@ from aioq.errors import (
 )
 from aioq.job import Job
 from aioq.task import PreparedJob, Task, TaskCall
+from aioq.wire import DeadLetter, DeadReason, ErrorInfo, Event, EventKind, JobRecord, JobState
 from aioq.worker import Worker
 
 logging.getLogger("aioq").addHandler(logging.NullHandler())
@@ -40,12 +48,27 @@ __all__ = [
     "BrokerUnavailableError",
     "ConfigError",
     "Context",
+    "DeadEntry",
+    "DeadLetter",
+    "DeadLetters",
+    "DeadReason",
     "EnqueueError",
+    "ErrorInfo",
+    "Event",
+    "EventKind",
     "Job",
+    "JobAbortedError",
+    "JobError",
+    "JobExpiredError",
+    "JobFailedError",
+    "JobNotFoundError",
+    "JobRecord",
+    "JobState",
     "PartialEnqueueError",
     "PayloadTooLargeError",
     "PreparedJob",
     "ProvisioningError",
+    "ResultTimeoutError",
     "Retry",
     "SerializationError",
     "ServerNotFoundError",

@@ -5,27 +5,36 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
+import msgspec
+
 from aioq._nats import NatsBroker, NatsSettings
 from aioq.backoff import BackoffLike
 from aioq.context import Context, State
-from aioq.errors import ConfigError, PartialEnqueueError, UnknownTaskError
+from aioq.deadletter import DeadLetters
+from aioq.errors import ConfigError, JobNotFoundError, PartialEnqueueError, UnknownTaskError
 from aioq.job import Job
 from aioq.naming import Names, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.task import PreparedJob, Task
+from aioq.wire import Event, EventKind, JobRecord, encode
 
-__all__ = ["Aarq", "Hook"]
+__all__ = ["Aarq", "AfterJobHook", "BeforeJobHook", "Hook"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 Hook = Callable[[State], Awaitable[None]]
 """A startup or shutdown hook: ``async def hook(state) -> None``."""
+BeforeJobHook = Callable[[Context], Awaitable[None]]
+"""Runs before each attempt: ``async def hook(ctx) -> None``."""
+AfterJobHook = Callable[[Context, JobRecord], Awaitable[None]]
+"""Runs after each attempt is settled: ``async def hook(ctx, record) -> None``."""
 
 
 class TaskDecorator(Protocol):
@@ -54,6 +63,8 @@ class Aarq:
         tls: TLS context for ``tls://`` servers.
         connect_timeout: Seconds to wait for each server on the first connect.
         ack_wait: Default lease of a delivered job (see `queue`).
+        keep_result: Seconds job records and results are kept (one day; 0 keeps none). Set
+            when the results bucket is created.
 
     The app connects on first use; ``async with app:`` or `connect`/`close` make the lifecycle
     explicit.
@@ -72,6 +83,7 @@ class Aarq:
         tls: ssl.SSLContext | None = None,
         connect_timeout: float = 2.0,
         ack_wait: float | timedelta = 30.0,
+        keep_result: float | timedelta = 86_400.0,
     ) -> None:
         self.names = Names(prefix)
         self.settings = NatsSettings(
@@ -88,6 +100,9 @@ class Aarq:
         self.state = State()
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
+        self.before_job_hooks: list[BeforeJobHook] = []
+        self.after_job_hooks: list[AfterJobHook] = []
+        self.keep_result = seconds(keep_result, "keep_result", allow_zero=True) or 0.0
         self._default_queue_options = QueueOptions(ack_wait=seconds(ack_wait, "ack_wait") or 30.0)
         self._queue_options: dict[str, QueueOptions] = {}
         self._broker: NatsBroker | None = None
@@ -194,6 +209,24 @@ class Aarq:
         self.shutdown_hooks.append(hook)
         return hook
 
+    def before_job(self, hook: BeforeJobHook) -> BeforeJobHook:
+        """Register ``async def hook(ctx)`` to run before every attempt, in registration order.
+
+        It runs inside the attempt: an exception fails the attempt like one from the task (and
+        is retried the same way), and the task's timeout covers it.
+        """
+        self.before_job_hooks.append(hook)
+        return hook
+
+    def after_job(self, hook: AfterJobHook) -> AfterJobHook:
+        """Register ``async def hook(ctx, record)`` to run after every attempt is settled.
+
+        `record` is the job's new state (succeeded, retrying, failed or aborted, with result
+        or error). Hooks run in registration order; an exception is logged and ignored.
+        """
+        self.after_job_hooks.append(hook)
+        return hook
+
     def queue(
         self,
         name: str,
@@ -235,7 +268,7 @@ class Aarq:
             return self._broker
         async with self._connect_lock:
             if self._broker is None:
-                broker = NatsBroker(self.settings, self.names)
+                broker = NatsBroker(self.settings, self.names, self.keep_result)
                 await broker.connect()
                 self._broker = broker
         return self._broker
@@ -276,7 +309,61 @@ class Aarq:
         """Publish one prepared job and wait for the broker's acknowledgement."""
         broker = await self.connect()
         duplicate = await broker.publish_job(job.queue, job.data, job.job_id)
-        return Job(job.job_id, job.task, job.queue, duplicate=duplicate)
+        if not duplicate:
+            await _announce(broker, job)
+        return self._handle(job, duplicate)
+
+    def _handle(self, job: PreparedJob, duplicate: bool) -> Job[Any]:
+        task = self.tasks.get(job.task)
+        result_type = task.result_type if task is not None else Any
+        return Job(
+            job.job_id, job.task, job.queue, duplicate=duplicate, app=self, result_type=result_type
+        )
+
+    async def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
+        """A handle on an existing job, from its id (and queue, if you know it).
+
+        Raises:
+            JobNotFoundError: No queued, held or recorded job has this id.
+        """
+        store = (await self.connect()).store
+        raw = await store.get_record(job_id)
+        record = msgspec.json.decode(raw, type=JobRecord) if raw else None
+        found = queue or (record.queue if record else None)
+        found = found or await store.find_queued(job_id) or await store.find_held(job_id)
+        if found is None:
+            raise JobNotFoundError(f"no job {job_id!r} is queued, held or on record", job_id)
+        task = record.task if record and record.task else ""
+        result_type = self.tasks[task].result_type if task in self.tasks else Any
+        return Job(job_id, task, found, app=self, result_type=result_type)
+
+    async def events(
+        self, queue: str | None = None, kinds: Iterable[str] | None = None
+    ) -> AsyncIterator[Event]:
+        """Follow lifecycle events live: ``async for event in app.events(queue="email")``.
+
+        Events are core NATS messages: you see those published while you listen.
+        """
+        broker = await self.connect()
+        wanted = set(kinds) if kinds else None
+        queue_token = validate_queue(queue) if queue else "*"
+        sub = await broker.nc.subscribe(self.names.event_subject(queue_token, "*"))
+        decoder = msgspec.json.Decoder(Event)
+        try:
+            async for msg in sub.messages:
+                try:
+                    event = decoder.decode(msg.data)
+                except msgspec.DecodeError:
+                    continue
+                if wanted is None or event.kind in wanted:
+                    yield event
+        finally:
+            await sub.unsubscribe()
+
+    @property
+    def dead(self) -> DeadLetters:
+        """The dead letters: list, inspect, retry and purge them."""
+        return DeadLetters(self)
 
     async def enqueue_many(self, jobs: Iterable[PreparedJob]) -> list[Job[Any]]:
         """Publish many jobs (from ``task.prepare(...)``) and await their acknowledgements together.
@@ -295,7 +382,9 @@ class Aarq:
             if isinstance(outcome, BaseException):
                 failed.append((job, outcome))
             else:
-                done.append(Job(job.job_id, job.task, job.queue, duplicate=outcome))
+                if not outcome:
+                    await _announce(broker, job)
+                done.append(self._handle(job, outcome))
         if failed:
             raise PartialEnqueueError(
                 f"{len(failed)} of {len(prepared)} jobs were not enqueued "
@@ -305,6 +394,13 @@ class Aarq:
                 failed=failed,
             )
         return done
+
+
+async def _announce(broker: NatsBroker, job: PreparedJob) -> None:
+    event = Event(
+        kind=EventKind.ENQUEUED, id=job.job_id, queue=job.queue, at=time.time(), task=job.task
+    )
+    await broker.publish_event(job.queue, EventKind.ENQUEUED.value, encode(event))
 
 
 def _server_list(servers: str | Sequence[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import SimpleNamespace
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ class Context:
     """
 
     __slots__ = (
+        "_on_progress",
         "app",
         "attempt",
         "enqueued_at",
@@ -64,6 +66,18 @@ class Context:
         self.enqueued_at = enqueued_at
         self.state: State = app.state
         self.worker_id = worker_id
+        self._on_progress: Callable[[float, str | None], Awaitable[None]] | None = None
+
+    async def progress(self, fraction: float, message: str | None = None) -> None:
+        """Report how far the job is (0.0 to 1.0), with an optional note.
+
+        Visible in `Job.status()` and as a ``progress`` event. Updates closer together than a
+        quarter of a second are dropped, so calling it in a tight loop is fine.
+        """
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress must be between 0.0 and 1.0, got {fraction}")
+        if self._on_progress is not None:
+            await self._on_progress(fraction, message)
 
     def __repr__(self) -> str:
         return (

@@ -8,12 +8,18 @@ Every error derives from `AioqError`, so `except AioqError` catches them all::
     ├── BrokerError
     │   ├── BrokerUnavailableError   cannot reach NATS (names the URLs tried)
     │   └── ProvisioningError        a stream, consumer or bucket cannot be created or bound
-    └── EnqueueError                 the job could not be published
-        ├── UnknownTaskError         names the task and the registered ones
-        ├── ArgumentsError           arguments do not bind to the task's signature
-        ├── SerializationError       arguments are not JSON-encodable (names the type)
-        ├── PayloadTooLargeError     encoded job larger than the server's max_payload
-        └── PartialEnqueueError      some jobs of an `enqueue_many` batch were not stored
+    ├── EnqueueError                 the job could not be published
+    │   ├── UnknownTaskError         names the task and the registered ones
+    │   ├── ArgumentsError           arguments do not bind to the task's signature
+    │   ├── SerializationError       arguments are not JSON-encodable (names the type)
+    │   ├── PayloadTooLargeError     encoded job larger than the server's max_payload
+    │   └── PartialEnqueueError      some jobs of an `enqueue_many` batch were not stored
+    └── JobError                     about one job
+        ├── JobNotFoundError         no job with that id is known
+        ├── JobFailedError           the job failed for good; carries the remote error
+        ├── JobAbortedError          the job was aborted
+        ├── JobExpiredError          the job expired before it started
+        └── ResultTimeoutError       no outcome within the timeout (also a TimeoutError)
 
 `Retry` is not an error: a task raises it to ask for another attempt.
 """
@@ -34,9 +40,15 @@ __all__ = [
     "BrokerUnavailableError",
     "ConfigError",
     "EnqueueError",
+    "JobAbortedError",
+    "JobError",
+    "JobExpiredError",
+    "JobFailedError",
+    "JobNotFoundError",
     "PartialEnqueueError",
     "PayloadTooLargeError",
     "ProvisioningError",
+    "ResultTimeoutError",
     "Retry",
     "SerializationError",
     "ServerNotFoundError",
@@ -107,6 +119,48 @@ class PartialEnqueueError(EnqueueError):
         super().__init__(message)
         self.enqueued = enqueued
         self.failed = failed
+
+
+class JobError(AioqError):
+    """Base class for errors about one job; `job_id` names it."""
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobNotFoundError(JobError, LookupError):
+    """No job with that id is queued, held, running or on record."""
+
+
+class JobFailedError(JobError):
+    """The job failed for good (it is in the dead letters).
+
+    Attributes:
+        error_type: Qualified name of the exception the task raised (or why it could not run).
+        error_message: Its message.
+        remote_traceback: The traceback text from the worker.
+    """
+
+    def __init__(
+        self, message: str, job_id: str, error_type: str, error_message: str, remote_traceback: str
+    ) -> None:
+        super().__init__(message, job_id)
+        self.error_type = error_type
+        self.error_message = error_message
+        self.remote_traceback = remote_traceback
+
+
+class JobAbortedError(JobError):
+    """The job was aborted and will not run."""
+
+
+class JobExpiredError(JobError):
+    """The job waited longer than its ttl and was dropped without running."""
+
+
+class ResultTimeoutError(JobError, TimeoutError):
+    """The job had no outcome within the time given."""
 
 
 class Retry(Exception):

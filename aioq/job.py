@@ -1,12 +1,33 @@
-"""`Job`: the handle `enqueue` returns."""
+"""`Job`: the handle `enqueue` returns, to follow, await and abort a job."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import msgspec
+
+from aioq.errors import (
+    JobAbortedError,
+    JobExpiredError,
+    JobFailedError,
+    JobNotFoundError,
+    ResultTimeoutError,
+)
+from aioq.wire import TERMINAL_STATES, Event, EventKind, JobRecord, JobState, encode
+
+if TYPE_CHECKING:
+    from aioq._nats.store import NatsStore
+    from aioq.app import Aarq
 
 __all__ = ["Job"]
 
 R = TypeVar("R")
+
+_record_decoder = msgspec.json.Decoder(JobRecord)
+# How long `abort` waits for the worker running a job to confirm its cancellation.
+_ABORT_CONFIRM_S = 2.0
 
 
 class Job(Generic[R]):
@@ -20,13 +41,24 @@ class Job(Generic[R]):
             in which case this enqueue stored nothing.
     """
 
-    __slots__ = ("duplicate", "id", "queue", "task")
+    __slots__ = ("_app", "_result_type", "duplicate", "id", "queue", "task")
 
-    def __init__(self, id: str, task: str, queue: str, *, duplicate: bool = False) -> None:
+    def __init__(
+        self,
+        id: str,
+        task: str,
+        queue: str,
+        *,
+        duplicate: bool = False,
+        app: Aarq | None = None,
+        result_type: Any = Any,
+    ) -> None:
         self.id = id
         self.task = task
         self.queue = queue
         self.duplicate = duplicate
+        self._app = app
+        self._result_type = result_type
 
     def __repr__(self) -> str:
         dup = ", duplicate=True" if self.duplicate else ""
@@ -37,3 +69,116 @@ class Job(Generic[R]):
 
     def __hash__(self) -> int:
         return hash((self.id, self.queue))
+
+    async def _store(self) -> NatsStore:
+        if self._app is None:
+            raise RuntimeError("this Job handle has no app: get one from enqueue or app.job()")
+        return (await self._app.connect()).store
+
+    async def status(self) -> JobRecord:
+        """The job's state now: queued, deferred, running, retrying or an outcome.
+
+        The record carries attempts, worker, start/finish times, progress and the last error.
+
+        Raises:
+            JobNotFoundError: The job is not queued, held or on record (never enqueued, or its
+                record is older than the app's `keep_result`).
+        """
+        store = await self._store()
+        raw = await store.get_record(self.id)
+        record = _record_decoder.decode(raw) if raw else None
+        if record is not None and record.state in TERMINAL_STATES | {JobState.RUNNING}:
+            return record
+        if await store.find_queued(self.id, self.queue):
+            if record is not None:  # between attempts, or requeued by a stopping worker
+                return record
+            return JobRecord(id=self.id, state=JobState.QUEUED, task=self.task, queue=self.queue)
+        if await store.find_held(self.id, self.queue):
+            return JobRecord(id=self.id, state=JobState.DEFERRED, task=self.task, queue=self.queue)
+        if record is not None:
+            return record
+        raise JobNotFoundError(f"job {self.id} on queue {self.queue!r} is not known", self.id)
+
+    async def result(self, timeout: float | None = 10.0) -> R:
+        """Wait for the job's outcome and return the task's return value.
+
+        Waits on a watch of the job's record, not by polling.
+
+        Raises:
+            JobFailedError: The job failed for good; carries the remote error and traceback.
+            JobAbortedError: The job was aborted.
+            JobExpiredError: The job expired before it started.
+            ResultTimeoutError: No outcome within `timeout` seconds.
+        """
+        store = await self._store()
+        try:
+            async with asyncio.timeout(timeout):
+                async for raw in store.watch_record(self.id):
+                    if raw is None:
+                        continue
+                    record = _record_decoder.decode(raw)
+                    if record.state in TERMINAL_STATES:
+                        return self._outcome(record)
+        except TimeoutError:
+            raise ResultTimeoutError(
+                f"job {self.id} had no outcome within {timeout}s", self.id
+            ) from None
+        raise ResultTimeoutError(f"job {self.id}: its record could not be watched", self.id)
+
+    def _outcome(self, record: JobRecord) -> R:
+        if record.state is JobState.SUCCEEDED:
+            raw = record.result if record.result is not None else b"null"
+            try:
+                return msgspec.json.decode(raw, type=self._result_type)  # type: ignore[no-any-return]
+            except msgspec.ValidationError:
+                return msgspec.json.decode(raw)  # type: ignore[no-any-return]
+        error = record.error
+        if record.state is JobState.ABORTED:
+            raise JobAbortedError(f"job {self.id} was aborted", self.id)
+        if record.state is JobState.EXPIRED:
+            detail = f": {error.message}" if error else ""
+            raise JobExpiredError(f"job {self.id} expired before it started{detail}", self.id)
+        kind, message, tb = (error.type, error.message, error.traceback) if error else ("", "", "")
+        raise JobFailedError(f"job {self.id} failed: {kind}: {message}", self.id, kind, message, tb)
+
+    async def abort(self) -> bool:
+        """Stop the job for good: remove it if it waits, cancel it where it runs.
+
+        A running task sees `asyncio.CancelledError`; the job ends as aborted and is never
+        retried. Returns False if the job had already finished (or is unknown).
+        """
+        store = await self._store()
+        raw = await store.get_record(self.id)
+        record = _record_decoder.decode(raw) if raw else None
+        if record is not None and record.state in TERMINAL_STATES:
+            return False
+        await store.announce_abort(self.id)
+        removed = await store.remove_queued(self.queue, self.id)
+        removed |= await store.remove_held(self.queue, self.id)
+        if record is not None and record.state is JobState.RUNNING:
+            if await self._confirmed_aborted(store):
+                return True
+        elif not removed:
+            return False
+        await self._record_aborted(store, record)
+        return True
+
+    async def _confirmed_aborted(self, store: NatsStore) -> bool:
+        try:
+            async with asyncio.timeout(_ABORT_CONFIRM_S):
+                async for raw in store.watch_record(self.id):
+                    if raw and _record_decoder.decode(raw).state is JobState.ABORTED:
+                        return True
+        except TimeoutError:
+            pass
+        return False
+
+    async def _record_aborted(self, store: NatsStore, record: JobRecord | None) -> None:
+        now = time.time()
+        if record is None:
+            record = JobRecord(id=self.id, state=JobState.ABORTED, task=self.task, queue=self.queue)
+        record.state, record.finished_at = JobState.ABORTED, now
+        await store.put_record(self.id, encode(record))
+        event = Event(kind=EventKind.ABORTED, id=self.id, queue=self.queue, at=now, task=self.task)
+        await store.publish_event(self.queue, EventKind.ABORTED.value, encode(event))
+        await store.nc.flush()

@@ -54,7 +54,7 @@ def validate_job_id(job_id: str) -> str:
 class Names:
     """The NATS names of one app prefix."""
 
-    __slots__ = ("dead_stream", "jobs_stream", "prefix", "workers_bucket")
+    __slots__ = ("dead_stream", "jobs_stream", "prefix", "results_bucket", "workers_bucket")
 
     def __init__(self, prefix: str = "aioq") -> None:
         if not isinstance(prefix, str) or not _PREFIX_RE.match(prefix):
@@ -64,6 +64,7 @@ class Names:
         self.jobs_stream = f"{stem}_JOBS"
         self.dead_stream = f"{stem}_DEAD"
         self.workers_bucket = f"{prefix}-workers"
+        self.results_bucket = f"{prefix}-results"
 
     def job_subject(self, queue: str, job_id: str | None = None) -> str:
         """Subject of a job of `queue`: ``<prefix>.jobs.<queue>[.<job id>]``.
@@ -79,13 +80,52 @@ class Names:
         """Subjects the consumer of `queue` takes jobs from."""
         return [f"{self.prefix}.jobs.{queue}", f"{self.prefix}.jobs.{queue}.*"]
 
-    def dead_subject(self, queue: str) -> str:
-        """Subject of the dead letters of `queue`."""
-        return f"{self.prefix}.dead.{queue}"
+    def dead_subject(self, queue: str, job_id: str = "*") -> str:
+        """Subject of a dead letter of `queue` (all of them with the default ``*``)."""
+        return f"{self.prefix}.dead.{queue}.{job_id}"
+
+    def event_subject(self, queue: str = "*", kind: str = "*") -> str:
+        """Subject of lifecycle events (``*`` matches every queue or kind)."""
+        return f"{self.prefix}.events.{queue}.{kind}"
+
+    def abort_subject(self, job_id: str = "*") -> str:
+        """Subject on which workers hear that a job is aborted."""
+        return f"{self.prefix}.control.abort.{job_id}"
 
     def consumer(self, queue: str) -> str:
         """Durable pull consumer shared by every worker of `queue`."""
         return queue
+
+    def sched_subject(self, queue: str = "*", job_id: str = "*") -> str:
+        """Subject of a delayed job held until its time: ``<prefix>.sched.<queue>.<job id>``.
+
+        It lives in the jobs stream, outside every queue consumer's filter; the scheduler
+        moves it to `job_subject` when it is due (``*`` matches every queue or job).
+        """
+        return f"{self.prefix}.sched.{queue}.{job_id}"
+
+    @property
+    def sched_wildcard(self) -> str:
+        """Subjects of delayed jobs in the jobs stream."""
+        return f"{self.prefix}.sched.>"
+
+    @property
+    def scheduler_consumer(self) -> str:
+        """Durable consumer on the held jobs, shared by every scheduler.
+
+        ``@`` cannot appear in a queue name, so no queue's consumer can take this name.
+        """
+        return "@scheduler"
+
+    @property
+    def schedules_bucket(self) -> str:
+        """KV bucket of the last tick fired per repeatable job."""
+        return f"{self.prefix}-schedules"
+
+    @property
+    def limits_bucket(self) -> str:
+        """KV bucket of the per-queue rate limits shared by every worker."""
+        return f"{self.prefix}-limits"
 
     @property
     def jobs_wildcard(self) -> str:
@@ -95,4 +135,4 @@ class Names:
     @property
     def dead_wildcard(self) -> str:
         """Subjects of the dead-letter stream."""
-        return f"{self.prefix}.dead.*"
+        return f"{self.prefix}.dead.>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
+import typing
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ class Task(Generic[P, R]):
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
         self._full_signature = _signature(fn)
+        self.result_type = _return_type(fn)
         self.signature = _without_ctx(self._full_signature, name)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
@@ -168,6 +170,15 @@ def build_job(
             "(str, int, float, bool, None, lists, dicts, datetimes, dataclasses, msgspec Structs)"
         ) from None
     return PreparedJob(task=task, queue=queue, job_id=job_id, data=data)
+
+
+def _return_type(fn: Callable[..., Any]) -> Any:
+    """The annotated return type, used to decode results; `Any` when absent or unresolvable."""
+    try:
+        hint = typing.get_type_hints(fn).get("return", Any)
+    except Exception:
+        return Any
+    return Any if hint is None or hint is type(None) else hint
 
 
 def _signature(fn: Callable[..., Any]) -> inspect.Signature:

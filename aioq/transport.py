@@ -6,7 +6,7 @@ execution, retries, dead letters, heartbeats) is broker-agnostic.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from aioq.errors import BrokerError
@@ -108,8 +108,23 @@ class Broker(Protocol):
         """Create (idempotently) the queue's shared consumer and return a puller on it."""
         ...
 
-    async def publish_dead(self, queue: str, data: bytes, msg_id: str) -> None:
+    async def publish_dead(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
         """Store a dead-letter record, deduplicated by `msg_id`."""
+
+    async def put_record(self, job_id: str, data: bytes) -> None:
+        """Store a job's latest state (a `JobRecord`), in order, without waiting."""
+
+    async def delete_record(self, job_id: str) -> None:
+        """Forget a job's state."""
+
+    async def publish_event(self, queue: str, kind: str, data: bytes) -> None:
+        """Publish a lifecycle event to live listeners."""
+
+    async def listen_aborts(
+        self, handler: Callable[[str], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """Call `handler(job_id)` for each abort announced; returns the unsubscribe."""
+        ...
 
     async def put_worker(self, worker_id: str, data: bytes, ttl: float) -> None:
         """Write a worker heartbeat that disappears `ttl` seconds after its last write."""

@@ -13,10 +13,15 @@ import msgspec
 from aioq.naming import JOB_ID_PATTERN
 
 __all__ = [
+    "TERMINAL_STATES",
     "DeadLetter",
     "DeadReason",
     "ErrorInfo",
+    "Event",
+    "EventKind",
     "JobMessage",
+    "JobRecord",
+    "JobState",
     "WorkerInfo",
     "decode_job",
     "encode",
@@ -41,6 +46,7 @@ class JobMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     ttl: _Seconds | None = None
     timeout: _Seconds | None = None
     retries: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    retry_of: int | None = None
 
 
 class DeadReason(enum.StrEnum):
@@ -102,6 +108,82 @@ class WorkerInfo(msgspec.Struct):
     version: str
 
 
+class JobState(enum.StrEnum):
+    """Where a job is in its life."""
+
+    #: Waiting in its queue.
+    QUEUED = "queued"
+    #: Held until its time comes (a delayed job).
+    DEFERRED = "deferred"
+    #: A worker runs it.
+    RUNNING = "running"
+    #: An attempt failed; it waits for its next attempt.
+    RETRYING = "retrying"
+    #: The task returned; `result` holds its value.
+    SUCCEEDED = "succeeded"
+    #: Dead-lettered: its last attempt failed, or it could not run at all.
+    FAILED = "failed"
+    #: Dead-lettered: it waited longer than its ttl.
+    EXPIRED = "expired"
+    #: Removed or cancelled by `abort`; never retried.
+    ABORTED = "aborted"
+
+
+TERMINAL_STATES: Final = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.EXPIRED, JobState.ABORTED}
+)
+
+
+class JobRecord(msgspec.Struct, omit_defaults=True):
+    """A job's latest state, the value of its key (the job id) in ``<prefix>-results``."""
+
+    id: str
+    state: JobState
+    task: str | None = None
+    queue: str | None = None
+    attempts: int = 0
+    worker: str | None = None
+    enqueued_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+    result: msgspec.Raw | None = None
+    error: ErrorInfo | None = None
+    retry_at: float | None = None
+    retry_of: int | None = None
+
+
+class EventKind(enum.StrEnum):
+    """What happened to a job; the last token of the event subject."""
+
+    ENQUEUED = "enqueued"
+    STARTED = "started"
+    PROGRESS = "progress"
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    ABORTED = "aborted"
+
+
+class Event(msgspec.Struct, omit_defaults=True):
+    """A lifecycle event, published on ``<prefix>.events.<queue>.<kind>``."""
+
+    kind: EventKind
+    id: str
+    queue: str
+    at: float
+    task: str | None = None
+    attempt: int | None = None
+    worker: str | None = None
+    duration: float | None = None
+    error: ErrorInfo | None = None
+    delay: float | None = None
+    progress: float | None = None
+    message: str | None = None
+
+
 _job_decoder: Final = msgspec.json.Decoder(JobMessage)
 _encoder: Final = msgspec.json.Encoder()
 
@@ -118,6 +200,6 @@ def encode(value: object) -> bytes:
 
 def json_schemas() -> dict[str, Any]:
     """JSON Schemas of every wire struct, keyed by struct name."""
-    structs = (JobMessage, DeadLetter, WorkerInfo)
+    structs = (JobMessage, DeadLetter, WorkerInfo, JobRecord, Event)
     _, components = msgspec.json.schema_components(structs, ref_template="#/$defs/{name}")
     return components

@@ -23,7 +23,9 @@ def test_schema_file_matches_the_structs() -> None:
     assert stored == json.loads(json.dumps(wire.json_schemas(), sort_keys=True)), REGENERATE
 
 
-@pytest.mark.parametrize("struct", [wire.JobMessage, wire.DeadLetter, wire.WorkerInfo])
+@pytest.mark.parametrize(
+    "struct", [wire.JobMessage, wire.DeadLetter, wire.WorkerInfo, wire.JobRecord, wire.Event]
+)
 def test_protocol_page_documents_every_field(struct: type[msgspec.Struct]) -> None:
     page = (DOCS / "protocol.md").read_text()
     section = page.split(f"### `{struct.__name__}` fields", 1)[1].split("\n## ", 1)[0]
@@ -33,8 +35,9 @@ def test_protocol_page_documents_every_field(struct: type[msgspec.Struct]) -> No
 
 def test_dead_reasons_are_documented() -> None:
     page = (DOCS / "protocol.md").read_text()
-    for reason in wire.DeadReason:
-        assert f"`{reason.value}`" in page
+    for values in (wire.DeadReason, wire.JobState, wire.EventKind):
+        for value in values:
+            assert f"`{value.value}`" in page
 
 
 def test_the_documented_minimal_job_decodes() -> None:

@@ -52,7 +52,10 @@ def test_names_follow_the_prefix() -> None:
     assert names.job_subject("email") == "my-app.jobs.email"
     assert names.job_subject("email", "j-1") == "my-app.jobs.email.j-1"
     assert names.job_filters("email") == ["my-app.jobs.email", "my-app.jobs.email.*"]
-    assert names.dead_subject("email") == "my-app.dead.email"
+    assert names.dead_subject("email", "j-1") == "my-app.dead.email.j-1"
+    assert names.dead_subject("email") == "my-app.dead.email.*"
+    assert names.results_bucket == "my-app-results"
+    assert names.event_subject("email", "started") == "my-app.events.email.started"
     assert Names().job_subject("default") == "aioq.jobs.default"
 
 

@@ -152,9 +152,9 @@ async def test_retries_exhausted_go_to_dead_letters(
     await wait_for(lambda: worker.stats.failed == 1)
     assert worker.stats.processed == 0
     assert worker.stats.retried == 2
-    # The dead letter is on <prefix>.dead.<queue>, in <PREFIX>_DEAD.
+    # The dead letter is on <prefix>.dead.<queue>.<job id>, in <PREFIX>_DEAD.
     last = await nc.jetstream().get_last_msg(
-        f"{app.prefix.upper()}_DEAD", f"{app.prefix}.dead.default"
+        f"{app.prefix.upper()}_DEAD", f"{app.prefix}.dead.default.{job.id}"
     )
     assert last.data is not None
     assert msgspec.json.decode(last.data, type=DeadLetter).id == job.id

@@ -8,7 +8,7 @@ import json
 import logging
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import nats
@@ -22,6 +22,7 @@ from nats.js.kv import KeyValue
 
 from aioq._nats.delivery import NatsDelivery
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
+from aioq._nats.store import NatsStore
 from aioq.errors import BrokerError, BrokerUnavailableError, EnqueueError, PayloadTooLargeError
 from aioq.naming import Names
 from aioq.options import QueueOptions
@@ -183,9 +184,11 @@ class NatsSource:
 class NatsBroker:
     """JetStream storage of jobs, dead letters and worker heartbeats for one app prefix."""
 
-    def __init__(self, settings: NatsSettings, names: Names) -> None:
+    def __init__(self, settings: NatsSettings, names: Names, keep_result: float = 86_400.0) -> None:
         self.settings = settings
         self.names = names
+        self.keep_result = keep_result
+        self._store: NatsStore | None = None
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._workers_kv: KeyValue | None = None
@@ -206,6 +209,13 @@ class NatsBroker:
         if self._nc is None:
             raise BrokerError("not connected: call `await app.connect()` or use `async with app`")
         return self._nc
+
+    @property
+    def store(self) -> NatsStore:
+        """Job records, lookups, aborts and dead letters; only valid once connected."""
+        if self._store is None:
+            raise BrokerError("not connected: call `await app.connect()` or use `async with app`")
+        return self._store
 
     @property
     def max_payload(self) -> int:
@@ -252,6 +262,7 @@ class NatsBroker:
         try:
             await js.account_info()
             await ensure_streams(js, self.names)
+            self._store = await NatsStore.open(nc, js, self.names, self.keep_result)
         except (nats.errors.NoRespondersError, NoStreamResponseError) as e:
             await nc.close()
             raise BrokerUnavailableError(
@@ -280,6 +291,7 @@ class NatsBroker:
         """Flush buffered acks and publishes, then disconnect."""
         self._closing = True
         nc, self._nc, self._js, self._workers_kv = self._nc, None, None, None
+        self._store = None
         if nc is None or nc.is_closed:
             return
         with contextlib.suppress(Exception):
@@ -334,9 +346,29 @@ class NatsBroker:
         await source.start()
         return source
 
-    async def publish_dead(self, queue: str, data: bytes, msg_id: str) -> None:
+    async def publish_dead(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
         """Store a dead-letter record; the id makes a repeated record a no-op."""
-        await self.js.publish(self.names.dead_subject(queue), data, headers={_MSG_ID: msg_id})
+        await self.js.publish(
+            self.names.dead_subject(queue, job_id), data, headers={_MSG_ID: msg_id}
+        )
+
+    async def put_record(self, job_id: str, data: bytes) -> None:
+        """Store a job's latest state (not awaited: records are stored in publish order)."""
+        await self.store.put_record(job_id, data)
+
+    async def delete_record(self, job_id: str) -> None:
+        """Forget a job's state."""
+        await self.store.delete_record(job_id)
+
+    async def publish_event(self, queue: str, kind: str, data: bytes) -> None:
+        """Publish a lifecycle event (core NATS: live listeners only)."""
+        await self.store.publish_event(queue, kind, data)
+
+    async def listen_aborts(
+        self, handler: Callable[[str], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """Call `handler(job_id)` for each abort announced; returns the unsubscribe."""
+        return await self.store.listen_aborts(handler)
 
     async def _workers(self, ttl: float) -> KeyValue:
         if self._workers_kv is None:

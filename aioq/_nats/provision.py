@@ -59,7 +59,8 @@ async def ensure_streams(js: JetStreamContext, names: Names) -> None:
         js,
         StreamConfig(
             name=names.jobs_stream,
-            subjects=[names.jobs_wildcard],
+            # Delayed jobs wait in the same stream, outside every queue consumer's filter.
+            subjects=[names.jobs_wildcard, names.sched_wildcard],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             discard=DiscardPolicy.NEW,

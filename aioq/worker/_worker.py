@@ -166,6 +166,7 @@ class Worker:
             with self._signals():
                 await _run_hooks(self.app.startup_hooks, self.app.state, "startup")
                 sources = {q: await broker.open_source(q, self.app.queue(q)) for q in self.queues}
+                stop_listening = await broker.listen_aborts(self._executor.abort)
                 await heartbeat.beat()
                 self.ready = True
                 log.info(
@@ -174,7 +175,11 @@ class Worker:
                     ",".join(self.queues),
                     self.concurrency,
                 )
-                await self._serve(broker, sources, heartbeat)
+                try:
+                    await self._serve(broker, sources, heartbeat)
+                finally:
+                    with contextlib.suppress(Exception):
+                        await stop_listening()
         finally:
             await self._after_stop(heartbeat, users)
 

@@ -3,28 +3,43 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import functools
 import logging
-import threading
+import re
 import time
 import traceback
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from aioq.context import Context
 from aioq.errors import Retry
+from aioq.naming import JOB_ID_PATTERN
 from aioq.task import Task
 from aioq.transport import Broker, Delivery
-from aioq.wire import DeadLetter, DeadReason, ErrorInfo, JobMessage, decode_job, encode
+from aioq.wire import (
+    DeadLetter,
+    DeadReason,
+    ErrorInfo,
+    JobMessage,
+    JobRecord,
+    JobState,
+    decode_job,
+    encode,
+)
+from aioq.worker.reporting import (
+    PROGRESS_INTERVAL_S,
+    Reporter,
+    ResultEncodingError,
+    encode_result,
+    error_record,
+)
+from aioq.worker.threads import run_in_thread
 
 if TYPE_CHECKING:
     from aioq.app import Aarq
 
-__all__ = ["Executor", "Lease", "Stats"]
+__all__ = ["UNSETTLED_DELIVERIES", "Executor", "Lease", "Stats"]
 
 log = logging.getLogger("aioq.worker")
 
@@ -37,9 +52,11 @@ _DEAD_RECORD_OVERHEAD: Final = 24_000
 UNSETTLED_DELIVERIES: Final = 2
 # When the dead-letter record cannot be stored, the job comes back after this long.
 _DEAD_LETTER_RETRY_S: Final = 5.0
-# Threads for plain `def` tasks. They are started on demand and reused, so a worker uses about
-# as many as its concurrency; the bound only matters for runs that outlive their timeout.
-_MAX_THREADS: Final = 512
+# Aborts remembered for jobs that were fetched but had not started when the abort came.
+_REMEMBERED_ABORTS: Final = 1024
+_VALID_ID: Final = re.compile(JOB_ID_PATTERN)
+
+_DEAD_STATE: Final = {DeadReason.EXPIRED: JobState.EXPIRED}
 
 
 @dataclass(slots=True)
@@ -70,6 +87,9 @@ class Executor:
         self.worker_id = worker_id
         self.stats = Stats()
         self.leases: set[Lease] = set()
+        self.reporter = Reporter(broker, worker_id, app.keep_result)
+        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._aborted: OrderedDict[str, None] = OrderedDict()
 
     async def run(self, delivery: Delivery, queue: str, lease_period: float) -> None:
         """Handle one delivery; never raises except `asyncio.CancelledError`."""
@@ -83,21 +103,33 @@ class Executor:
                 "job seq=%s queue=%s: unexpected error while handling it", delivery.seq, queue
             )
 
+    async def abort(self, job_id: str) -> None:
+        """Cancel job `job_id` if it runs here, and refuse to start it if it comes later."""
+        self._aborted[job_id] = None
+        while len(self._aborted) > _REMEMBERED_ABORTS:
+            self._aborted.popitem(last=False)
+        running = self._running.get(job_id)
+        if running is not None:
+            running.cancel()
+
     async def _run(self, delivery: Delivery, queue: str, lease_period: float) -> None:
         try:
             job = decode_job(delivery.data)
         except Exception as e:  # msgspec errors, and RecursionError on absurd nesting
-            await self._dead(
-                delivery, queue, DeadReason.BAD_PAYLOAD, None, _error_info(e, tb=False)
-            )
+            error = _error_info(e, tb=False)
+            await self._dead(delivery, queue, DeadReason.BAD_PAYLOAD, None, error)
             return
         task = self.tasks.get(job.task)
         if task is None:
             known = ", ".join(sorted(self.tasks)) or "none"
-            error = ErrorInfo(
-                "UnknownTaskError", f"unknown task {job.task!r} (registered: {known})"
+            message = f"unknown task {job.task!r} (registered: {known})"
+            await self._dead(
+                delivery,
+                queue,
+                DeadReason.UNKNOWN_TASK,
+                job,
+                ErrorInfo("UnknownTaskError", message),
             )
-            await self._dead(delivery, queue, DeadReason.UNKNOWN_TASK, job, error)
             return
         try:
             task.check_arguments(job.args, job.kwargs)
@@ -108,12 +140,13 @@ class Executor:
         retries = task.options.retries if job.retries is None else job.retries
         attempt, max_attempts = delivery.attempt, retries + 1
         if attempt > max_attempts + UNSETTLED_DELIVERIES:
-            error = ErrorInfo(
-                "DeliveriesExhausted",
+            message = (
                 f"delivered {attempt} times without an outcome: the worker running it died or "
-                "lost its lease on every attempt",
+                "lost its lease on every attempt"
             )
-            await self._dead(delivery, queue, DeadReason.CRASHED, job, error)
+            await self._dead(
+                delivery, queue, DeadReason.CRASHED, job, ErrorInfo("DeliveriesExhausted", message)
+            )
             return
         ttl = task.options.ttl if job.ttl is None else job.ttl
         if ttl is not None and attempt == 1:
@@ -132,7 +165,21 @@ class Executor:
             enqueued_at=datetime.fromtimestamp(delivery.stored_at, UTC),
             worker_id=self.worker_id,
         )
-        await self._execute(delivery, job, task, ctx, lease_period)
+        record = JobRecord(
+            id=ctx.job_id,
+            state=JobState.RUNNING,
+            task=job.task,
+            queue=queue,
+            attempts=attempt,
+            enqueued_at=delivery.stored_at,
+            started_at=time.time(),
+            retry_of=job.retry_of,
+        )
+        if ctx.job_id in self._aborted:
+            await self._abort_settle(delivery, record, ctx, time.perf_counter())
+            return
+        await self.reporter.report(record)
+        await self._execute(delivery, job, task, ctx, record, lease_period)
 
     async def _execute(
         self,
@@ -140,45 +187,59 @@ class Executor:
         job: JobMessage,
         task: Task[Any, Any],
         ctx: Context,
+        record: JobRecord,
         lease_period: float,
     ) -> None:
         timeout = task.options.timeout if job.timeout is None else job.timeout
         lease = Lease(delivery, lease_period, time.monotonic())
         self.leases.add(lease)
+        me = asyncio.current_task()
+        assert me is not None
+        self._running[ctx.job_id] = me
+        ctx._on_progress = _progress_reporter(self.reporter, record)
         started = time.perf_counter()
         thread: asyncio.Future[Any] | None = None
         try:
             async with asyncio.timeout(timeout):
+                for before in self.app.before_job_hooks:
+                    await before(ctx)
                 if task.is_async:
-                    await task.fn(ctx, *job.args, **job.kwargs)
+                    value = await task.fn(ctx, *job.args, **job.kwargs)
                 else:
-                    thread = _in_thread(task.fn, ctx, job.args, job.kwargs)
+                    thread = run_in_thread(task.fn, ctx, *job.args, **job.kwargs)
                     # Shielded: a timeout or a shutdown stops the wait, not the thread.
-                    await asyncio.shield(thread)
+                    value = await asyncio.shield(thread)
+            record.result = encode_result(value)
         except asyncio.CancelledError:
-            # The worker is stopping past its grace period: hand the job straight back.
-            await delivery.nak()
-            _log_outcome(
-                logging.WARNING, ctx, started, "cancelled by shutdown, returned to the queue"
-            )
-            raise
+            if ctx.job_id not in self._aborted:
+                # The worker is stopping past its grace period: hand the job straight back.
+                await delivery.nak()
+                _log_outcome(
+                    logging.WARNING, ctx, started, "cancelled by shutdown, returned to the queue"
+                )
+                raise
+            me.uncancel()
+            await self._abort_settle(delivery, record, ctx, started)
         except Retry as e:
-            await self._failed(delivery, job, task, ctx, started, e, retry_delay=e.delay)
+            await self._failed(delivery, job, task, ctx, record, started, e, retry_delay=e.delay)
         except Exception as e:
-            if (
-                timeout is not None
-                and isinstance(e, TimeoutError)
-                and time.perf_counter() - started >= timeout
-            ):
+            deadline_passed = timeout is not None and time.perf_counter() - started >= timeout
+            if deadline_passed and isinstance(e, TimeoutError):
                 e = TimeoutError(f"timed out after {timeout}s")
-            retryable = not isinstance(e, task.options.no_retry_for)
-            await self._failed(delivery, job, task, ctx, started, e, retryable=retryable)
+            # A result that cannot be stored is final: running the job again redoes its work.
+            retryable = not isinstance(e, (*task.options.no_retry_for, ResultEncodingError))
+            await self._failed(delivery, job, task, ctx, record, started, e, retryable=retryable)
         else:
+            record.state, record.finished_at = JobState.SUCCEEDED, time.time()
+            await self.reporter.report(record, duration=time.perf_counter() - started)
             await delivery.ack()
             self.stats.processed += 1
             _log_outcome(logging.INFO, ctx, started, "succeeded")
         finally:
             self.leases.discard(lease)
+            self._running.pop(ctx.job_id, None)
+            ctx._on_progress = None
+        await self._after_hooks(ctx, record)
         if thread is not None and not thread.done():
             # A thread cannot be interrupted. The attempt is settled already (it timed out);
             # keep the job's slot until the call returns, so that the worker never runs more
@@ -191,27 +252,51 @@ class Executor:
             )
             await asyncio.wait([thread])
 
+    async def _after_hooks(self, ctx: Context, record: JobRecord) -> None:
+        for after in self.app.after_job_hooks:
+            try:
+                await after(ctx, record)
+            except Exception:
+                log.exception("job %s: after_job hook %r failed", ctx.job_id, after)
+
+    async def _abort_settle(
+        self, delivery: Delivery, record: JobRecord, ctx: Context, started: float
+    ) -> None:
+        record.state, record.finished_at = JobState.ABORTED, time.time()
+        await self.reporter.report(record, duration=time.perf_counter() - started)
+        await delivery.term()
+        _log_outcome(logging.WARNING, ctx, started, "aborted")
+
     async def _failed(
         self,
         delivery: Delivery,
         job: JobMessage,
         task: Task[Any, Any],
         ctx: Context,
+        record: JobRecord,
         started: float,
         error: BaseException,
         *,
         retryable: bool = True,
         retry_delay: float | None = None,
     ) -> None:
+        info = _error_info(error)
+        duration = time.perf_counter() - started
         if retryable and ctx.attempt < ctx.max_attempts:
             delay = task.options.backoff(ctx.attempt) if retry_delay is None else retry_delay
+            record.state, record.error, record.retry_at = (
+                JobState.RETRYING,
+                info,
+                time.time() + delay,
+            )
+            await self.reporter.report(record, duration=duration, delay=delay)
             await delivery.nak(delay)
             self.stats.retried += 1
             _log_outcome(
                 logging.INFO, ctx, started, f"failed ({_short(error)}), retrying in {delay:.2f}s"
             )
             return
-        await self._dead(delivery, ctx.queue, DeadReason.FAILED, job, _error_info(error))
+        await self._dead(delivery, ctx.queue, DeadReason.FAILED, job, info, record=record)
         _log_outcome(logging.WARNING, ctx, started, f"failed ({_short(error)}), dead-lettered")
 
     async def _dead(
@@ -221,10 +306,12 @@ class Executor:
         reason: DeadReason,
         job: JobMessage | None,
         error: ErrorInfo,
+        *,
+        record: JobRecord | None = None,
     ) -> None:
         """Record the job in the dead-letter stream, then remove it from its queue."""
         job_id = _job_id(job, delivery)
-        record = DeadLetter(
+        dead = DeadLetter(
             id=job_id,
             queue=queue,
             reason=reason,
@@ -239,10 +326,10 @@ class Executor:
         )
         room = self.broker.max_payload - _DEAD_RECORD_OVERHEAD
         if len(delivery.data) * 4 // 3 > room:  # payloads travel base64-encoded
-            record.payload = delivery.data[: max(0, room * 3 // 4)]
-            record.payload_truncated = True
+            dead.payload = delivery.data[: max(0, room * 3 // 4)]
+            dead.payload_truncated = True
         try:
-            await self.broker.publish_dead(queue, encode(record), f"{job_id}:{delivery.seq}")
+            await self.broker.publish_dead(queue, job_id, encode(dead), f"{job_id}:{delivery.seq}")
         except Exception as e:
             log.error(
                 "job %s queue=%s: cannot store its dead letter (%s); it stays queued and comes "
@@ -254,14 +341,26 @@ class Executor:
             )
             await delivery.nak(_DEAD_LETTER_RETRY_S)
             return
+        if record is None:
+            record = JobRecord(
+                id=job_id,
+                state=JobState.FAILED,
+                task=dead.task,
+                queue=queue,
+                attempts=delivery.attempt,
+                enqueued_at=delivery.stored_at,
+            )
+        await self.reporter.report(
+            error_record(record, _DEAD_STATE.get(reason, JobState.FAILED), error)
+        )
         await delivery.term()
         self.stats.failed += 1
-        if reason not in (DeadReason.FAILED,):
+        if reason is not DeadReason.FAILED:
             log.warning(
                 "job %s queue=%s task=%s dead-lettered: %s: %s",
                 job_id,
                 queue,
-                job.task if job else "?",
+                dead.task or "?",
                 reason.value,
                 error.message,
             )
@@ -269,44 +368,27 @@ class Executor:
             log.debug("job %s payload: %r", job_id, delivery.data[:2000])
 
 
-_thread_pool: ThreadPoolExecutor | None = None
-_thread_pool_lock = threading.Lock()
+def _progress_reporter(reporter: Reporter, record: JobRecord) -> Any:
+    last = 0.0
 
+    async def report(fraction: float, message: str | None) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last < PROGRESS_INTERVAL_S and fraction < 1.0:
+            return
+        last = now
+        await reporter.progress(record, fraction, message)
 
-def _threads() -> ThreadPoolExecutor:
-    """The pool that runs plain `def` tasks, shared by the workers of this process.
-
-    Not the event loop's default executor: that one has ``min(32, cpu_count + 4)`` threads,
-    which would cap a worker's concurrency for sync tasks (6 threads on 2 cores) and let
-    queued runs time out before they start.
-    """
-    global _thread_pool
-    with _thread_pool_lock:
-        if _thread_pool is None:
-            _thread_pool = ThreadPoolExecutor(_MAX_THREADS, thread_name_prefix="aioq-task")
-        return _thread_pool
-
-
-def _in_thread(
-    fn: Callable[..., Any], ctx: Context, args: list[Any], kwargs: dict[str, Any]
-) -> asyncio.Future[Any]:
-    """Start ``fn(ctx, *args, **kwargs)`` in a pool thread, with the caller's contextvars."""
-    call = functools.partial(contextvars.copy_context().run, fn, ctx, *args, **kwargs)
-    future = asyncio.wrap_future(_threads().submit(call))
-    # Nobody may await a run that outlived its job (forced shutdown): consume its outcome.
-    future.add_done_callback(_consume)
-    return future
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()
+    return report
 
 
 def _job_id(job: JobMessage | None, delivery: Delivery) -> str:
     if job is not None and job.id:
         return job.id
-    return delivery.msg_id or f"seq-{delivery.seq}"
+    msg_id = delivery.msg_id
+    if msg_id and _VALID_ID.match(msg_id):
+        return msg_id
+    return f"seq-{delivery.seq}"
 
 
 def _error_info(error: BaseException, *, tb: bool = True) -> ErrorInfo:

@@ -1,0 +1,105 @@
+"""What a worker tells the world about a job: its record in the results bucket and its events."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Final
+
+import msgspec
+
+from aioq.transport import Broker
+from aioq.wire import ErrorInfo, Event, EventKind, JobRecord, JobState, encode
+
+__all__ = ["Reporter", "ResultEncodingError", "encode_result", "error_record"]
+
+log = logging.getLogger("aioq.worker")
+
+# Progress updates closer together than this are dropped, so a tight loop cannot flood NATS.
+PROGRESS_INTERVAL_S: Final = 0.25
+
+_STATE_EVENT: Final = {
+    JobState.RUNNING: EventKind.STARTED,
+    JobState.RETRYING: EventKind.RETRYING,
+    JobState.SUCCEEDED: EventKind.SUCCEEDED,
+    JobState.FAILED: EventKind.FAILED,
+    JobState.EXPIRED: EventKind.EXPIRED,
+    JobState.ABORTED: EventKind.ABORTED,
+}
+
+
+class Reporter:
+    """Writes job records and publishes events, without waiting for the server.
+
+    Records and events of one job leave in the order they are written, and before the job's
+    ack or term, so whoever sees a job leave its queue finds its final record.
+    """
+
+    def __init__(self, broker: Broker, worker_id: str, keep_result: float) -> None:
+        self.broker = broker
+        self.worker_id = worker_id
+        self.keep_result = keep_result
+
+    async def report(
+        self,
+        record: JobRecord,
+        *,
+        duration: float | None = None,
+        delay: float | None = None,
+    ) -> None:
+        """Store `record` as the job's state and publish the matching event."""
+        record.worker = self.worker_id
+        await self.broker.put_record(record.id, encode(record))
+        event = Event(
+            kind=_STATE_EVENT[record.state],
+            id=record.id,
+            queue=record.queue or "",
+            at=time.time(),
+            task=record.task,
+            attempt=record.attempts or None,
+            worker=self.worker_id,
+            duration=duration,
+            error=record.error,
+            delay=delay,
+        )
+        await self.broker.publish_event(event.queue, event.kind.value, encode(event))
+        if self.keep_result == 0 and record.state not in (JobState.RUNNING, JobState.RETRYING):
+            await self.broker.delete_record(record.id)
+
+    async def progress(self, record: JobRecord, fraction: float, message: str | None) -> None:
+        """Store a running job's progress and publish a progress event."""
+        record.progress, record.progress_message = fraction, message
+        await self.broker.put_record(record.id, encode(record))
+        event = Event(
+            kind=EventKind.PROGRESS,
+            id=record.id,
+            queue=record.queue or "",
+            at=time.time(),
+            task=record.task,
+            attempt=record.attempts,
+            worker=self.worker_id,
+            progress=fraction,
+            message=message,
+        )
+        await self.broker.publish_event(event.queue, event.kind.value, encode(event))
+
+
+class ResultEncodingError(TypeError):
+    """A task returned a value that cannot be stored as JSON."""
+
+
+def encode_result(value: Any) -> msgspec.Raw:
+    """A task's return value as raw JSON; raises `ResultEncodingError` if it cannot be."""
+    try:
+        return msgspec.Raw(encode(value))
+    except (TypeError, msgspec.EncodeError) as e:
+        raise ResultEncodingError(
+            f"the task's return value cannot be stored: {e}; return JSON-encodable values "
+            "(str, numbers, bool, None, lists, dicts, dataclasses, msgspec Structs)"
+        ) from None
+
+
+def error_record(record: JobRecord, state: JobState, error: ErrorInfo) -> JobRecord:
+    """`record` moved to a final failure `state`."""
+    record.state, record.error, record.finished_at = state, error, time.time()
+    return record

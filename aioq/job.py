@@ -127,11 +127,10 @@ class Job(Generic[R]):
 
     def _outcome(self, record: JobRecord) -> R:
         if record.state is JobState.SUCCEEDED:
-            raw = record.result if record.result is not None else b"null"
             try:
-                return msgspec.json.decode(raw, type=self._result_type)  # type: ignore[no-any-return]
+                return msgspec.convert(record.result, type=self._result_type)  # type: ignore[no-any-return]
             except msgspec.ValidationError:
-                return msgspec.json.decode(raw)  # type: ignore[no-any-return]
+                return record.result  # type: ignore[no-any-return]
         error = record.error
         if record.state is JobState.ABORTED:
             raise JobAbortedError(f"job {self.id} was aborted", self.id)

@@ -51,7 +51,9 @@ async def _delete_prefix(url: str, application: Aarq) -> None:
     nc = await nats.connect(url)
     js = nc.jetstream()
     names = application.names
-    for stream in (names.jobs_stream, names.dead_stream, f"KV_{names.workers_bucket}"):
+    streams = [names.jobs_stream, names.dead_stream]
+    streams += [f"KV_{names.workers_bucket}", f"KV_{names.results_bucket}"]
+    for stream in streams:
         with contextlib.suppress(Exception):
             await js.delete_stream(stream)
     await nc.close()

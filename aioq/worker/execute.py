@@ -196,19 +196,23 @@ class Executor:
         me = asyncio.current_task()
         assert me is not None
         self._running[ctx.job_id] = me
-        ctx._on_progress = _progress_reporter(self.reporter, record)
+        progress = ctx._on_progress = _Progress(self.reporter, record)
         started = time.perf_counter()
         thread: asyncio.Future[Any] | None = None
         try:
-            async with asyncio.timeout(timeout):
-                for before in self.app.before_job_hooks:
-                    await before(ctx)
-                if task.is_async:
-                    value = await task.fn(ctx, *job.args, **job.kwargs)
-                else:
-                    thread = run_in_thread(task.fn, ctx, *job.args, **job.kwargs)
-                    # Shielded: a timeout or a shutdown stops the wait, not the thread.
-                    value = await asyncio.shield(thread)
+            try:
+                async with asyncio.timeout(timeout):
+                    for before in self.app.before_job_hooks:
+                        await before(ctx)
+                    if task.is_async:
+                        value = await task.fn(ctx, *job.args, **job.kwargs)
+                    else:
+                        thread = run_in_thread(task.fn, ctx, *job.args, **job.kwargs)
+                        # Shielded: a timeout or a shutdown stops the wait, not the thread.
+                        value = await asyncio.shield(thread)
+            finally:
+                progress.close()
+                ctx._on_progress = None
             record.result = encode_result(value)
         except asyncio.CancelledError:
             if ctx.job_id not in self._aborted:
@@ -238,7 +242,6 @@ class Executor:
         finally:
             self.leases.discard(lease)
             self._running.pop(ctx.job_id, None)
-            ctx._on_progress = None
         await self._after_hooks(ctx, record)
         if thread is not None and not thread.done():
             # A thread cannot be interrupted. The attempt is settled already (it timed out);
@@ -368,18 +371,42 @@ class Executor:
             log.debug("job %s payload: %r", job_id, delivery.data[:2000])
 
 
-def _progress_reporter(reporter: Reporter, record: JobRecord) -> Any:
-    last = 0.0
+class _Progress:
+    """Reports a job's progress at most every `PROGRESS_INTERVAL_S`, keeping the latest value.
 
-    async def report(fraction: float, message: str | None) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last < PROGRESS_INTERVAL_S and fraction < 1.0:
+    An update that comes too soon is held and sent when the interval ends, so the last value
+    a task reports is never lost; `close` drops a held one once the attempt is over.
+    """
+
+    def __init__(self, reporter: Reporter, record: JobRecord) -> None:
+        self.reporter = reporter
+        self.record = record
+        self.sent_at = 0.0
+        self.held: tuple[float, str | None] | None = None
+        self.flusher: asyncio.Task[None] | None = None
+
+    async def __call__(self, fraction: float, message: str | None) -> None:
+        wait = self.sent_at + PROGRESS_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            self.sent_at = time.monotonic()
+            await self.reporter.progress(self.record, fraction, message)
             return
-        last = now
-        await reporter.progress(record, fraction, message)
+        self.held = (fraction, message)
+        if self.flusher is None:
+            self.flusher = asyncio.create_task(self._flush(wait))
 
-    return report
+    async def _flush(self, wait: float) -> None:
+        await asyncio.sleep(wait)
+        self.flusher = None
+        if self.held is not None:
+            (fraction, message), self.held = self.held, None
+            self.sent_at = time.monotonic()
+            await self.reporter.progress(self.record, fraction, message)
+
+    def close(self) -> None:
+        if self.flusher is not None:
+            self.flusher.cancel()
+            self.flusher = None
 
 
 def _job_id(job: JobMessage | None, delivery: Delivery) -> str:

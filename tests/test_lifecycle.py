@@ -1,0 +1,437 @@
+"""Job lifecycle from Python: results, status, progress, events, hooks, abort, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import msgspec
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from aioq import (
+    Aarq,
+    Context,
+    Event,
+    JobAbortedError,
+    JobExpiredError,
+    JobFailedError,
+    JobNotFoundError,
+    JobRecord,
+    JobState,
+    ResultTimeoutError,
+)
+
+from .conftest import WorkerFactory, wait_for
+
+
+@dataclass
+class Size:
+    width: int
+    height: int
+
+
+async def test_result_of_a_success_is_the_typed_return_value(
+    app: Aarq, start_worker: WorkerFactory
+) -> None:
+    @app.task
+    async def measure(ctx: Context, w: int, h: int) -> Size:
+        return Size(w, h)
+
+    @app.task
+    def total(ctx: Context, values: list[int]) -> dict[str, int]:
+        return {"sum": sum(values)}
+
+    await start_worker()
+    job = await measure.enqueue(3, 4)
+    assert await job.result(timeout=10) == Size(3, 4)
+    assert await (await total.enqueue([1, 2, 3])).result(timeout=10) == {"sum": 6}
+    status = await job.status()
+    assert status.state is JobState.SUCCEEDED
+    assert status.attempts == 1
+    assert status.started_at is not None
+    assert status.finished_at is not None
+    assert status.finished_at >= status.started_at
+
+
+async def test_result_of_each_failure_kind(app: Aarq, start_worker: WorkerFactory) -> None:
+    @app.task(retries=0)
+    async def broken(ctx: Context) -> None:
+        raise KeyError("missing")
+
+    @app.task(ttl=0.2)
+    async def stale(ctx: Context) -> None: ...
+
+    @app.task
+    async def slow(ctx: Context) -> None:
+        await asyncio.sleep(30)
+
+    expired = await stale.enqueue()
+    await asyncio.sleep(0.5)  # the job outlives its ttl before any worker runs
+    worker = await start_worker()
+    failed = await broken.enqueue()
+    with pytest.raises(JobFailedError) as info:
+        await failed.result(timeout=10)
+    assert info.value.error_type == "KeyError"
+    assert info.value.error_message == "'missing'"
+    assert "raise KeyError" in info.value.remote_traceback
+    assert info.value.job_id == failed.id
+    with pytest.raises(JobExpiredError, match="expired before it started"):
+        await expired.result(timeout=10)
+    running = await slow.enqueue()
+    with pytest.raises(ResultTimeoutError) as timeout:
+        await running.result(timeout=0.3)
+    assert isinstance(timeout.value, TimeoutError)
+    assert await running.abort()
+    with pytest.raises(JobAbortedError):
+        await running.result(timeout=10)
+    assert worker.stats.failed == 2
+
+
+async def test_status_through_every_transition(app: Aarq, start_worker: WorkerFactory) -> None:
+    gate = asyncio.Event()
+    runs = 0
+
+    @app.task(retries=1, backoff=0.5)
+    async def flaky(ctx: Context) -> str:
+        nonlocal runs
+        runs += 1
+        if runs == 1:
+            raise RuntimeError("first try fails")
+        await gate.wait()
+        return "done"
+
+    job = await flaky.enqueue()
+    queued = await job.status()
+    assert (queued.state, queued.task, queued.queue) == (JobState.QUEUED, "flaky", "default")
+    await start_worker()
+
+    async def state() -> JobState:
+        return (await job.status()).state
+
+    seen: list[JobState] = []
+
+    async def track(until: JobState) -> None:
+        async with asyncio.timeout(10):
+            while not seen or seen[-1] is not until:
+                current = await state()
+                if not seen or seen[-1] is not current:
+                    seen.append(current)
+                await asyncio.sleep(0.02)
+
+    await track(JobState.RETRYING)
+    retrying = await job.status()
+    assert retrying.attempts == 1
+    assert retrying.error is not None
+    assert retrying.error.message == "first try fails"
+    assert retrying.retry_at is not None
+    await track(JobState.RUNNING)
+    assert (await job.status()).attempts == 2
+    gate.set()
+    assert await job.result(timeout=10) == "done"
+    assert await state() is JobState.SUCCEEDED
+    with pytest.raises(JobNotFoundError):
+        await app.job("never-enqueued")
+
+
+async def test_app_job_rebuilds_a_handle_from_an_id(app: Aarq, start_worker: WorkerFactory) -> None:
+    @app.task(queue="q")
+    async def double(ctx: Context, n: int) -> int:
+        return 2 * n
+
+    job = await double.enqueue(21)
+    queued = await app.job(job.id)
+    assert (queued.queue, (await queued.status()).state) == ("q", JobState.QUEUED)
+    await start_worker(queues=["q"])
+    assert await (await app.job(job.id)).result(timeout=10) == 42
+    with pytest.raises(JobNotFoundError, match="no job 'nope'"):
+        await app.job("nope")
+
+
+async def test_progress_is_seen_by_another_client(
+    app: Aarq, start_worker: WorkerFactory, nc: NatsClient
+) -> None:
+    release = asyncio.Event()
+
+    @app.task
+    async def resize(ctx: Context) -> None:
+        for step in range(1, 200):
+            await ctx.progress(step / 400, "resizing")  # a tight loop: throttled
+        await ctx.progress(0.5, "halfway")
+        await release.wait()
+
+    events: list[Event] = []
+
+    async def on_event(msg: Msg) -> None:
+        events.append(msgspec.json.decode(msg.data, type=Event))
+
+    sub = await nc.subscribe(app.names.event_subject("default", "progress"), cb=on_event)
+    await start_worker()
+    job = await resize.enqueue()
+    kv = await nc.jetstream().key_value(app.names.results_bucket)
+
+    async def record() -> JobRecord:
+        entry = await kv.get(job.id)
+        assert entry.value is not None
+        return msgspec.json.decode(entry.value, type=JobRecord)
+
+    deadline = time.monotonic() + 10
+    while (await record()).progress != 0.5:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    current = await record()
+    assert (current.state, current.progress_message) == (JobState.RUNNING, "halfway")
+    assert (await job.status()).progress == 0.5
+    await wait_for(lambda: any(e.message == "halfway" for e in events))
+    assert len(events) < 20  # 200 calls in a tight loop, few updates
+    release.set()
+    await job.result(timeout=10)
+    await sub.unsubscribe()
+    with pytest.raises(ValueError, match=r"between 0\.0 and 1\.0"):
+        await Context.progress(_ctx_stub(app), 1.5)
+
+
+def _ctx_stub(app: Aarq) -> Context:
+    from datetime import UTC, datetime
+
+    return Context(
+        app=app,
+        job_id="x",
+        task="t",
+        queue="q",
+        attempt=1,
+        max_attempts=1,
+        enqueued_at=datetime.now(UTC),
+        worker_id="w",
+    )
+
+
+async def test_event_sequence_of_a_job_that_retries_twice_then_succeeds(
+    app: Aarq, start_worker: WorkerFactory, nc: NatsClient
+) -> None:
+    @app.task(retries=3, backoff=0.05)
+    async def third_time(ctx: Context) -> str:
+        if ctx.attempt < 3:
+            raise ConnectionError(f"attempt {ctx.attempt} fails")
+        return "ok"
+
+    events: list[tuple[str, str]] = []
+
+    async def on_event(msg: Msg) -> None:
+        event = msgspec.json.decode(msg.data)  # plain JSON, as any client sees it
+        events.append((msg.subject.rsplit(".", 1)[-1], event["kind"]))
+
+    sub = await nc.subscribe(f"{app.prefix}.events.>", cb=on_event)
+    await nc.flush()
+    await start_worker()
+    job = await third_time.enqueue()
+    assert await job.result(timeout=10) == "ok"
+    await wait_for(lambda: len(events) >= 7)
+    await sub.unsubscribe()
+    kinds = [kind for kind, _ in events]
+    assert kinds == [
+        "enqueued",
+        "started",
+        "retrying",
+        "started",
+        "retrying",
+        "started",
+        "succeeded",
+    ]
+    assert all(subject_kind == kind for subject_kind, kind in events)
+
+
+async def test_app_events_iterates_live_events(app: Aarq, start_worker: WorkerFactory) -> None:
+    @app.task(queue="watched")
+    async def ping(ctx: Context) -> None: ...
+
+    await app.connect()
+    received: list[Event] = []
+
+    async def listen() -> None:
+        async for event in app.events(queue="watched", kinds=["succeeded"]):
+            received.append(event)
+            return
+
+    listener = asyncio.create_task(listen())
+    await asyncio.sleep(0.2)
+    await start_worker(queues=["watched"])
+    job = await ping.enqueue()
+    async with asyncio.timeout(10):
+        await listener
+    assert [(e.kind, e.id, e.task) for e in received] == [("succeeded", job.id, "ping")]
+    assert received[0].duration is not None
+
+
+async def test_hooks_run_in_order_and_their_errors_are_handled(
+    app: Aarq, start_worker: WorkerFactory
+) -> None:
+    calls: list[str] = []
+
+    @app.before_job
+    async def first(ctx: Context) -> None:
+        calls.append(f"before1:{ctx.task}:{ctx.attempt}")
+
+    @app.before_job
+    async def second(ctx: Context) -> None:
+        calls.append("before2")
+        if ctx.task == "guarded" and ctx.attempt == 1:
+            raise PermissionError("not yet")
+
+    @app.after_job
+    async def after(ctx: Context, record: JobRecord) -> None:
+        calls.append(f"after:{record.state.value}")
+
+    @app.after_job
+    async def noisy(ctx: Context, record: JobRecord) -> None:
+        raise RuntimeError("after hooks cannot break a job")
+
+    @app.task(retries=1, backoff=0.05)
+    async def guarded(ctx: Context) -> int:
+        calls.append("task")
+        return 7
+
+    await start_worker()
+    assert await (await guarded.enqueue()).result(timeout=10) == 7
+    await wait_for(lambda: calls.count("after:succeeded") == 1)
+    assert calls == [
+        "before1:guarded:1",
+        "before2",
+        "after:retrying",
+        "before1:guarded:2",
+        "before2",
+        "task",
+        "after:succeeded",
+    ]
+
+
+async def test_abort_a_queued_job(app: Aarq, start_worker: WorkerFactory, nc: NatsClient) -> None:
+    ran: list[str] = []
+
+    @app.task
+    async def work(ctx: Context, name: str) -> None:
+        ran.append(name)
+
+    doomed = await work.enqueue("doomed")
+    kept = await work.enqueue("kept")
+    assert await doomed.abort()
+    assert (await doomed.status()).state is JobState.ABORTED
+    await start_worker()
+    await kept.result(timeout=10)
+    assert ran == ["kept"]
+    with pytest.raises(JobAbortedError):
+        await doomed.result(timeout=1)
+    assert not await doomed.abort()  # already over
+    assert not await kept.abort()
+
+
+async def test_abort_a_running_job_cancels_it_within_a_second(
+    app: Aarq, start_worker: WorkerFactory, nc: NatsClient
+) -> None:
+    started = asyncio.Event()
+    cancelled: list[float] = []
+
+    @app.task(retries=5)
+    async def endless(ctx: Context) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.append(time.monotonic())
+            raise
+
+    worker = await start_worker()
+    job = await endless.enqueue()
+    async with asyncio.timeout(10):
+        await started.wait()
+    asked = time.monotonic()
+    assert await job.abort()
+    await wait_for(lambda: cancelled, timeout=5)
+    assert cancelled[0] - asked < 1.0
+    with pytest.raises(JobAbortedError):
+        await job.result(timeout=5)
+    assert (await job.status()).state is JobState.ABORTED
+    # Never retried: the message is gone from the stream and the slot is free.
+    info = await nc.jetstream().stream_info(app.names.jobs_stream)
+    assert info.state.messages == 0
+    await wait_for(lambda: worker.active == 0)
+
+
+async def test_dead_letters_list_filter_retry_and_purge(
+    app: Aarq, start_worker: WorkerFactory
+) -> None:
+    fixed = False
+
+    @app.task(retries=0)
+    async def charge(ctx: Context, cents: int) -> int:
+        if not fixed:
+            raise ValueError(f"bad amount {cents}")
+        return cents
+
+    @app.task(retries=0)
+    async def other(ctx: Context) -> None:
+        raise KeyError("x")
+
+    await start_worker()
+    jobs = [await charge.enqueue(n) for n in (1, 2)]
+    odd = await other.enqueue()
+    for job in [*jobs, odd]:
+        with pytest.raises(JobFailedError):
+            await job.result(timeout=10)
+    entries = await app.dead.list("default")
+    assert sorted(e.letter.id for e in entries) == sorted(j.id for j in [*jobs, odd])
+    by_type = await app.dead.list("default", error_type="ValueError")
+    assert sorted(e.letter.id for e in by_type) == sorted(j.id for j in jobs)
+    assert [e.letter.id for e in await app.dead.list("default", task="other")] == [odd.id]
+    assert await app.dead.list("default", since=time.time() + 60) == []
+    one = await app.dead.get("default", jobs[0].id)
+    assert one.letter.error is not None
+    assert one.letter.error.message == "bad amount 1"
+    assert await app.dead.counts() == {"default": 3}
+
+    fixed = True
+    retried = await app.dead.retry("default", error_type="ValueError")
+    assert sorted(j.id for j in retried) == sorted(j.id for j in jobs)
+    assert sorted([await j.result(timeout=10) for j in retried]) == [1, 2]
+    record = await retried[0].status()
+    assert record.state is JobState.SUCCEEDED
+    assert record.retry_of is not None  # the link to the dead letter it came from
+    assert [e.letter.id for e in await app.dead.list("default")] == [odd.id]
+    with pytest.raises(JobNotFoundError):
+        await app.dead.retry("default", ["no-such-job"])
+    assert await app.dead.purge("default") == 1
+    assert await app.dead.list("default") == []
+
+
+async def test_keep_result_zero_keeps_no_record(
+    nats_url: str, prefix: str, start_worker: WorkerFactory
+) -> None:
+    app = Aarq(nats_url, prefix=prefix + "k", keep_result=0)
+
+    @app.task
+    async def quick(ctx: Context) -> int:
+        return 1
+
+    async with app:
+        worker = await start_worker(app)
+        job = await quick.enqueue()
+        await wait_for(lambda: worker.stats.processed == 1)
+
+        async def gone() -> bool:
+            try:
+                await job.status()
+            except JobNotFoundError:
+                return True
+            return False
+
+        deadline = time.monotonic() + 5
+        while not await gone():
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        worker.stop()
+        await wait_for(lambda: not worker.ready)
+        js = (await app.connect()).js
+        for stream in (app.names.jobs_stream, app.names.dead_stream, f"KV_{prefix}k-results"):
+            await js.delete_stream(stream)

@@ -28,6 +28,8 @@ R = TypeVar("R")
 _record_decoder = msgspec.json.Decoder(JobRecord)
 # How long `abort` waits for the worker running a job to confirm its cancellation.
 _ABORT_CONFIRM_S = 2.0
+# ... and for a job not known to run (it may have just started).
+_ABORT_CONFIRM_SHORT_S = 0.3
 
 
 class Job(Generic[R]):
@@ -154,17 +156,18 @@ class Job(Generic[R]):
         await store.announce_abort(self.id)
         removed = await store.remove_queued(self.queue, self.id)
         removed |= await store.remove_held(self.queue, self.id)
-        if record is not None and record.state is JobState.RUNNING:
-            if await self._confirmed_aborted(store):
-                return True
-        elif not removed:
-            return False
-        await self._record_aborted(store, record)
-        return True
+        running = record is not None and record.state is JobState.RUNNING
+        # A worker that runs the job cancels it and records the abort itself.
+        wait = _ABORT_CONFIRM_S if running else _ABORT_CONFIRM_SHORT_S
+        if await self._confirmed_aborted(store, wait):
+            return True
+        if removed:
+            await self._record_aborted(store, record)
+        return removed
 
-    async def _confirmed_aborted(self, store: NatsStore) -> bool:
+    async def _confirmed_aborted(self, store: NatsStore, wait: float) -> bool:
         try:
-            async with asyncio.timeout(_ABORT_CONFIRM_S):
+            async with asyncio.timeout(wait):
                 async for raw in store.watch_record(self.id):
                     if raw and _record_decoder.decode(raw).state is JobState.ABORTED:
                         return True

@@ -178,8 +178,11 @@ class Executor:
         if ctx.job_id in self._aborted:
             await self._abort_settle(delivery, record, ctx, time.perf_counter())
             return
-        await self.reporter.report(record)
-        await self._execute(delivery, job, task, ctx, record, lease_period)
+        running_record = await self.reporter.started(record)
+        try:
+            await self._execute(delivery, job, task, ctx, record, lease_period, running_record)
+        finally:
+            running_record.cancel()
 
     async def _execute(
         self,
@@ -189,6 +192,7 @@ class Executor:
         ctx: Context,
         record: JobRecord,
         lease_period: float,
+        running_record: asyncio.TimerHandle,
     ) -> None:
         timeout = task.options.timeout if job.timeout is None else job.timeout
         lease = Lease(delivery, lease_period, time.monotonic())
@@ -211,6 +215,7 @@ class Executor:
                         # Shielded: a timeout or a shutdown stops the wait, not the thread.
                         value = await asyncio.shield(thread)
             finally:
+                running_record.cancel()  # the outcome's record follows at once
                 progress.close()
                 ctx._on_progress = None
             record.result = encode_result(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Final
@@ -15,8 +16,11 @@ __all__ = ["Reporter", "ResultEncodingError", "encode_result", "error_record"]
 
 log = logging.getLogger("aioq.worker")
 
-# Progress updates closer together than this are dropped, so a tight loop cannot flood NATS.
+# Progress updates closer together than this are merged, so a tight loop cannot flood NATS.
 PROGRESS_INTERVAL_S: Final = 0.25
+# A job's "running" record is stored only once it has run this long: most jobs finish
+# sooner, and their final record then costs the server one write instead of two.
+RUNNING_RECORD_DELAY_S: Final = 0.05
 
 _STATE_EVENT: Final = {
     JobState.RUNNING: EventKind.STARTED,
@@ -39,6 +43,8 @@ class Reporter:
         self.broker = broker
         self.worker_id = worker_id
         self.keep_result = keep_result
+        # Running records on their way out, awaited before a newer record of the same job.
+        self._pending: dict[str, asyncio.Future[None]] = {}
 
     async def report(
         self,
@@ -48,6 +54,9 @@ class Reporter:
         delay: float | None = None,
     ) -> None:
         """Store `record` as the job's state and publish the matching event."""
+        pending = self._pending.get(record.id)
+        if pending is not None:
+            await pending
         record.worker = self.worker_id
         await self.broker.put_record(record.id, encode(record))
         event = Event(
@@ -65,6 +74,32 @@ class Reporter:
         await self.broker.publish_event(event.queue, event.kind.value, encode(event))
         if self.keep_result == 0 and record.state not in (JobState.RUNNING, JobState.RETRYING):
             await self.broker.delete_record(record.id)
+
+    async def started(self, record: JobRecord) -> asyncio.TimerHandle:
+        """Publish the started event; store the running record after `RUNNING_RECORD_DELAY_S`.
+
+        Cancel the returned handle when the attempt ends: a job that ends sooner never has
+        its running record stored.
+        """
+        record.worker = self.worker_id
+        event = Event(
+            kind=EventKind.STARTED,
+            id=record.id,
+            queue=record.queue or "",
+            at=time.time(),
+            task=record.task,
+            attempt=record.attempts,
+            worker=self.worker_id,
+        )
+        await self.broker.publish_event(event.queue, event.kind.value, encode(event))
+        data = encode(record)
+        loop = asyncio.get_running_loop()
+        return loop.call_later(RUNNING_RECORD_DELAY_S, self._store_later, record.id, data)
+
+    def _store_later(self, job_id: str, data: bytes) -> None:
+        task = asyncio.ensure_future(self.broker.put_record(job_id, data))
+        self._pending[job_id] = task
+        task.add_done_callback(lambda _: self._pending.pop(job_id, None))
 
     async def progress(self, record: JobRecord, fraction: float, message: str | None) -> None:
         """Store a running job's progress and publish a progress event."""

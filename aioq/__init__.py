@@ -7,6 +7,7 @@ import logging
 
 __version__ = "0.1.0"
 
+from aioq.admin import QueueStats, WorkerStatus
 from aioq.app import Aarq
 from aioq.backoff import Backoff
 from aioq.context import Context, State
@@ -33,6 +34,9 @@ from aioq.errors import (
     UnknownTaskError,
 )
 from aioq.job import Job
+from aioq.repeatable import Missed, Repeatable
+from aioq.runner import run_scheduler, run_worker
+from aioq.scheduler import Scheduler
 from aioq.task import PreparedJob, Task, TaskCall
 from aioq.wire import DeadLetter, DeadReason, ErrorInfo, Event, EventKind, JobRecord, JobState
 from aioq.worker import Worker
@@ -64,12 +68,16 @@ __all__ = [
     "JobNotFoundError",
     "JobRecord",
     "JobState",
+    "Missed",
     "PartialEnqueueError",
     "PayloadTooLargeError",
     "PreparedJob",
     "ProvisioningError",
+    "QueueStats",
+    "Repeatable",
     "ResultTimeoutError",
     "Retry",
+    "Scheduler",
     "SerializationError",
     "ServerNotFoundError",
     "State",
@@ -77,5 +85,8 @@ __all__ = [
     "TaskCall",
     "UnknownTaskError",
     "Worker",
+    "WorkerStatus",
     "__version__",
+    "run_scheduler",
+    "run_worker",
 ]

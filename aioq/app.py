@@ -6,21 +6,34 @@ import asyncio
 import dataclasses
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
-from datetime import timedelta
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from datetime import datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
 from aioq._nats import NatsBroker, NatsSettings
+from aioq.admin import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.backoff import BackoffLike
 from aioq.context import Context, State
+from aioq.cron import CronSchedule
 from aioq.deadletter import DeadLetters
+from aioq.delayed import pause_end, publish_many, publish_one
 from aioq.errors import ConfigError, JobNotFoundError, PartialEnqueueError, UnknownTaskError
 from aioq.job import Job
 from aioq.naming import Names, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
+from aioq.ratelimit import check_rate
+from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
 from aioq.task import PreparedJob, Task
 from aioq.wire import Event, EventKind, JobRecord, encode
 
@@ -102,6 +115,7 @@ class Aarq:
         self.shutdown_hooks: list[Hook] = []
         self.before_job_hooks: list[BeforeJobHook] = []
         self.after_job_hooks: list[AfterJobHook] = []
+        self.repeatables: dict[str, Repeatable] = {}
         self.keep_result = seconds(keep_result, "keep_result", allow_zero=True) or 0.0
         self._default_queue_options = QueueOptions(ack_wait=seconds(ack_wait, "ack_wait") or 30.0)
         self._queue_options: dict[str, QueueOptions] = {}
@@ -118,6 +132,35 @@ class Aarq:
         if self._broker is not None:
             raise ConfigError("use_servers() must be called before the app connects")
         self.settings = dataclasses.replace(self.settings, servers=_server_list(servers))
+
+    def use_connection(
+        self,
+        *,
+        servers: str | Sequence[str] | None = None,
+        prefix: str | None = None,
+        credentials: str | None = None,
+        token: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        """Override the servers, prefix or credentials; only before the app connects.
+
+        Arguments left None keep the app's own value (used by the CLI's connection options).
+        """
+        if self._broker is not None:
+            raise ConfigError("use_connection() must be called before the app connects")
+        if servers is not None:
+            self.use_servers(servers)
+        if prefix is not None:
+            self.names = Names(prefix)
+        s = self.settings
+        self.settings = dataclasses.replace(
+            s,
+            credentials=s.credentials if credentials is None else credentials,
+            token=s.token if token is None else token,
+            user=s.user if user is None else user,
+            password=s.password if password is None else password,
+        )
 
     # -- definition -----------------------------------------------------------------------
 
@@ -233,6 +276,8 @@ class Aarq:
         *,
         ack_wait: float | timedelta | None = None,
         max_ack_pending: int | None = None,
+        rate_limit: int | None = None,
+        rate_interval: float | timedelta | None = None,
     ) -> QueueOptions:
         """Set (or read, with no options) the consumer settings of queue `name`.
 
@@ -242,18 +287,146 @@ class Aarq:
                 this long is delivered again. Running jobs are kept leased by their worker.
             max_ack_pending: Cap on jobs delivered and not yet settled, over all workers
                 (-1: no cap). Jobs waiting out a retry delay count against it.
+            rate_limit: Most job starts per `rate_interval` over all the queue's workers
+                together (0 pauses the queue; see docs/rate-limits.md).
+            rate_interval: Seconds of the rate limit's window (default 1).
         """
         validate_queue(name)
         current = self._queue_options.get(name, self._default_queue_options)
         if ack_wait is not None or max_ack_pending is not None:
-            current = QueueOptions(
+            current = dataclasses.replace(
+                current,
                 ack_wait=seconds(ack_wait, "ack_wait") or current.ack_wait,
                 max_ack_pending=current.max_ack_pending
                 if max_ack_pending is None
                 else max_ack_pending,
             )
             self._queue_options[name] = current
+        if rate_limit is not None or rate_interval is not None:
+            limit, interval = check_rate(
+                current.rate_limit if rate_limit is None else rate_limit,
+                current.rate_interval if rate_interval is None else rate_interval,
+            )
+            current = dataclasses.replace(current, rate_limit=limit, rate_interval=interval)
+            self._queue_options[name] = current
         return current
+
+    # -- scheduling and flow control ------------------------------------------------------
+
+    def add_repeatable(
+        self,
+        task: Task[Any, Any],
+        *,
+        every: float | timedelta | None = None,
+        cron: str | None = None,
+        tz: str | tzinfo | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        missed: Missed | str = Missed.LATEST,
+        ttl: float | timedelta | None = None,
+    ) -> Repeatable:
+        """Enqueue `task` on a schedule: ``every=timedelta(minutes=5)`` or ``cron="0 9 * * *"``.
+
+        Every running scheduler (one per worker by default, or ``aioq scheduler``) fires
+        each tick, and the tick's job id ``cron-<name>-<unix time>`` makes JetStream store it
+        once, so each tick runs once however many schedulers run (docs/scheduling.md).
+
+        Args:
+            task: The task to enqueue.
+            every: Interval (whole seconds >= 1); ticks fall on multiples of it since the epoch.
+            cron: Cron expression, five fields (or six, seconds last), evaluated in `tz`.
+            tz: IANA time zone of `cron` (default UTC).
+            args: Positional arguments of every job.
+            kwargs: Keyword arguments of every job.
+            name: Unique name (default: the task's name); part of every tick's job id.
+            missed: Ticks missed while no scheduler ran: ``"latest"`` fires the most recent
+                once (default), ``"all"`` fires each, ``"skip"`` none.
+            ttl: Drop a tick's job if it has not started this many seconds after its tick.
+
+        Raises:
+            ConfigError: Invalid schedule, time zone, name, arguments, or a name already used.
+        """
+        repeatable = define_repeatable(
+            task,
+            every=every,
+            cron=cron,
+            tz=tz,
+            args=args,
+            kwargs=kwargs,
+            name=name,
+            missed=missed,
+            ttl=ttl,
+        )
+        if repeatable.name in self.repeatables:
+            raise ConfigError(
+                f"duplicate repeatable name {repeatable.name!r}: pass name=... to tell them apart"
+            )
+        self.repeatables[repeatable.name] = repeatable
+        return repeatable
+
+    def cron(
+        self,
+        expression: str,
+        *,
+        tz: str | tzinfo | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+        missed: Missed | str = Missed.LATEST,
+        ttl: float | timedelta | None = None,
+    ) -> CronDecorator:
+        """Decorator: ``@app.cron("0 * * * *")`` on a function (or on an ``@app.task``).
+
+        A plain function is registered as a task with default options first; stack it on
+        ``@app.task(...)`` to choose them. Returns the task. See `add_repeatable`.
+        """
+        schedule = CronSchedule(expression, tz)  # a bad expression fails at the decorator line
+
+        def register(target: Any) -> Task[Any, Any]:
+            task = target if isinstance(target, Task) else self.task(target)
+            self.add_repeatable(
+                task,
+                cron=schedule.expression,
+                tz=tz,
+                args=args,
+                kwargs=kwargs,
+                name=name,
+                missed=missed,
+                ttl=ttl,
+            )
+            return task
+
+        return register  # type: ignore[return-value]
+
+    async def pause_queue(
+        self, queue: str, until: datetime | timedelta | None = None
+    ) -> datetime | None:
+        """Stop every worker of `queue` from starting its jobs, until `until` or `resume_queue`.
+
+        Uses the server's consumer pause (nats-server 2.11+): jobs stay queued, running jobs
+        finish, and workers keep running. Returns when the pause ends (None: until resumed).
+
+        Raises:
+            BrokerError: The server is older than 2.11, or the queue has no consumer yet.
+        """
+        validate_queue(queue)
+        end = pause_end(until)
+        broker = await self.connect()
+        await broker.scheduling.pause_queue(queue, end)
+        return end
+
+    async def resume_queue(self, queue: str) -> None:
+        """End a pause of `queue` at once."""
+        validate_queue(queue)
+        broker = await self.connect()
+        await broker.scheduling.resume_queue(queue)
+
+    async def queue_paused_until(self, queue: str) -> datetime | None:
+        """When the pause of `queue` ends, or None if it is not paused."""
+        validate_queue(queue)
+        broker = await self.connect()
+        return await broker.scheduling.paused_until(queue)
 
     # -- connection -----------------------------------------------------------------------
 
@@ -308,7 +481,7 @@ class Aarq:
     async def publish(self, job: PreparedJob) -> Job[Any]:
         """Publish one prepared job and wait for the broker's acknowledgement."""
         broker = await self.connect()
-        duplicate = await broker.publish_job(job.queue, job.data, job.job_id)
+        duplicate = await publish_one(broker, job)
         if not duplicate:
             await _announce(broker, job)
         return self._handle(job, duplicate)
@@ -365,6 +538,18 @@ class Aarq:
         """The dead letters: list, inspect, retry and purge them."""
         return DeadLetters(self)
 
+    async def queues(self) -> list[QueueStats]:
+        """Every queue with its pending, in-flight, redelivered, delayed and dead counts.
+
+        A queue is listed if a worker ever pulled from it (it has a consumer), if it holds
+        jobs, delayed jobs or dead letters, or if one of this app's tasks uses it.
+        """
+        return await queue_stats(self)
+
+    async def workers(self) -> list[WorkerStatus]:
+        """The live workers (from their heartbeats), with seconds since each one's last beat."""
+        return await worker_statuses(self)
+
     async def enqueue_many(self, jobs: Iterable[PreparedJob]) -> list[Job[Any]]:
         """Publish many jobs (from ``task.prepare(...)``) and await their acknowledgements together.
 
@@ -375,7 +560,7 @@ class Aarq:
         if not prepared:
             return []
         broker = await self.connect()
-        outcomes = await broker.publish_jobs(prepared)
+        outcomes = await publish_many(broker, prepared)
         done: list[Job[Any]] = []
         failed: list[tuple[PreparedJob, BaseException]] = []
         for job, outcome in zip(prepared, outcomes, strict=True):

@@ -120,7 +120,6 @@ class DeadLetters:
         else:
             message.retry_of = entry.seq
             data = encode(message)
-        await store.republish(letter.queue, letter.id, data, f"{letter.id}:retry:{entry.seq}")
         record = JobRecord(
             id=letter.id,
             state=JobState.QUEUED,
@@ -130,7 +129,10 @@ class DeadLetters:
             error=letter.error,
             retry_of=entry.seq,
         )
-        await store.put_record(letter.id, encode(record))
+        # The record is stored first: a worker on another connection can run the job as soon
+        # as it is queued, and a "queued" record stored after its outcome would replace it.
+        await store.store_record(letter.id, encode(record))
+        await store.republish(letter.queue, letter.id, data, f"{letter.id}:retry:{entry.seq}")
         event = Event(
             kind=EventKind.ENQUEUED,
             id=letter.id,

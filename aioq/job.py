@@ -99,6 +99,14 @@ class Job(Generic[R]):
             return JobRecord(id=self.id, state=JobState.DEFERRED, task=self.task, queue=self.queue)
         if record is not None:
             return record
+        # The job can move on during these lookups: finish after its record was read (the
+        # final record is written before it leaves its queue), or go from held to its queue.
+        # Look once more before calling it unknown.
+        raw = await store.get_record(self.id)
+        if raw:
+            return _record_decoder.decode(raw)
+        if await store.find_queued(self.id, self.queue):
+            return JobRecord(id=self.id, state=JobState.QUEUED, task=self.task, queue=self.queue)
         raise JobNotFoundError(f"job {self.id} on queue {self.queue!r} is not known", self.id)
 
     async def result(self, timeout: float | None = 10.0) -> R:
@@ -180,7 +188,8 @@ class Job(Generic[R]):
         if record is None:
             record = JobRecord(id=self.id, state=JobState.ABORTED, task=self.task, queue=self.queue)
         record.state, record.finished_at = JobState.ABORTED, now
-        await store.put_record(self.id, encode(record))
+        # Acknowledged: a status() right after abort() must find the record.
+        await store.store_record(self.id, encode(record))
         event = Event(kind=EventKind.ABORTED, id=self.id, queue=self.queue, at=now, task=self.task)
         await store.publish_event(self.queue, EventKind.ABORTED.value, encode(event))
         await store.nc.flush()

@@ -9,6 +9,7 @@ from datetime import timedelta
 from aioq.backoff import BackoffLike, resolve_backoff
 from aioq.errors import ConfigError
 from aioq.naming import validate_job_id, validate_queue
+from aioq.ratelimit import check_rate
 
 __all__ = ["CallOptions", "QueueOptions", "TaskOptions", "seconds"]
 
@@ -75,12 +76,23 @@ class CallOptions:
     ttl: float | None = None
     timeout: float | None = None
     retries: int | None = None
+    #: Seconds from the enqueue until the job may start.
+    delay: float | None = None
+    #: Unix time from which the job may start.
+    run_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.job_id is not None:
             validate_job_id(self.job_id)
         if self.retries is not None and (isinstance(self.retries, bool) or self.retries < 0):
             raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
+        if self.delay is not None and self.run_at is not None:
+            raise ConfigError("give delay=... or run_at=..., not both")
+
+    def due_time(self, now: float) -> float | None:
+        """When a job enqueued at `now` may start, or None if at once."""
+        due = self.run_at if self.run_at is not None else now + (self.delay or 0.0)
+        return due if due > now else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +105,13 @@ class QueueOptions:
 
     ack_wait: float = 30.0
     max_ack_pending: int = -1
+    #: Job starts allowed per `rate_interval` over all the queue's workers (None: no limit).
+    rate_limit: int | None = None
+    rate_interval: float = 1.0
 
     def __post_init__(self) -> None:
         seconds(self.ack_wait, "ack_wait")
+        check_rate(self.rate_limit, self.rate_interval)
         if self.max_ack_pending == 0 or self.max_ack_pending < -1:
             raise ConfigError(
                 f"max_ack_pending must be -1 (unlimited) or > 0, got {self.max_ack_pending}"

@@ -8,7 +8,7 @@ import typing
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import msgspec
@@ -40,6 +40,8 @@ class PreparedJob:
     queue: str
     job_id: str
     data: bytes
+    #: Unix time before which the job must not start; None to start at once.
+    run_at: float | None = None
 
 
 class Task(Generic[P, R]):
@@ -88,6 +90,8 @@ class Task(Generic[P, R]):
         ttl: float | timedelta | None = None,
         timeout: float | timedelta | None = None,
         retries: int | None = None,
+        delay: float | timedelta | None = None,
+        run_at: datetime | None = None,
     ) -> TaskCall[P, R]:
         """Per-enqueue options, kept apart from the task's own arguments.
 
@@ -98,6 +102,9 @@ class Task(Generic[P, R]):
                 this many seconds after it was enqueued.
             timeout: Cancel a run after this many seconds.
             retries: Retries allowed for this job, instead of the task's.
+            delay: Hold the job this many seconds (from each enqueue) before it may start.
+            run_at: Hold the job until this timezone-aware time. Held jobs wait in JetStream,
+                and the scheduler moves each to its queue when it is due (docs/scheduling.md).
         """
         return TaskCall(
             self,
@@ -106,6 +113,8 @@ class Task(Generic[P, R]):
                 ttl=seconds(ttl, "ttl"),
                 timeout=seconds(timeout, "timeout"),
                 retries=retries,
+                delay=seconds(delay, "delay", allow_zero=True),
+                run_at=_timestamp(run_at),
             ),
         )
 
@@ -152,12 +161,13 @@ def build_job(
 ) -> PreparedJob:
     """Encode one job message for `task` on `queue`."""
     job_id = call.job_id or uuid.uuid4().hex
+    now = time.time()
     message = JobMessage(
         task=task,
         args=args,
         kwargs=kwargs,
         id=job_id,
-        enqueued_at=time.time(),
+        enqueued_at=now,
         ttl=call.ttl,
         timeout=call.timeout,
         retries=call.retries,
@@ -169,7 +179,20 @@ def build_job(
             f"cannot encode the arguments of {task}: {e}; job arguments must be JSON-encodable "
             "(str, int, float, bool, None, lists, dicts, datetimes, dataclasses, msgspec Structs)"
         ) from None
-    return PreparedJob(task=task, queue=queue, job_id=job_id, data=data)
+    return PreparedJob(task=task, queue=queue, job_id=job_id, data=data, run_at=call.due_time(now))
+
+
+def _timestamp(run_at: datetime | None) -> float | None:
+    if run_at is None:
+        return None
+    if not isinstance(run_at, datetime):
+        raise ConfigError(f"run_at must be a datetime, got {run_at!r}")
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        raise ConfigError(
+            f"run_at must be timezone-aware, got the naive {run_at.isoformat()}: "
+            "use e.g. datetime.now(UTC) + timedelta(minutes=5)"
+        )
+    return run_at.timestamp()
 
 
 def _return_type(fn: Callable[..., Any]) -> Any:

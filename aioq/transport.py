@@ -7,12 +7,22 @@ execution, retries, dead letters, heartbeats) is broker-agnostic.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from aioq.errors import BrokerError
 from aioq.options import QueueOptions
 
-__all__ = ["Broker", "ConsumerGoneError", "Delivery", "JobSource", "OutgoingJob"]
+__all__ = [
+    "Broker",
+    "ConsumerGoneError",
+    "Delivery",
+    "HeldJob",
+    "HeldJobs",
+    "JobSource",
+    "OutgoingJob",
+    "Scheduling",
+]
 
 
 class ConsumerGoneError(BrokerError):
@@ -131,3 +141,84 @@ class Broker(Protocol):
 
     async def delete_worker(self, worker_id: str) -> None:
         """Remove a worker's heartbeat."""
+
+    @property
+    def scheduling(self) -> Scheduling:
+        """Delayed jobs, repeatable ticks, shared rate limits and queue pauses."""
+        ...
+
+
+class HeldJob(Protocol):
+    """A delayed job handed to a scheduler: held until `run_at`, then moved to its queue."""
+
+    queue: str
+    job_id: str
+    #: Unix time from which the job may start; None if the message carries no valid time.
+    run_at: float | None
+
+    async def postpone(self, delay: float) -> None:
+        """Hand it back to be delivered again (to any scheduler) in `delay` seconds."""
+
+    async def release(self) -> bool:
+        """Publish it on its queue (deduplicated by job id), then drop it from the hold.
+
+        Returns True if the queue already had it (another scheduler was first).
+        """
+        ...
+
+    async def hand_back(self) -> None:
+        """Hand it back for immediate redelivery, to any scheduler."""
+
+
+class HeldJobs(Protocol):
+    """The held jobs, as a scheduler pulls them: new ones, and postponed ones come due."""
+
+    async def fetch(self, timeout: float) -> Sequence[HeldJob]:
+        """Wait up to `timeout` seconds for held jobs; empty if none came."""
+        ...
+
+    async def close(self) -> None:
+        """Stop pulling and hand back anything received but not yet returned."""
+
+
+class Scheduling(Protocol):
+    """Broker storage for the scheduler, rate limits and queue pauses."""
+
+    async def hold(self, queue: str, data: bytes, job_id: str, run_at: float) -> bool:
+        """Store a job to be moved to `queue` at `run_at`; True if the id was held already."""
+        ...
+
+    async def hold_many(
+        self, jobs: Sequence[tuple[OutgoingJob, float]]
+    ) -> list[bool | BaseException]:
+        """Hold many ``(job, run_at)`` at once; per job: duplicate flag or error."""
+        ...
+
+    async def open_held(self) -> HeldJobs:
+        """Create (idempotently) the schedulers' shared consumer and return a puller on it."""
+        ...
+
+    async def last_tick(self, name: str) -> float | None:
+        """The latest tick recorded as fired for repeatable `name`, or None."""
+        ...
+
+    async def record_tick(self, name: str, tick: float) -> None:
+        """Record `tick` as fired for repeatable `name`, unless a later one is recorded."""
+
+    async def read_limit(self, queue: str) -> tuple[bytes | None, int]:
+        """The shared rate-limit state of `queue` and its revision (0: none yet)."""
+        ...
+
+    async def write_limit(self, queue: str, data: bytes, revision: int) -> bool:
+        """Replace the state if it is still at `revision`; False if someone else wrote first."""
+        ...
+
+    async def pause_queue(self, queue: str, until: datetime | None) -> None:
+        """Stop every worker of `queue` from receiving jobs, until `until` or resumed."""
+
+    async def resume_queue(self, queue: str) -> None:
+        """Undo `pause_queue`."""
+
+    async def paused_until(self, queue: str) -> datetime | None:
+        """When the pause of `queue` ends, or None if it is not paused."""
+        ...

@@ -53,6 +53,7 @@ async def _delete_prefix(url: str, application: Aarq) -> None:
     names = application.names
     streams = [names.jobs_stream, names.dead_stream]
     streams += [f"KV_{names.workers_bucket}", f"KV_{names.results_bucket}"]
+    streams += [f"KV_{names.schedules_bucket}", f"KV_{names.limits_bucket}"]
     for stream in streams:
         with contextlib.suppress(Exception):
             await js.delete_stream(stream)

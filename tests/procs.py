@@ -153,7 +153,8 @@ async def delete_prefix(url: str, names: Names) -> None:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        for stream in (names.jobs_stream, names.dead_stream, f"KV_{names.workers_bucket}"):
+        buckets = (names.workers_bucket, names.schedules_bucket, names.limits_bucket)
+        for stream in (names.jobs_stream, names.dead_stream, *(f"KV_{b}" for b in buckets)):
             with contextlib.suppress(Exception):
                 await js.delete_stream(stream)
     finally:

@@ -21,10 +21,15 @@ async def test_queue_maps_to_a_subject_and_one_shared_durable_consumer(
     assert first.id != second.id
     js = nc.jetstream()
     stream = await js.stream_info(app.names.jobs_stream)
-    assert stream.config.subjects == [f"{app.prefix}.jobs.>"]
+    # Delayed jobs are held in the same stream, outside every queue's filter.
+    assert stream.config.subjects == [f"{app.prefix}.jobs.>", f"{app.prefix}.sched.>"]
     assert stream.config.retention == RetentionPolicy.WORK_QUEUE
     assert stream.config.storage == StorageType.FILE
-    consumers = await js.consumers_info(app.names.jobs_stream)
+    consumers = [
+        c
+        for c in await js.consumers_info(app.names.jobs_stream)
+        if c.name != app.names.scheduler_consumer  # the embedded schedulers' own
+    ]
     assert [c.name for c in consumers] == ["email"]
     config = consumers[0].config
     assert config.filter_subjects == [f"{app.prefix}.jobs.email", f"{app.prefix}.jobs.email.*"]

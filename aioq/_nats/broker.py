@@ -22,6 +22,7 @@ from nats.js.kv import KeyValue
 
 from aioq._nats.delivery import NatsDelivery
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
+from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
 from aioq.errors import BrokerError, BrokerUnavailableError, EnqueueError, PayloadTooLargeError
 from aioq.naming import Names
@@ -216,6 +217,16 @@ class NatsBroker:
         if self._store is None:
             raise BrokerError("not connected: call `await app.connect()` or use `async with app`")
         return self._store
+
+    @property
+    def scheduling(self) -> NatsScheduling:
+        """Delayed jobs, repeatable ticks, shared rate limits and queue pauses."""
+        nc, js = self.nc, self.js
+        current = getattr(self, "_scheduling", None)
+        if current is None or current.nc is not nc:
+            current = NatsScheduling(nc, js, self.names)
+            self._scheduling = current
+        return current
 
     @property
     def max_payload(self) -> int:

@@ -78,6 +78,10 @@ class NatsStore:
         """Store a job record without waiting for the server (stored in publish order)."""
         await self.nc.publish(self._record_prefix + job_id, data)
 
+    async def store_record(self, job_id: str, data: bytes) -> None:
+        """Store a job record and wait until the server has stored it (read-your-writes)."""
+        await self.kv.put(job_id, data)
+
     async def get_record(self, job_id: str) -> bytes | None:
         """The latest record of a job, or None."""
         try:

@@ -7,6 +7,12 @@ from typing import Annotated
 import typer
 
 from aioq import __version__
+from aioq.cli.admin import queues, workers
+from aioq.cli.dead import dead_cli
+from aioq.cli.events import events
+from aioq.cli.jobs import enqueue, job_cli
+from aioq.cli.queue import queue_app
+from aioq.cli.scheduler import scheduler, schedules
 from aioq.cli.server import server
 from aioq.cli.worker import worker
 
@@ -41,6 +47,15 @@ def root(
 
 cli.command(no_args_is_help=True)(worker)
 cli.command()(server)
+cli.command(no_args_is_help=True)(scheduler)
+cli.command(no_args_is_help=True)(schedules)
+cli.add_typer(queue_app, name="queue")
+cli.command(no_args_is_help=True)(enqueue)
+cli.add_typer(job_cli, name="job")
+cli.command()(queues)
+cli.command()(workers)
+cli.add_typer(dead_cli, name="dead")
+cli.command()(events)
 
 
 def main() -> None:

@@ -12,7 +12,16 @@ from typing import Annotated, Final
 
 import typer
 
-from aioq.cli._common import ServerOption, fail_on_errors
+from aioq.cli._common import (
+    Connection,
+    CredsOption,
+    PasswordOption,
+    PrefixOption,
+    ServerOption,
+    TokenOption,
+    UserOption,
+    fail_on_errors,
+)
 from aioq.cli._loader import load_app
 from aioq.cli._logging import LogLevel, configure_logging
 from aioq.worker import Worker
@@ -56,6 +65,11 @@ def worker(
         ),
     ] = LogLevel.info,
     server: ServerOption = None,
+    prefix: PrefixOption = None,
+    creds: CredsOption = None,
+    token: TokenOption = None,
+    user: UserOption = None,
+    password: PasswordOption = None,
     shutdown_grace: Annotated[
         float,
         typer.Option(
@@ -72,19 +86,52 @@ def worker(
             metavar="SECONDS",
         ),
     ] = 10.0,
+    rate_limit: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Most job starts per --rate-interval for this worker, bursts included "
+            "(0 starts none). [default: no limit]",
+            metavar="N",
+            show_default=False,
+        ),
+    ] = None,
+    rate_interval: Annotated[
+        float,
+        typer.Option(min=0.001, help="Seconds of the --rate-limit window.", metavar="SECONDS"),
+    ] = 1.0,
+    scheduler: Annotated[
+        bool,
+        typer.Option(
+            "--scheduler/--no-scheduler",
+            help="Run the scheduler (delayed and repeatable jobs) in this worker.",
+        ),
+    ] = True,
+    scan_interval: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="The scheduler's polling period: how long a lost wake-up of a delayed job or "
+            "a wall-clock jump can go unnoticed.",
+            metavar="SECONDS",
+        ),
+    ] = 1.0,
 ) -> None:
     """Run a worker: pull jobs from the queues and run them until SIGTERM or SIGINT."""
     configure_logging(log_level)
     with fail_on_errors():
         app = load_app(app_path)
-        if server:
-            app.use_servers(server)
+        Connection(server or None, prefix, creds, token, user, password).apply(app)
         runner = Worker(
             app,
             queues=queue or ["default"],
             concurrency=concurrency,
             shutdown_grace=shutdown_grace,
             heartbeat_interval=heartbeat_interval,
+            rate_limit=rate_limit,
+            rate_interval=rate_interval,
+            scheduler=scheduler,
+            scan_interval=scan_interval,
         )
         asyncio.run(_run(runner))
 

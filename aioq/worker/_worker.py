@@ -10,8 +10,9 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
 from aioq import __version__
@@ -19,10 +20,15 @@ from aioq.context import State
 from aioq.errors import ConfigError
 from aioq.naming import validate_queue
 from aioq.options import seconds
+from aioq.ratelimit import TokenBucket
+from aioq.repeatable import Repeatable
+from aioq.scheduler import Scheduler
 from aioq.transport import Broker, ConsumerGoneError, Delivery, JobSource
 from aioq.wire import WorkerInfo
-from aioq.worker.execute import Executor, Stats
+from aioq.worker.execute import Executor, Lease, Stats
 from aioq.worker.heartbeat import Heartbeat, host_identity, now
+from aioq.worker.limits import SharedLimit, StartGate
+from aioq.worker.scanners import Scanner, ScannerFunction
 from aioq.worker.slots import Slots
 
 if TYPE_CHECKING:
@@ -57,6 +63,13 @@ class Worker:
             default. Applies when the bucket is created.
         handle_signals: Install SIGTERM/SIGINT handlers (graceful stop, then forced stop on
             the second signal) while `run` runs; only possible in the main thread.
+        rate_limit: Most job starts per `rate_interval` for this worker, bursts included
+            (None: no limit; 0: start nothing until `set_rate_limit`). Queue limits set with
+            ``app.queue(name, rate_limit=...)`` apply on top, to all workers together.
+        rate_interval: Seconds of the rate limit's window.
+        scheduler: Run a scheduler inside the worker (delayed and repeatable jobs).
+        repeatables: Names of the repeatables its scheduler fires (None: all of the app's).
+        scan_interval: The scheduler's polling period in seconds (default 1).
     """
 
     def __init__(
@@ -69,6 +82,11 @@ class Worker:
         heartbeat_interval: float = 10.0,
         heartbeat_ttl: float | None = None,
         handle_signals: bool = True,
+        rate_limit: int | None = None,
+        rate_interval: float | timedelta = 1.0,
+        scheduler: bool = True,
+        repeatables: Sequence[str | Repeatable] | None = None,
+        scan_interval: float | None = None,
     ) -> None:
         if isinstance(queues, str):
             queues = [queues]
@@ -94,12 +112,23 @@ class Worker:
         #: were cancelled and returned to their queue. Threads of plain-function ones may
         #: still be running: a thread cannot be interrupted.
         self.cancelled_at_stop = 0
+        #: The worker's own start limit (its `limit` is None when there is none).
+        self.rate_limiter = TokenBucket(rate_limit, rate_interval)
+        #: The embedded scheduler, unless disabled with ``scheduler=False``.
+        self.scheduler = (
+            Scheduler(app, repeatables=repeatables, scan_interval=scan_interval)
+            if scheduler
+            else None
+        )
+        self._scanners: list[Scanner] = []
+        self._gates: dict[str, StartGate] = {}
         self._executor: Executor | None = None
         self._jobs: set[asyncio.Task[None]] = set()
         self._stop_requested: asyncio.Event | None = None
         self._force: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
+        self._stop_early = False
 
     @property
     def concurrency(self) -> int:
@@ -117,8 +146,37 @@ class Worker:
         return self._executor.stats if self._executor else Stats()
 
     def set_concurrency(self, concurrency: int) -> None:
-        """Change how many jobs the worker holds at once, while it runs."""
+        """Change how many jobs the worker holds at once, while it runs.
+
+        A larger value takes effect at once; with a smaller one the jobs already running
+        finish, and new ones start only once fewer than `concurrency` run.
+        """
+        if isinstance(concurrency, int) and concurrency < len(self.queues):
+            raise ConfigError(
+                f"concurrency {concurrency} is below the number of queues ({len(self.queues)})"
+            )
         self.slots.resize(concurrency)
+
+    def set_rate_limit(
+        self, rate_limit: int | None, rate_interval: float | timedelta | None = None
+    ) -> None:
+        """Change the worker's own start limit while it runs (None lifts it, 0 pauses)."""
+        self.rate_limiter.reconfigure(rate_limit, rate_interval)
+        for gate in self._gates.values():
+            gate.changed()
+
+    def add_scanner(
+        self, fn: ScannerFunction, interval: float | timedelta, *, name: str | None = None
+    ) -> None:
+        """Run ``await fn()`` when the worker starts and every `interval` seconds after.
+
+        Scanners start once the worker is ready and are cancelled when it stops; one that
+        raises is logged and runs again on time. Add them before `run`.
+        """
+        if self._loop is not None:
+            raise ConfigError("add scanners before the worker runs")
+        every = interval.total_seconds() if isinstance(interval, timedelta) else interval
+        self._scanners.append(Scanner.build(fn, every, name))
 
     def stop(self) -> None:
         """Start the graceful stop: fetch no more, let running jobs finish, then return.
@@ -128,6 +186,9 @@ class Worker:
         """
         loop = self._loop
         if loop is None:
+            # Not running yet (e.g. `run_worker` cancelled before the worker started): the
+            # worker stops as soon as it starts.
+            self._stop_early = True
             return
         if threading.get_ident() != self._thread:
             loop.call_soon_threadsafe(self.stop)
@@ -146,6 +207,9 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._stop_requested, self._force = asyncio.Event(), asyncio.Event()
+        if self._stop_early:
+            self._stop_early = False
+            self._stop_requested.set()
         users = _CONNECTION_USERS.setdefault(self.app, _ConnectionUsers())
         users.opened_by_a_worker |= not self.app.connected
         users.running += 1
@@ -187,6 +251,14 @@ class Worker:
         self, broker: Broker, sources: Mapping[str, JobSource], heartbeat: Heartbeat
     ) -> None:
         assert self._stop_requested is not None
+        for queue in sources:
+            options = self.app.queue(queue)
+            shared = (
+                SharedLimit(broker.scheduling, queue, options.rate_limit, options.rate_interval)
+                if options.rate_limit is not None
+                else None
+            )
+            self._gates[queue] = StartGate(self.rate_limiter, shared)
         pullers = [
             asyncio.create_task(self._pull(broker, queue, source), name=f"aioq-pull-{queue}")
             for queue, source in sources.items()
@@ -195,6 +267,17 @@ class Worker:
             asyncio.create_task(heartbeat.run(), name="aioq-heartbeat"),
             asyncio.create_task(self._keep_leases(), name="aioq-leases"),
         ]
+        # Scheduling and scanners stop with the fetching, before running jobs drain.
+        helpers = [
+            asyncio.create_task(_keep_running(s.name, s.run), name=f"aioq-scanner-{s.name}")
+            for s in self._scanners
+        ]
+        if self.scheduler is not None:
+            helpers.append(
+                asyncio.create_task(
+                    _keep_running("scheduler", self.scheduler.run), name="aioq-scheduler"
+                )
+            )
         crashed: BaseException | None = None
         try:
             stop_wait = asyncio.create_task(self._stop_requested.wait())
@@ -206,6 +289,7 @@ class Worker:
                     log.error("worker %s: %s stopped: %r", self.id, puller.get_name(), crashed)
         finally:
             await _cancel_all(pullers)
+            await _cancel_all(helpers)
             await self._drain()
             await _cancel_all(background)
         if crashed is not None:
@@ -213,10 +297,14 @@ class Worker:
 
     async def _pull(self, broker: Broker, queue: str, source: JobSource) -> None:
         period = self.app.queue(queue).ack_wait / LEASE_RENEW_FRACTION
+        gate = self._gates.get(queue)
         failures = 0
         try:
             while True:
-                taken = await self.slots.acquire(MAX_BATCH)
+                # Under a rate limit, wait for a start to be allowed before taking slots,
+                # so that a throttled queue never holds slots another queue could use.
+                most = await gate.room(MAX_BATCH) if gate and gate.limited else MAX_BATCH
+                taken = await self.slots.acquire(most)
                 try:
                     deliveries = await _fetch_to_the_end(source.fetch_now(taken))
                     if not deliveries:
@@ -247,10 +335,41 @@ class Worker:
                     await _hand_back(deliveries)
                     self.slots.release(len(deliveries))
                     return
-                for delivery in deliveries:
-                    self._start(delivery, queue, period)
+                if gate is not None and gate.limited and deliveries:
+                    await self._admit(gate, deliveries, queue, period)
+                else:
+                    for delivery in deliveries:
+                        self._start(delivery, queue, period)
         finally:
             await source.close()
+
+    async def _admit(
+        self, gate: StartGate, deliveries: Sequence[Delivery], queue: str, period: float
+    ) -> None:
+        """Start `deliveries` as the rate limits allow, keeping their leases while they wait.
+
+        They normally start at once: the fetch asked for no more than the limits allowed. A
+        wait happens when another queue of this worker, or another worker of this queue,
+        took the tokens in between.
+        """
+        assert self._executor is not None
+        leases = self._executor.leases
+        waiting = [Lease(d, period, time.monotonic()) for d in deliveries]
+        leases.update(waiting)
+        try:
+            while waiting:
+                for _ in range(await gate.take(len(waiting))):
+                    lease = waiting.pop(0)
+                    leases.discard(lease)
+                    self._start(lease.delivery, queue, period)
+        except asyncio.CancelledError:
+            # The worker is stopping: hand the unstarted jobs back to another worker.
+            await _hand_back([lease.delivery for lease in waiting])
+            self.slots.release(len(waiting))
+            raise
+        finally:
+            for lease in waiting:
+                leases.discard(lease)
 
     async def _reopen(self, broker: Broker, queue: str) -> JobSource:
         """Re-create the queue's consumer, retrying with backoff until it works."""
@@ -387,6 +506,21 @@ async def _run_hooks(hooks: list[Hook], state: State, stage: str) -> None:
         except Exception as e:
             name = getattr(hook, "__qualname__", repr(hook))
             raise ConfigError(f"{stage} hook {name} failed: {type(e).__name__}: {e}") from e
+
+
+async def _keep_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Run a helper loop until cancelled, restarting it (after a pause) if it fails."""
+    pause = 0.5
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("%s failed; restarting it in %gs", name, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 30.0)
 
 
 async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:

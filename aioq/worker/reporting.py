@@ -92,12 +92,14 @@ class Reporter:
             worker=self.worker_id,
         )
         await self.broker.publish_event(event.queue, event.kind.value, encode(event))
-        data = encode(record)
         loop = asyncio.get_running_loop()
-        return loop.call_later(RUNNING_RECORD_DELAY_S, self._store_later, record.id, data)
+        return loop.call_later(RUNNING_RECORD_DELAY_S, self._store_later, record)
 
-    def _store_later(self, job_id: str, data: bytes) -> None:
-        task = asyncio.ensure_future(self.broker.put_record(job_id, data))
+    def _store_later(self, record: JobRecord) -> None:
+        # Encoded now, not when the attempt started: progress the task reported in between
+        # is in the record, and this write must not roll it back.
+        job_id = record.id
+        task = asyncio.ensure_future(self.broker.put_record(job_id, encode(record)))
         self._pending[job_id] = task
         task.add_done_callback(lambda _: self._pending.pop(job_id, None))
 

@@ -6,7 +6,9 @@ regression that would let them through.
 
 from __future__ import annotations
 
-from aioq import Aarq, Context, Job, PreparedJob, Task
+from datetime import UTC, datetime, timedelta
+
+from aioq import Aarq, Context, Job, PreparedJob, Repeatable, Task, Worker, run_worker
 
 app = Aarq("nats://127.0.0.1:4222")
 
@@ -21,6 +23,11 @@ def resize(ctx: Context, path: str, width: int) -> str:
     return path
 
 
+@app.cron("0 3 * * *", tz="Europe/Paris", args=[1])
+async def nightly(ctx: Context, n: int) -> str:
+    return str(n)
+
+
 async def uses() -> None:
     task: Task[[str, str], int] = send_email
     job: Job[int] = await send_email.enqueue("a@example.com", "hi", urgent=True)
@@ -32,4 +39,15 @@ async def uses() -> None:
     await send_email.enqueue("a@example.com", 3)  # type: ignore[arg-type]
     await resize.enqueue("x.png", width="wide")  # type: ignore[arg-type]
     await send_email.with_options(job_id="x").enqueue(1, "hi")  # type: ignore[arg-type]
-    del task, job, other
+    await send_email.with_options(delay=30).enqueue("a@example.com", "hi")
+    await send_email.with_options(delay=timedelta(minutes=1)).enqueue("a@example.com", "hi")
+    await send_email.with_options(run_at=datetime.now(UTC)).enqueue("a@example.com", "hi")
+    await send_email.with_options(run_at=1.0).enqueue("a@example.com", "hi")  # type: ignore[arg-type]
+    hourly: Repeatable = app.add_repeatable(send_email, cron="0 * * * *", args=["a", "hi"])
+    cron_task: Task[[int], str] = nightly
+    await nightly.enqueue(3)
+    await nightly.enqueue("three")  # type: ignore[arg-type]
+    await run_worker(app, queues=["email"], concurrency=3, rate_limit=10, rate_interval=1.0)
+    worker = Worker(app, rate_limit=5, scheduler=False)
+    worker.set_rate_limit(None)
+    del task, job, other, hourly, cron_task

@@ -1,0 +1,442 @@
+"""Delayed jobs, repeatable ticks, shared rate limits and queue pauses on JetStream.
+
+A delayed job is stored on ``<prefix>.sched.<queue>.<job id>`` in the jobs stream, with its
+due time in the ``Aioq-Run-At`` header. Every scheduler pulls from one durable consumer on
+those subjects. A job that is not due yet is handed back with ``nak(delay=time left)``, so the
+server itself wakes it at its due time (a nak'd message keeps its place, and its timer, in
+the consumer's state, on disk). Once due, the scheduler publishes it to
+``<prefix>.jobs.<queue>.<job id>`` with ``Nats-Msg-Id: <job id>`` and acknowledges it: if two
+schedulers ever publish the same job (a lost ack), the stream stores it once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoStreamResponseError,
+    NotFoundError,
+)
+from nats.js.kv import KeyValue
+
+from aioq.errors import BrokerError, EnqueueError, ProvisioningError
+from aioq.naming import Names
+from aioq.transport import ConsumerGoneError, HeldJob, OutgoingJob
+
+__all__ = ["RUN_AT_HEADER", "NatsHeldJob", "NatsHeldJobs", "NatsScheduling", "parse_run_at"]
+
+log = logging.getLogger("aioq.nats")
+
+RUN_AT_HEADER: Final = "Aioq-Run-At"
+_MSG_ID: Final = "Nats-Msg-Id"
+# A held message gets a dedupe id of its own: with the job id it would make the scheduler's
+# publish of the due job (same stream, same window) a duplicate, and the job would vanish.
+_HELD_ID_PREFIX: Final = "held:"
+# Held messages a scheduler asks for at once. They are handled as soon as they arrive (a nak
+# or a publish each), so a big batch only saves pull round trips.
+_BATCH: Final = 256
+# The lease of a held message in a scheduler's hands. A scheduler that dies holding one lets
+# another take it after this long; handling takes milliseconds.
+_HELD_ACK_WAIT_S: Final = 10.0
+# Extra wait for the server's own expiry notice of a pull.
+_PULL_MARGIN_S: Final = 1.0
+# Consumer pause (`pause_until`) exists from this server version on.
+_PAUSE_VERSION: Final = (2, 11, 0)
+# An open-ended pause: the latest time nats-server accepts.
+_FOREVER: Final = "9999-12-31T23:59:59Z"
+# A resume is a pause ending this long after it is set (see `NatsScheduling.resume_queue`).
+_RESUME_AFTER_S: Final = 0.05
+_RESUME_ATTEMPTS: Final = 5
+# A compare-and-set on a tick record is retried this often before the record is left as is.
+_CAS_ATTEMPTS: Final = 5
+
+
+def parse_run_at(value: str | None) -> float | None:
+    """Read an ``Aioq-Run-At`` header: unix seconds, or an RFC 3339 time with a zone."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    return moment.timestamp()
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class NatsHeldJob:
+    """A held message received by a scheduler."""
+
+    __slots__ = ("_js", "_msg", "_names", "job_id", "queue", "run_at")
+
+    def __init__(self, msg: Msg, js: JetStreamContext, names: Names) -> None:
+        self._msg = msg
+        self._js = js
+        self._names = names
+        tokens = msg.subject.split(".")
+        self.queue, self.job_id = tokens[-2], tokens[-1]
+        self.run_at = parse_run_at(msg.headers.get(RUN_AT_HEADER) if msg.headers else None)
+
+    async def postpone(self, delay: float) -> None:
+        """Hand it back; the server delivers it again in `delay` seconds."""
+        await self._msg.nak(delay=max(delay, 0.001))
+
+    async def release(self) -> bool:
+        """Publish the job on its queue, then acknowledge the held message.
+
+        In that order: a scheduler dying in between leaves the held message to be delivered
+        again after its lease, and that second publish is a duplicate the stream ignores.
+        """
+        ack = await self._js.publish(
+            self._names.job_subject(self.queue, self.job_id),
+            self._msg.data,
+            headers={_MSG_ID: self.job_id},
+        )
+        await self._msg.ack()
+        return bool(ack.duplicate)
+
+    async def hand_back(self) -> None:
+        """Hand it back for immediate redelivery."""
+        await self._msg.nak()
+
+
+class NatsHeldJobs:
+    """Pulls held messages from the schedulers' consumer, one open pull at a time.
+
+    A pull asks for up to `_BATCH` messages and lingers for the fetch timeout. Messages come
+    to one inbox subscription that lives as long as the puller, so none is lost between two
+    fetches; a new pull is sent only once the previous one has ended (filled, expired, or
+    answered with a status), so the server never holds more than one of ours.
+    """
+
+    def __init__(self, nc: NatsClient, js: JetStreamContext, names: Names) -> None:
+        self._nc = nc
+        self._js = js
+        self._names = names
+        self._next_subject = (
+            f"$JS.API.CONSUMER.MSG.NEXT.{names.jobs_stream}.{names.scheduler_consumer}"
+        )
+        self._inbox = nc.new_inbox()
+        self._arrived: deque[Msg] = deque()
+        self._wakeup: asyncio.Future[None] | None = None
+        self._sub: Subscription | None = None
+        self._open_until = 0.0  # monotonic end of the open pull; 0 when none is open
+        self._left = 0
+
+    async def start(self) -> None:
+        """Subscribe to the inbox that receives the pulled messages."""
+        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._arrived.append(msg)
+        wakeup = self._wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def fetch(self, timeout: float) -> list[HeldJob]:
+        """Wait up to `timeout` seconds for held messages."""
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._open_until:
+            request = {"batch": _BATCH, "expires": int(timeout * 1e9)}
+            await self._nc.publish(
+                self._next_subject, json.dumps(request).encode(), reply=self._inbox
+            )
+            self._open_until = loop.time() + timeout + _PULL_MARGIN_S
+            self._left = _BATCH
+        deadline = min(loop.time() + timeout + _PULL_MARGIN_S, self._open_until)
+        while not self._arrived and loop.time() < deadline:
+            self._wakeup = loop.create_future()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    await self._wakeup
+            except TimeoutError:
+                break
+            finally:
+                self._wakeup = None
+        return self._take()
+
+    def _take(self) -> list[HeldJob]:
+        held: list[HeldJob] = []
+        while self._arrived:
+            msg = self._arrived.popleft()
+            status = msg.headers.get("Status") if msg.headers else None
+            if status is None:
+                held.append(NatsHeldJob(msg, self._js, self._names))
+                self._left -= 1
+                if self._left <= 0:
+                    self._open_until = 0.0
+            elif status != "100":  # 100: idle heartbeat; 404/408/409 end the pull
+                self._open_until = 0.0
+                description = msg.headers.get("Description", "") if msg.headers else ""
+                if status == "503" or "consumer deleted" in description.lower():
+                    raise ConsumerGoneError(f"{status} {description}".strip())
+        return held
+
+    async def close(self) -> None:
+        """Stop receiving, then hand back whatever arrived and was not returned."""
+        closing = asyncio.ensure_future(self._close())
+        try:
+            await asyncio.shield(closing)
+        except asyncio.CancelledError:
+            await asyncio.wait([closing])
+            raise
+
+    async def _close(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            try:
+                if self._nc.is_connected:
+                    await sub.drain()  # type: ignore[no-untyped-call]
+                else:
+                    await sub.unsubscribe()
+            except Exception as e:
+                log.debug("cannot drain the scheduler subscription: %s", e)
+        leftovers = [m for m in self._arrived if not (m.headers and "Status" in m.headers)]
+        self._arrived.clear()
+        for msg in leftovers:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
+
+class NatsScheduling:
+    """The scheduler's, the rate limiter's and the pause commands' side of the broker."""
+
+    def __init__(self, nc: NatsClient, js: JetStreamContext, names: Names) -> None:
+        self.nc = nc
+        self.js = js
+        self.names = names
+        self._buckets: dict[str, KeyValue] = {}
+
+    # -- delayed jobs ----------------------------------------------------------------------
+
+    def _held_headers(self, job_id: str, run_at: float) -> dict[str, str]:
+        return {_MSG_ID: _HELD_ID_PREFIX + job_id, RUN_AT_HEADER: f"{run_at:.6f}"}
+
+    async def hold(self, queue: str, data: bytes, job_id: str, run_at: float) -> bool:
+        """Store a delayed job on its held subject; True if the id was held already."""
+        try:
+            ack = await self.js.publish(
+                self.names.sched_subject(queue, job_id),
+                data,
+                headers=self._held_headers(job_id, run_at),
+            )
+        except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
+            raise EnqueueError(
+                f"cannot enqueue delayed job {job_id} on queue {queue!r}: {e!r}; retrying with "
+                "the same job id is safe"
+            ) from e
+        return bool(ack.duplicate)
+
+    async def hold_many(
+        self, jobs: Sequence[tuple[OutgoingJob, float]]
+    ) -> list[bool | BaseException]:
+        """Publish every held job before awaiting the acknowledgements."""
+        futures = [
+            await self.js.publish_async(
+                self.names.sched_subject(job.queue, job.job_id),
+                job.data,
+                headers=self._held_headers(job.job_id, run_at),
+            )
+            for job, run_at in jobs
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        return [r if isinstance(r, BaseException) else bool(r.duplicate) for r in results]
+
+    async def open_held(self) -> NatsHeldJobs:
+        """Create or update the schedulers' consumer and start pulling from it.
+
+        No ``max_ack_pending``: every held job not yet due is a nak'd message waiting for
+        its redelivery, and those count as pending, so any cap would stall the schedulers
+        once that many jobs are held.
+        """
+        config = ConsumerConfig(
+            durable_name=self.names.scheduler_consumer,
+            filter_subject=self.names.sched_subject(),
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=_HELD_ACK_WAIT_S,
+            max_deliver=-1,
+            max_ack_pending=-1,
+        )
+        try:
+            await self.js.add_consumer(self.names.jobs_stream, config)
+        except APIError as e:
+            raise ProvisioningError(
+                f"cannot create consumer {config.durable_name} on {self.names.jobs_stream}: {e}"
+            ) from e
+        held = NatsHeldJobs(self.nc, self.js, self.names)
+        await held.start()
+        return held
+
+    # -- KV state ----------------------------------------------------------------------------
+
+    async def _bucket(self, name: str) -> KeyValue:
+        kv = self._buckets.get(name)
+        if kv is not None:
+            return kv
+        try:
+            kv = await self.js.key_value(name)
+        except BucketNotFoundError:
+            config = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, direct=True)
+            try:
+                kv = await self.js.create_key_value(config)
+            except APIError as e:
+                if e.err_code != 10058:
+                    raise ProvisioningError(f"cannot create KV bucket {name}: {e}") from e
+                kv = await self.js.key_value(name)
+        self._buckets[name] = kv
+        return kv
+
+    async def _read(self, bucket: str, key: str) -> tuple[bytes | None, int]:
+        kv = await self._bucket(bucket)
+        try:
+            entry = await kv.get(key)
+        except KeyNotFoundError:
+            return None, 0
+        return entry.value or None, entry.revision or 0
+
+    async def _write(self, bucket: str, key: str, data: bytes, revision: int) -> bool:
+        kv = await self._bucket(bucket)
+        try:
+            if revision:
+                await kv.update(key, data, last=revision)
+            else:
+                await kv.create(key, data)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def last_tick(self, name: str) -> float | None:
+        """The latest tick recorded for repeatable `name`."""
+        data, _ = await self._read(self.names.schedules_bucket, name)
+        return _tick_of(data)
+
+    async def record_tick(self, name: str, tick: float) -> None:
+        """Record `tick` as fired (compare-and-set, so a later tick is never overwritten)."""
+        record = json.dumps({"tick": tick, "fired_at": time.time()}).encode()
+        for _ in range(_CAS_ATTEMPTS):
+            data, revision = await self._read(self.names.schedules_bucket, name)
+            recorded = _tick_of(data)
+            if recorded is not None and recorded >= tick:
+                return
+            if await self._write(self.names.schedules_bucket, name, record, revision):
+                return
+
+    async def read_limit(self, queue: str) -> tuple[bytes | None, int]:
+        """The shared rate-limit state of `queue`."""
+        return await self._read(self.names.limits_bucket, queue)
+
+    async def write_limit(self, queue: str, data: bytes, revision: int) -> bool:
+        """Compare-and-set the shared rate-limit state of `queue`."""
+        return await self._write(self.names.limits_bucket, queue, data, revision)
+
+    # -- pause -------------------------------------------------------------------------------
+
+    def _check_pause_support(self) -> None:
+        version = self.nc.connected_server_version
+        found = (version.major, version.minor, version.patch)
+        if found < _PAUSE_VERSION:
+            raise BrokerError(
+                "pausing a queue needs nats-server 2.11 or newer (consumer pause); "
+                f"the server runs {'.'.join(map(str, found))}. Stop the queue's workers instead, "
+                "or upgrade the server"
+            )
+
+    async def _require_consumer(self, queue: str) -> None:
+        try:
+            await self.js.consumer_info(self.names.jobs_stream, self.names.consumer(queue))
+        except NotFoundError:
+            raise BrokerError(
+                f"queue {queue!r} has no consumer on stream {self.names.jobs_stream} yet: "
+                "start a worker on it once (or check the queue name and --prefix)"
+            ) from None
+
+    async def pause_queue(self, queue: str, until: datetime | None) -> None:
+        """Pause the queue's consumer until `until` (None: until resumed)."""
+        self._check_pause_support()
+        await self._require_consumer(queue)
+        stamp = _FOREVER if until is None else _rfc3339(until)
+        await self.js.pause_consumer(self.names.jobs_stream, self.names.consumer(queue), stamp)
+
+    async def resume_queue(self, queue: str) -> None:
+        """Resume the queue's consumer at once.
+
+        Not with the server's resume request: after it, pulls that were already waiting (an
+        idle worker's) get nothing until they expire, seconds later (measured on 2.11.0 and
+        2.15.1). A pause that ends does serve them, at once; so the pause is replaced by one
+        ending `_RESUME_AFTER_S` from now, by the server's clock (a pause that ends in the
+        server's past would not wake anyone either, hence the growing margin).
+        """
+        self._check_pause_support()
+        await self._require_consumer(queue)
+        if await self.paused_until(queue) is None:
+            return
+        stream, consumer = self.names.jobs_stream, self.names.consumer(queue)
+        margin = _RESUME_AFTER_S
+        for _ in range(_RESUME_ATTEMPTS):
+            end = datetime.now(UTC) + timedelta(seconds=margin)
+            answer = await self.js.pause_consumer(stream, consumer, _rfc3339(end))
+            if answer.paused:
+                await asyncio.sleep(margin)  # resumed when this returns
+                return
+            margin *= 4  # the server's clock is ahead of ours
+        await self.js.resume_consumer(stream, consumer)
+
+    async def paused_until(self, queue: str) -> datetime | None:
+        """End of the queue's pause, None if not paused (or the server cannot pause)."""
+        try:
+            info = await self.js.consumer_info(self.names.jobs_stream, self.names.consumer(queue))
+        except NotFoundError:
+            return None
+        if not getattr(info, "paused", False):
+            return None
+        return _parse_rfc3339(getattr(info.config, "pause_until", None))
+
+
+def _parse_rfc3339(stamp: object) -> datetime | None:
+    """A server timestamp (nanoseconds, ``Z``) as an aware datetime."""
+    if not isinstance(stamp, str) or not stamp:
+        return None
+    text = re.sub(r"(\.\d{6})\d+", r"\1", stamp.replace("Z", "+00:00"))
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def _tick_of(data: bytes | None) -> float | None:
+    if not data:
+        return None
+    try:
+        value = json.loads(data)["tick"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None

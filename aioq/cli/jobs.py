@@ -1,0 +1,329 @@
+"""`aioq enqueue` and `aioq job status|result|abort`: one job, from the command line."""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from typing import Annotated, Any, Final
+
+import msgspec
+import typer
+
+from aioq.app import Aarq
+from aioq.cli._common import (
+    AppOption,
+    Connection,
+    CredsOption,
+    JsonOption,
+    PasswordOption,
+    PrefixOption,
+    ServerOption,
+    TokenOption,
+    UserOption,
+    echo_json,
+    fail,
+    fail_on_errors,
+    run_with_app,
+)
+from aioq.cli._loader import load_app
+from aioq.cli._output import fields, indent, stamp
+from aioq.errors import JobAbortedError, JobExpiredError, JobFailedError, ResultTimeoutError
+from aioq.job import Job
+from aioq.task import Task
+from aioq.wire import TERMINAL_STATES, JobRecord, JobState
+
+__all__ = ["NOT_DONE_EXIT", "enqueue", "job_cli"]
+
+#: Exit code of `job result` and `enqueue --wait` when the job has no outcome (yet).
+NOT_DONE_EXIT: Final = 3
+
+job_cli = typer.Typer(
+    name="job",
+    help="Look at one job by its id: status, result, abort.",
+    no_args_is_help=True,
+)
+
+JobIdArgument = Annotated[
+    str, typer.Argument(help="The job id (printed by enqueue).", metavar="ID", show_default=False)
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=0,
+        help=r"With --wait: give up after this many seconds (exit 3). \[default: wait forever]",
+        metavar="SECONDS",
+        show_default=False,
+    ),
+]
+
+
+def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
+    if text is None:
+        return kind()
+    try:
+        value = msgspec.json.decode(text)
+    except msgspec.DecodeError as e:
+        raise typer.BadParameter(
+            f"not valid JSON ({e}); example: {example}", param_hint=what
+        ) from None
+    if not isinstance(value, kind):
+        raise typer.BadParameter(
+            f"must be a JSON {'array' if kind is list else 'object'}, got {text!r}; "
+            f"example: {example}",
+            param_hint=what,
+        )
+    return value
+
+
+def enqueue(
+    app_path: Annotated[
+        str,
+        typer.Argument(
+            help="Your app, as module:attribute (e.g. myapp.tasks:app).",
+            metavar="APP_PATH",
+            show_default=False,
+        ),
+    ],
+    task: Annotated[
+        str, typer.Argument(help="Registered task name.", metavar="TASK", show_default=False)
+    ],
+    args_json: Annotated[
+        str | None,
+        typer.Argument(
+            help="Positional arguments as a JSON array, e.g. '[1, \"two\"]'.",
+            metavar="ARGS_JSON",
+            show_default=False,
+        ),
+    ] = None,
+    kwargs_json: Annotated[
+        str | None,
+        typer.Option(
+            "--kwargs",
+            help='Keyword arguments as a JSON object, e.g. \'{"to": "ada@example.com"}\'.',
+            metavar="JSON",
+        ),
+    ] = None,
+    delay: Annotated[
+        float | None,
+        typer.Option(
+            "--delay",
+            min=0,
+            help="Hold the job this many seconds before it may start.",
+            metavar="SECONDS",
+        ),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the outcome and print the result.")
+    ] = False,
+    timeout: TimeoutOption = None,
+    as_json: JsonOption = False,
+    server: ServerOption = None,
+    prefix: PrefixOption = None,
+    creds: CredsOption = None,
+    token: TokenOption = None,
+    user: UserOption = None,
+    password: PasswordOption = None,
+) -> None:
+    """Enqueue one job of TASK and print its id; with --wait, its result too.
+
+    Exit status: 0 enqueued (with --wait: succeeded); 1 an error, or with --wait the job
+    failed, expired or was aborted; 2 bad usage (e.g. ARGS_JSON not an array); 3 with
+    --wait --timeout: no outcome in time.
+    """
+    _check_timeout(wait, timeout)
+    args = _parse_json(args_json, list, "ARGS_JSON", "'[1, \"two\"]'")
+    kwargs = _parse_json(kwargs_json, dict, "--kwargs", '\'{"name": "value"}\'')
+    with fail_on_errors():
+        app = Connection(server, prefix, creds, token, user, password).apply(load_app(app_path))
+        found = app.get_task(task)
+        if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
+            fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
+
+        async def run(app: Aarq) -> int:
+            call = found.with_options(delay=delay) if delay is not None else found
+            job: Job[Any] = await call.enqueue(*args, **kwargs)
+            summary = _job_summary(job)
+            if not as_json:
+                typer.echo(f"enqueued job {job.id} (task {job.task}, queue {job.queue})")
+            if wait:
+                return await _print_outcome(job, timeout, as_json, summary)
+            if as_json:
+                echo_json(summary)
+            return 0
+
+        code = run_with_app(app, run)
+    if code:
+        raise typer.Exit(code)
+
+
+def _check_timeout(wait: bool, timeout: float | None) -> None:
+    if timeout is not None and not wait:
+        raise typer.BadParameter("only with --wait", param_hint="--timeout")
+
+
+def _job_summary(job: Job[Any]) -> dict[str, Any]:
+    return {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
+
+
+async def _print_outcome(
+    job: Job[Any], timeout: float | None, as_json: bool, summary: dict[str, Any] | None = None
+) -> int:
+    """Wait for `job`'s outcome; print its result, or an error line. Returns the exit code."""
+    out = dict(summary or {"id": job.id})
+    try:
+        value = await job.result(timeout=timeout)
+    except ResultTimeoutError:
+        state = (await job.status()).state
+        _error(f"job {job.id} had no outcome within {timeout}s (state: {state})", as_json, out)
+        return NOT_DONE_EXIT
+    except (JobFailedError, JobAbortedError, JobExpiredError) as e:
+        record = await job.status()
+        failed = isinstance(e, JobFailedError) and not as_json
+        hint = f"; `aioq job status {job.id}` shows the traceback" if failed else ""
+        _error(f"{e}{hint}", as_json, {**out, "state": record.state, "error": record.error})
+        return 1
+    if as_json:
+        echo_json({**out, "state": JobState.SUCCEEDED, "result": value})
+    else:
+        typer.echo(msgspec.json.encode(value).decode())
+    return 0
+
+
+def _error(message: str, as_json: bool, out: dict[str, Any]) -> None:
+    if as_json:
+        echo_json(out)
+    print(f"error: {message}", file=sys.stderr)
+
+
+@job_cli.command("status")
+def status(
+    job_id: JobIdArgument,
+    as_json: JsonOption = False,
+    app_path: AppOption = None,
+    server: ServerOption = None,
+    prefix: PrefixOption = None,
+    creds: CredsOption = None,
+    token: TokenOption = None,
+    user: UserOption = None,
+    password: PasswordOption = None,
+) -> None:
+    """Show a job's state, attempts, worker, times, progress and last error.
+
+    Exit status: 0 shown; 1 no such job (or another error).
+    """
+    with fail_on_errors():
+        app = Connection(server, prefix, creds, token, user, password).app(app_path)
+
+        async def run(app: Aarq) -> JobRecord:
+            return await (await app.job(job_id)).status()
+
+        record = run_with_app(app, run)
+    if as_json:
+        echo_json(record)
+        return
+    typer.echo(_describe(record))
+
+
+def _describe(record: JobRecord) -> str:
+    progress = None
+    if record.progress is not None:
+        note = f" ({record.progress_message})" if record.progress_message else ""
+        progress = f"{record.progress:.0%}{note}"
+    error = f"{record.error.type}: {record.error.message}" if record.error else None
+    result = msgspec.json.encode(record.result).decode() if record.result is not None else None
+    text = fields(
+        [
+            ("job", record.id),
+            ("state", record.state.value),
+            ("task", record.task or None),
+            ("queue", record.queue or None),
+            ("attempts", record.attempts or None),
+            ("worker", record.worker),
+            ("enqueued", stamp(record.enqueued_at)),
+            ("started", stamp(record.started_at)),
+            ("finished", stamp(record.finished_at)),
+            ("progress", progress),
+            ("next attempt", stamp(record.retry_at)),
+            ("retry of", f"dead letter {record.retry_of}" if record.retry_of else None),
+            ("result", result),
+            ("error", error),
+        ]
+    )
+    if record.error and record.error.traceback:
+        text += "\ntraceback:\n" + indent(record.error.traceback)
+    return text
+
+
+@job_cli.command("result")
+def result(
+    job_id: JobIdArgument,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the outcome if the job has none yet.")
+    ] = False,
+    timeout: TimeoutOption = None,
+    app_path: AppOption = None,
+    server: ServerOption = None,
+    prefix: PrefixOption = None,
+    creds: CredsOption = None,
+    token: TokenOption = None,
+    user: UserOption = None,
+    password: PasswordOption = None,
+) -> None:
+    """Print a finished job's return value as JSON.
+
+    Exit status: 0 printed; 1 the job failed, expired or was aborted, or no such job;
+    3 no outcome yet (without --wait), or none within --timeout.
+    """
+    _check_timeout(wait, timeout)
+    with fail_on_errors():
+        app = Connection(server, prefix, creds, token, user, password).app(app_path)
+
+        async def run(app: Aarq) -> int:
+            job = await app.job(job_id)
+            if not wait:
+                record = await job.status()
+                if record.state not in TERMINAL_STATES:
+                    print(
+                        f"error: job {job_id} has no outcome yet (state: {record.state}); "
+                        "--wait waits for it",
+                        file=sys.stderr,
+                    )
+                    return NOT_DONE_EXIT
+            return await _print_outcome(job, timeout, as_json=False)
+
+        code = run_with_app(app, run)
+    if code:
+        raise typer.Exit(code)
+
+
+@job_cli.command("abort")
+def abort(
+    job_id: JobIdArgument,
+    app_path: AppOption = None,
+    server: ServerOption = None,
+    prefix: PrefixOption = None,
+    creds: CredsOption = None,
+    token: TokenOption = None,
+    user: UserOption = None,
+    password: PasswordOption = None,
+) -> None:
+    """Abort a job: remove it if it waits, cancel it where it runs; it is never retried.
+
+    Exit status: 0 aborted; 1 no such job, or it had already ended.
+    """
+    with fail_on_errors():
+        app = Connection(server, prefix, creds, token, user, password).app(app_path)
+
+        async def run(app: Aarq) -> JobRecord | None:
+            job = await app.job(job_id)
+            if await job.abort():
+                return None
+            return await job.status()
+
+        ended = run_with_app(app, run)
+    if ended is not None and ended.state in TERMINAL_STATES:
+        fail(f"job {job_id} already ended ({ended.state}); nothing to abort")
+    if ended is not None:
+        fail(f"job {job_id} could not be aborted (state: {ended.state}); try again")
+    typer.echo(f"aborted job {job_id}")

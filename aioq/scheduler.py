@@ -1,0 +1,328 @@
+"""`Scheduler`: moves delayed jobs to their queues when due, and fires repeatable jobs.
+
+Any number of schedulers may run at once (one inside each worker by default, or ``aioq
+scheduler`` alone); none is a leader. Delayed jobs: each held job is handed to one scheduler
+at a time by a shared JetStream consumer, and the server itself wakes it at its due time.
+Repeatable jobs: every scheduler publishes every tick under the tick's deterministic job id,
+and JetStream's deduplication stores it once. A small record per repeatable (the last tick
+fired) lets a scheduler that starts after an outage apply the missed-tick policy, and stops
+a scheduler with a slow clock from firing a tick the others fired long ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Final
+
+from aioq.cron import ticks_between
+from aioq.errors import ConfigError
+from aioq.options import seconds
+from aioq.repeatable import Missed, Repeatable
+from aioq.transport import ConsumerGoneError, HeldJob, HeldJobs, Scheduling
+
+if TYPE_CHECKING:
+    from aioq.app import Aarq
+
+__all__ = ["DEFAULT_SCAN_INTERVAL", "Scheduler", "select_repeatables"]
+
+log = logging.getLogger("aioq.scheduler")
+
+#: How often a scheduler renews its pull on the held jobs and re-reads the clock for
+#: repeatables. Held jobs are woken by the server at their due time whatever this is; it
+#: bounds how late a job can be when a wake-up is lost (a reconnect) and how long a
+#: wall-clock jump goes unnoticed.
+DEFAULT_SCAN_INTERVAL: Final = 1.0
+# A held job due within this many seconds is waited for here instead of handed back: a nak
+# and its redelivery cost more than the wait.
+LOCAL_WAIT_S: Final = 0.05
+# Delay before a held job whose publish failed is tried again.
+RELEASE_RETRY_S: Final = 1.0
+# Held jobs published at once; more wait for a free place.
+MAX_RELEASING: Final = 256
+# A tick handled within this many seconds of its time is on time; an older one was missed,
+# and the repeatable's missed-tick policy decides.
+ON_TIME_S: Final = 10.0
+# With the "all" policy, at most this many missed ticks are fired after an outage.
+MAX_CATCH_UP: Final = 100
+# Pause after a failure before the next attempt, doubling up to the cap.
+_RETRY_FIRST_S: Final = 0.25
+_RETRY_CAP_S: Final = 5.0
+
+
+def select_repeatables(app: Aarq, chosen: Sequence[str | Repeatable] | None) -> list[Repeatable]:
+    """The repeatables a scheduler fires: all of the app's, or those named in `chosen`."""
+    if chosen is None:
+        return list(app.repeatables.values())
+    if isinstance(chosen, str):
+        chosen = [chosen]
+    picked: list[Repeatable] = []
+    for item in chosen:
+        if isinstance(item, Repeatable):
+            picked.append(item)
+            continue
+        try:
+            picked.append(app.repeatables[item])
+        except KeyError:
+            known = ", ".join(sorted(app.repeatables)) or "none"
+            raise ConfigError(f"unknown repeatable {item!r} (defined: {known})") from None
+    return list({r.name: r for r in picked}.values())
+
+
+class Scheduler:
+    """Moves due delayed jobs to their queues and fires repeatable jobs, until cancelled.
+
+    Args:
+        app: The app whose delayed jobs and repeatables are scheduled.
+        repeatables: Names (or objects) of the repeatables to fire; all of the app's if None,
+            none if empty.
+        scan_interval: See `DEFAULT_SCAN_INTERVAL` (seconds, default 1).
+        delayed: Move delayed jobs (default); False fires repeatables only.
+        clock: Wall-clock time source (unix seconds), injectable for tests.
+    """
+
+    def __init__(
+        self,
+        app: Aarq,
+        *,
+        repeatables: Sequence[str | Repeatable] | None = None,
+        scan_interval: float | None = None,
+        delayed: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.repeatables = select_repeatables(app, repeatables)
+        self.scan_interval = (
+            seconds(scan_interval, "scan_interval") if scan_interval is not None else None
+        ) or DEFAULT_SCAN_INTERVAL
+        self.delayed = delayed
+        self.clock = clock
+        #: True once the held jobs' consumer exists and every repeatable has its start point.
+        self.ready = False
+        #: Delayed jobs this scheduler moved to their queue (first to do so).
+        self.released = 0
+        #: Ticks this scheduler stored (others found them stored already).
+        self.fired = 0
+        self._releasing = asyncio.Semaphore(MAX_RELEASING)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._starting = 0
+
+    async def run(self) -> None:
+        """Schedule until cancelled."""
+        broker = await self.app.connect()
+        scheduling = broker.scheduling
+        loops = len(self.repeatables) + (1 if self.delayed else 0)
+        self._starting = loops
+        if loops == 0:
+            self.ready = True
+        log.info(
+            "scheduler started: delayed jobs %s, repeatables %s, scan interval %gs",
+            "on" if self.delayed else "off",
+            ",".join(r.name for r in self.repeatables) or "none",
+            self.scan_interval,
+        )
+        async with asyncio.TaskGroup() as group:
+            if self.delayed:
+                group.create_task(self._move_delayed(scheduling), name="aioq-delayed")
+            for repeatable in self.repeatables:
+                group.create_task(
+                    self._repeat(scheduling, repeatable), name=f"aioq-repeat-{repeatable.name}"
+                )
+            if loops == 0:
+                await asyncio.Event().wait()  # nothing to do, but live as long as asked to
+
+    def _started(self) -> None:
+        self._starting -= 1
+        if self._starting <= 0:
+            self.ready = True
+
+    # -- delayed jobs --------------------------------------------------------------------------
+
+    async def _move_delayed(self, scheduling: Scheduling) -> None:
+        source: HeldJobs | None = None
+        pause = _RETRY_FIRST_S
+        announced = False
+        try:
+            while True:
+                try:
+                    if source is None:
+                        source = await scheduling.open_held()
+                        if not announced:
+                            announced = True
+                            self._started()
+                    held = await source.fetch(self.scan_interval)
+                except ConsumerGoneError as e:
+                    log.warning("scheduler: the held jobs' consumer is gone (%s), re-creating", e)
+                    await _closed(source)
+                    source = None
+                    continue
+                except Exception as e:
+                    log.warning(
+                        "scheduler: cannot pull held jobs (%s), retrying in %.1fs", e, pause
+                    )
+                    await _closed(source)
+                    source = None
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _RETRY_CAP_S)
+                    continue
+                pause = _RETRY_FIRST_S
+                for job in held:
+                    await self._handle(job)
+        finally:
+            pending = list(self._pending)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            await _closed(source)
+
+    async def _handle(self, job: HeldJob) -> None:
+        if job.run_at is None:
+            log.warning(
+                "scheduler: held job %s on queue %s has no valid run-at time; releasing it now",
+                job.job_id,
+                job.queue,
+            )
+            remaining = 0.0
+        else:
+            remaining = job.run_at - self.clock()
+        if remaining > LOCAL_WAIT_S:
+            try:
+                await job.postpone(remaining)
+            except Exception as e:
+                # The lease runs out and the job comes back to some scheduler.
+                log.warning("scheduler: cannot postpone held job %s: %s", job.job_id, e)
+            return
+        task = asyncio.create_task(self._release(job, remaining))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _release(self, job: HeldJob, wait: float) -> None:
+        released = False
+        try:
+            if wait > 0:
+                await asyncio.sleep(wait)
+            async with self._releasing:
+                # Never early: the wait above or a skewed redelivery may end a little short.
+                while (left := (job.run_at or 0.0) - self.clock()) > 0:  # noqa: ASYNC110
+                    await asyncio.sleep(left)
+                duplicate = await job.release()
+            released = True
+            if not duplicate:
+                self.released += 1
+            log.debug("scheduler: released job %s to queue %s", job.job_id, job.queue)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning(
+                "scheduler: cannot move job %s to queue %s (%s), retrying in %gs",
+                job.job_id,
+                job.queue,
+                e,
+                RELEASE_RETRY_S,
+            )
+            with contextlib.suppress(Exception):
+                await job.postpone(RELEASE_RETRY_S)
+            released = True
+        finally:
+            if not released:
+                with contextlib.suppress(Exception):
+                    await job.hand_back()
+
+    # -- repeatable jobs ---------------------------------------------------------------------
+
+    async def _repeat(self, scheduling: Scheduling, repeatable: Repeatable) -> None:
+        handled = await self._start_point(scheduling, repeatable)
+        self._started()
+        pause = _RETRY_FIRST_S
+        while True:
+            await self._sleep_until(repeatable.schedule.next_after(handled))
+            try:
+                handled = await self._fire_due(scheduling, repeatable, handled)
+            except Exception as e:
+                log.warning(
+                    "scheduler: repeatable %s: cannot fire (%s), retrying in %.1fs",
+                    repeatable.name,
+                    e,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, _RETRY_CAP_S)
+                continue
+            pause = _RETRY_FIRST_S
+
+    async def _start_point(self, scheduling: Scheduling, repeatable: Repeatable) -> float:
+        """Ticks up to the returned time are settled: the last recorded tick, else now."""
+        try:
+            recorded = await scheduling.last_tick(repeatable.name)
+        except Exception as e:
+            log.warning("scheduler: repeatable %s: cannot read its record (%s)", repeatable.name, e)
+            recorded = None
+        # Without a record nothing was missed: a new repeatable starts with its next tick.
+        return recorded if recorded is not None else self.clock()
+
+    async def _sleep_until(self, moment: float) -> None:
+        # Short sleeps re-read the wall clock, so a clock step is noticed within one interval.
+        while (left := moment - self.clock()) > 0:  # noqa: ASYNC110 - waits on a clock
+            await asyncio.sleep(min(left, self.scan_interval))
+
+    async def _fire_due(
+        self, scheduling: Scheduling, repeatable: Repeatable, handled: float
+    ) -> float:
+        """Fire what is due after `handled`; returns the new `handled`."""
+        now = self.clock()
+        due = ticks_between(repeatable.schedule, handled, now, MAX_CATCH_UP)  # newest first
+        if not due:
+            return handled
+        try:
+            recorded = await scheduling.last_tick(repeatable.name)
+        except Exception as e:
+            # Publishing without the record is still safe within the dedupe window.
+            log.debug("scheduler: repeatable %s: record unreadable: %s", repeatable.name, e)
+            recorded = None
+        on_time = due[0] if now - due[0] <= ON_TIME_S else None
+        missed = [t for t in due if t != on_time and (recorded is None or t > recorded)]
+        fire = _apply_policy(repeatable.missed, missed, on_time is not None)
+        if on_time is not None and (recorded is None or on_time > recorded):
+            fire.append(on_time)
+        if missed:
+            log.info(
+                "scheduler: repeatable %s: %d tick(s) missed while no scheduler ran (policy %s)",
+                repeatable.name,
+                len(missed),
+                repeatable.missed.value,
+            )
+        for tick in sorted(fire):
+            job = await self.app.publish(repeatable.prepare(tick))
+            if not job.duplicate:
+                self.fired += 1
+                log.info(
+                    "scheduler: repeatable %s fired job %s (tick %s)",
+                    repeatable.name,
+                    job.id,
+                    _iso(tick),
+                )
+        if fire:
+            await scheduling.record_tick(repeatable.name, max(fire))
+        return due[0]
+
+
+def _apply_policy(policy: Missed, missed: list[float], on_time: bool) -> list[float]:
+    """The missed ticks to fire; an on-time tick is fired anyway, and is the latest."""
+    if not missed or policy is Missed.SKIP:
+        return []
+    if policy is Missed.ALL:
+        return list(missed)
+    return [] if on_time else [max(missed)]
+
+
+def _iso(tick: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tick))
+
+
+async def _closed(source: HeldJobs | None) -> None:
+    if source is not None:
+        with contextlib.suppress(Exception):
+            await source.close()

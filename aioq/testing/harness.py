@@ -1,0 +1,441 @@
+"""Test helpers on a real nats-server: an isolated app, in-process workers, idle waits, shutdowns.
+
+The pytest plugin (`aioq.testing.pytest_plugin`) wraps these in fixtures; they need no pytest
+and work in any asyncio test runner::
+
+    with EmbeddedNats() as server:
+        binding = bind_app(app, server.url)          # the user's own app, a fresh prefix
+        try:
+            running = await start_worker(app, ["email"])
+            await send_email.enqueue("ada@example.com")
+            await running.wait_idle()
+            await running.stop()
+        finally:
+            await binding.unbind()                   # close, delete the prefix, restore the app
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import nats
+from nats.js.errors import NotFoundError
+
+from aioq.errors import ConfigError
+from aioq.naming import Names
+from aioq.wire import TERMINAL_STATES, JobRecord, JobState
+from aioq.worker import Worker
+
+if TYPE_CHECKING:
+    from nats.js import JetStreamContext
+
+    from aioq.app import Aarq
+    from aioq.job import Job
+    from aioq.worker.execute import Stats
+
+__all__ = [
+    "AppBinding",
+    "RunningWorker",
+    "ShutdownReport",
+    "bind_app",
+    "delete_prefix",
+    "queue_backlog",
+    "start_worker",
+    "unique_prefix",
+    "wait_until_idle",
+]
+
+#: Worker options the helpers use unless told otherwise: no signal handlers (the test runner
+#: owns SIGINT), frequent heartbeats, and a grace period that fits in a test's timeout.
+TEST_WORKER_DEFAULTS: dict[str, Any] = {
+    "handle_signals": False,
+    "heartbeat_interval": 1.0,
+    "shutdown_grace": 5.0,
+}
+
+_POLL_S = 0.02
+
+
+def unique_prefix(stem: str = "aioqt") -> str:
+    """A prefix no other test uses: ``<stem>-<12 hex digits>``."""
+    return f"{stem}-{uuid.uuid4().hex[:12]}"
+
+
+@dataclasses.dataclass(eq=False)
+class AppBinding:
+    """An app pointed at a test server and prefix by `bind_app`; `unbind` undoes it."""
+
+    app: Aarq
+    url: str
+    prefix: str
+    _saved: tuple[Any, Names]
+
+    async def unbind(self, *, delete: bool = True) -> None:
+        """Close the app, delete what its prefix created (unless `delete` is false), restore it.
+
+        The app gets back its own servers, credentials and prefix, so a module-level app can be
+        bound again by the next test.
+        """
+        try:
+            await self.app.close()
+            if delete:
+                await delete_prefix(self.url, self.prefix)
+        finally:
+            self.app.settings, self.app.names = self._saved
+
+
+def bind_app(app: Aarq, url: str, prefix: str | None = None) -> AppBinding:
+    """Point `app` (not a copy: its tasks and hooks stay as they are) at `url` and a prefix.
+
+    The app's credentials and TLS context are dropped for the test server, which has neither.
+
+    Args:
+        app: The application, typically the module-level ``app = Aarq(...)`` of the project.
+        url: The test server.
+        prefix: Namespace for this test (default: a fresh `unique_prefix`).
+
+    Raises:
+        ConfigError: The app is already connected; bind it before it is used.
+    """
+    if app.connected:
+        raise ConfigError(
+            f"cannot bind {app!r} to the test server: it is already connected "
+            f"(to {', '.join(app.settings.servers)}); bind it before its first use"
+        )
+    prefix = prefix or unique_prefix()
+    names = Names(prefix)  # validates the prefix before anything changes
+    saved = (app.settings, app.names)
+    app.settings = dataclasses.replace(
+        app.settings,
+        servers=[url],
+        credentials=None,
+        token=None,
+        user=None,
+        password=None,
+        tls=None,
+    )
+    app.names = names
+    return AppBinding(app, url, prefix, saved)
+
+
+def _owned_by(stream: str, names: Names) -> bool:
+    """Whether `stream` belongs to the prefix: ``<STEM>_<NAME>``, ``KV_<prefix>-<bucket>``...
+
+    The last part must hold no further separator, so that prefix ``shop`` never claims the
+    streams of prefix ``shop-x`` (``SHOP_X_JOBS``, ``KV_shop-x-workers``).
+    """
+    stem = names.jobs_stream.removesuffix("_JOBS")
+    rules = ((f"{stem}_", "_"), (f"KV_{names.prefix}-", "-"), (f"OBJ_{names.prefix}-", "-"))
+    return any(stream.startswith(head) and sep not in stream[len(head) :] for head, sep in rules)
+
+
+async def delete_prefix(url: str, prefix: str) -> list[str]:
+    """Delete every stream and KV bucket of `prefix` on the server at `url`.
+
+    That is the jobs and dead-letter streams, the workers, results, schedules and limits
+    buckets, and any other ``<PREFIX>_*`` stream or ``<prefix>-*`` bucket. Returns the names of
+    the deleted streams.
+    """
+    names = Names(prefix)
+    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1)
+    try:
+        js = nc.jetstream()
+        wanted = {names.jobs_stream, names.dead_stream}
+        wanted |= {f"KV_{names.workers_bucket}", f"KV_{names.results_bucket}"}
+        wanted |= {f"KV_{names.schedules_bucket}", f"KV_{names.limits_bucket}"}
+        with contextlib.suppress(Exception):
+            wanted |= {
+                info.config.name
+                for info in await _all_streams(js)
+                if info.config.name and _owned_by(info.config.name, names)
+            }
+        deleted: list[str] = []
+        for stream in sorted(wanted):
+            with contextlib.suppress(NotFoundError):
+                await js.delete_stream(stream)
+                deleted.append(stream)
+        return deleted
+    finally:
+        await nc.close()
+
+
+async def _all_streams(js: JetStreamContext) -> list[Any]:
+    found: list[Any] = []
+    while True:
+        page = await js.streams_info(offset=len(found))
+        found.extend(page)
+        if not page or len(page) < 256:
+            return found
+
+
+async def _subject_count(js: JetStreamContext, stream: str, pattern: str) -> int:
+    try:
+        info = await js.stream_info(stream, subjects_filter=pattern)
+    except NotFoundError:
+        return 0
+    return sum((info.state.subjects or {}).values())
+
+
+async def queue_backlog(
+    app: Aarq, queues: Iterable[str], *, delayed: bool = False
+) -> dict[str, int]:
+    """Jobs per queue that are waiting, in flight or waiting out a retry delay.
+
+    Read from each queue's consumer (``num_pending + num_ack_pending``); a queue without a
+    consumer yet counts the jobs stored on its subjects. With `delayed`, delayed jobs not yet
+    due count too.
+    """
+    names = app.names
+    js = (await app.connect()).js
+    stream = names.jobs_stream
+    backlog: dict[str, int] = {}
+    for queue in queues:
+        try:
+            info = await js.consumer_info(stream, names.consumer(queue))
+            count = (info.num_pending or 0) + (info.num_ack_pending or 0)
+        except NotFoundError:
+            count = 0
+            for pattern in names.job_filters(queue):
+                count += await _subject_count(js, stream, pattern)
+        if delayed:
+            count += await _subject_count(js, stream, names.sched_subject(queue, "*"))
+        backlog[queue] = count
+    return backlog
+
+
+async def wait_until_idle(
+    app: Aarq,
+    queues: Iterable[str],
+    *,
+    workers: Sequence[Worker] = (),
+    delayed: bool = False,
+    timeout: float = 30.0,
+) -> None:
+    """Wait until `queues` hold no waiting or in-flight job and `workers` run nothing.
+
+    Jobs waiting out a retry delay are in flight, so this waits for retries too. Delayed jobs
+    that are not yet due count only with `delayed=True`. The check passes twice in a row, 50 ms
+    apart, so a job between its acknowledgement and its after-job hooks is not missed.
+
+    Raises:
+        TimeoutError: Still busy after `timeout` seconds; the message says where.
+    """
+    wanted = list(dict.fromkeys(queues))
+    deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
+    while True:
+        backlog = await queue_backlog(app, wanted, delayed=delayed)
+        active = sum(w.active for w in workers)
+        moment = time.monotonic()
+        if not any(backlog.values()) and active == 0:
+            quiet_since = quiet_since if quiet_since is not None else moment
+            if moment - quiet_since >= 0.05:
+                return
+        else:
+            quiet_since = None
+        if moment >= deadline:
+            busy = {q: n for q, n in backlog.items() if n}
+            raise TimeoutError(
+                f"queues not idle after {timeout:g} s: jobs per queue {busy}, "
+                f"{active} running in the test's workers"
+            )
+        await asyncio.sleep(_POLL_S)
+
+
+class RunningWorker:
+    """An in-process `Worker` running as an asyncio task; see `start_worker`."""
+
+    def __init__(self, worker: Worker, task: asyncio.Task[None]) -> None:
+        self.worker = worker
+        self.task = task
+
+    def __repr__(self) -> str:
+        state = "stopped" if self.stopped else f"running, {self.worker.active} active"
+        return f"<RunningWorker queues={self.queues} {state}>"
+
+    @property
+    def app(self) -> Aarq:
+        """The app the worker runs."""
+        return self.worker.app
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues it pulls from."""
+        return self.worker.queues
+
+    @property
+    def stats(self) -> Stats:
+        """Processed, failed and retried counts."""
+        return self.worker.stats
+
+    @property
+    def stopped(self) -> bool:
+        """Whether `Worker.run` has returned (or failed)."""
+        return self.task.done()
+
+    async def wait_idle(self, timeout: float = 30.0, *, delayed: bool = False) -> None:
+        """Wait until the worker's queues are empty and it runs nothing (`wait_until_idle`)."""
+        await wait_until_idle(
+            self.app, self.queues, workers=[self.worker], delayed=delayed, timeout=timeout
+        )
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Stop gracefully, like SIGTERM: running jobs finish within the shutdown grace.
+
+        Waits at most `timeout` seconds (default: the grace period plus 10 s), then forces the
+        stop. Re-raises what `Worker.run` raised, if it failed.
+        """
+        if not self.task.done():
+            self.worker.stop()
+            limit = timeout if timeout is not None else self.worker.shutdown_grace + 10.0
+            done, _ = await asyncio.wait([self.task], timeout=limit)
+            if not done:
+                self.worker.stop()  # the second request cancels the running jobs
+                await asyncio.wait([self.task], timeout=10.0)
+            if not self.task.done():
+                self.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self.task
+        if not self.task.cancelled():
+            self.task.result()
+
+    async def simulate_shutdown(
+        self,
+        jobs: Iterable[Job[Any]] = (),
+        *,
+        running_at_least: int = 0,
+        timeout: float = 30.0,
+    ) -> ShutdownReport:
+        """Stop the worker the way a deployment does, and account for every job in `jobs`.
+
+        Args:
+            jobs: The jobs the test enqueued; each must be settled or still queued afterwards.
+            running_at_least: First wait until this many jobs run, so the stop really happens
+                with jobs in flight.
+            timeout: Bound on that wait, and on the stop.
+
+        Returns:
+            What the stop left behind; `ShutdownReport.assert_clean` checks it.
+        """
+        if running_at_least:
+            deadline = time.monotonic() + timeout
+            while self.worker.active < running_at_least:
+                if self.task.done():
+                    self.task.result()
+                    raise RuntimeError("the worker stopped before enough jobs ran")
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"{self.worker.active} jobs running after {timeout:g} s, "
+                        f"waited for {running_at_least}"
+                    )
+                await asyncio.sleep(_POLL_S)
+        in_flight = self.worker.active
+        started = time.monotonic()
+        await self.stop(timeout=timeout)
+        report = ShutdownReport(
+            in_flight_at_stop=in_flight,
+            cancelled=self.worker.cancelled_at_stop,
+            stop_seconds=time.monotonic() - started,
+        )
+        await report.account(self.app, jobs)
+        return report
+
+
+@dataclasses.dataclass
+class ShutdownReport:
+    """What a stopped worker left behind (`RunningWorker.simulate_shutdown`).
+
+    Attributes:
+        in_flight_at_stop: Jobs the worker was running when the stop began.
+        cancelled: Jobs still running when the grace period ran out, cancelled and returned to
+            their queue (0 when every in-flight job finished).
+        stop_seconds: How long the stop took.
+        finished: Jobs with an outcome (succeeded, failed, expired or aborted).
+        waiting: Jobs still in their queue, or held as delayed jobs: a later worker runs them.
+        interrupted: Jobs back in their queue after a run that was cut short.
+        lost: Jobs neither settled nor queued: nothing will ever run them.
+    """
+
+    in_flight_at_stop: int = 0
+    cancelled: int = 0
+    stop_seconds: float = 0.0
+    finished: list[Job[Any]] = dataclasses.field(default_factory=list)
+    waiting: list[Job[Any]] = dataclasses.field(default_factory=list)
+    interrupted: list[Job[Any]] = dataclasses.field(default_factory=list)
+    lost: list[Job[Any]] = dataclasses.field(default_factory=list)
+    states: dict[str, JobState | None] = dataclasses.field(default_factory=dict)
+
+    async def account(self, app: Aarq, jobs: Iterable[Job[Any]]) -> None:
+        """Sort `jobs` into finished, waiting, interrupted and lost, from the server's view."""
+        store = (await app.connect()).store
+        for job in jobs:
+            raw = await store.get_record(job.id)
+            record = msgspec.json.decode(raw, type=JobRecord) if raw else None
+            state = record.state if record is not None else None
+            self.states[job.id] = state
+            if state in TERMINAL_STATES:
+                self.finished.append(job)
+            elif await store.find_queued(job.id, job.queue) or await store.find_held(
+                job.id, job.queue
+            ):
+                bucket = self.interrupted if state is JobState.RUNNING else self.waiting
+                bucket.append(job)
+            else:
+                self.lost.append(job)
+
+    def assert_clean(self) -> None:
+        """Assert that the in-flight jobs finished within the grace period and none was lost.
+
+        Raises:
+            AssertionError: Listing the jobs that were cancelled, interrupted or lost.
+        """
+        problems: list[str] = []
+        if self.cancelled:
+            problems.append(f"{self.cancelled} in-flight jobs were cancelled at the stop")
+        if self.interrupted:
+            problems.append(f"interrupted: {[j.id for j in self.interrupted]}")
+        if self.lost:
+            lost = {j.id: self.states.get(j.id) for j in self.lost}
+            problems.append(f"lost (job id: last recorded state): {lost}")
+        if problems:
+            raise AssertionError("unclean worker shutdown: " + "; ".join(problems))
+
+    def assert_nothing_lost(self) -> None:
+        """Assert that every job is settled or still queued (cancelled ones are requeued)."""
+        if self.lost:
+            lost = {j.id: self.states.get(j.id) for j in self.lost}
+            raise AssertionError(f"jobs lost at the worker's stop: {lost}")
+
+
+async def start_worker(
+    app: Aarq, queues: Sequence[str] | str | None = None, **options: Any
+) -> RunningWorker:
+    """Start an in-process `Worker` and wait until it is ready to take jobs.
+
+    Args:
+        app: The app (bound to a test server, see `bind_app`).
+        queues: Queues to pull from (default: every queue the app's tasks use).
+        **options: `Worker` options; `TEST_WORKER_DEFAULTS` fill in the ones not given.
+
+    Raises:
+        Exception: Whatever made the worker fail to start (a startup hook, no server...).
+    """
+    if queues is None:
+        queues = sorted({task.queue for task in app.tasks.values()}) or ["default"]
+    options = {**TEST_WORKER_DEFAULTS, **options}
+    worker = Worker(app, [queues] if isinstance(queues, str) else queues, **options)
+    task = asyncio.create_task(worker.run(), name=f"aioq-test-worker-{worker.id[:8]}")
+    async with asyncio.timeout(30):
+        while not (worker.ready or task.done()):  # noqa: ASYNC110 - no event says "ready"
+            await asyncio.sleep(_POLL_S)
+    if task.done():
+        task.result()
+        raise RuntimeError("the worker returned before it was ready")
+    return RunningWorker(worker, task)

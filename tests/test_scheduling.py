@@ -1,0 +1,247 @@
+"""Delayed and repeatable jobs on a real server: precision, restarts, several schedulers,
+cron with time zones, and the missed-tick policy."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NatsClient
+
+from aioq import Aarq, Context, Scheduler, Worker
+from aioq.embedded import EmbeddedNats
+
+from .conftest import WorkerFactory, wait_for
+
+
+async def subjects(nc: NatsClient, app: Aarq, pattern: str) -> dict[str, int]:
+    """Messages per subject of the app's jobs stream matching `pattern`."""
+    info = await nc.jetstream().stream_info(app.names.jobs_stream, subjects_filter=pattern)
+    return dict(info.state.subjects or {})
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    """Wait until the async `check()` is true, failing the test after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not await check():  # noqa: ASYNC110 - polls the server
+            await asyncio.sleep(0.05)
+
+
+async def no_subjects(nc: NatsClient, app: Aarq, pattern: str) -> bool:
+    return not await subjects(nc, app, pattern)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(fraction * len(ordered)) - 1)]
+
+
+@pytest.fixture
+async def run_workers() -> AsyncIterator[list[tuple[Worker, asyncio.Task[None]]]]:
+    """Workers a test starts and stops itself; any left running are stopped at teardown."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+    yield running
+    for worker, _ in running:
+        worker.stop()
+    for _, task in running:
+        async with asyncio.timeout(15):
+            await task
+
+
+async def start(running: list[tuple[Worker, asyncio.Task[None]]], app: Aarq) -> Worker:
+    worker = Worker(app, concurrency=10, heartbeat_interval=0.5, handle_signals=False)
+    task = asyncio.create_task(worker.run())
+    running.append((worker, task))
+    await wait_for(lambda: worker.ready or task.done())
+    assert not task.done(), task.result()
+    return worker
+
+
+async def stop(running: list[tuple[Worker, asyncio.Task[None]]], worker: Worker) -> None:
+    worker.stop()
+    for w, task in running:
+        if w is worker:
+            async with asyncio.timeout(15):
+                await task
+    running[:] = [(w, t) for w, t in running if w is not worker]
+
+
+# -- delayed jobs ----------------------------------------------------------------------------
+
+
+async def test_delayed_jobs_start_on_time_and_never_early(
+    app: Aarq, start_worker: WorkerFactory, nc: NatsClient
+) -> None:
+    lateness: dict[str, list[float]] = {}
+
+    @app.task
+    async def due_at(ctx: Context, due: float) -> None:
+        lateness.setdefault(ctx.job_id, []).append(time.time() - due)
+
+    # Two workers, so two schedulers race for every held job.
+    await start_worker(concurrency=30)
+    await start_worker(concurrency=30)
+    now = time.time()
+    prepared = []
+    for i in range(80):  # 0.5 s to 2.4 s from now, four jobs per due time
+        due = now + 0.5 + (i % 20) * 0.1
+        prepared.append(due_at.with_options(run_at=datetime.fromtimestamp(due, UTC)).prepare(due))
+    jobs = await app.enqueue_many(prepared)
+    by_delay = [await due_at.with_options(delay=1.0).enqueue(time.time() + 1.0) for _ in range(5)]
+
+    # Held in JetStream (not in a worker's memory) until due.
+    held = await subjects(nc, app, app.names.sched_subject())
+    checked = time.time()
+    later = [job.id for job, p in zip(jobs, prepared, strict=True) if p.run_at > checked + 0.2]
+    assert later
+    assert {app.names.sched_subject("default", job_id) for job_id in later} <= set(held)
+
+    await wait_for(lambda: len(lateness) == 85, timeout=20)
+    assert all(len(runs) == 1 for runs in lateness.values()), "a delayed job ran twice"
+    assert {job.id for job in by_delay} <= set(lateness)
+    values = [runs[0] for runs in lateness.values()]
+    assert min(values) >= 0, f"a job started {-min(values):.4f}s before its time"
+    p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
+    print(f"delayed job lateness over {len(values)} jobs: p50 {p50:.4f}s p99 {p99:.4f}s")
+    assert p99 < 1.0
+    # Every held message was acknowledged once its job was moved.
+    await eventually(lambda: no_subjects(nc, app, app.names.sched_subject()))
+
+
+async def test_delayed_jobs_survive_a_worker_restart(
+    app: Aarq, nc: NatsClient, run_workers: list[tuple[Worker, asyncio.Task[None]]]
+) -> None:
+    runs: list[tuple[str, float]] = []
+
+    @app.task
+    async def due_at(ctx: Context, due: float) -> None:
+        runs.append((ctx.job_id, time.time() - due))
+
+    first = await start(run_workers, app)
+    due = time.time() + 2.0
+    jobs = [
+        await due_at.with_options(run_at=datetime.fromtimestamp(due, UTC)).enqueue(due)
+        for _ in range(5)
+    ]
+    await asyncio.sleep(0.3)  # the first worker's scheduler has them in hand now
+    await stop(run_workers, first)
+    await asyncio.sleep(due + 0.5 - time.time())  # due passes with no worker running
+    assert runs == []
+    assert len(await subjects(nc, app, app.names.sched_subject())) == 5
+
+    await start(run_workers, app)
+    await wait_for(lambda: len(runs) == 5)
+    assert sorted(job_id for job_id, _ in runs) == sorted(job.id for job in jobs)
+    assert all(late >= 0 for _, late in runs)
+
+
+async def test_delayed_jobs_survive_a_server_restart(tmp_path: Path) -> None:
+    server = EmbeddedNats(store_dir=tmp_path / "store")
+    server.start()
+    app = Aarq(server.url, prefix="restart", ack_wait=2.0)
+    runs: list[tuple[str, float]] = []
+
+    @app.task
+    async def due_at(ctx: Context, due: float) -> None:
+        runs.append((ctx.job_id, time.time() - due))
+
+    worker = Worker(app, heartbeat_interval=0.5, handle_signals=False)
+    running = asyncio.create_task(worker.run())
+    try:
+        await wait_for(lambda: worker.ready)
+        now = time.time()
+        during, after = now + 1.2, now + 4.0  # due while the server is down / after it is back
+        ids = []
+        for due in [during] * 3 + [after] * 3:
+            job = await due_at.with_options(run_at=datetime.fromtimestamp(due, UTC)).enqueue(due)
+            ids.append(job.id)
+        await asyncio.sleep(0.2)  # the scheduler has handed them back with their delays
+        await asyncio.to_thread(server.stop)
+        await asyncio.sleep(1.8)
+        assert runs == []
+        await asyncio.to_thread(server.start)
+        await wait_for(lambda: len(runs) == 6, timeout=20)
+        assert Counter(job_id for job_id, _ in runs) == Counter(ids)
+        assert all(late >= 0 for _, late in runs)
+    finally:
+        worker.stop()
+        async with asyncio.timeout(15):
+            await running
+        server.stop()
+
+
+# -- repeatable jobs -------------------------------------------------------------------------
+
+
+async def test_cron_in_a_time_zone_fires_on_its_ticks(
+    app: Aarq, start_worker: WorkerFactory
+) -> None:
+    fired: list[tuple[str, float]] = []
+
+    # Every 2 seconds (croniter's sixth field), evaluated in India's +05:30 zone.
+    @app.cron("* * * * * */2", tz="Asia/Kolkata", name="kolkata")
+    async def beat(ctx: Context) -> None:
+        fired.append((ctx.job_id, time.time()))
+
+    worker = await start_worker()
+    assert worker.scheduler is not None
+    await wait_for(lambda: len(fired) >= 2, timeout=10)
+    for job_id, started in fired:
+        name, _, tick = job_id.rpartition("-")
+        assert name == "cron-kolkata"
+        assert int(tick) % 2 == 0
+        assert 0 <= started - int(tick) < 1.0
+    assert len({job_id for job_id, _ in fired}) == len(fired)
+
+
+async def test_missed_tick_policies(app: Aarq, nc: NatsClient) -> None:
+    @app.task
+    async def hourly(ctx: Context, which: str) -> None: ...
+
+    for policy in ("latest", "all", "skip"):
+        app.add_repeatable(hourly, every=3600, args=[policy], name=policy, missed=policy)
+    app.add_repeatable(hourly, every=3600, args=["new"], name="new")
+
+    # A clock at half past an hour; every scheduler was down for the last three hourly ticks.
+    start = time.time()
+    now = (math.floor(start / 3600) + 10) * 3600 + 1800.0
+
+    def clock() -> float:
+        return now + time.time() - start
+
+    latest_tick = now - 1800
+    missed = [latest_tick - 7200, latest_tick - 3600, latest_tick]
+    scheduling = (await app.connect()).scheduling
+    for policy in ("latest", "all", "skip"):
+        await scheduling.record_tick(policy, latest_tick - 3 * 3600)
+
+    async def fired() -> set[str]:
+        queued = await subjects(nc, app, app.names.job_subject("default", "*"))
+        return {s.rsplit(".", 1)[1] for s in queued}
+
+    expected = {f"cron-latest-{int(latest_tick)}"} | {f"cron-all-{int(t)}" for t in missed}
+    for _ in range(2):  # a second scheduler finds the ticks settled and fires nothing more
+        scheduler = Scheduler(app, delayed=False, clock=clock)
+        task = asyncio.create_task(scheduler.run())
+        try:
+            await wait_for(lambda: scheduler.ready)  # noqa: B023 - awaited in this iteration
+
+            async def all_fired() -> bool:
+                return await fired() == expected
+
+            await eventually(all_fired)
+            await asyncio.sleep(0.5)  # and nothing else comes
+            assert await fired() == expected
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    assert await scheduling.last_tick("latest") == latest_tick
+    assert await scheduling.last_tick("all") == latest_tick
+    assert await scheduling.last_tick("skip") == latest_tick - 3 * 3600
+    assert await scheduling.last_tick("new") is None

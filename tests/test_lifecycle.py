@@ -435,3 +435,22 @@ async def test_keep_result_zero_keeps_no_record(
         js = (await app.connect()).js
         for stream in (app.names.jobs_stream, app.names.dead_stream, f"KV_{prefix}k-results"):
             await js.delete_stream(stream)
+
+
+async def test_abort_a_deferred_job(app: Aarq, start_worker: WorkerFactory) -> None:
+    ran: list[str] = []
+
+    @app.task
+    async def later(ctx: Context, name: str) -> None:
+        ran.append(name)
+
+    await start_worker()
+    doomed = await later.with_options(delay=1.0).enqueue("doomed")
+    kept = await later.with_options(delay=1.0).enqueue("kept")
+    assert (await doomed.status()).state is JobState.DEFERRED
+    assert await doomed.abort()
+    assert (await doomed.status()).state is JobState.ABORTED
+    await kept.result(timeout=15)  # due after the aborted one: it would have run by now
+    assert ran == ["kept"]
+    with pytest.raises(JobAbortedError):
+        await doomed.result(timeout=1)

@@ -89,8 +89,16 @@ async def run_scheduler(
         app, repeatables=repeatables, scan_interval=scan_interval, delayed=delayed
     )
     opened = not app.connected
+    task = asyncio.ensure_future(scheduler.run())
     try:
-        await scheduler.run()
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        # Cancelled again if need be: on Python 3.11 nats-py's requests (asyncio.wait_for)
+        # can lose a cancellation that arrives as they complete.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1.0)
+        raise
     finally:
         if opened:
             await asyncio.shield(app.close())

@@ -116,8 +116,7 @@ class Scheduler:
         scheduling = broker.scheduling
         loops = len(self.repeatables) + (1 if self.delayed else 0)
         self._starting = loops
-        if loops == 0:
-            self.ready = True
+        self.ready = loops == 0
         log.info(
             "scheduler started: delayed jobs %s, repeatables %s, scan interval %gs",
             "on" if self.delayed else "off",

@@ -99,7 +99,7 @@ def test_schedules_lists_repeatables_and_next_fires() -> None:
     assert any(line.startswith("daily_report ") and "Europe/Paris" in line for line in lines)
     as_json = run_cli("schedules", "examples.cron_app:app", "--json")
     assert as_json.returncode == 0, as_json.stderr
-    rows = [json.loads(line) for line in as_json.stdout.splitlines()]
+    rows = json.loads(as_json.stdout)
     by_name = {row["name"]: row for row in rows}
     assert by_name["daily_report"]["cron"] == "0 7 * * MON-FRI"
     assert by_name["daily_report"]["tz"] == "Europe/Paris"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NatsClient
 
-from aioq import Aarq, Context, Scheduler, Worker
+from aioq import Aarq, Context, Scheduler, Worker, run_scheduler
 from aioq.embedded import EmbeddedNats
 
 from .conftest import WorkerFactory, wait_for
@@ -35,6 +35,13 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0
 
 async def no_subjects(nc: NatsClient, app: Aarq, pattern: str) -> bool:
     return not await subjects(nc, app, pattern)
+
+
+async def cancel(task: asyncio.Task[None]) -> None:
+    """Cancel `task` (again, if nats-py loses the cancellation on Python 3.11) until it ends."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=1.0)
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -176,6 +183,26 @@ async def test_delayed_jobs_survive_a_server_restart(tmp_path: Path) -> None:
         server.stop()
 
 
+async def test_a_scheduler_alone_moves_delayed_jobs(app: Aarq, nc: NatsClient) -> None:
+    @app.task
+    async def later(ctx: Context) -> None: ...
+
+    job = await later.with_options(delay=0.5).enqueue()
+    queued = app.names.job_subject("default", job.id)
+    assert await subjects(nc, app, queued) == {}
+    runner = asyncio.create_task(run_scheduler(app, repeatables=[]))
+
+    async def moved() -> bool:
+        return await subjects(nc, app, queued) == {queued: 1}
+
+    await eventually(moved)
+    await eventually(lambda: no_subjects(nc, app, app.names.sched_subject()))
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    assert app.connected  # it did not open the connection, so it leaves it open
+
+
 # -- repeatable jobs -------------------------------------------------------------------------
 
 
@@ -239,8 +266,7 @@ async def test_missed_tick_policies(app: Aarq, nc: NatsClient) -> None:
             await asyncio.sleep(0.5)  # and nothing else comes
             assert await fired() == expected
         finally:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            await cancel(task)
     assert await scheduling.last_tick("latest") == latest_tick
     assert await scheduling.last_tick("all") == latest_tick
     assert await scheduling.last_tick("skip") == latest_tick - 3 * 3600

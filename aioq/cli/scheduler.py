@@ -105,13 +105,22 @@ def scheduler(
 async def _run(app: Aarq, runner: Scheduler) -> None:
     loop = asyncio.get_running_loop()
     task = asyncio.ensure_future(runner.run())
+    stop = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.ensure_future(stop.wait())
     try:
+        await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+        # Cancelled again if need be: on Python 3.11 a cancellation that arrives as a NATS
+        # request completes can be lost inside nats-py.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=1.0)
         with contextlib.suppress(asyncio.CancelledError):
-            await task
+            task.result()
     finally:
+        stopping.cancel()
         for sig in signals:
             loop.remove_signal_handler(sig)
         await app.close()
@@ -134,8 +143,7 @@ def schedules(
         now = time.time()
         rows = [_describe(r, count, now) for r in app.repeatables.values()]
         if json:
-            for row in rows:
-                echo_json(row)
+            echo_json(rows)
             return
         if not rows:
             typer.echo(f"no repeatable jobs in {app_path}")

@@ -45,6 +45,8 @@ MAX_BATCH: Final = 256
 FETCH_TIMEOUT_S: Final = 5.0
 # The lease is renewed when a third of it has passed, leaving two thirds of margin.
 LEASE_RENEW_FRACTION: Final = 3
+# A loop of the worker still running this long after its cancellation is cancelled again.
+_RECANCEL_AFTER_S: Final = 1.0
 # How much of each payload a debug log line shows.
 _DEBUG_PAYLOAD_BYTES: Final = 2000
 
@@ -288,10 +290,10 @@ class Worker:
                     crashed = puller.exception()
                     log.error("worker %s: %s stopped: %r", self.id, puller.get_name(), crashed)
         finally:
-            await _cancel_all(pullers)
-            await _cancel_all(helpers)
+            await _cancel_until_done(pullers)
+            await _cancel_until_done(helpers)
             await self._drain()
-            await _cancel_all(background)
+            await _cancel_until_done(background)
         if crashed is not None:
             raise crashed
 
@@ -526,6 +528,22 @@ async def _keep_running(name: str, run: Callable[[], Awaitable[None]]) -> None:
 async def _cancel_all(tasks: Sequence[asyncio.Task[None]]) -> None:
     for task in tasks:
         task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _cancel_until_done(tasks: Sequence[asyncio.Task[None]]) -> None:
+    """Cancel the worker's own loops, again if a cancellation gets lost, until all ended.
+
+    On Python 3.11 `asyncio.wait_for` (which nats-py's requests use) can swallow a
+    cancellation that arrives as its future completes; a loop caught that way (a heartbeat
+    in mid-write) would carry on, and the worker would wait for it for ever.
+    """
+    pending = [task for task in tasks if not task.done()]
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, still = await asyncio.wait(pending, timeout=_RECANCEL_AFTER_S)
+        pending = list(still)
     await asyncio.gather(*tasks, return_exceptions=True)
 
 

@@ -21,6 +21,7 @@ from nats.js.errors import APIError, NoStreamResponseError
 from nats.js.kv import KeyValue
 
 from aioq._nats.delivery import NatsDelivery
+from aioq._nats.inbox import close_pull_inbox
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
@@ -144,42 +145,16 @@ class NatsSource:
         return None
 
     async def close(self) -> None:
-        """Stop receiving, then hand back (nak) every message received but not yet returned.
-
-        The subscription is drained, not just dropped: the server may have sent jobs for a
-        pull that is still open (they are in the socket, or in the subscription's queue), and
-        a dropped job would wait out its whole lease before anyone else could run it. After
-        the drain's round trip nothing more arrives: the server skips pulls whose inbox has
-        no subscriber.
-
-        A cancellation (the worker stopping its puller) does not interrupt the drain: nats-py
-        leaves a cancelled flush in its PONG queue, and the next PONG then breaks the
-        connection (nats-io/nats.py#624 is the same defect in its flusher).
-        """
-        closing = asyncio.ensure_future(self._close())
-        try:
-            await asyncio.shield(closing)
-        except asyncio.CancelledError:
-            await asyncio.wait([closing])
-            raise
-
-    async def _close(self) -> None:
+        """Stop receiving, then hand back (nak) every message received but not yet returned."""
         sub, self._sub = self._sub, None
-        if sub is not None:
-            try:
-                if self._nc.is_connected:
-                    await sub.drain()  # type: ignore[no-untyped-call]
-                else:  # what is in flight is lost either way; it returns after its lease
-                    await sub.unsubscribe()
-            except Exception as e:
-                log.debug("cannot drain a job subscription: %s", _describe(e))
+        await close_pull_inbox(self._nc, sub, self._take_leftovers)
+
+    def _take_leftovers(self) -> list[Msg]:
         leftovers = self._held + [
             m for m in self._arrived if not (m.headers and "Status" in m.headers)
         ]
         self._held, self._arrived = [], deque()
-        for msg in leftovers:
-            with contextlib.suppress(Exception):
-                await msg.nak()
+        return leftovers
 
 
 class NatsBroker:

@@ -12,7 +12,6 @@ schedulers ever publish the same job (a lost ack), the stream stores it once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -38,6 +37,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
+from aioq._nats.inbox import close_pull_inbox
 from aioq.errors import BrokerError, EnqueueError, ProvisioningError
 from aioq.naming import Names
 from aioq.transport import ConsumerGoneError, HeldJob, OutgoingJob
@@ -202,28 +202,13 @@ class NatsHeldJobs:
 
     async def close(self) -> None:
         """Stop receiving, then hand back whatever arrived and was not returned."""
-        closing = asyncio.ensure_future(self._close())
-        try:
-            await asyncio.shield(closing)
-        except asyncio.CancelledError:
-            await asyncio.wait([closing])
-            raise
-
-    async def _close(self) -> None:
         sub, self._sub = self._sub, None
-        if sub is not None:
-            try:
-                if self._nc.is_connected:
-                    await sub.drain()  # type: ignore[no-untyped-call]
-                else:
-                    await sub.unsubscribe()
-            except Exception as e:
-                log.debug("cannot drain the scheduler subscription: %s", e)
+        await close_pull_inbox(self._nc, sub, self._take_leftovers)
+
+    def _take_leftovers(self) -> list[Msg]:
         leftovers = [m for m in self._arrived if not (m.headers and "Status" in m.headers)]
         self._arrived.clear()
-        for msg in leftovers:
-            with contextlib.suppress(Exception):
-                await msg.nak()
+        return leftovers
 
 
 class NatsScheduling:

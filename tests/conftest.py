@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -14,6 +15,8 @@ from nats.aio.client import Client as NatsClient
 
 from aioq import Aarq, Worker
 from aioq.embedded import EmbeddedNats
+
+from .procs import Procs, cli_env
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +110,19 @@ async def wait_for(
     async with asyncio.timeout(timeout):
         while not condition():  # noqa: ASYNC110 - polls state that no event signals
             await asyncio.sleep(interval)
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    """File where the process-test apps (tests/apps) record job starts and finishes."""
+    return tmp_path / "events.jsonl"
+
+
+@pytest.fixture
+def procs(client: Aarq, tmp_path: Path, prefix: str, events: Path) -> Iterator[Procs]:
+    """CLI processes on the test prefix (a module provides `client`); reaped at teardown."""
+    running = Procs(tmp_path, cli_env(AIOQ_TEST_PREFIX=prefix, AIOQ_TEST_EVENTS=str(events)))
+    try:
+        yield running
+    finally:
+        running.reap_all()

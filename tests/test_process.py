@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from aioq import Aarq
 from aioq.worker.execute import UNSETTLED_DELIVERIES
 
 from .apps.proc_app import TASK_RETRIES, build
-from .procs import APP_PATH, Proc, Procs, cli_env, delete_prefix, poll, read_events
+from .procs import APP_PATH, Proc, Procs, delete_prefix, poll, read_events
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -30,21 +30,6 @@ async def client(nats_url: str, prefix: str) -> AsyncIterator[Aarq]:
     yield application
     await application.close()
     await delete_prefix(nats_url, application.names)
-
-
-@pytest.fixture
-def events(tmp_path: Path) -> Path:
-    return tmp_path / "events.jsonl"
-
-
-@pytest.fixture
-def procs(client: Aarq, tmp_path: Path, prefix: str, events: Path) -> Iterator[Procs]:
-    """Worker processes on the test prefix; every one is killed and reaped at teardown."""
-    running = Procs(tmp_path, cli_env(AIOQ_TEST_PREFIX=prefix, AIOQ_TEST_EVENTS=str(events)))
-    try:
-        yield running
-    finally:
-        running.reap_all()
 
 
 def start_worker(

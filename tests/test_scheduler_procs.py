@@ -8,7 +8,7 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from nats.aio.client import Client as NatsClient
 from aioq import Aarq, Context
 from aioq.embedded import server_version
 
-from .procs import Procs, cli_env, delete_prefix, poll, read_events, run_cli
+from .procs import Procs, delete_prefix, poll, read_events, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,20 +30,6 @@ async def client(nats_url: str, prefix: str) -> AsyncIterator[Aarq]:
     yield application
     await application.close()
     await delete_prefix(nats_url, application.names)
-
-
-@pytest.fixture
-def events(tmp_path: Path) -> Path:
-    return tmp_path / "events.jsonl"
-
-
-@pytest.fixture
-def procs(client: Aarq, tmp_path: Path, prefix: str, events: Path) -> Iterator[Procs]:
-    running = Procs(tmp_path, cli_env(AIOQ_TEST_PREFIX=prefix, AIOQ_TEST_EVENTS=str(events)))
-    try:
-        yield running
-    finally:
-        running.reap_all()
 
 
 async def test_each_tick_runs_once_with_several_schedulers(

@@ -133,7 +133,8 @@ def node_publisher_ready() -> str:
             "node is not installed: the Node.js publisher example needs Node.js 18+ "
             "(then `npm ci --prefix examples/node`)"
         )
-    if not (NODE_DIR / "node_modules" / "nats").is_dir():
+    packages = NODE_DIR / "node_modules" / "@nats-io"
+    if not all((packages / name).is_dir() for name in ("transport-node", "jetstream")):
         npm = shutil.which("npm")
         if npm is None:
             pytest.fail("npm is not installed: run `npm ci --prefix examples/node`")

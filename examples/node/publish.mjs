@@ -1,4 +1,5 @@
-// Enqueue an aioq job from Node.js with the official NATS client (npm package "nats").
+// Enqueue an aioq job from Node.js with the official NATS client (npm packages
+// "@nats-io/transport-node" and "@nats-io/jetstream").
 //
 // A job is a JSON object published with JetStream on <prefix>.jobs.<queue>.<job id>; only
 // "task" is required (docs/protocol.md). Any Python worker of the app runs it:
@@ -11,7 +12,8 @@
 // "aioq"), AIOQ_QUEUE (default "email"). Prints the job id and where JetStream stored it.
 
 import { randomUUID } from "node:crypto";
-import { connect } from "nats";
+import { jetstream } from "@nats-io/jetstream";
+import { connect } from "@nats-io/transport-node";
 
 const url = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const prefix = process.env.AIOQ_PREFIX ?? "aioq";
@@ -25,7 +27,7 @@ const job = { task, args: JSON.parse(argsJson) };
 
 const nc = await connect({ servers: url, name: "aioq-node-publisher" });
 try {
-  const js = nc.jetstream();
+  const js = jetstream(nc);
   // One subject per job, so the job can be found (and removed) by its id; the id as the
   // message id, so a publish retried within two minutes is stored once.
   const ack = await js.publish(`${prefix}.jobs.${queue}.${jobId}`, JSON.stringify(job), {

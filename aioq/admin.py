@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from aioq._nats.admin import NatsAdmin, NatsListener
+from aioq._nats.admin import NatsAdmin
+from aioq._nats.broker import NatsBroker
+from aioq.errors import BrokerError
 from aioq.naming import validate_queue
+from aioq.transport import EventListener
 from aioq.wire import Event, WorkerInfo
 
 if TYPE_CHECKING:
@@ -77,8 +80,7 @@ async def queue_stats(app: Aarq) -> list[QueueStats]:
     A queue is listed if it has a consumer on the jobs stream, jobs waiting, delayed jobs or
     dead letters, or if one of `app`'s tasks uses it.
     """
-    broker = await app.connect()
-    admin = NatsAdmin(broker.js, app.names)
+    admin = NatsAdmin((await _nats_broker(app, "queues")).js, app.names)
     stream, (held_in, held), dead = await asyncio.gather(
         admin.jobs_stream(),
         admin.per_queue(app.names.sched_subject("*", "*")),
@@ -123,7 +125,7 @@ async def queue_stats(app: Aarq) -> list[QueueStats]:
 
 async def worker_statuses(app: Aarq) -> list[WorkerStatus]:
     """The live workers of `app`'s prefix, from the workers bucket, sorted by host and pid."""
-    broker = await app.connect()
+    broker = await _nats_broker(app, "workers")
     records = await NatsAdmin(broker.js, app.names).worker_records()
     decoder = msgspec.json.Decoder(WorkerInfo)
     now = time.time()
@@ -153,11 +155,11 @@ class EventStream:
         self.queue = validate_queue(queue) if queue else None
         self.kinds = frozenset(kinds) if kinds else None
         self.subject = app.names.event_subject(self.queue or "*", "*")
-        self._listener: NatsListener | None = None
+        self._listener: EventListener | None = None
 
     async def __aenter__(self) -> EventStream:
         broker = await self.app.connect()
-        self._listener = await NatsListener.open(broker.nc, self.subject)
+        self._listener = await broker.store.listen_events(self.queue)
         return self
 
     async def __aexit__(
@@ -181,6 +183,17 @@ class EventStream:
                 continue
             if self.kinds is None or event.kind in self.kinds:
                 yield event
+
+
+async def _nats_broker(app: Aarq, listing: str) -> NatsBroker:
+    """The app's broker, if it is NATS: the admin listings read JetStream's own state."""
+    broker = await app.connect()
+    if not isinstance(broker, NatsBroker):
+        raise BrokerError(
+            f"app.{listing}() reads JetStream stream, consumer and bucket state, so it needs "
+            f"the NATS broker; this app runs on {type(broker).__name__}"
+        )
+    return broker
 
 
 def _is_queue(name: str) -> bool:

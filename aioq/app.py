@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
-import time
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -15,7 +14,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
@@ -24,6 +23,7 @@ import msgspec
 from aioq._nats import NatsBroker, NatsSettings
 from aioq.admin import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.backoff import BackoffLike
+from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.context import Context, State
 from aioq.cron import CronSchedule
 from aioq.deadletter import DeadLetters
@@ -35,6 +35,7 @@ from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.ratelimit import check_rate
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
 from aioq.task import PreparedJob, Task
+from aioq.transport import Broker
 from aioq.wire import Event, EventKind, JobRecord, encode
 
 __all__ = ["Aarq", "AfterJobHook", "BeforeJobHook", "Hook"]
@@ -119,13 +120,30 @@ class Aarq:
         self.keep_result = seconds(keep_result, "keep_result", allow_zero=True) or 0.0
         self._default_queue_options = QueueOptions(ack_wait=seconds(ack_wait, "ack_wait") or 30.0)
         self._queue_options: dict[str, QueueOptions] = {}
-        self._broker: NatsBroker | None = None
+        self._broker: Broker | None = None
+        self._chosen_broker: Broker | None = None
         self._connect_lock = asyncio.Lock()
 
     @property
     def prefix(self) -> str:
         """The namespace of this app's subjects, streams and buckets."""
         return self.names.prefix
+
+    @property
+    def clock(self) -> Clock:
+        """The time the app's jobs live by: its broker's clock (a `FakeClock` in tests)."""
+        broker = self._broker or self._chosen_broker
+        return broker.clock if broker is not None else SYSTEM_CLOCK
+
+    def use_broker(self, broker: Broker | None) -> None:
+        """Run the app on `broker` instead of NATS (None: NATS again); only while unconnected.
+
+        For tests: ``app.use_broker(MemoryBroker())`` runs everything in memory, no server
+        needed (see `aioq.testing`). `connect` then connects that broker.
+        """
+        if self._broker is not None:
+            raise ConfigError("use_broker() must be called before the app connects")
+        self._chosen_broker = broker
 
     def use_servers(self, servers: str | Sequence[str]) -> None:
         """Point the app at other servers; only before it connects (used by the CLI's -s)."""
@@ -411,7 +429,7 @@ class Aarq:
             BrokerError: The server is older than 2.11, or the queue has no consumer yet.
         """
         validate_queue(queue)
-        end = pause_end(until)
+        end = pause_end(until, datetime.fromtimestamp(self.clock.time(), UTC))
         broker = await self.connect()
         await broker.scheduling.pause_queue(queue, end)
         return end
@@ -435,13 +453,18 @@ class Aarq:
         """True once the app holds a connection."""
         return self._broker is not None
 
-    async def connect(self) -> NatsBroker:
-        """Connect to NATS (once) and make sure the job streams exist."""
+    async def connect(self) -> Broker:
+        """Connect to NATS (once) and make sure the job streams exist.
+
+        With `use_broker`, connects that broker instead.
+        """
         if self._broker is not None:
             return self._broker
         async with self._connect_lock:
             if self._broker is None:
-                broker = NatsBroker(self.settings, self.names, self.keep_result)
+                broker: Broker = self._chosen_broker or NatsBroker(
+                    self.settings, self.names, self.keep_result
+                )
                 await broker.connect()
                 self._broker = broker
         return self._broker
@@ -519,19 +542,18 @@ class Aarq:
         """
         broker = await self.connect()
         wanted = set(kinds) if kinds else None
-        queue_token = validate_queue(queue) if queue else "*"
-        sub = await broker.nc.subscribe(self.names.event_subject(queue_token, "*"))
+        listener = await broker.store.listen_events(validate_queue(queue) if queue else None)
         decoder = msgspec.json.Decoder(Event)
         try:
-            async for msg in sub.messages:
+            async for data in listener.messages():
                 try:
-                    event = decoder.decode(msg.data)
+                    event = decoder.decode(data)
                 except msgspec.DecodeError:
                     continue
                 if wanted is None or event.kind in wanted:
                     yield event
         finally:
-            await sub.unsubscribe()
+            await listener.close()
 
     @property
     def dead(self) -> DeadLetters:
@@ -581,9 +603,13 @@ class Aarq:
         return done
 
 
-async def _announce(broker: NatsBroker, job: PreparedJob) -> None:
+async def _announce(broker: Broker, job: PreparedJob) -> None:
     event = Event(
-        kind=EventKind.ENQUEUED, id=job.job_id, queue=job.queue, at=time.time(), task=job.task
+        kind=EventKind.ENQUEUED,
+        id=job.job_id,
+        queue=job.queue,
+        at=broker.clock.time(),
+        task=job.task,
     )
     await broker.publish_event(job.queue, EventKind.ENQUEUED.value, encode(event))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,9 +14,9 @@ from aioq.naming import validate_queue
 from aioq.wire import DeadLetter, Event, EventKind, JobMessage, JobRecord, JobState, encode
 
 if TYPE_CHECKING:
-    from aioq._nats.store import NatsStore, StoredMessage
     from aioq.app import Aarq
     from aioq.job import Job
+    from aioq.transport import JobStore, StoredMessage
 
 __all__ = ["DeadEntry", "DeadLetters"]
 
@@ -38,7 +37,7 @@ class DeadLetters:
     def __init__(self, app: Aarq) -> None:
         self.app = app
 
-    async def _store(self) -> NatsStore:
+    async def _store(self) -> JobStore:
         return (await self.app.connect()).store
 
     async def counts(self) -> dict[str, int]:
@@ -105,10 +104,10 @@ class DeadLetters:
             entries = await self.list(queue, **filters)
         store = await self._store()
         jobs = [await self._requeue(store, entry) for entry in entries]
-        await store.nc.flush()
+        await store.flush()
         return jobs
 
-    async def _requeue(self, store: NatsStore, entry: DeadEntry) -> Job[Any]:
+    async def _requeue(self, store: JobStore, entry: DeadEntry) -> Job[Any]:
         from aioq.job import Job
 
         letter = entry.letter
@@ -137,7 +136,7 @@ class DeadLetters:
             kind=EventKind.ENQUEUED,
             id=letter.id,
             queue=letter.queue,
-            at=time.time(),
+            at=self.app.clock.time(),
             task=letter.task,
         )
         await store.publish_event(letter.queue, EventKind.ENQUEUED.value, encode(event))

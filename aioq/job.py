@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
@@ -18,8 +17,8 @@ from aioq.errors import (
 from aioq.wire import TERMINAL_STATES, Event, EventKind, JobRecord, JobState, encode
 
 if TYPE_CHECKING:
-    from aioq._nats.store import NatsStore
     from aioq.app import Aarq
+    from aioq.transport import JobStore
 
 __all__ = ["Job"]
 
@@ -72,7 +71,7 @@ class Job(Generic[R]):
     def __hash__(self) -> int:
         return hash((self.id, self.queue))
 
-    async def _store(self) -> NatsStore:
+    async def _store(self) -> JobStore:
         if self._app is None:
             raise RuntimeError("this Job handle has no app: get one from enqueue or app.job()")
         return (await self._app.connect()).store
@@ -173,7 +172,7 @@ class Job(Generic[R]):
             await self._record_aborted(store, record)
         return removed
 
-    async def _confirmed_aborted(self, store: NatsStore, wait: float) -> bool:
+    async def _confirmed_aborted(self, store: JobStore, wait: float) -> bool:
         try:
             async with asyncio.timeout(wait):
                 async for raw in store.watch_record(self.id):
@@ -183,8 +182,9 @@ class Job(Generic[R]):
             pass
         return False
 
-    async def _record_aborted(self, store: NatsStore, record: JobRecord | None) -> None:
-        now = time.time()
+    async def _record_aborted(self, store: JobStore, record: JobRecord | None) -> None:
+        assert self._app is not None
+        now = self._app.clock.time()
         if record is None:
             record = JobRecord(id=self.id, state=JobState.ABORTED, task=self.task, queue=self.queue)
         record.state, record.finished_at = JobState.ABORTED, now
@@ -192,4 +192,4 @@ class Job(Generic[R]):
         await store.store_record(self.id, encode(record))
         event = Event(kind=EventKind.ABORTED, id=self.id, queue=self.queue, at=now, task=self.task)
         await store.publish_event(self.queue, EventKind.ABORTED.value, encode(event))
-        await store.nc.flush()
+        await store.flush()

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
 from aioq.cron import ticks_between
@@ -81,7 +81,8 @@ class Scheduler:
             none if empty.
         scan_interval: See `DEFAULT_SCAN_INTERVAL` (seconds, default 1).
         delayed: Move delayed jobs (default); False fires repeatables only.
-        clock: Wall-clock time source (unix seconds), injectable for tests.
+        clock: Wall-clock time source (unix seconds); default: the app's clock, i.e. its
+            broker's (a `aioq.testing.FakeClock` makes the scheduler wait on that clock).
     """
 
     def __init__(
@@ -91,7 +92,7 @@ class Scheduler:
         repeatables: Sequence[str | Repeatable] | None = None,
         scan_interval: float | None = None,
         delayed: bool = True,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.app = app
         self.repeatables = select_repeatables(app, repeatables)
@@ -99,8 +100,16 @@ class Scheduler:
             seconds(scan_interval, "scan_interval") if scan_interval is not None else None
         ) or DEFAULT_SCAN_INTERVAL
         self.delayed = delayed
-        self.clock = clock
-        #: True once the held jobs' consumer exists and every repeatable has its start point.
+        self.clock: Callable[[], float]
+        self._sleep: Callable[[float], Awaitable[None]]
+        if clock is None:
+            # Read at each call: the app's broker, and so its clock, may be chosen later.
+            self.clock = lambda: app.clock.time()
+            self._sleep = lambda seconds: app.clock.sleep(seconds)
+        else:
+            self.clock, self._sleep = clock, asyncio.sleep
+        #: True once the held jobs' consumer exists and every repeatable has its start point
+        #: and has fired the ticks that were due when the scheduler started.
         self.ready = False
         #: Delayed jobs this scheduler moved to their queue (first to do so).
         self.released = 0
@@ -202,11 +211,11 @@ class Scheduler:
         released = False
         try:
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
             async with self._releasing:
                 # Never early: the wait above or a skewed redelivery may end a little short.
-                while (left := (job.run_at or 0.0) - self.clock()) > 0:  # noqa: ASYNC110
-                    await asyncio.sleep(left)
+                while (left := (job.run_at or 0.0) - self.clock()) > 0:
+                    await self._sleep(left)
                 duplicate = await job.release()
             released = True
             if not duplicate:
@@ -234,6 +243,15 @@ class Scheduler:
 
     async def _repeat(self, scheduling: Scheduling, repeatable: Repeatable) -> None:
         handled = await self._start_point(scheduling, repeatable)
+        if repeatable.schedule.next_after(handled) <= self.clock():
+            # Ticks due at the start (missed ones) are fired before `ready`, so that a burst
+            # worker, which starts its idle checks once its scheduler is ready, runs them.
+            try:
+                handled = await self._fire_due(scheduling, repeatable, handled)
+            except Exception as e:
+                log.warning(
+                    "scheduler: repeatable %s: cannot fire (%s), retrying", repeatable.name, e
+                )
         self._started()
         pause = _RETRY_FIRST_S
         while True:
@@ -264,8 +282,8 @@ class Scheduler:
 
     async def _sleep_until(self, moment: float) -> None:
         # Short sleeps re-read the wall clock, so a clock step is noticed within one interval.
-        while (left := moment - self.clock()) > 0:  # noqa: ASYNC110 - waits on a clock
-            await asyncio.sleep(min(left, self.scan_interval))
+        while (left := moment - self.clock()) > 0:
+            await self._sleep(min(left, self.scan_interval))
 
     async def _fire_due(
         self, scheduling: Scheduling, repeatable: Repeatable, handled: float

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import time
 import typing
 import uuid
@@ -63,6 +64,7 @@ class Task(Generic[P, R]):
         self._full_signature = _signature(fn)
         self.result_type = _return_type(fn)
         self.signature = _without_ctx(self._full_signature, name)
+        self._positional_range = _positional_range(self.signature)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -77,6 +79,9 @@ class Task(Generic[P, R]):
         Binding the whole signature with a stand-in context also rejects a keyword argument
         named like the context parameter, which ``**kwargs`` would otherwise accept.
         """
+        span = self._positional_range
+        if span is not None and not kwargs and span[0] <= len(args) <= span[1]:
+            return  # the common call, checked without the cost of `Signature.bind`
         self._full_signature.bind(None, *args, **kwargs)
 
     def describe(self) -> str:
@@ -146,7 +151,9 @@ class TaskCall(Generic[P, R]):
             task.check_arguments(args, kwargs)
         except TypeError as e:
             raise ArgumentsError(f"cannot enqueue {task.describe()}: {e}") from None
-        return build_job(task.name, task.queue, list(args), kwargs, self.call)
+        return build_job(
+            task.name, task.queue, list(args), kwargs, self.call, now=task.app.clock.time()
+        )
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Publish a job running this task with these arguments; returns its handle."""
@@ -157,11 +164,17 @@ _NO_OPTIONS = CallOptions()
 
 
 def build_job(
-    task: str, queue: str, args: list[Any], kwargs: dict[str, Any], call: CallOptions
+    task: str,
+    queue: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    call: CallOptions,
+    *,
+    now: float | None = None,
 ) -> PreparedJob:
-    """Encode one job message for `task` on `queue`."""
+    """Encode one job message for `task` on `queue`, enqueued at `now` (default: the time)."""
     job_id = call.job_id or uuid.uuid4().hex
-    now = time.time()
+    now = time.time() if now is None else now
     message = JobMessage(
         task=task,
         args=args,
@@ -209,6 +222,22 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
         return inspect.signature(fn, eval_str=True)
     except Exception:
         return inspect.signature(fn)
+
+
+def _positional_range(signature: inspect.Signature) -> tuple[int, float] | None:
+    """How many positional arguments alone bind to `signature`; None if it needs keywords."""
+    least, most = 0, 0.0
+    for param in signature.parameters.values():
+        if param.kind is inspect.Parameter.VAR_POSITIONAL:
+            most = math.inf
+        elif param.kind is inspect.Parameter.KEYWORD_ONLY:
+            if param.default is inspect.Parameter.empty:
+                return None
+        elif param.kind is not inspect.Parameter.VAR_KEYWORD:
+            most += 1
+            if param.default is inspect.Parameter.empty:
+                least = int(most)
+    return least, most
 
 
 def _without_ctx(signature: inspect.Signature, name: str) -> inspect.Signature:

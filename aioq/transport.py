@@ -1,15 +1,17 @@
 """The seam between aioq's logic and its broker: what the client and the worker need from it.
 
-`aioq._nats.NatsBroker` implements it on JetStream. Everything above this seam (enqueue,
-execution, retries, dead letters, heartbeats) is broker-agnostic.
+`aioq._nats.NatsBroker` implements it on JetStream, `aioq.testing.MemoryBroker` in memory.
+Everything above this seam (enqueue, execution, retries, dead letters, heartbeats, job
+handles) is broker-agnostic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from aioq.clock import Clock
 from aioq.errors import BrokerError
 from aioq.options import QueueOptions
 
@@ -17,11 +19,14 @@ __all__ = [
     "Broker",
     "ConsumerGoneError",
     "Delivery",
+    "EventListener",
     "HeldJob",
     "HeldJobs",
     "JobSource",
+    "JobStore",
     "OutgoingJob",
     "Scheduling",
+    "StoredMessage",
 ]
 
 
@@ -92,6 +97,95 @@ class OutgoingJob(Protocol):
         ...
 
 
+class StoredMessage:
+    """A message read back from the broker's storage (a dead letter, a queued job)."""
+
+    __slots__ = ("data", "seq", "subject", "time")
+
+    def __init__(self, seq: int, subject: str, data: bytes, time: float | None) -> None:
+        self.seq = seq
+        self.subject = subject
+        self.data = data
+        self.time = time
+
+
+class EventListener(Protocol):
+    """A live subscription to lifecycle events, in place when `JobStore.listen_events` returns."""
+
+    def messages(self) -> AsyncIterator[bytes]:
+        """The encoded `Event` of each event, as it is published."""
+        ...
+
+    async def close(self) -> None:
+        """Stop listening."""
+
+
+class JobStore(Protocol):
+    """The client side of the broker: job records, lookups, aborts, events and dead letters."""
+
+    async def get_record(self, job_id: str) -> bytes | None:
+        """The latest record (a `JobRecord`) of a job, or None."""
+        ...
+
+    async def store_record(self, job_id: str, data: bytes) -> None:
+        """Store a job record and return once the broker has it (read-your-writes)."""
+
+    def watch_record(self, job_id: str) -> AsyncIterator[bytes | None]:
+        """Yield the job's current record (None if it has none), then every change."""
+        ...
+
+    async def find_queued(self, job_id: str, queue: str | None = None) -> str | None:
+        """The queue that still holds job `job_id` (waiting, running or between attempts)."""
+        ...
+
+    async def remove_queued(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is still in its queue; False if it is not there."""
+        ...
+
+    async def find_held(self, job_id: str, queue: str | None = None) -> str | None:
+        """The queue of a delayed job still held for later, or None."""
+        ...
+
+    async def remove_held(self, queue: str, job_id: str) -> bool:
+        """Delete a delayed job that is still held; False if it is not held."""
+        ...
+
+    async def publish_event(self, queue: str, kind: str, data: bytes) -> None:
+        """Publish a lifecycle event to live listeners."""
+
+    async def listen_events(self, queue: str | None = None) -> EventListener:
+        """Subscribe to the events of `queue` (all queues if None), from now on."""
+        ...
+
+    async def announce_abort(self, job_id: str) -> None:
+        """Tell every worker to cancel job `job_id` if it runs it."""
+
+    def dead_letters(self, queue: str) -> AsyncIterator[StoredMessage]:
+        """Every dead letter of `queue`, oldest first."""
+        ...
+
+    async def dead_letter(self, queue: str, job_id: str) -> StoredMessage | None:
+        """The latest dead letter of job `job_id` on `queue`, or None."""
+        ...
+
+    async def dead_queues(self) -> dict[str, int]:
+        """Dead-letter count per queue."""
+        ...
+
+    async def delete_dead(self, seq: int) -> None:
+        """Remove one dead letter."""
+
+    async def purge_dead(self, queue: str) -> int:
+        """Remove every dead letter of `queue`; returns how many there were."""
+        ...
+
+    async def republish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
+        """Put a job back on its queue, deduplicated by `msg_id` instead of its job id."""
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Return once the broker has everything sent so far."""
+
+
 class Broker(Protocol):
     """Connection-level operations on the broker."""
 
@@ -99,6 +193,19 @@ class Broker(Protocol):
     def max_payload(self) -> int:
         """Largest message the broker accepts, in bytes."""
         ...
+
+    @property
+    def clock(self) -> Clock:
+        """The time of job semantics: store times, ttl, retry delays, schedules, rate limits."""
+        ...
+
+    @property
+    def store(self) -> JobStore:
+        """Job records, lookups, aborts, events and dead letters (the client side)."""
+        ...
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Return once the broker has everything sent so far (acks, records, events)."""
 
     async def connect(self) -> None:
         """Connect and prepare the job and dead-letter storage."""
@@ -134,6 +241,10 @@ class Broker(Protocol):
         self, handler: Callable[[str], Awaitable[None]]
     ) -> Callable[[], Awaitable[None]]:
         """Call `handler(job_id)` for each abort announced; returns the unsubscribe."""
+        ...
+
+    async def backlog(self, queue: str) -> int:
+        """Jobs of `queue` waiting, being run, or waiting out a retry delay (not held ones)."""
         ...
 
     async def put_worker(self, worker_id: str, data: bytes, ttl: float) -> None:
@@ -192,6 +303,10 @@ class Scheduling(Protocol):
         self, jobs: Sequence[tuple[OutgoingJob, float]]
     ) -> list[bool | BaseException]:
         """Hold many ``(job, run_at)`` at once; per job: duplicate flag or error."""
+        ...
+
+    async def held_jobs(self, queue: str, now: float) -> tuple[int, int]:
+        """Delayed jobs of `queue` still held: ``(due by now, not yet due)``."""
         ...
 
     async def open_held(self) -> HeldJobs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import pytest
@@ -15,6 +16,7 @@ from aioq import (
     Aarq,
     Context,
     Event,
+    Job,
     JobAbortedError,
     JobExpiredError,
     JobFailedError,
@@ -414,12 +416,19 @@ async def test_keep_result_zero_keeps_no_record(
     async def quick(ctx: Context) -> int:
         return 1
 
+    @app.task(retries=1, backoff=0.05)
+    async def slow_then_retried(ctx: Context) -> int:
+        await asyncio.sleep(0.2)  # long enough for its running record to be stored
+        if ctx.attempt == 1:
+            raise RuntimeError("first attempt fails")
+        return 2
+
     async with app:
         worker = await start_worker(app)
-        job = await quick.enqueue()
-        await wait_for(lambda: worker.stats.processed == 1)
+        jobs = [await quick.enqueue(), await slow_then_retried.enqueue()]
+        await wait_for(lambda: worker.stats.processed == 2, timeout=10)
 
-        async def gone() -> bool:
+        async def gone(job: Job[Any]) -> bool:
             try:
                 await job.status()
             except JobNotFoundError:
@@ -427,9 +436,10 @@ async def test_keep_result_zero_keeps_no_record(
             return False
 
         deadline = time.monotonic() + 5
-        while not await gone():
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        for job in jobs:
+            while not await gone(job):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
         worker.stop()
         await wait_for(lambda: not worker.ready)
         js = (await app.connect()).js

@@ -74,3 +74,38 @@ async def test_slots_hand_out_batches_and_wait_when_full() -> None:
     assert slots.free == 0
     with pytest.raises(ConfigError):
         Slots(0)
+
+
+async def _t_plain(ctx, a, b): ...  # type: ignore[no-untyped-def]
+async def _t_defaults(ctx, a, b=1, *, c=2): ...  # type: ignore[no-untyped-def]
+async def _t_star(ctx, a, *rest, **extra): ...  # type: ignore[no-untyped-def]
+async def _t_kwonly(ctx, a, *, key): ...  # type: ignore[no-untyped-def]
+async def _t_posonly(ctx, a, /, b=0): ...  # type: ignore[no-untyped-def]
+
+
+@pytest.mark.parametrize("fn", [_t_plain, _t_defaults, _t_star, _t_kwonly, _t_posonly])
+def test_argument_check_agrees_with_signature_bind(fn) -> None:  # type: ignore[no-untyped-def]
+    """The positional fast path accepts exactly what `inspect.Signature.bind` accepts."""
+    import inspect
+
+    from aioq import Aarq
+
+    app = Aarq("nats://127.0.0.1:1", prefix="units")
+    task = app.task(name=fn.__name__)(fn)
+    calls: list[tuple[tuple[object, ...], dict[str, object]]] = [
+        ((), {}), ((1,), {}), ((1, 2), {}), ((1, 2, 3), {}), ((1, 2, 3, 4), {}),
+        ((1,), {"b": 2}), ((1,), {"key": 3}), ((1,), {"ctx": 0}), ((), {"a": 1, "b": 2}),
+    ]  # fmt: skip
+    signature = inspect.signature(fn)
+    for args, kwargs in calls:
+        try:
+            signature.bind(None, *args, **kwargs)
+            expected = True
+        except TypeError:
+            expected = False
+        try:
+            task.check_arguments(args, kwargs)
+            accepted = True
+        except TypeError:
+            accepted = False
+        assert accepted == expected, (fn.__name__, args, kwargs)

@@ -25,6 +25,7 @@ from aioq._nats.inbox import close_pull_inbox
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
+from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.errors import BrokerError, BrokerUnavailableError, EnqueueError, PayloadTooLargeError
 from aioq.naming import Names
 from aioq.options import QueueOptions
@@ -209,6 +210,15 @@ class NatsBroker:
         return self.nc.max_payload
 
     @property
+    def clock(self) -> Clock:
+        """The system clock (the server's own timers use its clock, which NTP keeps close)."""
+        return SYSTEM_CLOCK
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Return once the server has everything published so far."""
+        await self.store.flush(timeout)
+
+    @property
     def server_version(self) -> tuple[int, int, int]:
         """Version of the connected server."""
         v = self.nc.connected_server_version
@@ -355,6 +365,10 @@ class NatsBroker:
     ) -> Callable[[], Awaitable[None]]:
         """Call `handler(job_id)` for each abort announced; returns the unsubscribe."""
         return await self.store.listen_aborts(handler)
+
+    async def backlog(self, queue: str) -> int:
+        """Jobs of `queue` waiting, being run, or waiting out a retry delay (not held ones)."""
+        return await self.store.backlog(queue)
 
     async def _workers(self, ttl: float) -> KeyValue:
         if self._workers_kv is None:

@@ -26,7 +26,14 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, StorageType
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RawStreamMsg,
+    StorageType,
+)
 from nats.js.errors import (
     APIError,
     BucketNotFoundError,
@@ -59,6 +66,8 @@ _BATCH: Final = 256
 _HELD_ACK_WAIT_S: Final = 10.0
 # Extra wait for the server's own expiry notice of a pull.
 _PULL_MARGIN_S: Final = 1.0
+# Held messages `NatsScheduling.held_jobs` reads at once.
+_READ_AT_ONCE: Final = 32
 # Consumer pause (`pause_until`) exists from this server version on.
 _PAUSE_VERSION: Final = (2, 11, 0)
 # An open-ended pause: the latest time nats-server accepts.
@@ -254,6 +263,55 @@ class NatsScheduling:
         ]
         results = await asyncio.gather(*futures, return_exceptions=True)
         return [r if isinstance(r, BaseException) else bool(r.duplicate) for r in results]
+
+    async def held_jobs(self, queue: str, now: float) -> tuple[int, int]:
+        """Delayed jobs of `queue` still held: ``(due by now, not yet due)``.
+
+        Reads the due time of each held message (`_READ_AT_ONCE` requests at a time), so it
+        suits occasional checks (a burst worker about to exit), not a tight poll of a large
+        hold. A message without a valid due time counts as due: a scheduler releases it at
+        once.
+        """
+        stream = self.names.jobs_stream
+        try:
+            info = await self.js.stream_info(
+                stream, subjects_filter=self.names.sched_subject(queue)
+            )
+        except NotFoundError:
+            return 0, 0
+        subjects = info.state.subjects or {}
+        if not subjects:
+            return 0, 0
+        reading = asyncio.Semaphore(_READ_AT_ONCE)
+
+        async def run_ats(subject: str, count: int) -> list[float | None]:
+            async with reading:
+                return await self._run_ats(stream, subject, count)
+
+        found = await asyncio.gather(*(run_ats(s, n) for s, n in subjects.items()))
+        due = later = 0
+        for run_at in (r for per_subject in found for r in per_subject):
+            if run_at is None or run_at <= now:
+                due += 1
+            else:
+                later += 1
+        return due, later
+
+    async def _run_ats(self, stream: str, subject: str, count: int) -> list[float | None]:
+        """The due times of the messages on one held subject (gone ones are skipped)."""
+        msgs: list[RawStreamMsg] = []
+        try:
+            if count == 1:
+                msgs.append(await self.js.get_msg(stream, subject=subject))
+            else:  # the same job id held again after the dedupe window: read each
+                seq = 0
+                while True:
+                    msg = await self.js.get_msg(stream, seq=seq + 1, subject=subject, next=True)
+                    msgs.append(msg)
+                    seq = msg.seq or seq + 1
+        except NotFoundError:
+            pass  # released meanwhile, or the last one was read
+        return [parse_run_at((m.headers or {}).get(RUN_AT_HEADER)) for m in msgs]
 
     async def open_held(self) -> NatsHeldJobs:
         """Create or update the schedulers' consumer and start pulling from it.

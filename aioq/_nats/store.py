@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
@@ -14,8 +15,10 @@ from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from aioq._nats.admin import NatsListener
 from aioq.errors import ProvisioningError
 from aioq.naming import Names
+from aioq.transport import StoredMessage
 
 __all__ = ["NatsStore", "StoredMessage"]
 
@@ -24,18 +27,6 @@ log = logging.getLogger("aioq.nats")
 _MSG_ID: Final = "Nats-Msg-Id"
 # A results bucket with no retention still needs a bound: records of unfinished jobs.
 _DEFAULT_RESULT_TTL_S: Final = 86_400.0
-
-
-class StoredMessage:
-    """A message read back from a stream."""
-
-    __slots__ = ("data", "seq", "subject", "time")
-
-    def __init__(self, seq: int, subject: str, data: bytes, time: float | None) -> None:
-        self.seq = seq
-        self.subject = subject
-        self.data = data
-        self.time = time
 
 
 class NatsStore:
@@ -119,6 +110,22 @@ class NatsStore:
             return {}
         return dict(info.state.subjects or {})
 
+    async def backlog(self, queue: str) -> int:
+        """Jobs of `queue` waiting, being run, or waiting out a retry delay.
+
+        Read from the queue's consumer (``num_pending + num_ack_pending``: a job waiting out
+        a retry delay is unacknowledged); before any worker created it, the jobs stored on
+        the queue's subjects.
+        """
+        try:
+            info = await self.js.consumer_info(self.names.jobs_stream, self.names.consumer(queue))
+        except NotFoundError:
+            count = 0
+            for pattern in self.names.job_filters(queue):
+                count += sum((await self._subjects(self.names.jobs_stream, pattern)).values())
+            return count
+        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
     async def find_queued(self, job_id: str, queue: str | None = None) -> str | None:
         """The queue whose stream still holds job `job_id` on its own subject, or None."""
         pattern = self.names.job_subject(queue or "*", job_id)
@@ -169,6 +176,14 @@ class NatsStore:
     async def publish_event(self, queue: str, kind: str, data: bytes) -> None:
         """Publish a lifecycle event (core NATS: live listeners only)."""
         await self.nc.publish(self.names.event_subject(queue, kind), data)
+
+    async def listen_events(self, queue: str | None = None) -> NatsListener:
+        """Subscribe to the events of `queue` (all if None); the server has it on return."""
+        return await NatsListener.open(self.nc, self.names.event_subject(queue or "*", "*"))
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Return once the server has everything published so far."""
+        await self.nc.flush(timeout=math.ceil(timeout))
 
     # -- aborts ----------------------------------------------------------------------------
 

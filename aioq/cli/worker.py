@@ -116,8 +116,20 @@ def worker(
             metavar="SECONDS",
         ),
     ] = 1.0,
+    burst: Annotated[
+        bool,
+        typer.Option(
+            "--burst",
+            help="Exit with status 0 once the queues are empty and no job runs (batch and "
+            "cron-driven runs). Retries and delayed jobs already due are waited for; delayed "
+            "jobs not yet due are left for a later worker.",
+        ),
+    ] = False,
 ) -> None:
-    """Run a worker: pull jobs from the queues and run them until SIGTERM or SIGINT."""
+    """Run a worker: pull jobs from the queues and run them until SIGTERM or SIGINT.
+
+    With --burst it exits by itself once its queues are empty.
+    """
     configure_logging(log_level)
     with fail_on_errors():
         app = load_app(app_path)
@@ -132,6 +144,7 @@ def worker(
             rate_interval=rate_interval,
             scheduler=scheduler,
             scan_interval=scan_interval,
+            burst=burst,
         )
         asyncio.run(_run(runner))
 

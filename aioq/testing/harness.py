@@ -175,37 +175,23 @@ async def _all_streams(js: JetStreamContext) -> list[Any]:
             return found
 
 
-async def _subject_count(js: JetStreamContext, stream: str, pattern: str) -> int:
-    try:
-        info = await js.stream_info(stream, subjects_filter=pattern)
-    except NotFoundError:
-        return 0
-    return sum((info.state.subjects or {}).values())
-
-
 async def queue_backlog(
     app: Aarq, queues: Iterable[str], *, delayed: bool = False
 ) -> dict[str, int]:
     """Jobs per queue that are waiting, in flight or waiting out a retry delay.
 
-    Read from each queue's consumer (``num_pending + num_ack_pending``); a queue without a
-    consumer yet counts the jobs stored on its subjects. With `delayed`, delayed jobs not yet
-    due count too.
+    Read from the broker (`Broker.backlog`: on NATS, each queue's consumer has
+    ``num_pending + num_ack_pending``; a queue without a consumer yet counts the jobs stored
+    on its subjects). With `delayed`, delayed jobs still held count too, due or not.
     """
-    names = app.names
-    js = (await app.connect()).js
-    stream = names.jobs_stream
+    broker = await app.connect()
+    moment = broker.clock.time()
     backlog: dict[str, int] = {}
     for queue in queues:
-        try:
-            info = await js.consumer_info(stream, names.consumer(queue))
-            count = (info.num_pending or 0) + (info.num_ack_pending or 0)
-        except NotFoundError:
-            count = 0
-            for pattern in names.job_filters(queue):
-                count += await _subject_count(js, stream, pattern)
+        count = await broker.backlog(queue)
         if delayed:
-            count += await _subject_count(js, stream, names.sched_subject(queue, "*"))
+            due, later = await broker.scheduling.held_jobs(queue, moment)
+            count += due + later
         backlog[queue] = count
     return backlog
 
@@ -285,6 +271,24 @@ class RunningWorker:
         await wait_until_idle(
             self.app, self.queues, workers=[self.worker], delayed=delayed, timeout=timeout
         )
+
+    async def wait_stopped(self, timeout: float = 30.0) -> None:
+        """Wait until `Worker.run` returns, as a burst worker does once its queues are done.
+
+        Re-raises what `Worker.run` raised, if it failed.
+
+        Raises:
+            TimeoutError: Still running after `timeout` seconds; the message says where.
+        """
+        done, _ = await asyncio.wait([self.task], timeout=timeout)
+        if not done:
+            backlog = await queue_backlog(self.app, self.queues)
+            busy = {q: n for q, n in backlog.items() if n}
+            raise TimeoutError(
+                f"worker still running after {timeout:g} s: jobs per queue {busy}, "
+                f"{self.worker.active} running in it"
+            )
+        self.task.result()
 
     async def stop(self, timeout: float | None = None) -> None:
         """Stop gracefully, like SIGTERM: running jobs finish within the shutdown grace.
@@ -437,5 +441,6 @@ async def start_worker(
             await asyncio.sleep(_POLL_S)
     if task.done():
         task.result()
-        raise RuntimeError("the worker returned before it was ready")
+        if not worker.burst_done:  # a burst worker on empty queues may be done already
+            raise RuntimeError("the worker returned before it was ready")
     return RunningWorker(worker, task)

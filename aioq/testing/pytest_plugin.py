@@ -187,13 +187,18 @@ class WorkerFactory:
         delayed: bool = False,
         **options: Any,
     ) -> RunningWorker:
-        """Start a worker, wait until its queues are empty and nothing runs, stop it.
+        """Run a worker until its queues are empty and nothing runs, then stop it.
 
-        Returns the stopped worker, for its `stats`.
+        The worker runs in burst mode (``burst=True``): it waits for retries and for delayed
+        jobs already due, and stops itself. With `delayed`, it also waits for delayed jobs
+        that are not yet due, until their time. Returns the stopped worker, for its `stats`.
         """
-        running = await self(queues, app=app, **options)
+        running = await self(queues, app=app, **{**options, "burst": not delayed})
         try:
-            await running.wait_idle(timeout, delayed=delayed)
+            if delayed:
+                await running.wait_idle(timeout, delayed=True)
+            else:
+                await running.wait_stopped(timeout)
         finally:
             await running.stop()
         return running

@@ -49,6 +49,9 @@ LEASE_RENEW_FRACTION: Final = 3
 _RECANCEL_AFTER_S: Final = 1.0
 # How much of each payload a debug log line shows.
 _DEBUG_PAYLOAD_BYTES: Final = 2000
+#: Seconds between a burst worker's idle checks; it exits after two in a row find it idle,
+#: so a job between its acknowledgement and its after-job hooks is not missed.
+BURST_CHECK_S: Final = 0.1
 
 
 class Worker:
@@ -72,6 +75,9 @@ class Worker:
         scheduler: Run a scheduler inside the worker (delayed and repeatable jobs).
         repeatables: Names of the repeatables its scheduler fires (None: all of the app's).
         scan_interval: The scheduler's polling period in seconds (default 1).
+        burst: Return from `run` once the queues are empty and nothing runs (docs/worker.md,
+            "Burst mode"): retries and delayed jobs already due are waited for; delayed
+            jobs not yet due, future repeatable ticks and paused queues are not.
     """
 
     def __init__(
@@ -89,6 +95,7 @@ class Worker:
         scheduler: bool = True,
         repeatables: Sequence[str | Repeatable] | None = None,
         scan_interval: float | None = None,
+        burst: bool = False,
     ) -> None:
         if isinstance(queues, str):
             queues = [queues]
@@ -122,6 +129,11 @@ class Worker:
             if scheduler
             else None
         )
+        self.burst = burst
+        #: True once a burst worker found its queues done and began to stop on its own.
+        self.burst_done = False
+        #: Delayed jobs not yet due that a burst worker left held at its exit.
+        self.left_delayed = 0
         self._scanners: list[Scanner] = []
         self._gates: dict[str, StartGate] = {}
         self._executor: Executor | None = None
@@ -236,10 +248,11 @@ class Worker:
                 await heartbeat.beat()
                 self.ready = True
                 log.info(
-                    "worker %s started: queues=%s concurrency=%d",
+                    "worker %s started: queues=%s concurrency=%d%s",
                     self.id,
                     ",".join(self.queues),
                     self.concurrency,
+                    " burst" if self.burst else "",
                 )
                 try:
                     await self._serve(broker, sources, heartbeat)
@@ -253,14 +266,22 @@ class Worker:
         self, broker: Broker, sources: Mapping[str, JobSource], heartbeat: Heartbeat
     ) -> None:
         assert self._stop_requested is not None
+        # Rate-limit windows pass on the broker's clock (a FakeClock in tests).
+        self.rate_limiter.clock = broker.clock.monotonic
         for queue in sources:
             options = self.app.queue(queue)
             shared = (
-                SharedLimit(broker.scheduling, queue, options.rate_limit, options.rate_interval)
+                SharedLimit(
+                    broker.scheduling,
+                    queue,
+                    options.rate_limit,
+                    options.rate_interval,
+                    clock=broker.clock.time,
+                )
                 if options.rate_limit is not None
                 else None
             )
-            self._gates[queue] = StartGate(self.rate_limiter, shared)
+            self._gates[queue] = StartGate(self.rate_limiter, shared, sleep=broker.clock.sleep)
         pullers = [
             asyncio.create_task(self._pull(broker, queue, source), name=f"aioq-pull-{queue}")
             for queue, source in sources.items()
@@ -280,6 +301,8 @@ class Worker:
                     _keep_running("scheduler", self.scheduler.run), name="aioq-scheduler"
                 )
             )
+        if self.burst:
+            helpers.append(asyncio.create_task(self._watch_burst(broker), name="aioq-burst"))
         crashed: BaseException | None = None
         try:
             stop_wait = asyncio.create_task(self._stop_requested.wait())
@@ -296,6 +319,82 @@ class Worker:
             await _cancel_until_done(background)
         if crashed is not None:
             raise crashed
+
+    async def _watch_burst(self, broker: Broker) -> None:
+        """Burst mode: begin the stop once two checks in a row find the queues done."""
+        assert self._stop_requested is not None
+        # The scheduler's start fires the repeatable ticks missed before it: wait for them.
+        while self.scheduler is not None and not self.scheduler.ready:  # noqa: ASYNC110
+            await asyncio.sleep(BURST_CHECK_S)
+        paused: set[str] = set()
+        quiet = 0
+        while True:
+            try:
+                left = await self._burst_left(broker, paused)
+            except Exception as e:
+                log.warning("worker %s: burst check failed (%s), checking again", self.id, e)
+                left = None
+            quiet = quiet + 1 if left is not None else 0
+            if left is not None and quiet >= 2:
+                break
+            await asyncio.sleep(BURST_CHECK_S)
+        self.burst_done, self.left_delayed = True, left
+        stats = self.stats
+        log.info(
+            "worker %s: burst done, its queues are empty: ran %d jobs "
+            "(%d succeeded, %d failed; %d attempts retried)",
+            self.id,
+            stats.processed + stats.failed,
+            stats.processed,
+            stats.failed,
+            stats.retried,
+        )
+        if left:
+            log.info(
+                "worker %s: left %d delayed jobs that are not yet due, for a later worker",
+                self.id,
+                left,
+            )
+        self._stop_requested.set()
+
+    async def _burst_left(self, broker: Broker, paused: set[str]) -> int | None:
+        """None while a burst worker has work to wait for; else the delayed jobs it leaves.
+
+        Work to wait for: a job running here, a queue's backlog (waiting, running anywhere,
+        or waiting out a retry delay) unless the queue is paused, and, when the worker runs
+        a scheduler, delayed jobs of its queues that are due (the scheduler is releasing
+        them).
+        """
+        if self.active:
+            return None
+        for queue in self.queues:
+            if await broker.backlog(queue) and not await self._paused(broker, queue, paused):
+                return None
+        left = 0
+        if self.scheduler is not None:
+            moment = self.scheduler.clock()
+            for queue in self.queues:
+                due, later = await broker.scheduling.held_jobs(queue, moment)
+                if due:
+                    return None
+                left += later
+        return None if self.active else left
+
+    async def _paused(self, broker: Broker, queue: str, noted: set[str]) -> bool:
+        """Whether `queue` is paused; logs it the first time a burst worker finds it so."""
+        until = await broker.scheduling.paused_until(queue)
+        if until is None:
+            noted.discard(queue)
+            return False
+        if queue not in noted:
+            noted.add(queue)
+            log.info(
+                "worker %s: queue %s is paused until %s; burst mode does not wait for its jobs",
+                self.id,
+                queue,
+                until.isoformat(),
+            )
+        return True
 
     async def _pull(self, broker: Broker, queue: str, source: JobSource) -> None:
         period = self.app.queue(queue).ack_wait / LEASE_RENEW_FRACTION
@@ -450,7 +549,7 @@ class Worker:
             elif self.app.connected:
                 broker = await self.app.connect()
                 with contextlib.suppress(Exception):
-                    await broker.nc.flush(timeout=5)
+                    await broker.flush(timeout=5)
             log.info("worker %s stopped: %s", self.id, self.stats)
 
     def _info(self) -> WorkerInfo:

@@ -84,6 +84,8 @@ class Executor:
         self.app = app
         self.tasks = app.tasks
         self.broker = broker
+        # Job times (store, start, retry, dead-letter) and the ttl live on the broker's clock.
+        self.clock = broker.clock
         self.worker_id = worker_id
         self.stats = Stats()
         self.leases: set[Lease] = set()
@@ -150,7 +152,7 @@ class Executor:
             return
         ttl = task.options.ttl if job.ttl is None else job.ttl
         if ttl is not None and attempt == 1:
-            waited = time.time() - delivery.stored_at
+            waited = self.clock.time() - delivery.stored_at
             if waited > ttl:
                 error = ErrorInfo("JobExpired", f"waited {waited:.3f}s before starting, ttl {ttl}s")
                 await self._dead(delivery, queue, DeadReason.EXPIRED, job, error)
@@ -172,7 +174,7 @@ class Executor:
             queue=queue,
             attempts=attempt,
             enqueued_at=delivery.stored_at,
-            started_at=time.time(),
+            started_at=self.clock.time(),
             retry_of=job.retry_of,
         )
         if ctx.job_id in self._aborted:
@@ -239,7 +241,7 @@ class Executor:
             retryable = not isinstance(e, (*task.options.no_retry_for, ResultEncodingError))
             await self._failed(delivery, job, task, ctx, record, started, e, retryable=retryable)
         else:
-            record.state, record.finished_at = JobState.SUCCEEDED, time.time()
+            record.state, record.finished_at = JobState.SUCCEEDED, self.clock.time()
             await self.reporter.report(record, duration=time.perf_counter() - started)
             await delivery.ack()
             self.stats.processed += 1
@@ -270,7 +272,7 @@ class Executor:
     async def _abort_settle(
         self, delivery: Delivery, record: JobRecord, ctx: Context, started: float
     ) -> None:
-        record.state, record.finished_at = JobState.ABORTED, time.time()
+        record.state, record.finished_at = JobState.ABORTED, self.clock.time()
         await self.reporter.report(record, duration=time.perf_counter() - started)
         await delivery.term()
         _log_outcome(logging.WARNING, ctx, started, "aborted")
@@ -295,7 +297,7 @@ class Executor:
             record.state, record.error, record.retry_at = (
                 JobState.RETRYING,
                 info,
-                time.time() + delay,
+                self.clock.time() + delay,
             )
             await self.reporter.report(record, duration=duration, delay=delay)
             await delivery.nak(delay)
@@ -324,7 +326,7 @@ class Executor:
             queue=queue,
             reason=reason,
             attempts=delivery.attempt,
-            dead_at=time.time(),
+            dead_at=self.clock.time(),
             payload=delivery.data,
             task=job.task if job else None,
             error=error,
@@ -359,7 +361,9 @@ class Executor:
                 enqueued_at=delivery.stored_at,
             )
         await self.reporter.report(
-            error_record(record, _DEAD_STATE.get(reason, JobState.FAILED), error)
+            error_record(
+                record, _DEAD_STATE.get(reason, JobState.FAILED), error, self.clock.time()
+            )
         )
         await delivery.term()
         self.stats.failed += 1

@@ -12,7 +12,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import msgspec
@@ -109,12 +109,20 @@ class StartGate:
     """Admits job starts of one queue under the worker's limit and the queue's shared one.
 
     `room` tells how many jobs to fetch (waiting while no start is allowed); `take` takes the
-    tokens for jobs in hand (waiting if another queue or worker took them first).
+    tokens for jobs in hand (waiting if another queue or worker took them first). Waits for
+    tokens run on `sleep`, the clock the limits count on.
     """
 
-    def __init__(self, local: TokenBucket | None, shared: SharedLimit | None) -> None:
+    def __init__(
+        self,
+        local: TokenBucket | None,
+        shared: SharedLimit | None,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.local = local
         self.shared = shared
+        self._clock_sleep = sleep
         self._changed = asyncio.Event()
 
     @property
@@ -128,14 +136,18 @@ class StartGate:
 
     async def _sleep(self, seconds: float) -> None:
         self._changed.clear()
-        delay = min(seconds, _RECHECK_S) if math.isinf(seconds) else seconds
-        if self.shared is not None:
-            delay += random.uniform(0, _JITTER_S)
+        if math.isinf(seconds):
+            # No token in sight: re-check on the real clock for changes made elsewhere.
+            slept = asyncio.ensure_future(asyncio.sleep(_RECHECK_S))
+        else:
+            jitter = random.uniform(0, _JITTER_S) if self.shared is not None else 0.0
+            slept = asyncio.ensure_future(self._clock_sleep(seconds + jitter))
+        changed = asyncio.ensure_future(self._changed.wait())
         try:
-            async with asyncio.timeout(delay):
-                await self._changed.wait()
-        except TimeoutError:
-            pass
+            await asyncio.wait([slept, changed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            slept.cancel()
+            changed.cancel()
 
     async def room(self, want: int) -> int:
         """Wait until at least one start is allowed; return how many (at most `want`)."""

@@ -45,6 +45,8 @@ class Reporter:
         self.keep_result = keep_result
         # Running records on their way out, awaited before a newer record of the same job.
         self._pending: dict[str, asyncio.Future[None]] = {}
+        # Jobs running here whose running record was stored (only tracked with keep_result=0).
+        self._stored: set[str] = set()
 
     async def report(
         self,
@@ -58,12 +60,18 @@ class Reporter:
         if pending is not None:
             await pending
         record.worker = self.worker_id
-        await self.broker.put_record(record.id, encode(record))
+        final = record.state not in (JobState.RUNNING, JobState.RETRYING)
+        if self.keep_result or not final:
+            await self.broker.put_record(record.id, encode(record))
+        elif record.attempts > 1 or record.id in self._stored:
+            # Nothing is kept: only forget the record an earlier state of this job left.
+            await self.broker.delete_record(record.id)
+        self._stored.discard(record.id)
         event = Event(
             kind=_STATE_EVENT[record.state],
             id=record.id,
             queue=record.queue or "",
-            at=time.time(),
+            at=self.broker.clock.time(),
             task=record.task,
             attempt=record.attempts or None,
             worker=self.worker_id,
@@ -72,8 +80,6 @@ class Reporter:
             delay=delay,
         )
         await self.broker.publish_event(event.queue, event.kind.value, encode(event))
-        if self.keep_result == 0 and record.state not in (JobState.RUNNING, JobState.RETRYING):
-            await self.broker.delete_record(record.id)
 
     async def started(self, record: JobRecord) -> asyncio.TimerHandle:
         """Publish the started event; store the running record after `RUNNING_RECORD_DELAY_S`.
@@ -86,7 +92,7 @@ class Reporter:
             kind=EventKind.STARTED,
             id=record.id,
             queue=record.queue or "",
-            at=time.time(),
+            at=self.broker.clock.time(),
             task=record.task,
             attempt=record.attempts,
             worker=self.worker_id,
@@ -99,6 +105,8 @@ class Reporter:
         # Encoded now, not when the attempt started: progress the task reported in between
         # is in the record, and this write must not roll it back.
         job_id = record.id
+        if not self.keep_result:
+            self._stored.add(job_id)
         task = asyncio.ensure_future(self.broker.put_record(job_id, encode(record)))
         self._pending[job_id] = task
         task.add_done_callback(lambda _: self._pending.pop(job_id, None))
@@ -106,12 +114,14 @@ class Reporter:
     async def progress(self, record: JobRecord, fraction: float, message: str | None) -> None:
         """Store a running job's progress and publish a progress event."""
         record.progress, record.progress_message = fraction, message
+        if not self.keep_result:
+            self._stored.add(record.id)
         await self.broker.put_record(record.id, encode(record))
         event = Event(
             kind=EventKind.PROGRESS,
             id=record.id,
             queue=record.queue or "",
-            at=time.time(),
+            at=self.broker.clock.time(),
             task=record.task,
             attempt=record.attempts,
             worker=self.worker_id,
@@ -136,7 +146,10 @@ def encode_result(value: Any) -> msgspec.Raw:
         ) from None
 
 
-def error_record(record: JobRecord, state: JobState, error: ErrorInfo) -> JobRecord:
-    """`record` moved to a final failure `state`."""
-    record.state, record.error, record.finished_at = state, error, time.time()
+def error_record(
+    record: JobRecord, state: JobState, error: ErrorInfo, now: float | None = None
+) -> JobRecord:
+    """`record` moved to a final failure `state` at `now` (default: the time)."""
+    record.state, record.error = state, error
+    record.finished_at = time.time() if now is None else now
     return record

@@ -51,3 +51,14 @@ async def uses() -> None:
     worker = Worker(app, rate_limit=5, scheduler=False)
     worker.set_rate_limit(None)
     del task, job, other, hourly, cron_task
+
+
+async def memory_backend() -> None:
+    from aioq.testing import FakeClock, MemoryBroker, start_worker
+
+    clock = FakeClock(auto_advance=0.01)
+    memory_app = Aarq()
+    memory_app.use_broker(MemoryBroker(clock=clock))
+    running = await start_worker(memory_app, ["email"])
+    clock.advance(3600)
+    await running.stop()

@@ -1,8 +1,5 @@
 """aioq: the tasks and the app its worker CLI loads.
 
-Written against aioq's specified API while the package was being written; it has since
-run end to end (quick runs and 2,000-job runs) against the work tree of 2026-11-23.
-
 Worker:
 
     aioq worker benchmarks.aioq_app:app -q bench -c 100 -s $NATS_URL --log-level warning
@@ -18,7 +15,12 @@ from typing import Any
 from aioq import Aarq
 from benchmarks.recorder import record
 
-app = Aarq(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"), prefix="bench")
+# The `aioq_noresult` variant sets AIOQ_BENCH_KEEP_RESULT=0: no job records are stored.
+app = Aarq(
+    os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
+    prefix="bench",
+    keep_result=float(os.environ.get("AIOQ_BENCH_KEEP_RESULT", 86_400)),
+)
 
 
 @app.task(queue="bench")

@@ -541,7 +541,7 @@ def target_checks(res: Results) -> list[str]:
     b = m("aioq", "b")
     check("(b) >= 0.7x ceiling", b / ceil_b if b and ceil_b else None, lambda v: v >= 0.7,
           "{:.2f}x")  # fmt: skip
-    peers = [s for s in res.systems if s not in ("ceiling", "aioq")]
+    peers = [s for s in res.systems if s != "ceiling" and not s.startswith("aioq")]
     best_peer = max((m(s, "b") or 0.0 for s in peers), default=0.0)
     if peers:
         check("(b) >= 2.5x every peer", b / best_peer if b and best_peer else None,

@@ -167,12 +167,27 @@ class Aioq(System):
         await self.app.enqueue_many([task.prepare(t) for t in ts])
 
     async def pending(self) -> int | None:
-        # TODO(aioq): use aioq's own queue-depth helper once it exists; the runner
-        # counts recorded job completions, which is enough for every figure.
-        return None
+        broker = await self.app.connect()
+        return await broker.backlog("bench")
 
     async def close(self) -> None:
         await self.app.close()
+
+
+class AioqNoResult(Aioq):
+    """aioq with ``keep_result=0`` (not its default): no job records, events only."""
+
+    name = "aioq_noresult"
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "AIOQ_BENCH_KEEP_RESULT": "0"}
+
+    async def open(self, url: str) -> None:
+        os.environ["AIOQ_BENCH_KEEP_RESULT"] = "0"
+        try:
+            await super().open(url)
+        finally:
+            del os.environ["AIOQ_BENCH_KEEP_RESULT"]
 
 
 # --------------------------------------------------------------------------- taskiq
@@ -315,7 +330,7 @@ class Saq(System):
 
 
 SYSTEMS: dict[str, type[System]] = {
-    cls.name: cls for cls in (Ceiling, Aioq, Taskiq, TaskiqBatch100, Arq, ArqPoll10ms, Saq)
+    cls.name: cls for cls in (Ceiling, Aioq, AioqNoResult, Taskiq, TaskiqBatch100, Arq, ArqPoll10ms, Saq)
 }
 DEFAULT_SYSTEMS = ["ceiling", "aioq", "taskiq", "arq", "saq"]
 

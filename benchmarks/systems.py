@@ -330,7 +330,8 @@ class Saq(System):
 
 
 SYSTEMS: dict[str, type[System]] = {
-    cls.name: cls for cls in (Ceiling, Aioq, AioqNoResult, Taskiq, TaskiqBatch100, Arq, ArqPoll10ms, Saq)
+    cls.name: cls
+    for cls in (Ceiling, Aioq, AioqNoResult, Taskiq, TaskiqBatch100, Arq, ArqPoll10ms, Saq)
 }
 DEFAULT_SYSTEMS = ["ceiling", "aioq", "taskiq", "arq", "saq"]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import time
@@ -142,12 +141,15 @@ class FakeClock:
         return [t for _, _, t in self._timers if not t.cancelled]
 
     def _start_jumper(self) -> None:
-        if self._jumper is not None and not self._jumper.done():
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no running loop: no auto-advance
             return
-        with contextlib.suppress(RuntimeError):  # no running loop: no auto-advance
-            self._jumper = asyncio.get_running_loop().create_task(
-                self._jump(), name="aioq-fake-clock"
-            )
+        jumper = self._jumper
+        # A jumper of an earlier event loop (a clock shared by tests) is gone with its loop.
+        if jumper is not None and not jumper.done() and jumper.get_loop() is loop:
+            return
+        self._jumper = loop.create_task(self._jump(), name="aioq-fake-clock")
 
     async def _jump(self) -> None:
         assert self.auto_advance is not None

@@ -140,14 +140,19 @@ class StartGate:
             # No token in sight: re-check on the real clock for changes made elsewhere.
             slept = asyncio.ensure_future(asyncio.sleep(_RECHECK_S))
         else:
-            jitter = random.uniform(0, _JITTER_S) if self.shared is not None else 0.0
-            slept = asyncio.ensure_future(self._clock_sleep(seconds + jitter))
+            slept = asyncio.ensure_future(self._until_tokens(seconds))
         changed = asyncio.ensure_future(self._changed.wait())
         try:
             await asyncio.wait([slept, changed], return_when=asyncio.FIRST_COMPLETED)
         finally:
             slept.cancel()
             changed.cancel()
+
+    async def _until_tokens(self, seconds: float) -> None:
+        await self._clock_sleep(seconds)
+        if self.shared is not None:
+            # Real time, not the limits' clock: it spreads the asks of real workers.
+            await asyncio.sleep(random.uniform(0, _JITTER_S))
 
     async def room(self, want: int) -> int:
         """Wait until at least one start is allowed; return how many (at most `want`)."""

@@ -38,6 +38,11 @@ log = logging.getLogger("aioq.nats")
 _MSG_ID = "Nats-Msg-Id"
 # A no_wait pull is answered at once; this only bounds a lost answer (e.g. a disconnect).
 _NO_WAIT_TIMEOUT_S = 5.0
+# A consumer at its max_ack_pending holds even a no_wait pull until acks make room, sending
+# neither the rest of the batch nor a status. Once some jobs came, a pause this long ends
+# the wait, so the jobs that did come are not kept from running; what the held pull brings
+# later is handed out by the next fetch.
+_NO_WAIT_QUIET_S = 0.005
 # Extra wait for the server's own expiry notice of a lingering pull.
 _LINGER_MARGIN_S = 1.0
 _ENDED = object()
@@ -93,7 +98,7 @@ class NatsSource:
             pass
         if len(self._held) < count:
             await self._pull({"batch": count - len(self._held), "no_wait": True})
-            await self._wait(count, _NO_WAIT_TIMEOUT_S)
+            await self._wait(count, _NO_WAIT_TIMEOUT_S, quiet=_NO_WAIT_QUIET_S)
         return self._hand_over()
 
     async def fetch_next(self, timeout: float) -> list[Delivery]:
@@ -114,13 +119,15 @@ class NatsSource:
     async def _pull(self, request: dict[str, object]) -> None:
         await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
 
-    async def _wait(self, count: int, timeout: float) -> None:
+    async def _wait(self, count: int, timeout: float, quiet: float | None = None) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while self._collect(count) is not _ENDED and len(self._held) < count:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
+            if quiet is not None and self._held:
+                remaining = min(remaining, quiet)
             self._wakeup = loop.create_future()
             try:
                 async with asyncio.timeout(remaining):

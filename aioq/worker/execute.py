@@ -361,9 +361,7 @@ class Executor:
                 enqueued_at=delivery.stored_at,
             )
         await self.reporter.report(
-            error_record(
-                record, _DEAD_STATE.get(reason, JobState.FAILED), error, self.clock.time()
-            )
+            error_record(record, _DEAD_STATE.get(reason, JobState.FAILED), error, self.clock.time())
         )
         await delivery.term()
         self.stats.failed += 1

@@ -29,6 +29,8 @@ _record_decoder = msgspec.json.Decoder(JobRecord)
 _ABORT_CONFIRM_S = 2.0
 # ... and for a job not known to run (it may have just started).
 _ABORT_CONFIRM_SHORT_S = 0.3
+# A job found nowhere is looked for once more after this long before it is called unknown.
+_LOOK_AGAIN_S = 0.05
 
 
 class Job(Generic[R]):
@@ -99,8 +101,10 @@ class Job(Generic[R]):
         if record is not None:
             return record
         # The job can move on during these lookups: finish after its record was read (the
-        # final record is written before it leaves its queue), or go from held to its queue.
-        # Look once more before calling it unknown.
+        # final record is written before it leaves its queue), or go from held to its queue;
+        # and the "queued" record of a job enqueued a moment ago is stored without waiting.
+        # Look once more, a moment later, before calling it unknown.
+        await asyncio.sleep(_LOOK_AGAIN_S)
         raw = await store.get_record(self.id)
         if raw:
             return _record_decoder.decode(raw)

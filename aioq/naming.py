@@ -66,15 +66,21 @@ class Names:
         self.workers_bucket = f"{prefix}-workers"
         self.results_bucket = f"{prefix}-results"
 
-    def job_subject(self, queue: str, job_id: str | None = None) -> str:
-        """Subject of a job of `queue`: ``<prefix>.jobs.<queue>[.<job id>]``.
+    def job_subject(self, queue: str) -> str:
+        """Subject of the jobs of `queue`: ``<prefix>.jobs.<queue>``.
 
-        aioq publishes each job on a subject of its own, so that a queued job can be found
-        (and removed) by its id; foreign clients may publish on the bare queue subject.
+        Every job of a queue is published on this one subject. A subject per job would let
+        the server find a job by its id, but every fetch from a queue would then cost the
+        server time growing with the number of stored jobs (benchmarks/RESULTS.md).
         """
-        if job_id is None:
-            return f"{self.prefix}.jobs.{queue}"
-        return f"{self.prefix}.jobs.{queue}.{job_id}"
+        return f"{self.prefix}.jobs.{queue}"
+
+    def is_job_subject(self, subject: str, queue: str) -> bool:
+        """Whether `subject` is one the consumer of `queue` takes jobs from."""
+        bare = self.job_subject(queue)
+        return subject == bare or (
+            subject.startswith(bare + ".") and "." not in subject[len(bare) + 1 :]
+        )
 
     def job_filters(self, queue: str) -> list[str]:
         """Subjects the consumer of `queue` takes jobs from."""

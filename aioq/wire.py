@@ -152,6 +152,8 @@ class JobRecord(msgspec.Struct, omit_defaults=True):
     error: ErrorInfo | None = None
     retry_at: float | None = None
     retry_of: int | None = None
+    #: Stream sequence of the job's message while it is stored (queued, running, retrying).
+    seq: int | None = None
 
 
 class EventKind(enum.StrEnum):

@@ -23,7 +23,7 @@ from aioq.wire import JobMessage
 
 async def stored_messages(nc: NatsClient, app: Aarq, queue: str) -> list[JobMessage]:
     js = nc.jetstream()
-    subjects = app.names.job_subject(queue, "*")
+    subjects = app.names.job_subject(queue)
     info = await js.stream_info(app.names.jobs_stream, subjects_filter=subjects)
     messages = []
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
@@ -96,9 +96,11 @@ async def test_enqueue_connects_lazily_and_stores_the_documented_json(
     assert stored.args == ["ada@example.com"]
     assert stored.kwargs == {"subject": "hi"}
     assert stored.id == job.id
-    subject = f"{app.prefix}.jobs.email.{job.id}"  # each job on a subject of its own
+    subject = f"{app.prefix}.jobs.email"  # every job of a queue on the queue's subject
     msg = await nc.jetstream().get_last_msg(app.names.jobs_stream, subject)
     assert msg.seq is not None
+    assert msg.headers is not None
+    assert msg.headers["Nats-Msg-Id"] == job.id  # the id deduplicates
     assert stored.enqueued_at is not None
     assert before <= stored.enqueued_at <= time.time()
 

@@ -50,7 +50,10 @@ def test_names_follow_the_prefix() -> None:
     assert names.dead_stream == "MY_APP_DEAD"
     assert names.workers_bucket == "my-app-workers"
     assert names.job_subject("email") == "my-app.jobs.email"
-    assert names.job_subject("email", "j-1") == "my-app.jobs.email.j-1"
+    assert names.is_job_subject("my-app.jobs.email", "email")
+    assert names.is_job_subject("my-app.jobs.email.j-1", "email")  # a foreign client's
+    assert not names.is_job_subject("my-app.jobs.emails", "email")
+    assert not names.is_job_subject("my-app.jobs.email.a.b", "email")
     assert names.job_filters("email") == ["my-app.jobs.email", "my-app.jobs.email.*"]
     assert names.dead_subject("email", "j-1") == "my-app.dead.email.j-1"
     assert names.dead_subject("email") == "my-app.dead.email.*"

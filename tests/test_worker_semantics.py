@@ -81,7 +81,7 @@ async def wait_jobs_stream_empty(nc: NatsClient, app: Aarq) -> None:
 
 async def stored_payload(nc: NatsClient, app: Aarq, queue: str = "default") -> bytes:
     """The bytes of the last job stored on `queue`, as the worker will receive them."""
-    subject = app.names.job_subject(queue, "*")
+    subject = app.names.job_subject(queue)
     msg = await nc.jetstream().get_last_msg(app.names.jobs_stream, subject)
     assert msg.data is not None
     return msg.data

@@ -207,7 +207,7 @@ class NatsBroker:
         nc, js = self.nc, self.js
         current = getattr(self, "_scheduling", None)
         if current is None or current.nc is not nc:
-            current = NatsScheduling(nc, js, self.names)
+            current = NatsScheduling(nc, js, self.names, self.store.put_queued)
             self._scheduling = current
         return current
 
@@ -314,13 +314,15 @@ class NatsBroker:
         self._check_size(data)
         try:
             ack = await self.js.publish(
-                self.names.job_subject(queue, job_id), data, headers={_MSG_ID: job_id}
+                self.names.job_subject(queue), data, headers={_MSG_ID: job_id}
             )
         except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
             raise EnqueueError(
                 f"cannot enqueue job {job_id} on queue {queue!r}: {_describe(e)}; "
                 "retrying with the same job id is safe"
             ) from e
+        if not ack.duplicate:
+            await self.store.put_queued(job_id, queue, ack.seq, data)
         return bool(ack.duplicate)
 
     async def publish_jobs(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
@@ -330,13 +332,17 @@ class NatsBroker:
         js = self.js
         futures = [
             await js.publish_async(
-                self.names.job_subject(job.queue, job.job_id),
+                self.names.job_subject(job.queue),
                 job.data,
                 headers={_MSG_ID: job.job_id},
             )
             for job in jobs
         ]
         results = await asyncio.gather(*futures, return_exceptions=True)
+        store = self.store
+        for job, result in zip(jobs, results, strict=True):
+            if not isinstance(result, BaseException) and not result.duplicate:
+                await store.put_queued(job.job_id, job.queue, result.seq, job.data)
         return [r if isinstance(r, BaseException) else bool(r.duplicate) for r in results]
 
     async def open_source(self, queue: str, options: QueueOptions) -> NatsSource:

@@ -17,7 +17,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -79,6 +79,10 @@ _RESUME_ATTEMPTS: Final = 5
 _CAS_ATTEMPTS: Final = 5
 
 
+#: Called with (job id, queue, stream sequence, job message) once a released job is queued.
+QueuedHook = Callable[[str, str, int, bytes], Awaitable[None]]
+
+
 def parse_run_at(value: str | None) -> float | None:
     """Read an ``Aioq-Run-At`` header: unix seconds, or an RFC 3339 time with a zone."""
     if not value:
@@ -104,12 +108,13 @@ def _rfc3339(moment: datetime) -> str:
 class NatsHeldJob:
     """A held message received by a scheduler."""
 
-    __slots__ = ("_js", "_msg", "_names", "job_id", "queue", "run_at")
+    __slots__ = ("_js", "_msg", "_names", "_queued", "job_id", "queue", "run_at")
 
-    def __init__(self, msg: Msg, js: JetStreamContext, names: Names) -> None:
+    def __init__(self, msg: Msg, js: JetStreamContext, names: Names, queued: QueuedHook) -> None:
         self._msg = msg
         self._js = js
         self._names = names
+        self._queued = queued
         tokens = msg.subject.split(".")
         self.queue, self.job_id = tokens[-2], tokens[-1]
         self.run_at = parse_run_at(msg.headers.get(RUN_AT_HEADER) if msg.headers else None)
@@ -125,10 +130,10 @@ class NatsHeldJob:
         again after its lease, and that second publish is a duplicate the stream ignores.
         """
         ack = await self._js.publish(
-            self._names.job_subject(self.queue, self.job_id),
-            self._msg.data,
-            headers={_MSG_ID: self.job_id},
+            self._names.job_subject(self.queue), self._msg.data, headers={_MSG_ID: self.job_id}
         )
+        if not ack.duplicate:
+            await self._queued(self.job_id, self.queue, ack.seq, self._msg.data)
         await self._msg.ack()
         return bool(ack.duplicate)
 
@@ -146,10 +151,13 @@ class NatsHeldJobs:
     answered with a status), so the server never holds more than one of ours.
     """
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext, names: Names) -> None:
+    def __init__(
+        self, nc: NatsClient, js: JetStreamContext, names: Names, queued: QueuedHook
+    ) -> None:
         self._nc = nc
         self._js = js
         self._names = names
+        self._queued = queued
         self._next_subject = (
             f"$JS.API.CONSUMER.MSG.NEXT.{names.jobs_stream}.{names.scheduler_consumer}"
         )
@@ -198,7 +206,7 @@ class NatsHeldJobs:
             msg = self._arrived.popleft()
             status = msg.headers.get("Status") if msg.headers else None
             if status is None:
-                held.append(NatsHeldJob(msg, self._js, self._names))
+                held.append(NatsHeldJob(msg, self._js, self._names, self._queued))
                 self._left -= 1
                 if self._left <= 0:
                     self._open_until = 0.0
@@ -223,10 +231,13 @@ class NatsHeldJobs:
 class NatsScheduling:
     """The scheduler's, the rate limiter's and the pause commands' side of the broker."""
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext, names: Names) -> None:
+    def __init__(
+        self, nc: NatsClient, js: JetStreamContext, names: Names, queued: QueuedHook
+    ) -> None:
         self.nc = nc
         self.js = js
         self.names = names
+        self._queued = queued
         self._buckets: dict[str, KeyValue] = {}
 
     # -- delayed jobs ----------------------------------------------------------------------
@@ -335,7 +346,7 @@ class NatsScheduling:
             raise ProvisioningError(
                 f"cannot create consumer {config.durable_name} on {self.names.jobs_stream}: {e}"
             ) from e
-        held = NatsHeldJobs(self.nc, self.js, self.names)
+        held = NatsHeldJobs(self.nc, self.js, self.names, self._queued)
         await held.start()
         return held
 

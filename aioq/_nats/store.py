@@ -5,9 +5,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
+import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -19,12 +22,25 @@ from aioq._nats.admin import NatsListener
 from aioq.errors import ProvisioningError
 from aioq.naming import Names
 from aioq.transport import StoredMessage
+from aioq.wire import JobRecord, JobState, encode
 
 __all__ = ["NatsStore", "StoredMessage"]
 
 log = logging.getLogger("aioq.nats")
 
 _MSG_ID: Final = "Nats-Msg-Id"
+# Jobs enqueued from this connection whose place `NatsStore` remembers (see put_queued).
+_RECENTLY_QUEUED: Final = 10_000
+# Makes a record write conditional: stored only if the key has no record yet.
+_EXPECT_NO_RECORD: Final = "Nats-Expected-Last-Subject-Sequence"
+
+
+class _TaskName(msgspec.Struct):
+    task: str
+
+
+_task_decoder: Final = msgspec.json.Decoder(_TaskName)
+_record_decoder: Final = msgspec.json.Decoder(JobRecord)
 # A results bucket with no retention still needs a bound: records of unfinished jobs.
 _DEFAULT_RESULT_TTL_S: Final = 86_400.0
 
@@ -32,12 +48,23 @@ _DEFAULT_RESULT_TTL_S: Final = 86_400.0
 class NatsStore:
     """Reads and writes job state: the results bucket, queued jobs, dead letters, aborts."""
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext, names: Names, kv: KeyValue) -> None:
+    def __init__(
+        self,
+        nc: NatsClient,
+        js: JetStreamContext,
+        names: Names,
+        kv: KeyValue,
+        keep_result: float = _DEFAULT_RESULT_TTL_S,
+    ) -> None:
         self.nc = nc
         self.js = js
         self.names = names
         self.kv = kv
+        self.keep_result = keep_result
         self._record_prefix = f"$KV.{names.results_bucket}."
+        # Where the jobs enqueued lately from here are, for a lookup that comes before their
+        # "queued" record is stored (it is written without waiting for the server).
+        self._recently_queued: OrderedDict[str, tuple[str, int]] = OrderedDict()
 
     @classmethod
     async def open(
@@ -61,13 +88,54 @@ class NatsStore:
                 if e.err_code != 10058:
                     raise ProvisioningError(f"cannot create KV bucket {bucket}: {e}") from e
                 kv = await js.key_value(bucket)
-        return cls(nc, js, names, kv)
+        return cls(nc, js, names, kv, keep_result)
 
     # -- records ---------------------------------------------------------------------------
 
     async def put_record(self, job_id: str, data: bytes) -> None:
         """Store a job record without waiting for the server (stored in publish order)."""
         await self.nc.publish(self._record_prefix + job_id, data)
+
+    async def put_queued(self, job_id: str, queue: str, seq: int, data: bytes) -> None:
+        """Record a job just stored at stream sequence `seq` as queued, without waiting.
+
+        Every job of a queue shares the queue's subject, so this record is how a queued job
+        is found by its id (and removed, by `seq`). Only a job without a record gets it: a
+        worker may have started the job already, and its record must stay.
+        """
+        if not self.keep_result:
+            return
+        self._recently_queued[job_id] = (queue, seq)
+        if len(self._recently_queued) > _RECENTLY_QUEUED:
+            self._recently_queued.popitem(last=False)
+        try:
+            task = _task_decoder.decode(data).task
+        except msgspec.DecodeError:
+            task = None
+        record = JobRecord(
+            id=job_id,
+            state=JobState.QUEUED,
+            task=task,
+            queue=queue,
+            enqueued_at=time.time(),
+            seq=seq,
+        )
+        await self.nc.publish(
+            self._record_prefix + job_id, encode(record), headers={_EXPECT_NO_RECORD: "0"}
+        )
+
+    async def note_requeued(self, job_id: str, seq: int) -> None:
+        """Put the stream sequence of a job published again into its existing record."""
+        try:
+            entry = await self.kv.get(job_id)
+        except KeyNotFoundError:
+            return
+        if not entry.value or entry.revision is None:
+            return
+        record = _record_decoder.decode(entry.value)
+        record.seq = seq
+        with contextlib.suppress(Exception):  # a worker wrote first: its record stays
+            await self.kv.update(job_id, encode(record), last=entry.revision)
 
     async def store_record(self, job_id: str, data: bytes) -> None:
         """Store a job record and wait until the server has stored it (read-your-writes)."""
@@ -126,24 +194,48 @@ class NatsStore:
             return count
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
 
+    async def _queued_at(self, job_id: str, queue: str | None) -> tuple[str, int] | None:
+        """The queue and stream sequence of job `job_id` if its message is still stored.
+
+        The job's record says where its message is (`put_queued`); the message is still
+        there while the job waits, runs or waits out a retry delay.
+        """
+        raw = await self.get_record(job_id)
+        if raw is not None:
+            record = _record_decoder.decode(raw)
+            if record.seq is None or record.queue is None:
+                return None
+            where = record.queue, record.seq
+        elif job_id in self._recently_queued:
+            where = self._recently_queued[job_id]
+        else:
+            return None
+        if queue and where[0] != queue:
+            return None
+        message = await self._at(self.names.jobs_stream, where[1])
+        if message is None or not self.names.is_job_subject(message.subject, where[0]):
+            return None
+        return where
+
     async def find_queued(self, job_id: str, queue: str | None = None) -> str | None:
-        """The queue whose stream still holds job `job_id` on its own subject, or None."""
-        pattern = self.names.job_subject(queue or "*", job_id)
-        for subject in await self._subjects(self.names.jobs_stream, pattern):
-            return subject.split(".")[-2]
-        return None
+        """The queue whose stream still holds job `job_id`, or None."""
+        found = await self._queued_at(job_id, queue)
+        return found[0] if found else None
 
     async def get_queued(self, queue: str, job_id: str) -> StoredMessage | None:
         """The stored message of a queued job, or None."""
-        return await self._last(self.names.jobs_stream, self.names.job_subject(queue, job_id))
+        found = await self._queued_at(job_id, queue)
+        return await self._at(self.names.jobs_stream, found[1]) if found else None
 
     async def remove_queued(self, queue: str, job_id: str) -> bool:
         """Delete a job that is still in its queue (waiting, running or between attempts)."""
-        subject = self.names.job_subject(queue, job_id)
-        if not await self._subjects(self.names.jobs_stream, subject):
+        found = await self._queued_at(job_id, queue)
+        if found is None:
             return False
-        await self.js.purge_stream(self.names.jobs_stream, subject=subject)
-        return True
+        try:
+            return bool(await self.js.delete_msg(self.names.jobs_stream, found[1]))
+        except NotFoundError:
+            return False
 
     def _held_subject(self, queue: str | None, job_id: str) -> str:
         return f"{self.names.prefix}.sched.{queue or '*'}.{job_id}"
@@ -244,15 +336,21 @@ class NatsStore:
 
     async def republish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
         """Put a job back on its queue with a fresh dedupe id."""
-        await self.js.publish(
-            self.names.job_subject(queue, job_id), data, headers={_MSG_ID: msg_id}
-        )
+        ack = await self.js.publish(self.names.job_subject(queue), data, headers={_MSG_ID: msg_id})
+        await self.note_requeued(job_id, ack.seq)
 
     # -- helpers ---------------------------------------------------------------------------
 
     async def _last(self, stream: str, subject: str) -> StoredMessage | None:
         try:
             msg = await self.js.get_msg(stream, subject=subject)
+        except NotFoundError:
+            return None
+        return _stored(msg)
+
+    async def _at(self, stream: str, seq: int) -> StoredMessage | None:
+        try:
+            msg = await self.js.get_msg(stream, seq=seq)
         except NotFoundError:
             return None
         return _stored(msg)

@@ -176,6 +176,7 @@ class Executor:
             enqueued_at=delivery.stored_at,
             started_at=self.clock.time(),
             retry_of=job.retry_of,
+            seq=delivery.seq,
         )
         if ctx.job_id in self._aborted:
             await self._abort_settle(delivery, record, ctx, time.perf_counter())

@@ -1,7 +1,7 @@
 // Enqueue an aioq job from Node.js with the official NATS client (npm packages
 // "@nats-io/transport-node" and "@nats-io/jetstream").
 //
-// A job is a JSON object published with JetStream on <prefix>.jobs.<queue>.<job id>; only
+// A job is a JSON object published with JetStream on <prefix>.jobs.<queue>; only
 // "task" is required (docs/protocol.md). Any Python worker of the app runs it:
 //
 //   aioq worker examples.tasks:app -q email                       # the Python side
@@ -30,7 +30,7 @@ try {
   const js = jetstream(nc);
   // One subject per job, so the job can be found (and removed) by its id; the id as the
   // message id, so a publish retried within two minutes is stored once.
-  const ack = await js.publish(`${prefix}.jobs.${queue}.${jobId}`, JSON.stringify(job), {
+  const ack = await js.publish(`${prefix}.jobs.${queue}`, JSON.stringify(job), {
     msgID: jobId,
   });
   console.log(

@@ -48,13 +48,17 @@ def print_raw_profile(path: Path, top: int) -> None:
         for frame in set(frames):
             inclusive[frame] += n
     print(f"{total} samples")
-    for title, counter in (("self", own), ("inclusive", inclusive)):
+    # Inclusive shares only for aioq's and nats-py's own functions (not the CLI's frames).
+    inclusive = collections.Counter(
+        {f: n for f, n in inclusive.items() if ("aioq/" in f or "nats/" in f) and "cli/" not in f}
+    )
+    for title, counter in (("self", own), ("inclusive (aioq and nats-py)", inclusive)):
         print(f"--- {title}")
         for frame, n in counter.most_common(top):
             print(f"{100 * n / total:5.1f}%  {frame}")
 
 
-async def profile_worker(jobs: int, kind: str, seconds: float, top: int) -> None:
+async def profile_worker(jobs: int, kind: str, seconds: int, top: int) -> None:
     spy = infra.find_program("py-spy")
     if spy is None:
         raise SystemExit("py-spy not found: .venv/bin/pip install py-spy")
@@ -129,11 +133,11 @@ def main() -> None:
     parser.add_argument("what", choices=["worker", "enqueue"])
     parser.add_argument("-n", "--jobs", type=int, default=None)
     parser.add_argument("--kind", choices=["noop", "sleep"], default="noop")
-    parser.add_argument("--seconds", type=float, default=4.0, help="py-spy sampling time")
+    parser.add_argument("--seconds", type=int, default=3, help="py-spy sampling time")
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     if args.what == "worker":
-        jobs = args.jobs or (60_000 if args.kind == "noop" else 30_000)
+        jobs = args.jobs or (100_000 if args.kind == "noop" else 30_000)
         asyncio.run(profile_worker(jobs, args.kind, args.seconds, args.top))
     else:
         asyncio.run(profile_enqueue(args.jobs or 20_000, args.top))

@@ -228,3 +228,12 @@ def test_cli_help_lists_burst() -> None:
     result = run_cli("worker", "--help")
     assert result.returncode == 0
     assert "--burst" in result.stdout
+
+
+async def test_a_stop_after_a_burst_ended_is_no_second_stop_request(
+    app: Aarq, caplog: pytest.LogCaptureFixture
+) -> None:
+    worker = await run_burst(app)
+    with caplog.at_level(logging.INFO, logger="aioq.worker"):
+        worker.stop()  # e.g. a fixture's teardown: the worker stopped by itself already
+    assert "second stop request" not in caplog.text

@@ -143,6 +143,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
         self._stop_early = False
+        self._asked_to_stop = False
 
     @property
     def concurrency(self) -> int:
@@ -209,10 +210,12 @@ class Worker:
             return
         assert self._stop_requested is not None
         assert self._force is not None
-        if self._stop_requested.is_set():
+        if self._asked_to_stop:
             log.warning("worker %s: second stop request, cancelling running jobs", self.id)
             self._force.set()
-        else:
+            return
+        self._asked_to_stop = True
+        if not self._stop_requested.is_set():  # (a burst worker may be stopping already)
             log.info("worker %s: stopping, waiting for %d running jobs", self.id, self.active)
             self._stop_requested.set()
 
@@ -221,6 +224,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
         self._stop_requested, self._force = asyncio.Event(), asyncio.Event()
+        self._asked_to_stop = False
         if self._stop_early:
             self._stop_early = False
             self._stop_requested.set()

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import ssl
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -15,13 +13,12 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError
 from nats.js.kv import KeyValue
 
 from aioq._nats.delivery import NatsDelivery
-from aioq._nats.inbox import close_pull_inbox
+from aioq._nats.inbox import PullInbox, pull_status
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
@@ -29,7 +26,7 @@ from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.errors import BrokerError, BrokerUnavailableError, EnqueueError, PayloadTooLargeError
 from aioq.naming import Names
 from aioq.options import QueueOptions
-from aioq.transport import ConsumerGoneError, Delivery, OutgoingJob
+from aioq.transport import Delivery, OutgoingJob
 
 __all__ = ["NatsBroker", "NatsSettings", "NatsSource"]
 
@@ -72,23 +69,12 @@ class NatsSource:
     """
 
     def __init__(self, nc: NatsClient, next_subject: str) -> None:
-        self._nc = nc
-        self._next_subject = next_subject
-        self._inbox = nc.new_inbox()
-        self._arrived: deque[Msg] = deque()
+        self._inbox = PullInbox(nc, next_subject)
         self._held: list[Msg] = []
-        self._wakeup: asyncio.Future[None] | None = None
-        self._sub: Subscription | None = None
 
     async def start(self) -> None:
         """Subscribe to the inbox that receives this source's pulled messages."""
-        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
-
-    async def _on_msg(self, msg: Msg) -> None:
-        self._arrived.append(msg)
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        await self._inbox.start()
 
     async def fetch_now(self, count: int) -> list[Delivery]:
         """Up to `count` jobs that are available now, without waiting for new ones."""
@@ -97,7 +83,7 @@ class NatsSource:
         while self._collect(count) is _ENDED:
             pass
         if len(self._held) < count:
-            await self._pull({"batch": count - len(self._held), "no_wait": True})
+            await self._inbox.pull({"batch": count - len(self._held), "no_wait": True})
             await self._wait(count, _NO_WAIT_TIMEOUT_S, quiet=_NO_WAIT_QUIET_S)
         return self._hand_over()
 
@@ -108,16 +94,13 @@ class NatsSource:
         if not self._held:
             # The server expires the pull before the client gives up on it, so no message
             # can arrive for a pull nobody waits for.
-            await self._pull({"batch": 1, "expires": int(timeout * 1e9)})
+            await self._inbox.pull({"batch": 1, "expires": int(timeout * 1e9)})
             await self._wait(1, timeout + _LINGER_MARGIN_S)
         return self._hand_over()
 
     def _hand_over(self) -> list[Delivery]:
         held, self._held = self._held, []
         return [NatsDelivery(m) for m in held]
-
-    async def _pull(self, request: dict[str, object]) -> None:
-        await self._nc.publish(self._next_subject, json.dumps(request).encode(), reply=self._inbox)
 
     async def _wait(self, count: int, timeout: float, quiet: float | None = None) -> None:
         loop = asyncio.get_running_loop()
@@ -128,41 +111,28 @@ class NatsSource:
                 return
             if quiet is not None and self._held:
                 remaining = min(remaining, quiet)
-            self._wakeup = loop.create_future()
-            try:
-                async with asyncio.timeout(remaining):
-                    await self._wakeup
-            except TimeoutError:
+            if not await self._inbox.wait(remaining):
                 return
-            finally:
-                self._wakeup = None
 
     def _collect(self, count: int) -> object:
         """Move arrived job messages to `_held`; return `_ENDED` when a pull was answered."""
-        while self._arrived and len(self._held) < count:
-            msg = self._arrived.popleft()
-            status = msg.headers.get("Status") if msg.headers else None
+        arrived = self._inbox.arrived
+        while arrived and len(self._held) < count:
+            msg = arrived.popleft()
+            status = pull_status(msg)
             if status is None:
                 self._held.append(msg)
             elif status != "100":  # 100 is an idle heartbeat; 404/408/409 end a pull
-                description = msg.headers.get("Description", "") if msg.headers else ""
-                # 503: nobody answers pulls (consumer or stream gone, JetStream down).
-                if status == "503" or "consumer deleted" in description.lower():
-                    raise ConsumerGoneError(f"{status} {description}".strip())
                 return _ENDED
         return None
 
     async def close(self) -> None:
         """Stop receiving, then hand back (nak) every message received but not yet returned."""
-        sub, self._sub = self._sub, None
-        await close_pull_inbox(self._nc, sub, self._take_leftovers)
+        await self._inbox.close(self._take_held)
 
-    def _take_leftovers(self) -> list[Msg]:
-        leftovers = self._held + [
-            m for m in self._arrived if not (m.headers and "Status" in m.headers)
-        ]
-        self._held, self._arrived = [], deque()
-        return leftovers
+    def _take_held(self) -> list[Msg]:
+        held, self._held = self._held, []
+        return held
 
 
 class NatsBroker:

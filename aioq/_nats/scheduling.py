@@ -16,7 +16,6 @@ import json
 import logging
 import re
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -24,7 +23,6 @@ from typing import Final
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -44,10 +42,10 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from aioq._nats.inbox import close_pull_inbox
+from aioq._nats.inbox import PullInbox, pull_status
 from aioq.errors import BrokerError, EnqueueError, ProvisioningError
 from aioq.naming import Names
-from aioq.transport import ConsumerGoneError, HeldJob, OutgoingJob
+from aioq.transport import HeldJob, OutgoingJob
 
 __all__ = ["RUN_AT_HEADER", "NatsHeldJob", "NatsHeldJobs", "NatsScheduling", "parse_run_at"]
 
@@ -154,57 +152,38 @@ class NatsHeldJobs:
     def __init__(
         self, nc: NatsClient, js: JetStreamContext, names: Names, queued: QueuedHook
     ) -> None:
-        self._nc = nc
         self._js = js
         self._names = names
         self._queued = queued
-        self._next_subject = (
-            f"$JS.API.CONSUMER.MSG.NEXT.{names.jobs_stream}.{names.scheduler_consumer}"
+        self._inbox = PullInbox(
+            nc, f"$JS.API.CONSUMER.MSG.NEXT.{names.jobs_stream}.{names.scheduler_consumer}"
         )
-        self._inbox = nc.new_inbox()
-        self._arrived: deque[Msg] = deque()
-        self._wakeup: asyncio.Future[None] | None = None
-        self._sub: Subscription | None = None
         self._open_until = 0.0  # monotonic end of the open pull; 0 when none is open
         self._left = 0
 
     async def start(self) -> None:
         """Subscribe to the inbox that receives the pulled messages."""
-        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
-
-    async def _on_msg(self, msg: Msg) -> None:
-        self._arrived.append(msg)
-        wakeup = self._wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
+        await self._inbox.start()
 
     async def fetch(self, timeout: float) -> list[HeldJob]:
         """Wait up to `timeout` seconds for held messages."""
         loop = asyncio.get_running_loop()
         if loop.time() >= self._open_until:
-            request = {"batch": _BATCH, "expires": int(timeout * 1e9)}
-            await self._nc.publish(
-                self._next_subject, json.dumps(request).encode(), reply=self._inbox
-            )
+            await self._inbox.pull({"batch": _BATCH, "expires": int(timeout * 1e9)})
             self._open_until = loop.time() + timeout + _PULL_MARGIN_S
             self._left = _BATCH
         deadline = min(loop.time() + timeout + _PULL_MARGIN_S, self._open_until)
-        while not self._arrived and loop.time() < deadline:
-            self._wakeup = loop.create_future()
-            try:
-                async with asyncio.timeout(max(0.0, deadline - loop.time())):
-                    await self._wakeup
-            except TimeoutError:
+        while not self._inbox.arrived and loop.time() < deadline:
+            if not await self._inbox.wait(deadline - loop.time()):
                 break
-            finally:
-                self._wakeup = None
         return self._take()
 
     def _take(self) -> list[HeldJob]:
         held: list[HeldJob] = []
-        while self._arrived:
-            msg = self._arrived.popleft()
-            status = msg.headers.get("Status") if msg.headers else None
+        arrived = self._inbox.arrived
+        while arrived:
+            msg = arrived.popleft()
+            status = pull_status(msg)
             if status is None:
                 held.append(NatsHeldJob(msg, self._js, self._names, self._queued))
                 self._left -= 1
@@ -212,20 +191,11 @@ class NatsHeldJobs:
                     self._open_until = 0.0
             elif status != "100":  # 100: idle heartbeat; 404/408/409 end the pull
                 self._open_until = 0.0
-                description = msg.headers.get("Description", "") if msg.headers else ""
-                if status == "503" or "consumer deleted" in description.lower():
-                    raise ConsumerGoneError(f"{status} {description}".strip())
         return held
 
     async def close(self) -> None:
         """Stop receiving, then hand back whatever arrived and was not returned."""
-        sub, self._sub = self._sub, None
-        await close_pull_inbox(self._nc, sub, self._take_leftovers)
-
-    def _take_leftovers(self) -> list[Msg]:
-        leftovers = [m for m in self._arrived if not (m.headers and "Status" in m.headers)]
-        self._arrived.clear()
-        return leftovers
+        await self._inbox.close()
 
 
 class NatsScheduling:

@@ -17,7 +17,7 @@ async def publish_one(broker: Broker, job: PreparedJob) -> bool:
     if job.run_at is not None:
         _check_size(broker, job)
         return await broker.scheduling.hold(job.queue, job.data, job.job_id, job.run_at)
-    return await broker.publish_job(job.queue, job.data, job.job_id)
+    return await broker.publish_job(job.queue, job.data, job.job_id, job.task)
 
 
 async def publish_many(broker: Broker, jobs: Sequence[PreparedJob]) -> list[bool | BaseException]:

@@ -92,6 +92,11 @@ class OutgoingJob(Protocol):
         ...
 
     @property
+    def task(self) -> str:
+        """Task name, for the job's record."""
+        ...
+
+    @property
     def job_id(self) -> str:
         """Dedupe id."""
         ...
@@ -213,8 +218,10 @@ class Broker(Protocol):
     async def close(self) -> None:
         """Flush pending acknowledgements and disconnect."""
 
-    async def publish_job(self, queue: str, data: bytes, job_id: str) -> bool:
-        """Store one job; True if it was a duplicate of an earlier id."""
+    async def publish_job(
+        self, queue: str, data: bytes, job_id: str, task: str | None = None
+    ) -> bool:
+        """Store one job of `task`; True if it was a duplicate of an earlier id."""
         ...
 
     async def publish_jobs(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:

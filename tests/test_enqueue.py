@@ -18,7 +18,7 @@ from aioq import (
     SerializationError,
     UnknownTaskError,
 )
-from aioq.wire import JobMessage
+from aioq.wire import JobMessage, JobState
 
 
 async def stored_messages(nc: NatsClient, app: Aarq, queue: str) -> list[JobMessage]:
@@ -213,3 +213,18 @@ async def test_async_with_closes_the_connection(app: Aarq) -> None:
     async with app:
         assert app.connected
     assert not app.connected
+
+
+async def test_a_queued_job_is_found_by_its_id_alone(app: Aarq, nc: NatsClient) -> None:
+    @app.task(queue="email")
+    async def welcome(ctx: Context, to: str) -> None: ...
+
+    job = await welcome.enqueue("ada@example.com")
+    found = await app.job(job.id)  # no worker runs: only the "queued" record knows the job
+    assert (found.task, found.queue) == ("welcome", "email")
+    record = await found.status()
+    assert record.state is JobState.QUEUED
+    assert record.seq is not None
+    msg = await nc.jetstream().get_msg(app.names.jobs_stream, record.seq)
+    assert msg.data is not None
+    assert msgspec.json.decode(msg.data, type=JobMessage).id == job.id

@@ -279,7 +279,9 @@ class NatsBroker:
                 "pass a reference (a URL or object key) instead of the data itself"
             )
 
-    async def publish_job(self, queue: str, data: bytes, job_id: str) -> bool:
+    async def publish_job(
+        self, queue: str, data: bytes, job_id: str, task: str | None = None
+    ) -> bool:
         """Store one job, deduplicated by its id."""
         self._check_size(data)
         try:
@@ -292,7 +294,7 @@ class NatsBroker:
                 "retrying with the same job id is safe"
             ) from e
         if not ack.duplicate:
-            await self.store.put_queued(job_id, queue, ack.seq, data)
+            await self.store.put_queued(job_id, queue, ack.seq, task)
         return bool(ack.duplicate)
 
     async def publish_jobs(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
@@ -312,7 +314,7 @@ class NatsBroker:
         store = self.store
         for job, result in zip(jobs, results, strict=True):
             if not isinstance(result, BaseException) and not result.duplicate:
-                await store.put_queued(job.job_id, job.queue, result.seq, job.data)
+                await store.put_queued(job.job_id, job.queue, result.seq, job.task)
         return [r if isinstance(r, BaseException) else bool(r.duplicate) for r in results]
 
     async def open_source(self, queue: str, options: QueueOptions) -> NatsSource:

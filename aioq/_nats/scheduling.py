@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+import msgspec
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -77,8 +78,23 @@ _RESUME_ATTEMPTS: Final = 5
 _CAS_ATTEMPTS: Final = 5
 
 
-#: Called with (job id, queue, stream sequence, job message) once a released job is queued.
-QueuedHook = Callable[[str, str, int, bytes], Awaitable[None]]
+#: Called with (job id, queue, stream sequence, task name) once a released job is queued.
+QueuedHook = Callable[[str, str, int, str | None], Awaitable[None]]
+
+
+class _TaskName(msgspec.Struct):
+    task: str
+
+
+_task_decoder: Final = msgspec.json.Decoder(_TaskName)
+
+
+def _task_name(data: bytes) -> str | None:
+    """The task of a held job's message, for its record; None if unreadable."""
+    try:
+        return _task_decoder.decode(data).task
+    except msgspec.DecodeError:
+        return None
 
 
 def parse_run_at(value: str | None) -> float | None:
@@ -131,7 +147,7 @@ class NatsHeldJob:
             self._names.job_subject(self.queue), self._msg.data, headers={_MSG_ID: self.job_id}
         )
         if not ack.duplicate:
-            await self._queued(self.job_id, self.queue, ack.seq, self._msg.data)
+            await self._queued(self.job_id, self.queue, ack.seq, _task_name(self._msg.data))
         await self._msg.ack()
         return bool(ack.duplicate)
 

@@ -35,11 +35,6 @@ _RECENTLY_QUEUED: Final = 10_000
 _EXPECT_NO_RECORD: Final = "Nats-Expected-Last-Subject-Sequence"
 
 
-class _TaskName(msgspec.Struct):
-    task: str
-
-
-_task_decoder: Final = msgspec.json.Decoder(_TaskName)
 _record_decoder: Final = msgspec.json.Decoder(JobRecord)
 # A results bucket with no retention still needs a bound: records of unfinished jobs.
 _DEFAULT_RESULT_TTL_S: Final = 86_400.0
@@ -96,7 +91,7 @@ class NatsStore:
         """Store a job record without waiting for the server (stored in publish order)."""
         await self.nc.publish(self._record_prefix + job_id, data)
 
-    async def put_queued(self, job_id: str, queue: str, seq: int, data: bytes) -> None:
+    async def put_queued(self, job_id: str, queue: str, seq: int, task: str | None) -> None:
         """Record a job just stored at stream sequence `seq` as queued, without waiting.
 
         Every job of a queue shares the queue's subject, so this record is how a queued job
@@ -108,10 +103,6 @@ class NatsStore:
         self._recently_queued[job_id] = (queue, seq)
         if len(self._recently_queued) > _RECENTLY_QUEUED:
             self._recently_queued.popitem(last=False)
-        try:
-            task = _task_decoder.decode(data).task
-        except msgspec.DecodeError:
-            task = None
         record = JobRecord(
             id=job_id,
             state=JobState.QUEUED,

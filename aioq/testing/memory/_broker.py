@@ -165,7 +165,9 @@ class MemoryBroker:
                 "the data itself"
             )
 
-    async def publish_job(self, queue: str, data: bytes, job_id: str) -> bool:
+    async def publish_job(
+        self, queue: str, data: bytes, job_id: str, task: str | None = None
+    ) -> bool:
         """Store one job, deduplicated by its id."""
         self._check_size(data)
         return self.jobs.publish(queue, job_id, data, job_id)

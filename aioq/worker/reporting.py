@@ -67,19 +67,9 @@ class Reporter:
             # Nothing is kept: only forget the record an earlier state of this job left.
             await self.broker.delete_record(record.id)
         self._stored.discard(record.id)
-        event = Event(
-            kind=_STATE_EVENT[record.state],
-            id=record.id,
-            queue=record.queue or "",
-            at=self.broker.clock.time(),
-            task=record.task,
-            attempt=record.attempts or None,
-            worker=self.worker_id,
-            duration=duration,
-            error=record.error,
-            delay=delay,
+        await self._announce(
+            _STATE_EVENT[record.state], record, duration=duration, error=record.error, delay=delay
         )
-        await self.broker.publish_event(event.queue, event.kind.value, encode(event))
 
     async def started(self, record: JobRecord) -> asyncio.TimerHandle:
         """Publish the started event; store the running record after `RUNNING_RECORD_DELAY_S`.
@@ -88,16 +78,7 @@ class Reporter:
         its running record stored.
         """
         record.worker = self.worker_id
-        event = Event(
-            kind=EventKind.STARTED,
-            id=record.id,
-            queue=record.queue or "",
-            at=self.broker.clock.time(),
-            task=record.task,
-            attempt=record.attempts,
-            worker=self.worker_id,
-        )
-        await self.broker.publish_event(event.queue, event.kind.value, encode(event))
+        await self._announce(EventKind.STARTED, record)
         loop = asyncio.get_running_loop()
         return loop.call_later(RUNNING_RECORD_DELAY_S, self._store_later, record)
 
@@ -117,18 +98,21 @@ class Reporter:
         if not self.keep_result:
             self._stored.add(record.id)
         await self.broker.put_record(record.id, encode(record))
+        await self._announce(EventKind.PROGRESS, record, progress=fraction, message=message)
+
+    async def _announce(self, kind: EventKind, record: JobRecord, **details: Any) -> None:
+        """Publish the `kind` event of `record`'s job, with `details` (Event fields)."""
         event = Event(
-            kind=EventKind.PROGRESS,
+            kind=kind,
             id=record.id,
             queue=record.queue or "",
             at=self.broker.clock.time(),
             task=record.task,
-            attempt=record.attempts,
+            attempt=record.attempts or None,
             worker=self.worker_id,
-            progress=fraction,
-            message=message,
+            **details,
         )
-        await self.broker.publish_event(event.queue, event.kind.value, encode(event))
+        await self.broker.publish_event(event.queue, kind.value, encode(event))
 
 
 class ResultEncodingError(TypeError):

@@ -361,52 +361,6 @@ async def test_abort_a_running_job_cancels_it_within_a_second(
     await wait_for(lambda: worker.active == 0)
 
 
-async def test_dead_letters_list_filter_retry_and_purge(
-    app: Aarq, start_worker: WorkerFactory
-) -> None:
-    fixed = False
-
-    @app.task(retries=0)
-    async def charge(ctx: Context, cents: int) -> int:
-        if not fixed:
-            raise ValueError(f"bad amount {cents}")
-        return cents
-
-    @app.task(retries=0)
-    async def other(ctx: Context) -> None:
-        raise KeyError("x")
-
-    await start_worker()
-    jobs = [await charge.enqueue(n) for n in (1, 2)]
-    odd = await other.enqueue()
-    for job in [*jobs, odd]:
-        with pytest.raises(JobFailedError):
-            await job.result(timeout=10)
-    entries = await app.dead.list("default")
-    assert sorted(e.letter.id for e in entries) == sorted(j.id for j in [*jobs, odd])
-    by_type = await app.dead.list("default", error_type="ValueError")
-    assert sorted(e.letter.id for e in by_type) == sorted(j.id for j in jobs)
-    assert [e.letter.id for e in await app.dead.list("default", task="other")] == [odd.id]
-    assert await app.dead.list("default", since=time.time() + 60) == []
-    one = await app.dead.get("default", jobs[0].id)
-    assert one.letter.error is not None
-    assert one.letter.error.message == "bad amount 1"
-    assert await app.dead.counts() == {"default": 3}
-
-    fixed = True
-    retried = await app.dead.retry("default", error_type="ValueError")
-    assert sorted(j.id for j in retried) == sorted(j.id for j in jobs)
-    assert sorted([await j.result(timeout=10) for j in retried]) == [1, 2]
-    record = await retried[0].status()
-    assert record.state is JobState.SUCCEEDED
-    assert record.retry_of is not None  # the link to the dead letter it came from
-    assert [e.letter.id for e in await app.dead.list("default")] == [odd.id]
-    with pytest.raises(JobNotFoundError):
-        await app.dead.retry("default", ["no-such-job"])
-    assert await app.dead.purge("default") == 1
-    assert await app.dead.list("default") == []
-
-
 async def test_keep_result_zero_keeps_no_record(
     nats_url: str, prefix: str, start_worker: WorkerFactory
 ) -> None:

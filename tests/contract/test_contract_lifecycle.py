@@ -4,6 +4,7 @@ purge, results retention, leases, and a worker's graceful stop."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -168,8 +169,12 @@ async def test_dead_letters_retry_and_purge(backend: Backend) -> None:
         with pytest.raises(JobFailedError):
             await job.result(timeout=10)
     assert await app.dead.counts() == {"default": 3}
+    entries = await app.dead.list("default")
+    assert sorted(e.letter.id for e in entries) == sorted(j.id for j in [*jobs, odd])
     by_type = await app.dead.list("default", error_type="ValueError")
     assert sorted(e.letter.id for e in by_type) == sorted(j.id for j in jobs)
+    assert [e.letter.id for e in await app.dead.list("default", task="other")] == [odd.id]
+    assert await app.dead.list("default", since=time.time() + 60) == []
     one = await app.dead.get("default", jobs[0].id)
     assert one.letter.error is not None
     assert one.letter.error.message == "bad amount 1"

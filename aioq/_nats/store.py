@@ -29,7 +29,7 @@ __all__ = ["NatsStore", "StoredMessage"]
 log = logging.getLogger("aioq.nats")
 
 _MSG_ID: Final = "Nats-Msg-Id"
-# Jobs enqueued from this connection whose place `NatsStore` remembers (see put_queued).
+# Jobs enqueued from this connection whose "queued" record `NatsStore` keeps (see put_queued).
 _RECENTLY_QUEUED: Final = 10_000
 # Makes a record write conditional: stored only if the key has no record yet.
 _EXPECT_NO_RECORD: Final = "Nats-Expected-Last-Subject-Sequence"
@@ -59,7 +59,7 @@ class NatsStore:
         self._record_prefix = f"$KV.{names.results_bucket}."
         # Where the jobs enqueued lately from here are, for a lookup that comes before their
         # "queued" record is stored (it is written without waiting for the server).
-        self._recently_queued: OrderedDict[str, tuple[str, int]] = OrderedDict()
+        self._recently_queued: OrderedDict[str, tuple[str, int, bytes]] = OrderedDict()
 
     @classmethod
     async def open(
@@ -100,9 +100,6 @@ class NatsStore:
         """
         if not self.keep_result:
             return
-        self._recently_queued[job_id] = (queue, seq)
-        if len(self._recently_queued) > _RECENTLY_QUEUED:
-            self._recently_queued.popitem(last=False)
         record = JobRecord(
             id=job_id,
             state=JobState.QUEUED,
@@ -111,9 +108,11 @@ class NatsStore:
             enqueued_at=time.time(),
             seq=seq,
         )
-        await self.nc.publish(
-            self._record_prefix + job_id, encode(record), headers={_EXPECT_NO_RECORD: "0"}
-        )
+        data = encode(record)
+        self._recently_queued[job_id] = (queue, seq, data)
+        if len(self._recently_queued) > _RECENTLY_QUEUED:
+            self._recently_queued.popitem(last=False)
+        await self.nc.publish(self._record_prefix + job_id, data, headers={_EXPECT_NO_RECORD: "0"})
 
     async def note_requeued(self, job_id: str, seq: int) -> None:
         """Put the stream sequence of a job published again into its existing record."""
@@ -137,8 +136,23 @@ class NatsStore:
         try:
             entry = await self.kv.get(job_id)
         except KeyNotFoundError:
-            return None
+            return await self._unstored_queued_record(job_id)
         return entry.value or None
+
+    async def _unstored_queued_record(self, job_id: str) -> bytes | None:
+        """The "queued" record of a job enqueued from here that the server has not stored yet.
+
+        It is written without waiting (`put_queued`), so a lookup right after the enqueue
+        can come first; the job's message, still stored at its sequence, vouches for it.
+        """
+        recent = self._recently_queued.get(job_id)
+        if recent is None:
+            return None
+        queue, seq, data = recent
+        message = await self._at(self.names.jobs_stream, seq)
+        if message is None or not self.names.is_job_subject(message.subject, queue):
+            return None
+        return data
 
     async def delete_record(self, job_id: str) -> None:
         """Forget a job's record."""
@@ -192,21 +206,15 @@ class NatsStore:
         there while the job waits, runs or waits out a retry delay.
         """
         raw = await self.get_record(job_id)
-        if raw is not None:
-            record = _record_decoder.decode(raw)
-            if record.seq is None or record.queue is None:
-                return None
-            where = record.queue, record.seq
-        elif job_id in self._recently_queued:
-            where = self._recently_queued[job_id]
-        else:
+        if raw is None:
             return None
-        if queue and where[0] != queue:
+        record = _record_decoder.decode(raw)
+        if record.seq is None or record.queue is None or (queue and record.queue != queue):
             return None
-        message = await self._at(self.names.jobs_stream, where[1])
-        if message is None or not self.names.is_job_subject(message.subject, where[0]):
+        message = await self._at(self.names.jobs_stream, record.seq)
+        if message is None or not self.names.is_job_subject(message.subject, record.queue):
             return None
-        return where
+        return record.queue, record.seq
 
     async def find_queued(self, job_id: str, queue: str | None = None) -> str | None:
         """The queue whose stream still holds job `job_id`, or None."""

@@ -31,6 +31,8 @@ log = logging.getLogger("aioq.nats")
 _MSG_ID: Final = "Nats-Msg-Id"
 # Jobs enqueued from this connection whose "queued" record `NatsStore` keeps (see put_queued).
 _RECENTLY_QUEUED: Final = 10_000
+# The server's error code for a message that is no longer there (it may come as a 500).
+_NO_MESSAGE_FOUND: Final = 10057
 # Makes a record write conditional: stored only if the key has no record yet.
 _EXPECT_NO_RECORD: Final = "Nats-Expected-Last-Subject-Sequence"
 
@@ -233,8 +235,10 @@ class NatsStore:
             return False
         try:
             return bool(await self.js.delete_msg(self.names.jobs_stream, found[1]))
-        except NotFoundError:
-            return False
+        except APIError as e:
+            if _gone(e):  # acknowledged or removed in between
+                return False
+            raise
 
     def _held_subject(self, queue: str | None, job_id: str) -> str:
         return f"{self.names.prefix}.sched.{queue or '*'}.{job_id}"
@@ -350,8 +354,10 @@ class NatsStore:
     async def _at(self, stream: str, seq: int) -> StoredMessage | None:
         try:
             msg = await self.js.get_msg(stream, seq=seq)
-        except NotFoundError:
-            return None
+        except APIError as e:
+            if _gone(e):
+                return None
+            raise
         return _stored(msg)
 
     async def _next(self, stream: str, subject: str, seq: int) -> StoredMessage | None:
@@ -360,6 +366,11 @@ class NatsStore:
         except NotFoundError:
             return None
         return _stored(msg)
+
+
+def _gone(error: APIError) -> bool:
+    """Whether the server answered that the message is not there (a 404, or a 500 10057)."""
+    return isinstance(error, NotFoundError) or error.err_code == _NO_MESSAGE_FOUND
 
 
 def _stored(msg: object) -> StoredMessage:

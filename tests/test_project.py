@@ -59,4 +59,21 @@ def test_ci_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test in ci
     assert "pip install -e '.[dev]'" in setup
-    assert "pip install -q -e '.[dev]'" in "\n".join(ci)
+    assert "-e '.[dev]'" in "\n".join(ci)
+    # A clean venv with the newest allowed versions, as a user's fresh install resolves them.
+    assert "python3 -m venv --clear .venv" in ci
+    assert any("--upgrade-strategy eager" in line for line in ci)
+
+
+def test_every_install_line_names_the_distribution() -> None:
+    # The name `aioq` on the package index belongs to another project.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'^name = "aioq-nats"$', pyproject, flags=re.M)
+    texts = [ROOT / "README.md", ROOT / "pyproject.toml", *ROOT.glob("docs/*.md")]
+    texts += [*ROOT.glob("aioq/**/*.py"), *ROOT.glob("examples/*.py")]
+    for path in texts:
+        text = path.read_text()
+        assert "aioq[" not in text, f"{path}: install 'aioq-nats[...]', not 'aioq[...]'"
+        for line in re.findall(r"pip install [^\n`#]*", text):
+            names = line.replace("'", " ")
+            assert not re.search(r"\baioq\b(?!-nats)(?![.\w/])", names), f"{path}: {line}"

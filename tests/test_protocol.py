@@ -52,3 +52,16 @@ def test_the_documented_minimal_job_decodes() -> None:
     )
     with pytest.raises(msgspec.ValidationError, match="unknown field `kwarg`"):
         wire.decode_job(b'{"task": "x", "kwarg": {}}')
+
+
+def test_schema_output_does_not_depend_on_how_msgspec_formats_it() -> None:
+    # msgspec releases differ in docstring indentation and in the order of `anyOf` members.
+    raw = {
+        "description": "One line.\n\n    Indented second paragraph.\n    ",
+        "properties": {"x": {"anyOf": [{"type": "null"}, {"$ref": "#/$defs/A"}]}},
+    }
+    tidy = {
+        "description": "One line.\n\nIndented second paragraph.",
+        "properties": {"x": {"anyOf": [{"$ref": "#/$defs/A"}, {"type": "null"}]}},
+    }
+    assert wire._canonical(raw) == wire._canonical(tidy) == tidy

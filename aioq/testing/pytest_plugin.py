@@ -64,7 +64,7 @@ def _needs_pytest_asyncio(fn: Callable[..., Any]) -> Any:
     def missing() -> None:  # pragma: no cover
         pytest.fail(
             f"the {fn.__name__} fixture needs pytest-asyncio: pip install pytest-asyncio "
-            "(or pip install 'aioq[testing]')",
+            "(or pip install 'aioq-nats[testing]')",
             pytrace=False,
         )
 

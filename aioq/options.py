@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Final
 
 from aioq.backoff import BackoffLike, resolve_backoff
 from aioq.errors import ConfigError
 from aioq.naming import validate_job_id, validate_queue
 from aioq.ratelimit import check_rate
 
-__all__ = ["CallOptions", "QueueOptions", "TaskOptions", "seconds"]
+__all__ = ["MAX_RUN_AT", "CallOptions", "QueueOptions", "TaskOptions", "seconds"]
 
 Duration = float | int | timedelta
+
+#: The latest due time a delayed job may have (unix seconds): 9999-12-31T23:59:59Z, the last
+#: second a `datetime` can express.
+MAX_RUN_AT: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
 
 
 def seconds(value: Duration | None, what: str, *, allow_zero: bool = False) -> float | None:
@@ -24,6 +30,8 @@ def seconds(value: Duration | None, what: str, *, allow_zero: bool = False) -> f
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"{what} must be seconds (a number) or a timedelta, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{what} must be a finite number of seconds, got {value}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{what} must be {bound} seconds, got {value}")
@@ -88,11 +96,30 @@ class CallOptions:
             raise ConfigError(f"retries must be an integer >= 0, got {self.retries!r}")
         if self.delay is not None and self.run_at is not None:
             raise ConfigError("give delay=... or run_at=..., not both")
+        if self.delay is not None:
+            seconds(self.delay, "delay", allow_zero=True)
+        if self.run_at is not None:
+            _check_due(self.run_at, "run_at")
 
     def due_time(self, now: float) -> float | None:
         """When a job enqueued at `now` may start, or None if at once."""
-        due = self.run_at if self.run_at is not None else now + (self.delay or 0.0)
+        if self.run_at is not None:
+            due = self.run_at
+        else:
+            due = _check_due(now + (self.delay or 0.0), f"delay={self.delay}")
         return due if due > now else None
+
+
+def _check_due(due: float, what: str) -> float:
+    """Reject a due time that is not a finite time before `MAX_RUN_AT`."""
+    if isinstance(due, bool) or not isinstance(due, int | float) or not math.isfinite(due):
+        raise ConfigError(f"{what} must be a finite unix time, got {due!r}")
+    if due > MAX_RUN_AT:
+        raise ConfigError(
+            f"{what} puts the job after 9999-12-31T23:59:59Z, the latest due time a delayed job "
+            "may have"
+        )
+    return float(due)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,8 @@ from aioq.cron import ticks_between
 from aioq.errors import ConfigError
 from aioq.options import seconds
 from aioq.repeatable import Missed, Repeatable
-from aioq.transport import ConsumerGoneError, HeldJob, HeldJobs, Scheduling
+from aioq.transport import Broker, ConsumerGoneError, HeldJob, HeldJobs, Scheduling
+from aioq.wire import DeadLetter, DeadReason, ErrorInfo, encode
 
 if TYPE_CHECKING:
     from aioq.app import Aarq
@@ -41,6 +42,9 @@ DEFAULT_SCAN_INTERVAL: Final = 1.0
 LOCAL_WAIT_S: Final = 0.05
 # Delay before a held job whose publish failed is tried again.
 RELEASE_RETRY_S: Final = 1.0
+#: The longest a held job is handed back for at once: one due later comes back after this
+#: long and is handed back again, until it is due (nak delays have a ceiling on JetStream).
+MAX_POSTPONE_S: Final = 86_400.0
 # Held jobs published at once; more wait for a free place.
 MAX_RELEASING: Final = 256
 # A tick handled within this many seconds of its time is on time; an older one was missed,
@@ -51,6 +55,12 @@ MAX_CATCH_UP: Final = 100
 # Pause after a failure before the next attempt, doubling up to the cap.
 _RETRY_FIRST_S: Final = 0.25
 _RETRY_CAP_S: Final = 5.0
+# The same for the held jobs' consumer: a deleted one is re-created almost at once, one that
+# keeps failing (a clustered stream without a leader) is retried every few seconds.
+_HELD_RETRY_FIRST_S: Final = 0.05
+_HELD_RETRY_CAP_S: Final = 2.0
+# Room left in a dead letter for everything but the payload.
+_DEAD_RECORD_OVERHEAD: Final = 24_000
 
 
 def select_repeatables(app: Aarq, chosen: Sequence[str | Repeatable] | None) -> list[Repeatable]:
@@ -134,7 +144,7 @@ class Scheduler:
         )
         async with asyncio.TaskGroup() as group:
             if self.delayed:
-                group.create_task(self._move_delayed(scheduling), name="aioq-delayed")
+                group.create_task(self._move_delayed(broker), name="aioq-delayed")
             for repeatable in self.repeatables:
                 group.create_task(
                     self._repeat(scheduling, repeatable), name=f"aioq-repeat-{repeatable.name}"
@@ -149,10 +159,13 @@ class Scheduler:
 
     # -- delayed jobs --------------------------------------------------------------------------
 
-    async def _move_delayed(self, scheduling: Scheduling) -> None:
+    async def _move_delayed(self, broker: Broker) -> None:
+        scheduling = broker.scheduling
         source: HeldJobs | None = None
-        pause = _RETRY_FIRST_S
+        pause = _HELD_RETRY_FIRST_S
+        outage_since: float | None = None  # monotonic start of the failure being retried
         announced = False
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
@@ -162,23 +175,34 @@ class Scheduler:
                             announced = True
                             self._started()
                     held = await source.fetch(self.scan_interval)
-                except ConsumerGoneError as e:
-                    log.warning("scheduler: the held jobs' consumer is gone (%s), re-creating", e)
-                    await _closed(source)
-                    source = None
-                    continue
                 except Exception as e:
-                    log.warning(
-                        "scheduler: cannot pull held jobs (%s), retrying in %.1fs", e, pause
-                    )
+                    gone = isinstance(e, ConsumerGoneError)
+                    if outage_since is None:
+                        outage_since = loop.time()
+                        log.warning(
+                            "scheduler: %s (%s); retrying every %gs at most until it works",
+                            "the held jobs' consumer is gone, re-creating it"
+                            if gone
+                            else "cannot pull held jobs",
+                            _one_line(e),
+                            _HELD_RETRY_CAP_S,
+                        )
+                    else:
+                        log.debug("scheduler: held jobs still unavailable: %s", _one_line(e))
                     await _closed(source)
                     source = None
                     await asyncio.sleep(pause)
-                    pause = min(pause * 2, _RETRY_CAP_S)
+                    pause = min(pause * 2, _HELD_RETRY_CAP_S)
                     continue
-                pause = _RETRY_FIRST_S
+                if outage_since is not None:
+                    log.warning(
+                        "scheduler: pulling held jobs again after %.1fs",
+                        loop.time() - outage_since,
+                    )
+                    outage_since = None
+                pause = _HELD_RETRY_FIRST_S
                 for job in held:
-                    await self._handle(job)
+                    await self._handle(job, broker)
         finally:
             pending = list(self._pending)
             for task in pending:
@@ -186,10 +210,13 @@ class Scheduler:
             await asyncio.gather(*pending, return_exceptions=True)
             await _closed(source)
 
-    async def _handle(self, job: HeldJob) -> None:
+    async def _handle(self, job: HeldJob, broker: Broker) -> None:
+        if job.run_at_error is not None:
+            await self._dead_letter(job, broker, job.run_at_error)
+            return
         if job.run_at is None:
             log.warning(
-                "scheduler: held job %s on queue %s has no valid run-at time; releasing it now",
+                "scheduler: held job %s on queue %s has no run-at time; releasing it now",
                 job.job_id,
                 job.queue,
             )
@@ -198,7 +225,7 @@ class Scheduler:
             remaining = job.run_at - self.clock()
         if remaining > LOCAL_WAIT_S:
             try:
-                await job.postpone(remaining)
+                await job.postpone(min(remaining, MAX_POSTPONE_S))
             except Exception as e:
                 # The lease runs out and the job comes back to some scheduler.
                 log.warning("scheduler: cannot postpone held job %s: %s", job.job_id, e)
@@ -206,6 +233,44 @@ class Scheduler:
         task = asyncio.create_task(self._release(job, remaining))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def _dead_letter(self, job: HeldJob, broker: Broker, problem: str) -> None:
+        """Move a held job whose due time is unreadable to the dead letters, once."""
+        letter = DeadLetter(
+            id=job.job_id,
+            queue=job.queue,
+            reason=DeadReason.BAD_PAYLOAD,
+            attempts=0,
+            dead_at=self.clock(),
+            payload=job.data,
+            error=ErrorInfo(type="InvalidRunAt", message=problem),
+            stream_seq=job.seq,
+        )
+        room = broker.max_payload - _DEAD_RECORD_OVERHEAD
+        if len(job.data) * 4 // 3 > room:  # payloads travel base64-encoded
+            letter.payload = job.data[: max(0, room * 3 // 4)]
+            letter.payload_truncated = True
+        try:
+            await broker.publish_dead(
+                job.queue, job.job_id, encode(letter), f"{job.job_id}:held:{job.seq}"
+            )
+            await job.discard()
+        except Exception as e:
+            log.warning(
+                "scheduler: cannot dead-letter held job %s (%s), retrying in %gs",
+                job.job_id,
+                _one_line(e),
+                RELEASE_RETRY_S,
+            )
+            with contextlib.suppress(Exception):
+                await job.postpone(RELEASE_RETRY_S)
+            return
+        log.warning(
+            "scheduler: held job %s on queue %s dead-lettered (bad_payload): %s",
+            job.job_id,
+            job.queue,
+            problem,
+        )
 
     async def _release(self, job: HeldJob, wait: float) -> None:
         released = False
@@ -337,6 +402,11 @@ def _apply_policy(policy: Missed, missed: list[float], on_time: bool) -> list[fl
 
 def _iso(tick: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tick))
+
+
+def _one_line(error: BaseException) -> str:
+    """An error as one line of text, for a log line."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 async def _closed(source: HeldJobs | None) -> None:

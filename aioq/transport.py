@@ -271,8 +271,14 @@ class HeldJob(Protocol):
 
     queue: str
     job_id: str
-    #: Unix time from which the job may start; None if the message carries no valid time.
+    #: The held message's body: the job, as it will be published on its queue.
+    data: bytes
+    #: Broker sequence of the held message.
+    seq: int
+    #: Unix time from which the job may start; None if the message carries no time.
     run_at: float | None
+    #: Why the message's due time is unreadable (it is then dead-lettered); None if valid.
+    run_at_error: str | None
 
     async def postpone(self, delay: float) -> None:
         """Hand it back to be delivered again (to any scheduler) in `delay` seconds."""
@@ -286,6 +292,9 @@ class HeldJob(Protocol):
 
     async def hand_back(self) -> None:
         """Hand it back for immediate redelivery, to any scheduler."""
+
+    async def discard(self) -> None:
+        """Drop it from the hold without moving it to its queue (it was dead-lettered)."""
 
 
 class HeldJobs(Protocol):

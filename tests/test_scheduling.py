@@ -4,6 +4,7 @@ cron with time zones, and the missed-tick policy."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import Counter
@@ -16,9 +17,9 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.errors import NotFoundError
 
-from aioq import Aarq, Context, Scheduler, Worker, run_scheduler
+from aioq import Aarq, Context, JobState, Scheduler, Worker, run_scheduler
 from aioq.embedded import EmbeddedNats
-from aioq.wire import JobMessage
+from aioq.wire import DeadReason, JobMessage
 
 from .conftest import WorkerFactory, wait_for
 
@@ -290,3 +291,175 @@ async def test_missed_tick_policies(app: Aarq, nc: NatsClient) -> None:
     assert await scheduling.last_tick("all") == latest_tick
     assert await scheduling.last_tick("skip") == latest_tick - 3 * 3600
     assert await scheduling.last_tick("new") is None
+
+
+# -- far-future and unreadable due times ---------------------------------------------------
+
+
+async def test_a_job_due_in_300_years_stays_held_at_no_cost(
+    app: Aarq, start_worker: WorkerFactory, nc: NatsClient
+) -> None:
+    @app.task
+    async def someday(ctx: Context) -> None: ...
+
+    await start_worker()
+    # 300 years in nanoseconds is beyond the int64 a nak delay is kept in on the server.
+    job = await someday.with_options(delay=300 * 365.25 * 86400).enqueue()
+    js = nc.jetstream()
+
+    async def deliveries() -> int:
+        info = await js.consumer_info(app.names.jobs_stream, app.names.scheduler_consumer)
+        return info.delivered.consumer_seq
+
+    async def handed_back() -> bool:  # delivered once, and nak'd: no longer in a scheduler's hands
+        info = await js.consumer_info(app.names.jobs_stream, app.names.scheduler_consumer)
+        return info.delivered.consumer_seq >= 1 and info.num_ack_pending == 1
+
+    await eventually(handed_back)
+    cpu = time.process_time()
+    await asyncio.sleep(1.5)  # an observation window: what happens during it is counted
+    cpu = time.process_time() - cpu
+    assert await deliveries() == 1, "the held job keeps coming back"
+    print(f"CPU over 1.5 s with a job held for 300 years: {cpu:.3f}s")
+    assert (await job.status()).state is JobState.DEFERRED
+    scheduling = (await app.connect()).scheduling
+    assert await scheduling.held_jobs("default", time.time()) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("run_at", "why"),
+    [
+        ("inf", "not a finite time"),
+        ("nan", "not a finite time"),
+        ("next tuesday", "neither unix seconds nor an RFC 3339 time"),
+        ("10000-01-01T00:00:00Z", "neither unix seconds nor an RFC 3339 time"),
+        ("1e300", "after 9999-12-31T23:59:59Z"),
+    ],
+)
+async def test_a_foreign_held_job_with_a_bad_run_at_is_dead_lettered_once(
+    app: Aarq,
+    start_worker: WorkerFactory,
+    nc: NatsClient,
+    caplog: pytest.LogCaptureFixture,
+    run_at: str,
+    why: str,
+) -> None:
+    ran: list[str] = []
+
+    @app.task
+    async def greet(ctx: Context) -> None:
+        ran.append(ctx.job_id)
+
+    caplog.set_level(logging.WARNING, logger="aioq.scheduler")
+    await start_worker()
+    await nc.jetstream().publish(
+        app.names.sched_subject("default", "foreign-1"),
+        b'{"task": "greet"}',
+        headers={"Aioq-Run-At": run_at, "Nats-Msg-Id": "held:foreign-1"},
+    )
+
+    async def dead() -> bool:
+        return bool(await app.dead.list("default"))
+
+    await eventually(dead)
+    await eventually(lambda: no_subjects(nc, app, app.names.sched_subject()))
+    await asyncio.sleep(0.5)  # nothing more comes of it
+    [entry] = await app.dead.list("default")
+    letter = entry.letter
+    assert (letter.id, letter.reason, letter.payload) == (
+        "foreign-1",
+        DeadReason.BAD_PAYLOAD,
+        b'{"task": "greet"}',
+    )
+    assert letter.error is not None
+    assert why in letter.error.message
+    assert ran == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "aioq.scheduler"]
+    assert len(lines) == 1, lines
+    assert "foreign-1" in lines[0]
+    assert why in lines[0]
+
+
+# -- outages -------------------------------------------------------------------------------
+
+
+async def test_a_vanishing_held_jobs_consumer_is_retried_with_backoff_and_logged_once(
+    app: Aarq, nc: NatsClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.task
+    async def later(ctx: Context) -> None: ...
+
+    caplog.set_level(logging.WARNING, logger="aioq.scheduler")
+    scheduler = Scheduler(app, repeatables=[])
+    task = asyncio.create_task(scheduler.run())
+    js = nc.jetstream()
+    try:
+        await wait_for(lambda: scheduler.ready)
+        deleted = 0
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:  # the consumer disappears again and again for 1.5 s
+            try:
+                await js.delete_consumer(app.names.jobs_stream, app.names.scheduler_consumer)
+                deleted += 1
+            except NotFoundError:
+                pass
+            await asyncio.sleep(0.01)
+        # Back to normal: delayed jobs move again.
+        await later.with_options(delay=0.2).enqueue()
+        queued = app.names.job_subject("default")
+
+        async def moved() -> bool:
+            return await subjects(nc, app, queued) == {queued: 1}
+
+        await eventually(moved)
+    finally:
+        await cancel(task)
+    lines = [r.getMessage() for r in caplog.records if r.name == "aioq.scheduler"]
+    print(f"consumer deleted {deleted} times; scheduler warnings: {lines}")
+    assert deleted >= 2
+    # One line when the outage starts, one when it ends; each a single line.
+    assert len(lines) == 2, lines
+    assert "gone" in lines[0]
+    assert "again" in lines[1]
+    assert not any("\n" in line for line in lines)
+
+
+async def test_delayed_jobs_due_around_a_server_restart_run_once_reconnected(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedNats(store_dir=tmp_path / "store")
+    server.start()
+    app = Aarq(server.url, prefix="restart", ack_wait=2.0)
+    ran: dict[str, float] = {}
+
+    @app.task
+    async def due_at(ctx: Context, due: float) -> None:
+        ran[ctx.job_id] = time.time()
+
+    worker = Worker(app, heartbeat_interval=0.5, handle_signals=False)
+    running = asyncio.create_task(worker.run())
+    try:
+        await wait_for(lambda: worker.ready)
+        now = time.time()
+        dues = {}
+        for k in range(6):  # due while the server is down, and in the 2 s after it is back
+            due = now + 1.5 + k * 0.4
+            job = await due_at.with_options(run_at=datetime.fromtimestamp(due, UTC)).enqueue(due)
+            dues[job.id] = due
+        await asyncio.sleep(0.3)  # every pull is open, waiting
+        await asyncio.to_thread(server.stop)
+        await asyncio.sleep(1.0)
+        await asyncio.to_thread(server.start)
+        back = time.time()
+        await wait_for(lambda: len(ran) == 6, timeout=20)
+    finally:
+        worker.stop()
+        async with asyncio.timeout(15):
+            await running
+        server.stop()
+    late = {job_id: ran[job_id] - max(due, back) for job_id, due in dues.items()}
+    print(f"lateness after the restart: {sorted(round(v, 3) for v in late.values())}")
+    assert all(ran[job_id] >= due for job_id, due in dues.items()), "a job started early"
+    # The client reconnects within its 1 s reconnect interval, and its pulls are renewed then
+    # (not when they would have expired): 2 s leaves a second of slack.
+    assert max(late.values()) < 2.0

@@ -6,16 +6,17 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from aioq import Aarq, ConfigError, Context, Missed
+from aioq._nats.scheduling import read_run_at
 from aioq.cli.queue import parse_until
 from aioq.cron import CronSchedule, EverySchedule, tick_id, ticks_between
 from aioq.delayed import pause_end
-from aioq.options import CallOptions
+from aioq.options import MAX_RUN_AT, CallOptions
 from aioq.ratelimit import TokenBucket, free_tokens, next_token_in, prune
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -188,6 +189,59 @@ def test_delay_and_run_at_options() -> None:
         later.with_options(delay=-1)
     with pytest.raises(ConfigError, match="run_at must be a datetime"):
         later.with_options(run_at=12.0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("delay", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_delay_is_refused(delay: float) -> None:
+    app = Aarq(prefix="units")
+
+    @app.task
+    async def later(ctx: Context) -> None: ...
+
+    with pytest.raises(ConfigError, match="delay must be a finite number"):
+        later.with_options(delay=delay)
+    with pytest.raises(ConfigError, match="delay must be a finite number"):
+        CallOptions(delay=delay)
+    with pytest.raises(ConfigError, match="run_at must be a finite unix time"):
+        CallOptions(run_at=delay)
+
+
+def test_far_future_due_times() -> None:
+    app = Aarq(prefix="units")
+
+    @app.task
+    async def later(ctx: Context) -> None: ...
+
+    # Centuries ahead is fine: the scheduler holds it, handing it back a day at a time.
+    assert later.with_options(delay=1e10).prepare().run_at is not None
+    last = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+    assert later.with_options(run_at=last).prepare().run_at == MAX_RUN_AT
+    # Beyond the last second a datetime can express, it is an error at the enqueue.
+    with pytest.raises(ConfigError, match="after 9999-12-31T23:59:59Z"):
+        later.with_options(delay=1e12).prepare()
+    with pytest.raises(ConfigError, match="after 9999-12-31T23:59:59Z"):
+        later.with_options(run_at=datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=5))))
+
+
+def test_reading_the_run_at_header() -> None:
+    assert read_run_at(None) is None
+    assert read_run_at("  ") is None
+    assert read_run_at("1767225600.5") == 1767225600.5
+    assert read_run_at("2026-01-01T00:00:00Z") == 1767225600.0
+    assert read_run_at("9999-12-31T23:59:59Z") == MAX_RUN_AT
+    assert read_run_at("-5") == -5.0  # long past: due at once
+    for bad, why in [
+        ("inf", "not a finite time"),
+        ("-inf", "not a finite time"),
+        ("nan", "not a finite time"),
+        ("1e400", "not a finite time"),
+        ("1e300", "after 9999-12-31"),
+        ("10000-01-01T00:00:00Z", "neither unix seconds nor an RFC 3339 time"),
+        ("tomorrow", "neither unix seconds nor an RFC 3339 time"),
+        ("2026-01-01T00:00:00", "no time zone"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            read_run_at(bad)
 
 
 # -- rate limits ---------------------------------------------------------------------------

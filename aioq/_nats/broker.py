@@ -18,7 +18,7 @@ from nats.js.errors import APIError, NoStreamResponseError
 from nats.js.kv import KeyValue
 
 from aioq._nats.delivery import NatsDelivery
-from aioq._nats.inbox import PullInbox, pull_status
+from aioq._nats.inbox import PullInbox, connection_restored, pull_status
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
@@ -219,7 +219,7 @@ class NatsBroker:
                 reconnect_time_wait=0.5,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
-                reconnected_cb=_on_reconnected,
+                reconnected_cb=self._on_reconnected,
             )
         except Exception as e:
             # "no servers available" says less than the error of the last attempt.
@@ -255,6 +255,11 @@ class NatsBroker:
             log.debug("nats: %s", _describe(error))
             return
         log.warning("nats: %s", _describe(error))
+
+    async def _on_reconnected(self) -> None:
+        log.warning("nats: reconnected")
+        if self._nc is not None:
+            connection_restored(self._nc)  # the pulls open on the old connection are gone
 
     async def _on_disconnected(self) -> None:
         if not self._closing:
@@ -374,7 +379,3 @@ class NatsBroker:
 def _describe(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-async def _on_reconnected() -> None:
-    log.warning("nats: reconnected")

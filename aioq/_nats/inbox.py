@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import weakref
 from collections import deque
 from collections.abc import Callable
 
@@ -15,9 +16,20 @@ from nats.aio.subscription import Subscription
 
 from aioq.transport import ConsumerGoneError
 
-__all__ = ["PullInbox", "close_pull_inbox", "pull_status"]
+__all__ = ["PullInbox", "close_pull_inbox", "connection_restored", "pull_status"]
 
 log = logging.getLogger("aioq.nats")
+
+# The live inboxes of each connection, told when it reconnects.
+_inboxes: weakref.WeakKeyDictionary[NatsClient, weakref.WeakSet[PullInbox]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def connection_restored(nc: NatsClient) -> None:
+    """Tell the inboxes of `nc` that it reconnected: the pulls they had open are gone."""
+    for inbox in list(_inboxes.get(nc, ())):
+        inbox.restored()
 
 
 class PullInbox:
@@ -25,6 +37,10 @@ class PullInbox:
 
     One subscription for every pull, so nothing is lost between two fetches; messages wait in
     `arrived`, in order, until the puller takes them.
+
+    A pull lives on the server it was sent to: after a reconnect it is gone, and nothing would
+    arrive until the puller gave up on it. So a reconnect sets `lost` and ends a `wait` at
+    once, and the puller sends a new pull.
     """
 
     def __init__(self, nc: NatsClient, next_subject: str) -> None:
@@ -32,27 +48,49 @@ class PullInbox:
         self._next_subject = next_subject
         self._subject = nc.new_inbox()
         self.arrived: deque[Msg] = deque()
+        #: True once the connection was re-established after the last pull was sent.
+        self.lost = False
+        self._pulled_connected = False
         self._wakeup: asyncio.Future[None] | None = None
         self._sub: Subscription | None = None
 
     async def start(self) -> None:
         """Subscribe to the inbox."""
         self._sub = await self._nc.subscribe(self._subject, cb=self._on_msg)
+        _inboxes.setdefault(self._nc, weakref.WeakSet()).add(self)
+
+    def restored(self) -> None:
+        """The connection reconnected: a pull sent before it is gone."""
+        # A pull sent while disconnected waited in the client's buffer and went out on the
+        # new connection: that one is still open.
+        if self._pulled_connected:
+            self.lost = True
+            self._wake()
 
     async def _on_msg(self, msg: Msg) -> None:
         self.arrived.append(msg)
+        self._wake()
+
+    def _wake(self) -> None:
         wakeup = self._wakeup
         if wakeup is not None and not wakeup.done():
             wakeup.set_result(None)
 
     async def pull(self, request: dict[str, object]) -> None:
         """Send a pull request whose messages come to this inbox."""
+        self.lost = False
+        self._pulled_connected = self._nc.is_connected
         await self._nc.publish(
             self._next_subject, json.dumps(request).encode(), reply=self._subject
         )
 
     async def wait(self, timeout: float) -> bool:
-        """Wait up to `timeout` seconds for the next message; False if none came."""
+        """Wait up to `timeout` seconds for the next message.
+
+        False if none came, or at once when the open pull was `lost` to a reconnect.
+        """
+        if self.lost:
+            return False
         self._wakeup = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.timeout(max(0.0, timeout)):
@@ -61,11 +99,14 @@ class PullInbox:
             return False
         finally:
             self._wakeup = None
-        return True
+        return not self.lost
 
     async def close(self, held: Callable[[], list[Msg]] = list) -> None:
         """Stop receiving, then nak what `held()` returns and every job message arrived."""
         sub, self._sub = self._sub, None
+        inboxes = _inboxes.get(self._nc)
+        if inboxes is not None:
+            inboxes.discard(self)
 
         def leftovers() -> list[Msg]:
             messages = held() + [m for m in self.arrived if pull_status(m, check=False) is None]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -46,9 +47,18 @@ from nats.js.kv import KeyValue
 from aioq._nats.inbox import PullInbox, pull_status
 from aioq.errors import BrokerError, EnqueueError, ProvisioningError
 from aioq.naming import Names
+from aioq.options import MAX_RUN_AT
 from aioq.transport import HeldJob, OutgoingJob
 
-__all__ = ["RUN_AT_HEADER", "NatsHeldJob", "NatsHeldJobs", "NatsScheduling", "parse_run_at"]
+__all__ = [
+    "MAX_NAK_DELAY_S",
+    "RUN_AT_HEADER",
+    "NatsHeldJob",
+    "NatsHeldJobs",
+    "NatsScheduling",
+    "parse_run_at",
+    "read_run_at",
+]
 
 log = logging.getLogger("aioq.nats")
 
@@ -63,6 +73,9 @@ _BATCH: Final = 256
 # The lease of a held message in a scheduler's hands. A scheduler that dies holding one lets
 # another take it after this long; handling takes milliseconds.
 _HELD_ACK_WAIT_S: Final = 10.0
+#: The longest delay one nak asks for. The server keeps a nak delay in int64 nanoseconds (about
+#: 292 years); a job due later than this is handed back again each time it comes back.
+MAX_NAK_DELAY_S: Final = 86_400.0
 # Extra wait for the server's own expiry notice of a pull.
 _PULL_MARGIN_S: Final = 1.0
 # Held messages `NatsScheduling.held_jobs` reads at once.
@@ -97,22 +110,41 @@ def _task_name(data: bytes) -> str | None:
         return None
 
 
+def read_run_at(value: str | None) -> float | None:
+    """Read an ``Aioq-Run-At`` header: unix seconds, or an RFC 3339 time with a zone.
+
+    None if the header is absent or empty. Raises `ValueError`, saying why, for anything else
+    that is not a finite time up to 9999-12-31T23:59:59Z.
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    shown = repr(text[:64])
+    try:
+        moment = float(text)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(
+                f"{RUN_AT_HEADER} {shown} is neither unix seconds nor an RFC 3339 time"
+            ) from None
+        if parsed.tzinfo is None:
+            raise ValueError(f"{RUN_AT_HEADER} {shown} has no time zone") from None
+        moment = parsed.timestamp()
+    if not math.isfinite(moment):
+        raise ValueError(f"{RUN_AT_HEADER} {shown} is not a finite time")
+    if moment > MAX_RUN_AT:
+        raise ValueError(f"{RUN_AT_HEADER} {shown} is after 9999-12-31T23:59:59Z")
+    return moment
+
+
 def parse_run_at(value: str | None) -> float | None:
-    """Read an ``Aioq-Run-At`` header: unix seconds, or an RFC 3339 time with a zone."""
-    if not value:
-        return None
-    value = value.strip()
+    """`read_run_at`, with None for an invalid header too."""
     try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return read_run_at(value)
     except ValueError:
         return None
-    if moment.tzinfo is None:
-        return None
-    return moment.timestamp()
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -122,7 +154,18 @@ def _rfc3339(moment: datetime) -> str:
 class NatsHeldJob:
     """A held message received by a scheduler."""
 
-    __slots__ = ("_js", "_msg", "_names", "_queued", "job_id", "queue", "run_at")
+    __slots__ = (
+        "_js",
+        "_msg",
+        "_names",
+        "_queued",
+        "data",
+        "job_id",
+        "queue",
+        "run_at",
+        "run_at_error",
+        "seq",
+    )
 
     def __init__(self, msg: Msg, js: JetStreamContext, names: Names, queued: QueuedHook) -> None:
         self._msg = msg
@@ -131,11 +174,17 @@ class NatsHeldJob:
         self._queued = queued
         tokens = msg.subject.split(".")
         self.queue, self.job_id = tokens[-2], tokens[-1]
-        self.run_at = parse_run_at(msg.headers.get(RUN_AT_HEADER) if msg.headers else None)
+        self.data = msg.data
+        self.seq = msg.metadata.sequence.stream
+        self.run_at_error: str | None = None
+        try:
+            self.run_at = read_run_at(msg.headers.get(RUN_AT_HEADER) if msg.headers else None)
+        except ValueError as e:
+            self.run_at, self.run_at_error = None, str(e)
 
     async def postpone(self, delay: float) -> None:
-        """Hand it back; the server delivers it again in `delay` seconds."""
-        await self._msg.nak(delay=max(delay, 0.001))
+        """Hand it back; the server delivers it again in `delay` seconds (at most a day)."""
+        await self._msg.nak(delay=min(max(delay, 0.001), MAX_NAK_DELAY_S))
 
     async def release(self) -> bool:
         """Publish the job on its queue, then acknowledge the held message.
@@ -154,6 +203,10 @@ class NatsHeldJob:
     async def hand_back(self) -> None:
         """Hand it back for immediate redelivery."""
         await self._msg.nak()
+
+    async def discard(self) -> None:
+        """Drop it from the hold without moving it to its queue."""
+        await self._msg.ack()
 
 
 class NatsHeldJobs:
@@ -192,6 +245,8 @@ class NatsHeldJobs:
         while not self._inbox.arrived and loop.time() < deadline:
             if not await self._inbox.wait(deadline - loop.time()):
                 break
+        if self._inbox.lost:  # gone with the connection it was sent on: pull again next time
+            self._open_until = 0.0
         return self._take()
 
     def _take(self) -> list[HeldJob]:

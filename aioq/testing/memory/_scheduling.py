@@ -25,7 +25,17 @@ _FOREVER: Final = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
 class MemoryHeldJob:
     """A held message in a scheduler's hands."""
 
-    __slots__ = ("_attempt", "_jobs", "_message", "job_id", "queue", "run_at")
+    __slots__ = (
+        "_attempt",
+        "_jobs",
+        "_message",
+        "data",
+        "job_id",
+        "queue",
+        "run_at",
+        "run_at_error",
+        "seq",
+    )
 
     def __init__(self, jobs: JobsStream, message: Message) -> None:
         self._jobs = jobs
@@ -33,7 +43,11 @@ class MemoryHeldJob:
         self._attempt = message.deliveries
         self.queue = message.queue
         self.job_id = message.job_id
+        self.data = message.data
+        self.seq = message.seq
         self.run_at = message.run_at
+        # Held only through `hold`, whose due time the enqueue validated: never invalid here.
+        self.run_at_error: str | None = None
 
     async def postpone(self, delay: float) -> None:
         """Hand it back, to be delivered again in `delay` seconds on the broker clock."""
@@ -49,6 +63,10 @@ class MemoryHeldJob:
     async def hand_back(self) -> None:
         """Hand it back for immediate redelivery."""
         self._jobs.held.nak(self._message, self._attempt, None)
+
+    async def discard(self) -> None:
+        """Drop it from the hold without moving it to its queue."""
+        self._jobs.held.remove(self._message)
 
 
 class MemoryHeldJobs:

@@ -260,15 +260,22 @@ class NatsBroker:
         if not self._closing:
             log.warning("nats: disconnected, reconnecting")
 
-    async def close(self) -> None:
-        """Flush buffered acks and publishes, then disconnect."""
+    async def close(self, *, flush: bool = True) -> None:
+        """Flush buffered acks and publishes, then disconnect.
+
+        Args:
+            flush: Wait for the server to confirm it has everything. False when the loop is
+                shutting down: its tasks, the connection's reader among them, are being
+                cancelled, so no confirmation could arrive; what is buffered is still sent.
+        """
         self._closing = True
         nc, self._nc, self._js, self._workers_kv = self._nc, None, None, None
         self._store = None
         if nc is None or nc.is_closed:
             return
-        with contextlib.suppress(Exception):
-            await nc.flush(timeout=5)
+        if flush:
+            with contextlib.suppress(Exception):
+                await nc.flush(timeout=5)
         await nc.close()
 
     def _check_size(self, data: bytes) -> None:

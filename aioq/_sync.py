@@ -69,7 +69,8 @@ class BackgroundLoop:
             thread.join(_STOP_TIMEOUT_S)
 
     def _start(self) -> asyncio.AbstractEventLoop:
-        if self._loop is not None:
+        # A thread that is gone (as in a child process after a fork) gets a successor.
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
             return self._loop
         started: concurrent.futures.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event]]
         started = concurrent.futures.Future()

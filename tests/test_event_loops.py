@@ -7,6 +7,7 @@ Django or Flask view, or a thread.
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -14,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from aioq import Aarq, Context, Job, Task, Worker
-from aioq.errors import BrokerUnavailableError, UnknownTaskError
+from aioq.errors import BrokerUnavailableError, EnqueueError, UnknownTaskError
 
 from .conftest import _delete_prefix
 
@@ -154,3 +155,17 @@ def test_enqueue_sync_without_a_server_fails_with_the_reason() -> None:
             add.enqueue_sync(1, 2)
     finally:
         app.close_sync()
+
+
+def test_enqueue_sync_gives_up_after_sync_timeout_on_a_server_that_never_answers() -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel does), never speaks
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        app = Aarq(f"nats://127.0.0.1:{silent.getsockname()[1]}", connect_timeout=30)
+        app.sync_timeout = 0.3
+        add = define_add(app)
+        try:
+            with pytest.raises(EnqueueError, match=r"late-1.*within 0.3s.*same job id"):
+                add.with_options(job_id="late-1").enqueue_sync(1, 2)
+        finally:
+            app.close_sync()

@@ -204,8 +204,9 @@ class NatsBroker:
     async def connect(self) -> None:
         """Connect, check that JetStream is on, and create the streams if missing."""
         s = self.settings
+        nc = NatsClient()
         try:
-            nc = await nats.connect(
+            await nc.connect(
                 servers=s.servers,
                 name=s.name,
                 user_credentials=s.credentials,
@@ -213,14 +214,20 @@ class NatsBroker:
                 user=s.user,
                 password=s.password,
                 tls=s.tls,
-                connect_timeout=s.connect_timeout,
+                # nats-py annotates these as int but takes float seconds.
+                connect_timeout=s.connect_timeout,  # type: ignore[arg-type]
                 # Fail fast on the first connect; reconnect forever once connected.
                 max_reconnect_attempts=1,
-                reconnect_time_wait=0.5,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=_on_reconnected,
             )
+        except asyncio.CancelledError:
+            # nats-py leaves the socket of a cancelled connect attempt open.
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
         except Exception as e:
             # "no servers available" says less than the error of the last attempt.
             cause = self._connect_error if isinstance(e, nats.errors.NoServersError) else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import dataclasses
 import ssl
 from collections.abc import (
@@ -20,7 +20,9 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
+from aioq._connections import LoopConnections
 from aioq._nats import NatsBroker, NatsSettings
+from aioq._sync import BackgroundLoop, running_loop
 from aioq.admin import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.backoff import BackoffLike
 from aioq.clock import SYSTEM_CLOCK, Clock
@@ -28,7 +30,13 @@ from aioq.context import Context, State
 from aioq.cron import CronSchedule
 from aioq.deadletter import DeadLetters
 from aioq.delayed import pause_end, publish_many, publish_one
-from aioq.errors import ConfigError, JobNotFoundError, PartialEnqueueError, UnknownTaskError
+from aioq.errors import (
+    ConfigError,
+    EnqueueError,
+    JobNotFoundError,
+    PartialEnqueueError,
+    UnknownTaskError,
+)
 from aioq.job import Job
 from aioq.naming import Names, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
@@ -81,7 +89,12 @@ class Aarq:
             when the results bucket is created.
 
     The app connects on first use; ``async with app:`` or `connect`/`close` make the lifecycle
-    explicit.
+    explicit. It holds one connection per event loop, so it works from any loop (successive
+    ``asyncio.run`` calls, threads with loops of their own); `enqueue_sync` enqueues from code
+    that runs no loop.
+
+    Attributes:
+        sync_timeout: Most seconds `enqueue_sync` waits for the job to be stored (30).
     """
 
     def __init__(
@@ -120,9 +133,10 @@ class Aarq:
         self.keep_result = seconds(keep_result, "keep_result", allow_zero=True) or 0.0
         self._default_queue_options = QueueOptions(ack_wait=seconds(ack_wait, "ack_wait") or 30.0)
         self._queue_options: dict[str, QueueOptions] = {}
-        self._broker: Broker | None = None
         self._chosen_broker: Broker | None = None
-        self._connect_lock = asyncio.Lock()
+        self._connections = LoopConnections(self._new_broker, _close_at_loop_end)
+        self._sync_loop = BackgroundLoop("aioq-enqueue-sync")
+        self.sync_timeout = 30.0
 
     @property
     def prefix(self) -> str:
@@ -132,7 +146,7 @@ class Aarq:
     @property
     def clock(self) -> Clock:
         """The time the app's jobs live by: its broker's clock (a `FakeClock` in tests)."""
-        broker = self._broker or self._chosen_broker
+        broker = self._connections.current() or self._chosen_broker
         return broker.clock if broker is not None else SYSTEM_CLOCK
 
     def use_broker(self, broker: Broker | None) -> None:
@@ -141,13 +155,13 @@ class Aarq:
         For tests: ``app.use_broker(MemoryBroker())`` runs everything in memory, no server
         needed (see `aioq.testing`). `connect` then connects that broker.
         """
-        if self._broker is not None:
+        if self._connections.any() is not None:
             raise ConfigError("use_broker() must be called before the app connects")
         self._chosen_broker = broker
 
     def use_servers(self, servers: str | Sequence[str]) -> None:
         """Point the app at other servers; only before it connects (used by the CLI's -s)."""
-        if self._broker is not None:
+        if self._connections.any() is not None:
             raise ConfigError("use_servers() must be called before the app connects")
         self.settings = dataclasses.replace(self.settings, servers=_server_list(servers))
 
@@ -165,7 +179,7 @@ class Aarq:
 
         Arguments left None keep the app's own value (used by the CLI's connection options).
         """
-        if self._broker is not None:
+        if self._connections.any() is not None:
             raise ConfigError("use_connection() must be called before the app connects")
         if servers is not None:
             self.use_servers(servers)
@@ -450,30 +464,36 @@ class Aarq:
 
     @property
     def connected(self) -> bool:
-        """True once the app holds a connection."""
-        return self._broker is not None
+        """True once the app holds a connection in the running loop (outside one: in any loop)."""
+        if running_loop() is not None:
+            return self._connections.current() is not None
+        return self._connections.any() is not None
 
     async def connect(self) -> Broker:
-        """Connect to NATS (once) and make sure the job streams exist.
+        """Connect to NATS (once per event loop) and make sure the job streams exist.
 
-        With `use_broker`, connects that broker instead.
+        Each event loop gets its own connection, closed when that loop shuts down (as at the
+        end of ``asyncio.run``) if `close` did not close it before. With `use_broker`,
+        connects that broker instead.
         """
-        if self._broker is not None:
-            return self._broker
-        async with self._connect_lock:
-            if self._broker is None:
-                broker: Broker = self._chosen_broker or NatsBroker(
-                    self.settings, self.names, self.keep_result
-                )
-                await broker.connect()
-                self._broker = broker
-        return self._broker
+        return await self._connections.connect()
+
+    def _new_broker(self) -> Broker:
+        return self._chosen_broker or NatsBroker(self.settings, self.names, self.keep_result)
 
     async def close(self) -> None:
-        """Flush and close the connection; the app reconnects if used again."""
-        broker, self._broker = self._broker, None
-        if broker is not None:
-            await broker.close()
+        """Flush and close the running loop's connection; the app reconnects if used again.
+
+        `enqueue_sync`'s connection is closed by `close_sync` (or at interpreter exit).
+        """
+        await self._connections.close()
+
+    def close_sync(self) -> None:
+        """Close `enqueue_sync`'s connection and stop its thread; call it from sync code.
+
+        Runs at interpreter exit too. A later `enqueue_sync` connects again.
+        """
+        self._sync_loop.stop()
 
     async def __aenter__(self) -> Aarq:
         await self.connect()
@@ -501,6 +521,10 @@ class Aarq:
         """Enqueue a registered task by name; same as ``await task.enqueue(*args, **kwargs)``."""
         return await self.get_task(task_name).enqueue(*args, **kwargs)
 
+    def enqueue_sync(self, task_name: str, /, *args: Any, **kwargs: Any) -> Job[Any]:
+        """Enqueue a registered task by name from sync code; see `Task.enqueue_sync`."""
+        return self.get_task(task_name).enqueue_sync(*args, **kwargs)
+
     async def publish(self, job: PreparedJob) -> Job[Any]:
         """Publish one prepared job and wait for the broker's acknowledgement."""
         broker = await self.connect()
@@ -508,6 +532,36 @@ class Aarq:
         if not duplicate:
             await _announce(broker, job)
         return self._handle(job, duplicate)
+
+    def publish_sync(self, job: PreparedJob) -> Job[Any]:
+        """`publish` for code that runs no event loop; safe to call from any thread.
+
+        The job is published from the app's own event loop, in a daemon thread started on
+        first use, and this call blocks until the broker stored it.
+
+        Raises:
+            RuntimeError: Called from a thread running an event loop, which it would block.
+            EnqueueError: Not stored within `sync_timeout` seconds, or `close_sync` ran first.
+        """
+        if running_loop() is not None:
+            raise RuntimeError(
+                f"enqueue_sync() of task {job.task!r} was called inside a running event loop, "
+                f"which it would block: use `await {job.task}.enqueue(...)` (or "
+                f"`await app.enqueue({job.task!r}, ...)`) in async code"
+            )
+        try:
+            return self._sync_loop.run(lambda: self.publish(job), self.sync_timeout)
+        except TimeoutError:
+            raise EnqueueError(
+                f"job {job.job_id} of task {job.task!r} was not confirmed stored within "
+                f"{self.sync_timeout:g}s (is NATS reachable?); retrying with the same job id "
+                "is safe"
+            ) from None
+        except concurrent.futures.CancelledError:
+            raise EnqueueError(
+                f"job {job.job_id} of task {job.task!r}: app.close_sync() ran before it was "
+                "confirmed stored; retrying with the same job id is safe"
+            ) from None
 
     def _handle(self, job: PreparedJob, duplicate: bool) -> Job[Any]:
         task = self.tasks.get(job.task)
@@ -612,6 +666,13 @@ async def _announce(broker: Broker, job: PreparedJob) -> None:
         task=job.task,
     )
     await broker.publish_event(job.queue, EventKind.ENQUEUED.value, encode(event))
+
+
+async def _close_at_loop_end(broker: Broker) -> None:
+    if isinstance(broker, NatsBroker):
+        await broker.close(flush=False)
+    else:
+        await broker.close()
 
 
 def _server_list(servers: str | Sequence[str]) -> list[str]:

@@ -131,6 +131,13 @@ class Task(Generic[P, R]):
         """Publish a job running this task with these arguments; returns its handle."""
         return await TaskCall(self, _NO_OPTIONS).enqueue(*args, **kwargs)
 
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """`enqueue` for sync code (views, scripts, threads): blocks until the job is stored.
+
+        Safe to call from any thread; not from a running event loop (use `enqueue` there).
+        """
+        return TaskCall(self, _NO_OPTIONS).enqueue_sync(*args, **kwargs)
+
     def __repr__(self) -> str:
         return f"<Task {self.name} queue={self.queue}>"
 
@@ -158,6 +165,10 @@ class TaskCall(Generic[P, R]):
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Publish a job running this task with these arguments; returns its handle."""
         return await self.task.app.publish(self.prepare(*args, **kwargs))
+
+    def enqueue_sync(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """`enqueue` for sync code: blocks until the job is stored; see `Task.enqueue_sync`."""
+        return self.task.app.publish_sync(self.prepare(*args, **kwargs))
 
 
 _NO_OPTIONS = CallOptions()

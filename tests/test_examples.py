@@ -87,6 +87,16 @@ def test_web_app_demo_script(nats_url: str) -> None:
     assert "'state': 'succeeded'" in out
 
 
+def test_sync_producer_wsgi_app_enqueues_from_request_threads(nats_url: str) -> None:
+    out = run_example("sync_producer.py", nats_url)
+    assert "POST /signup without email -> 422 email is required" in out
+    job_ids = re.findall(r"POST /signup -> 202 job (\w+)", out)
+    assert len(set(job_ids)) == 3, out
+    for name, email in [("Ada", "ada"), ("Alan", "alan"), ("Grace", "grace")]:
+        assert f"welcome mail sent to {name} <{email}@example.com>" in out
+    assert out.endswith("done\n")
+
+
 def test_web_app_endpoint_enqueues_a_job_a_worker_runs(nats_url: str) -> None:
     from examples import web_app
 

@@ -204,8 +204,9 @@ class NatsBroker:
     async def connect(self) -> None:
         """Connect, check that JetStream is on, and create the streams if missing."""
         s = self.settings
+        nc = NatsClient()
         try:
-            nc = await nats.connect(
+            await nc.connect(
                 servers=s.servers,
                 name=s.name,
                 user_credentials=s.credentials,
@@ -213,14 +214,20 @@ class NatsBroker:
                 user=s.user,
                 password=s.password,
                 tls=s.tls,
-                connect_timeout=s.connect_timeout,
+                # nats-py annotates these as int but takes float seconds.
+                connect_timeout=s.connect_timeout,  # type: ignore[arg-type]
                 # Fail fast on the first connect; reconnect forever once connected.
                 max_reconnect_attempts=1,
-                reconnect_time_wait=0.5,
+                reconnect_time_wait=0.5,  # type: ignore[arg-type]
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,
             )
+        except asyncio.CancelledError:
+            # nats-py leaves the socket of a cancelled connect attempt open.
+            with contextlib.suppress(Exception):
+                await nc.close()
+            raise
         except Exception as e:
             # "no servers available" says less than the error of the last attempt.
             cause = self._connect_error if isinstance(e, nats.errors.NoServersError) else None
@@ -265,15 +272,22 @@ class NatsBroker:
         if not self._closing:
             log.warning("nats: disconnected, reconnecting")
 
-    async def close(self) -> None:
-        """Flush buffered acks and publishes, then disconnect."""
+    async def close(self, *, flush: bool = True) -> None:
+        """Flush buffered acks and publishes, then disconnect.
+
+        Args:
+            flush: Wait for the server to confirm it has everything. False when the loop is
+                shutting down: its tasks, the connection's reader among them, are being
+                cancelled, so no confirmation could arrive; what is buffered is still sent.
+        """
         self._closing = True
         nc, self._nc, self._js, self._workers_kv = self._nc, None, None, None
         self._store = None
         if nc is None or nc.is_closed:
             return
-        with contextlib.suppress(Exception):
-            await nc.flush(timeout=5)
+        if flush:
+            with contextlib.suppress(Exception):
+                await nc.flush(timeout=5)
         await nc.close()
 
     def _check_size(self, data: bytes) -> None:

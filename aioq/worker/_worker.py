@@ -228,7 +228,8 @@ class Worker:
         if self._stop_early:
             self._stop_early = False
             self._stop_requested.set()
-        users = _CONNECTION_USERS.setdefault(self.app, _ConnectionUsers())
+        per_loop = _CONNECTION_USERS.setdefault(self.app, weakref.WeakKeyDictionary())
+        users = per_loop.setdefault(self._loop, _ConnectionUsers())
         users.opened_by_a_worker |= not self.app.connected
         users.running += 1
         try:
@@ -591,17 +592,20 @@ class Worker:
 
 @dataclass(slots=True)
 class _ConnectionUsers:
-    """The workers running on one app, and whether a worker opened the app's connection.
+    """The workers running on one app in one loop, and whether a worker opened its connection.
 
-    The last worker to stop closes a connection that a worker opened, never one that the app's
-    user opened, and never one that another worker still uses.
+    Each event loop has a connection of its own. The last worker to stop closes a connection
+    that a worker opened, never one that the app's user opened, and never one that another
+    worker still uses.
     """
 
     running: int = 0
     opened_by_a_worker: bool = False
 
 
-_CONNECTION_USERS: weakref.WeakKeyDictionary[Aarq, _ConnectionUsers] = weakref.WeakKeyDictionary()
+_CONNECTION_USERS: weakref.WeakKeyDictionary[
+    Aarq, weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ConnectionUsers]
+] = weakref.WeakKeyDictionary()
 
 
 async def _run_hooks(hooks: list[Hook], state: State, stage: str) -> None:

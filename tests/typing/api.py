@@ -53,6 +53,16 @@ async def uses() -> None:
     del task, job, other, hourly, cron_task
 
 
+def sync_uses() -> None:
+    job: Job[int] = send_email.enqueue_sync("a@example.com", "hi", urgent=True)
+    named = app.enqueue_sync("send_email", "a@example.com", "hi")
+    send_email.with_options(job_id="x").enqueue_sync("a@example.com", "hi")
+    send_email.enqueue_sync("a@example.com", 3)  # type: ignore[arg-type]
+    send_email.with_options(job_id="x").enqueue_sync(1, "hi")  # type: ignore[arg-type]
+    app.close_sync()
+    del job, named
+
+
 async def memory_backend() -> None:
     from aioq.testing import FakeClock, MemoryBroker, start_worker
 

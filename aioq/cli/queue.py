@@ -80,7 +80,7 @@ def pause(
         str | None,
         typer.Option(
             help="When the pause ends by itself: HH:MM (next such local time) or an ISO 8601 "
-            "date and time. [default: until `aioq queue resume`]",
+            r"date and time. \[default: until `aioq queue resume`]",
             metavar="TIME",
             show_default=False,
         ),

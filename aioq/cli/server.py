@@ -34,7 +34,7 @@ def server(
     config: Annotated[
         Path | None,
         typer.Option(
-            help="nats-server config. [default: deploy/nats.conf if present, else aioq's copy]",
+            help=r"nats-server config. \[default: deploy/nats.conf if present, else aioq's copy]",
             metavar="FILE",
         ),
     ] = None,

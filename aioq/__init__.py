@@ -35,7 +35,7 @@ from aioq.errors import (
 )
 from aioq.job import Job
 from aioq.repeatable import Missed, Repeatable
-from aioq.runner import run_scheduler, run_worker
+from aioq.runner import run_scheduler, run_worker, start_worker, worker_loop
 from aioq.scheduler import Scheduler
 from aioq.task import PreparedJob, Task, TaskCall
 from aioq.wire import DeadLetter, DeadReason, ErrorInfo, Event, EventKind, JobRecord, JobState
@@ -89,4 +89,6 @@ __all__ = [
     "__version__",
     "run_scheduler",
     "run_worker",
+    "start_worker",
+    "worker_loop",
 ]

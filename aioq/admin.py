@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 import msgspec
+from nats.js.errors import NotFoundError
 
 from aioq._nats.admin import NatsAdmin
 from aioq._nats.broker import NatsBroker
@@ -25,7 +26,14 @@ from aioq.wire import Event, WorkerInfo
 if TYPE_CHECKING:
     from aioq.app import Aarq
 
-__all__ = ["EventStream", "QueueStats", "WorkerStatus", "queue_stats", "worker_statuses"]
+__all__ = [
+    "EventStream",
+    "QueueStats",
+    "WorkerStatus",
+    "delete_queue_consumer",
+    "queue_stats",
+    "worker_statuses",
+]
 
 log = logging.getLogger("aioq")
 
@@ -139,6 +147,21 @@ async def worker_statuses(app: Aarq) -> list[WorkerStatus]:
         statuses.append(WorkerStatus(info, now - info.heartbeat_at))
     statuses.sort(key=lambda s: (s.info.hostname, s.info.pid, s.info.id))
     return statuses
+
+
+async def delete_queue_consumer(app: Aarq, queue: str) -> bool:
+    """Delete the consumer of `queue` (its jobs stay in the stream); False if it had none.
+
+    A worker still pulling from the queue creates the consumer again: check `worker_statuses`
+    first (``aioq queue delete`` does).
+    """
+    validate_queue(queue)
+    broker = await _nats_broker(app, "delete_queue_consumer")
+    try:
+        await broker.js.delete_consumer(app.names.jobs_stream, app.names.consumer(queue))
+    except NotFoundError:
+        return False
+    return True
 
 
 class EventStream:

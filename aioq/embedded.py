@@ -158,6 +158,7 @@ class EmbeddedNats:
         self._log_file = Path(log_file) if log_file is not None else None
         self._extra_args = tuple(extra_args)
         self._url: str | None = None
+        self._monitor_url: str | None = None
         self._log_offset = 0
         self._res = _Resources()
         # Kills a still-running server when this object is collected or the interpreter exits.
@@ -173,6 +174,11 @@ class EmbeddedNats:
         if self._url is None or not self.running:
             raise BrokerUnavailableError("embedded nats-server is not running: call start() first")
         return self._url
+
+    @property
+    def monitor_url(self) -> str | None:
+        """The monitoring URL (``http://127.0.0.1:8222``) while the server runs, if it has one."""
+        return self._monitor_url if self.running else None
 
     @property
     def pid(self) -> int | None:
@@ -315,9 +321,12 @@ class EmbeddedNats:
         # The file is named after the executable's base name, which may differ from "nats-server".
         for path in self._temp_dir().glob(f"*_{pid}.ports"):
             try:
-                urls: list[str] = json.loads(path.read_text())["nats"]
-            except (OSError, ValueError, KeyError, TypeError):
+                ports = json.loads(path.read_text())
+                urls: list[str] = ports["nats"]
+                monitoring: list[str] = ports.get("monitoring") or []
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 return None  # not written completely yet
+            self._monitor_url = _pick_url(monitoring, self._host)
             return _pick_url(urls, self._host)
         return None
 

@@ -1,7 +1,10 @@
-"""Runners for code that starts aioq itself: `run_worker` and `run_scheduler`.
+"""Runners for code that starts aioq itself: workers and a scheduler, run until cancelled.
 
-Both run until cancelled and shut down gracefully when they are, so they fit in a
-`asyncio.TaskGroup`, under `asyncio.timeout`, or beside a web server in one event loop.
+`worker_loop`, `start_worker`, `run_worker` and `run_scheduler` run until cancelled and shut
+down gracefully when they are, so they fit in an
+`asyncio.TaskGroup`, under `asyncio.timeout`, or beside a web server in one event loop. The
+worker runners take a ``backend``: a broker such as `aioq.testing.MemoryBroker` that the app
+runs on instead of NATS while they run, so unit tests need no server.
 """
 
 from __future__ import annotations
@@ -9,10 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from aioq.errors import ConfigError
 from aioq.repeatable import Repeatable
 from aioq.scheduler import Scheduler
 from aioq.worker import Worker
@@ -20,8 +27,9 @@ from aioq.worker.scanners import ScannerFunction
 
 if TYPE_CHECKING:
     from aioq.app import Aarq
+    from aioq.transport import Broker
 
-__all__ = ["run_scheduler", "run_worker"]
+__all__ = ["run_scheduler", "run_worker", "start_worker", "worker_loop"]
 
 log = logging.getLogger("aioq.worker")
 
@@ -38,6 +46,7 @@ async def run_worker(
     scheduler: bool = True,
     scanners: Sequence[tuple[ScannerFunction, float | timedelta]] = (),
     handle_signals: bool = False,
+    backend: Broker | None = None,
     **options: Any,
 ) -> None:
     """Run a worker (fetching, scheduler, repeatables, heartbeats, scanners) until cancelled.
@@ -58,6 +67,8 @@ async def run_worker(
         scheduler: Run the scheduler (delayed and repeatable jobs) in this worker.
         scanners: ``(async_function, interval)`` pairs run periodically while it runs.
         handle_signals: Stop gracefully on SIGTERM/SIGINT too (main thread only).
+        backend: A broker (e.g. `aioq.testing.MemoryBroker`) the app runs on instead of its
+            own while the worker runs; see `worker_loop`.
         **options: Further `Worker` options (``shutdown_grace``, ``heartbeat_interval``...).
     """
     worker = Worker(
@@ -74,7 +85,78 @@ async def run_worker(
     )
     for fn, interval in scanners:
         worker.add_scanner(fn, interval)
-    await _until_cancelled(worker.run(), worker.stop)
+    async with _running_on(app, backend):
+        await _until_cancelled(worker.run(), worker.stop)
+
+
+async def worker_loop(
+    app: Aarq,
+    queue: str,
+    *,
+    worker_id: str | None = None,
+    backend: Broker | None = None,
+    **options: Any,
+) -> None:
+    """Run one consumer loop until cancelled: the jobs of `queue`, one at a time.
+
+    Cancelling the call stops the loop gracefully, as `run_worker` does: the running job gets
+    ``shutdown_grace`` to finish, and the call then ends cancelled with nothing left running.
+
+    Args:
+        app: The app whose tasks run.
+        queue: The queue to pull from.
+        worker_id: The loop's worker id, in heartbeats and job records (default: a new UUID).
+        backend: A broker (e.g. `aioq.testing.MemoryBroker`) the app runs on instead of its
+            own while the loop runs: enqueues through the app go to it too (once the app is
+            connected, see `Aarq.connected`). The app gets its own broker back afterwards.
+            The app must not be connected to another broker meanwhile.
+        **options: Further `Worker` options (``scheduler``, ``shutdown_grace``...).
+    """
+    options.setdefault("handle_signals", False)
+    worker = Worker(app, [queue], 1, **options)
+    if worker_id is not None:
+        worker.id = worker_id
+    async with _running_on(app, backend):
+        await _until_cancelled(worker.run(), worker.stop)
+
+
+async def start_worker(
+    app: Aarq,
+    queue: str,
+    concurrency: int = 1,
+    *,
+    backend: Broker | None = None,
+    **options: Any,
+) -> None:
+    """Run `concurrency` consumer loops (`worker_loop`) on `queue` until cancelled.
+
+    The loops share one scheduler (the first loop's, unless ``scheduler=False``) and are
+    named ``<id>-1`` to ``<id>-N``. Cancelling the call stops them all gracefully and ends
+    it cancelled once every loop ended; if one loop fails, the others are stopped and its
+    error is raised.
+
+    Args:
+        app: The app whose tasks run.
+        queue: The queue to pull from.
+        concurrency: How many loops, hence jobs at once.
+        backend: A broker the app runs on instead of its own meanwhile; see `worker_loop`.
+        **options: Further `Worker` options for every loop.
+    """
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ConfigError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+    scheduler = options.pop("scheduler", True)
+    base = uuid.uuid4().hex[:12]
+    async with _running_on(app, backend):
+        loops = [
+            asyncio.create_task(
+                worker_loop(
+                    app, queue, worker_id=f"{base}-{n}", scheduler=scheduler and n == 1, **options
+                ),
+                name=f"aioq-worker-loop-{n}",
+            )
+            for n in range(1, concurrency + 1)
+        ]
+        await _all_until_cancelled(loops)
 
 
 async def run_scheduler(
@@ -102,6 +184,71 @@ async def run_scheduler(
     finally:
         if opened:
             await asyncio.shield(app.close())
+
+
+async def _all_until_cancelled(loops: list[asyncio.Task[None]]) -> None:
+    """Await `loops`; on cancellation, or when one fails, stop all (gracefully) and wait."""
+    try:
+        await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        pending = [loop for loop in loops if not loop.done()]
+        for loop in pending:
+            loop.cancel()
+        cancelled_again = False
+        while pending:
+            try:
+                await asyncio.wait(pending)
+            except asyncio.CancelledError:
+                cancelled_again = True
+                for loop in pending:
+                    loop.cancel()  # a further cancellation forces their stop
+            pending = [loop for loop in pending if not loop.done()]
+        if cancelled_again:
+            raise asyncio.CancelledError
+    for loop in loops:
+        error = None if loop.cancelled() else loop.exception()
+        if error is not None:
+            raise error
+
+
+@dataclass(slots=True)
+class _Binding:
+    """An app running on a runner's backend: the broker it had chosen before, and users."""
+
+    backend: Broker
+    previous: Broker | None
+    users: int = 0
+
+
+_BINDINGS: weakref.WeakKeyDictionary[Aarq, _Binding] = weakref.WeakKeyDictionary()
+
+
+@contextlib.asynccontextmanager
+async def _running_on(app: Aarq, backend: Broker | None) -> AsyncIterator[None]:
+    """Run `app` on `backend` (if given) inside the block, then give it its own broker back."""
+    if backend is None:
+        yield
+        return
+    binding = _BINDINGS.get(app)
+    if binding is None:
+        connected = app._broker
+        if connected is not None and connected is not backend:
+            raise ConfigError(
+                "the app is connected to another broker: close it (await app.close()) "
+                "before running a worker on a backend"
+            )
+        binding = _BINDINGS[app] = _Binding(backend, app._chosen_broker)
+        app._chosen_broker = backend
+    elif binding.backend is not backend:
+        raise ConfigError("the app runs on another backend already (another runner's)")
+    binding.users += 1
+    try:
+        yield
+    finally:
+        binding.users -= 1
+        if binding.users == 0:
+            del _BINDINGS[app]
+            app._chosen_broker = binding.previous
 
 
 async def _until_cancelled(run: Awaitable[None], stop: Callable[[], None]) -> None:

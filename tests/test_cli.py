@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import signal
@@ -9,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -81,8 +83,65 @@ def test_worker_without_arguments_shows_usage() -> None:
 def test_bad_flag_is_a_usage_error(args: list[str], expected: str) -> None:
     result = run_cli("worker", APP_PATH, "-s", UNREACHABLE, *args)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert expected in flat(result.stderr)
+    assert result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert expected in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["queues", "--bogus"], "No such option: --bogus"),
+        (["dead", "list", "default", "--limit", "0"], "'--limit'"),
+        (["events", "-n", "x"], "'--count' / '-n'"),
+        (["server", "--port", "abc"], "'--port' / '-p'"),
+        (["server", "--monitor-port", "70000"], "'--monitor-port' / '-m'"),
+        (["job", "status"], "Missing argument 'ID'"),
+        (["enqueue", APP_PATH, "echo", "--delay", "soon"], "'--delay'"),
+        (["queue", "delete"], "Missing argument 'QUEUE'"),
+        (["dead", "list", "default", "--reason", "bored"], "'--reason'"),
+        (["no-such-command"], "No such command 'no-such-command'"),
+    ],
+    ids=lambda value: "-".join(value) if isinstance(value, list) else None,
+)
+def test_usage_errors_of_every_command_are_one_line(args: list[str], expected: str) -> None:
+    result = run_cli(*args, "-s", UNREACHABLE) if args[0] != "server" else run_cli(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert expected in result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("command", "defaults"),
+    [
+        (
+            ["worker"],
+            ["[default: default]", "[default: 10]", "[default: 30.0]", "[default: no limit]"],
+        ),
+        (["server"], ["[default: 4222]", "[default: .nats-data]", "[default: the config's (8222)"]),
+        (["enqueue"], ["[default: []]", "[default: {}]", "[default: no delay]"]),
+        (["events"], ["[default: all]", "[default: no limit]"]),
+        (["dead", "list"], ["[default: all]"]),
+        (["queue", "pause"], ["[default: until `aioq queue resume`]"]),
+        (["scheduler"], ["[default: all of the app's]", "[default: 1.0]"]),
+    ],
+    ids=lambda value: "-".join(value) if isinstance(value, list) and " " not in value[0] else None,
+)
+def test_help_shows_the_defaults(command: list[str], defaults: list[str]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    text = flat(result.stdout)
+    for default in defaults:
+        assert default in text, (default, text)
+
+
+def test_an_app_path_to_an_int_says_an_int() -> None:
+    result = run_cli("worker", "tests.apps.proc_app:TASK_RETRIES", "-s", UNREACHABLE)
+    assert result.returncode == 1, result.stderr
+    assert "tests.apps.proc_app:TASK_RETRIES is an int, not an aioq app" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -216,3 +275,88 @@ def test_readme_demo() -> None:
     assert "demo: 10 of 10 jobs processed" in result.stdout
     assert "worker exited with 0" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
+
+
+# -- a mistyped queue ---------------------------------------------------------------------------
+
+
+async def test_mistyped_queue_warns_and_its_consumer_can_be_deleted(
+    client: Aarq, procs: Procs, nats_url: str, prefix: str
+) -> None:
+    conn = ["-s", nats_url, "--prefix", prefix]
+    worker = procs.start("worker", APP_PATH, "-q", "ordrs", "--heartbeat-interval", "0.5", *conn)
+    await worker.wait_log("started: queues=ordrs")
+    await worker.wait_log("queue ordrs: no task of the app uses it")
+    assert "the app's tasks use: default, other" in worker.log()
+
+    # Refused while the worker pulls from it; the message names the worker.
+    refused = await asyncio.to_thread(run_cli, "queue", "delete", "ordrs", *conn)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert "queue 'ordrs' is pulled by 1 live worker(s)" in refused.stderr
+    assert f"pid {worker.pid}" in refused.stderr
+    assert "ordrs" in [q.name for q in await client.queues()]
+
+    worker.send(signal.SIGTERM)
+    assert await worker.wait_exit() == 0
+    deleted = await asyncio.to_thread(run_cli, "queue", "delete", "ordrs", *conn)
+    assert deleted.returncode == 0, deleted.stderr
+    assert deleted.stdout == "queue ordrs: consumer deleted\n"
+    assert "ordrs" not in [q.name for q in await client.queues()]
+
+    again = await asyncio.to_thread(run_cli, "queue", "delete", "ordrs", *conn)
+    assert again.returncode == 1
+    assert again.stderr.startswith("error: unknown queue 'ordrs'"), again.stderr
+
+
+# -- two local servers --------------------------------------------------------------------------
+
+
+def status_of(url: str) -> int:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        status: int = answer.status
+        return status
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_a_second_local_server_starts_beside_the_first(procs: Procs, tmp_path: Path) -> None:
+    """Both take the config's monitoring port (8222) unless it is taken: the second finds it
+    taken, by the first or by anything else on the machine, and monitors on a free one."""
+    servers = [
+        procs.start("server", "--port", str(free_port()), "--store-dir", str(tmp_path / name))
+        for name in ("one", "two")
+    ]
+    monitors = []
+    for server in servers:
+        await server.wait_log("nats-server running at ")
+        match = re.search(r"running at (nats://\S+) \(monitoring (http://\S+),", server.log())
+        assert match, server.log()
+        nc = await nats.connect(match[1], connect_timeout=5, max_reconnect_attempts=0)
+        await nc.close()
+        monitors.append(match[2])
+    assert monitors[0] != monitors[1]
+    for monitor in monitors:
+        assert await asyncio.to_thread(status_of, f"{monitor}/healthz") == 200
+    for server in servers:
+        server.send(signal.SIGTERM)
+        assert await server.wait_exit(timeout=15) == 0
+
+
+async def test_two_servers_cannot_share_a_store(procs: Procs, tmp_path: Path) -> None:
+    store = str(tmp_path / "store")
+    first = procs.start("server", "--port", "0", "--store-dir", store)
+    await first.wait_log("nats-server running at ")
+    second = await asyncio.to_thread(run_cli, "server", "--port", "0", "--store-dir", store)
+    assert second.returncode == 1
+    assert second.stderr == (
+        f"error: {store} is the store of another running `aioq server`: give this one its own "
+        "with --store-dir\n"
+    )
+    first.send(signal.SIGTERM)
+    assert await first.wait_exit(timeout=15) == 0

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any, Final, Protocol, cast
 
 import typer
+from typer.core import TyperGroup
 
 from aioq import __version__
 from aioq.cli.admin import queues, workers
@@ -18,8 +21,58 @@ from aioq.cli.worker import worker
 
 __all__ = ["cli", "main"]
 
+
+class _ClickError(Protocol):
+    exit_code: int
+
+    def format_message(self) -> str: ...
+
+    def show(self) -> None: ...
+
+
+def _click_class(name: str) -> type[Exception]:
+    """A click exception class, from wherever this typer takes click (recent ones bundle it)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
+
+
+_CLICK_EXCEPTION: Final = _click_class("ClickException")
+
+
+class _Commands(TyperGroup):
+    """The root command: a usage error is one ``error: ...`` line on stderr and exit status 2.
+
+    Click's own report (usage, a hint, then the error in a box) spans several lines.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        *more: Any,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, *more, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, *more, **extra)
+        except _CLICK_EXCEPTION as e:
+            error = cast(_ClickError, e)
+            if type(e).__name__ == "NoArgsIsHelpError":  # a command run bare: its help
+                error.show()
+            else:
+                print(f"error: {' '.join(error.format_message().split())}", file=sys.stderr)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            print("error: aborted", file=sys.stderr)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 cli = typer.Typer(
     name="aioq",
+    cls=_Commands,
     help="aioq: an asyncio job queue on NATS JetStream.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

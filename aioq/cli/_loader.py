@@ -9,7 +9,7 @@ import sys
 from aioq.app import Aarq
 from aioq.errors import ConfigError
 
-__all__ = ["load_app"]
+__all__ = ["a_type", "load_app"]
 
 
 def load_app(path: str) -> Aarq:
@@ -38,5 +38,11 @@ def load_app(path: str) -> Aarq:
     except AttributeError:
         raise ConfigError(f"module {module_name!r} has no attribute {attribute!r}") from None
     if not isinstance(app, Aarq):
-        raise ConfigError(f"{path} is a {type(app).__name__}, not an aioq app (aioq.Aarq)")
+        raise ConfigError(f"{path} is {a_type(app)}, not an aioq app (aioq.Aarq)")
     return app
+
+
+def a_type(value: object) -> str:
+    """The type of `value` with its article: ``a dict``, ``an int``."""
+    name = type(value).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"

@@ -61,7 +61,10 @@ ReasonFilter = Annotated[
     ),
 ]
 LimitOption = Annotated[
-    int | None, typer.Option("--limit", min=1, help="At most this many, oldest first.", metavar="N")
+    int | None,
+    typer.Option(
+        "--limit", min=1, help=r"At most this many, oldest first. \[default: all]", metavar="N"
+    ),
 ]
 
 

@@ -53,7 +53,13 @@ def events(
     ] = None,
     count: Annotated[
         int | None,
-        typer.Option("--count", "-n", min=1, help="Stop after this many events.", metavar="N"),
+        typer.Option(
+            "--count",
+            "-n",
+            min=1,
+            help=r"Stop after this many events. \[default: no limit]",
+            metavar="N",
+        ),
     ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print each event as one line of JSON.")

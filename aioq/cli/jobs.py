@@ -91,7 +91,8 @@ def enqueue(
     args_json: Annotated[
         str | None,
         typer.Argument(
-            help="Positional arguments as a JSON array, e.g. '[1, \"two\"]'.",
+            help="Positional arguments as a JSON array, e.g. '[1, \"two\"]'. "
+            r"\[default: \[]]",
             metavar="ARGS_JSON",
             show_default=False,
         ),
@@ -100,7 +101,8 @@ def enqueue(
         str | None,
         typer.Option(
             "--kwargs",
-            help='Keyword arguments as a JSON object, e.g. \'{"to": "ada@example.com"}\'.',
+            help='Keyword arguments as a JSON object, e.g. \'{"to": "ada@example.com"}\'. '
+            r"\[default: {}]",
             metavar="JSON",
         ),
     ] = None,
@@ -109,7 +111,7 @@ def enqueue(
         typer.Option(
             "--delay",
             min=0,
-            help="Hold the job this many seconds before it may start.",
+            help=r"Hold the job this many seconds before it may start. \[default: no delay]",
             metavar="SECONDS",
         ),
     ] = None,

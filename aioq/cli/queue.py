@@ -1,4 +1,4 @@
-"""`aioq queue pause|resume`: hold back or release a queue for all its workers at once."""
+"""`aioq queue pause|resume|delete`: hold back, release, or remove the consumer of a queue."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from aioq.admin import QueueStats, delete_queue_consumer
 from aioq.app import Aarq
 from aioq.cli._common import (
     AppOption,
@@ -18,14 +19,18 @@ from aioq.cli._common import (
     ServerOption,
     TokenOption,
     UserOption,
+    fail,
     fail_on_errors,
     run_with_app,
+    unknown_queue,
 )
+from aioq.cli._output import duration
+from aioq.naming import validate_queue
 
 __all__ = ["parse_until", "queue_app"]
 
 queue_app = typer.Typer(
-    help="Pause and resume queues (nats-server 2.11+).",
+    help="Pause and resume queues (nats-server 2.11+), or delete a queue's consumer.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -80,7 +85,7 @@ def pause(
         str | None,
         typer.Option(
             help="When the pause ends by itself: HH:MM (next such local time) or an ISO 8601 "
-            "date and time. [default: until `aioq queue resume`]",
+            r"date and time. \[default: until `aioq queue resume`]",
             metavar="TIME",
             show_default=False,
         ),
@@ -132,3 +137,53 @@ def resume(
 
         run_with_app(app, act)
     typer.echo(f"queue {queue} resumed")
+
+
+@queue_app.command()
+def delete(
+    queue: QueueArgument,
+    app_path: AppOption = None,
+    server: ServerOption = None,
+    prefix: PrefixOption = None,
+    creds: CredsOption = None,
+    token: TokenOption = None,
+    user: UserOption = None,
+    password: PasswordOption = None,
+) -> None:
+    """Remove the consumer of QUEUE, e.g. one that a mistyped ``-q`` created.
+
+    Refused while a live worker pulls from QUEUE (stop it first: a running worker would
+    create the consumer again). Jobs waiting in QUEUE stay stored, and a worker that pulls
+    from it later finds them.
+
+    Exit status: 0 removed; 1 QUEUE has no consumer, a worker pulls from it, or another error.
+    """
+    with fail_on_errors():
+        app = Connection(server, prefix, creds, token, user, password).app(app_path)
+
+        async def act(app: Aarq) -> QueueStats:
+            validate_queue(queue)
+            pulling = [w for w in await app.workers() if queue in w.info.queues]
+            if pulling:
+                names = ", ".join(
+                    f"{w.info.id} (pid {w.info.pid} on {w.info.hostname}, heartbeat "
+                    f"{duration(w.age)} ago)"
+                    for w in pulling
+                )
+                fail(
+                    f"queue {queue!r} is pulled by {len(pulling)} live worker(s): {names}; stop "
+                    "them first (a worker that was killed counts until its heartbeat expires, "
+                    "three heartbeat intervals after the last)"
+                )
+            found = {q.name: q for q in await app.queues()}
+            stats = found.get(queue)
+            if stats is None:
+                fail(unknown_queue(queue, app.prefix, sorted(found)))
+            if not stats.consumer or not await delete_queue_consumer(app, queue):
+                fail(f"queue {queue!r} has no consumer to delete under prefix {app.prefix!r}")
+            return stats
+
+        stats = run_with_app(app, act)
+    left = stats.pending + stats.in_flight
+    kept = f"; its {left} waiting jobs stay stored" if left else ""
+    typer.echo(f"queue {queue}: consumer deleted{kept}")

@@ -58,7 +58,7 @@ def scheduler(
         typer.Option(
             "--repeatable",
             "-r",
-            help="Fire only this repeatable; repeat for several. [default: all of the app's]",
+            help=r"Fire only this repeatable; repeat for several. \[default: all of the app's]",
             metavar="NAME",
         ),
     ] = None,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from aioq.cli._common import fail_on_errors
+from aioq.cli._common import fail, fail_on_errors
 from aioq.embedded import EmbeddedNats
+from aioq.errors import BrokerUnavailableError
 
 __all__ = ["server"]
 
@@ -24,17 +28,32 @@ def server(
         typer.Option(
             "--port",
             "-p",
+            min=0,
+            max=65535,
             help="Client port (0: any free port, for monitoring too).",
             metavar="PORT",
         ),
     ] = 4222,
+    monitor_port: Annotated[
+        int | None,
+        typer.Option(
+            "--monitor-port",
+            "-m",
+            min=0,
+            max=65535,
+            help="Monitoring port (/healthz, /jsz; 0: any free port). "
+            r"\[default: the config's (8222), else any free port if that one is taken]",
+            metavar="PORT",
+            show_default=False,
+        ),
+    ] = None,
     store_dir: Annotated[
         Path, typer.Option("--store-dir", help="Where JetStream keeps its data.", metavar="DIR")
     ] = Path(".nats-data"),
     config: Annotated[
         Path | None,
         typer.Option(
-            help="nats-server config. [default: deploy/nats.conf if present, else aioq's copy]",
+            help=r"nats-server config. \[default: deploy/nats.conf if present, else aioq's copy]",
             metavar="FILE",
         ),
     ] = None,
@@ -44,13 +63,13 @@ def server(
         local = Path("deploy/nats.conf")
         config = local if local.is_file() else _PACKAGED_CONFIG
     store_dir.mkdir(parents=True, exist_ok=True)
-    with fail_on_errors():
-        # With --port 0 the monitoring port is picked freely too, so that several servers
-        # (say a developer's and a test run's) never collide on the config's fixed one.
-        extra = ["--http_port", "-1"] if port == 0 else []
-        embedded = EmbeddedNats(config=config, port=port, store_dir=store_dir, extra_args=extra)
-        url = embedded.start()
-        print(f"nats-server running at {url} (store {store_dir}, config {config}); Ctrl-C stops it")
+    with _store_lock(store_dir), fail_on_errors():
+        embedded = _start(config, port, store_dir, monitor_port)
+        monitoring = embedded.monitor_url or "off"
+        print(
+            f"nats-server running at {embedded.url} (monitoring {monitoring}, store {store_dir}, "
+            f"config {config}); Ctrl-C stops it"
+        )
         sys.stdout.flush()
         stopped = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,3 +84,51 @@ def server(
                     raise typer.Exit(1)
         finally:
             embedded.stop()
+
+
+def _start(config: Path, port: int, store_dir: Path, monitor_port: int | None) -> EmbeddedNats:
+    """Start the server; on the config's monitoring port unless that one is taken.
+
+    A second local server (another project's, a test run's) then starts too: only its client
+    port has to differ. With --port 0 the monitoring port is picked freely as well.
+    """
+    if monitor_port is None and port != 0:
+        embedded = EmbeddedNats(config=config, port=port, store_dir=store_dir)
+        try:
+            embedded.start()
+            return embedded
+        except BrokerUnavailableError as e:
+            if "monitor port" not in str(e):
+                raise
+        print(
+            "the config's monitoring port is taken (another nats-server?): using a free one",
+            file=sys.stderr,
+        )
+    http_port = monitor_port or -1
+    embedded = EmbeddedNats(
+        config=config, port=port, store_dir=store_dir, extra_args=["--http_port", str(http_port)]
+    )
+    embedded.start()
+    return embedded
+
+
+@contextlib.contextmanager
+def _store_lock(store_dir: Path) -> Iterator[None]:
+    """Hold a lock on `store_dir`: two servers writing one JetStream store corrupt it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; nats-server is on its own there
+        yield
+        return
+    with (store_dir / ".aioq-server.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fail(
+                f"{store_dir} is the store of another running `aioq server`: give this one "
+                "its own with --store-dir"
+            )
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        yield

@@ -48,7 +48,7 @@ def worker(
         typer.Option(
             "--queue",
             "-q",
-            help="Queue to pull from; repeat for several. [default: default]",
+            help=r"Queue to pull from; repeat for several. \[default: default]",
             metavar="QUEUE",
         ),
     ] = None,
@@ -91,7 +91,7 @@ def worker(
         typer.Option(
             min=0,
             help="Most job starts per --rate-interval for this worker, bursts included "
-            "(0 starts none). [default: no limit]",
+            r"(0 starts none). \[default: no limit]",
             metavar="N",
             show_default=False,
         ),

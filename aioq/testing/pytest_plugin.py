@@ -94,7 +94,9 @@ def load_app(spec: str) -> Aarq:
     for part in attribute.split("."):
         target = getattr(target, part)
     if not isinstance(target, Aarq):
-        raise pytest.UsageError(f"{_INI_APP} = {spec!r} is a {type(target).__name__}, not an Aarq")
+        kind = type(target).__name__
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        raise pytest.UsageError(f"{_INI_APP} = {spec!r} is {article} {kind}, not an Aarq")
     return target
 
 

@@ -259,6 +259,7 @@ class Worker:
                     self.concurrency,
                     " burst" if self.burst else "",
                 )
+                _warn_queues_without_tasks(self.app, self.queues)
                 try:
                     await self._serve(broker, sources, heartbeat)
                 finally:
@@ -615,6 +616,19 @@ async def _run_hooks(hooks: list[Hook], state: State, stage: str) -> None:
         except Exception as e:
             name = getattr(hook, "__qualname__", repr(hook))
             raise ConfigError(f"{stage} hook {name} failed: {type(e).__name__}: {e}") from e
+
+
+def _warn_queues_without_tasks(app: Aarq, queues: Sequence[str]) -> None:
+    """Warn about queues that no task of the app sends jobs to (a typo in ``-q``?)."""
+    used = sorted({task.queue for task in app.tasks.values()})
+    for queue in queues:
+        if queue not in used:
+            log.warning(
+                "queue %s: no task of the app uses it, so no job of this app will come (a typo?); "
+                "the app's tasks use: %s",
+                queue,
+                ", ".join(used) or "no queue (the app has no tasks)",
+            )
 
 
 async def _keep_running(name: str, run: Callable[[], Awaitable[None]]) -> None:

@@ -231,7 +231,7 @@ async def _running_on(app: Aarq, backend: Broker | None) -> AsyncIterator[None]:
         return
     binding = _BINDINGS.get(app)
     if binding is None:
-        connected = app._broker
+        connected = app._connections.any()
         if connected is not None and connected is not backend:
             raise ConfigError(
                 "the app is connected to another broker: close it (await app.close()) "

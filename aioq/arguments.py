@@ -1,0 +1,270 @@
+"""Typed task arguments: checked at enqueue, converted from JSON to the annotated types by workers.
+
+A task's parameter annotations (after its context) say what it receives. Jobs travel as JSON,
+so a `datetime`, `UUID`, `Decimal`, enum, msgspec Struct or dataclass arrives as a string or an
+object; msgspec converts it back to the annotated type before the task is called. Parameters
+without an annotation, or annotated `Any` or `object`, take whatever JSON gives, as do tasks
+without annotations (they pay nothing for this module).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import math
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Final
+
+import msgspec
+
+__all__ = ["ArgumentTypes", "find_non_finite"]
+
+log = logging.getLogger("aioq")
+
+# Exact types whose values JSON gives as they are: a value of exactly this type needs no conversion.
+_PLAIN: Final = frozenset({str, int, float, bool, list, dict})
+_UNCHECKED: Final = (Any, object, inspect.Parameter.empty)
+_POSITIONAL: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_NAMED: Final = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_REPR_CHARS: Final = 60
+
+
+class _Param:
+    """One annotated parameter and how to convert a value to its type."""
+
+    __slots__ = ("hint", "name", "plain")
+
+    def __init__(self, name: str, hint: Any) -> None:
+        self.name = name
+        self.hint = hint
+        self.plain = hint in _PLAIN
+
+    def from_json(self, value: Any, where: str) -> Any:
+        """`value` as decoded from JSON, converted to the annotated type."""
+        if self.plain and type(value) is self.hint:
+            return value
+        try:
+            return msgspec.convert(value, self.hint, str_keys=True)
+        except msgspec.ValidationError as e:
+            raise TypeError(self._message(where, value, e)) from None
+
+    def check(self, value: Any, where: str) -> None:
+        """Raise `TypeError` unless `value`, once sent as JSON, converts to the annotated type."""
+        if self.plain and type(value) is self.hint:
+            return
+        try:
+            as_json = msgspec.to_builtins(value, str_keys=True)
+        except (TypeError, msgspec.EncodeError):
+            return  # encoding the job reports it, naming the type
+        try:
+            msgspec.convert(as_json, self.hint, str_keys=True)
+        except msgspec.ValidationError as e:
+            raise TypeError(self._message(where, value, e)) from None
+
+    def _message(self, where: str, value: Any, error: msgspec.ValidationError) -> str:
+        shown = repr(value)
+        if len(shown) > _REPR_CHARS:
+            shown = shown[: _REPR_CHARS - 3] + "..."
+        detail = str(error).replace("`$", f"`{where}")
+        return f"argument {where!r} must be {_type_name(self.hint)}, got {shown}: {detail}"
+
+
+class ArgumentTypes:
+    """The annotated parameters of one task (its context excluded)."""
+
+    __slots__ = ("named", "positional", "var_keyword", "var_positional")
+
+    def __init__(
+        self,
+        positional: Sequence[_Param | None],
+        var_positional: _Param | None,
+        named: Mapping[str, _Param | None],
+        var_keyword: _Param | None,
+    ) -> None:
+        self.positional = tuple(positional)
+        self.var_positional = var_positional
+        self.named = dict(named)
+        self.var_keyword = var_keyword
+
+    @classmethod
+    def of(
+        cls, fn: Callable[..., Any], signature: inspect.Signature, task: str
+    ) -> ArgumentTypes | None:
+        """The argument types of `fn` (`signature` without its context); None if none is checked."""
+        hints, unresolved = _resolved_hints(fn)
+        positional: list[_Param | None] = []
+        named: dict[str, _Param | None] = {}
+        var_positional = var_keyword = None
+        for param in signature.parameters.values():
+            if param.name in unresolved:
+                log.warning(
+                    "task %s: parameter %r is not type-checked: its annotation %r cannot be "
+                    "resolved (%s)",
+                    task,
+                    param.name,
+                    param.annotation,
+                    unresolved[param.name],
+                )
+            checked = _param(param.name, hints.get(param.name, inspect.Parameter.empty), task)
+            if param.kind is inspect.Parameter.VAR_POSITIONAL:
+                var_positional = checked
+            elif param.kind is inspect.Parameter.VAR_KEYWORD:
+                var_keyword = checked
+            else:
+                if param.kind in _POSITIONAL:
+                    positional.append(checked)
+                if param.kind in _NAMED:
+                    named[param.name] = checked
+        everything = [*positional, *named.values(), var_positional, var_keyword]
+        if all(p is None for p in everything):
+            return None
+        return cls(positional, var_positional, named, var_keyword)
+
+    def from_json(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """Arguments decoded from JSON, converted to the annotated types.
+
+        The arguments must bind to the signature already. Raises `TypeError` naming the
+        parameter whose value does not convert.
+        """
+        converted = list(args)
+        for i, value in enumerate(args):
+            param, where = self._positional(i)
+            if param is not None:
+                converted[i] = param.from_json(value, where)
+        converted_kwargs = dict(kwargs)
+        for name, value in kwargs.items():
+            param = self.named.get(name, self.var_keyword)
+            if param is not None:
+                converted_kwargs[name] = param.from_json(value, name)
+        return converted, converted_kwargs
+
+    def check(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        """Raise `TypeError` naming the first argument that would not convert at the worker."""
+        for i, value in enumerate(args):
+            param, where = self._positional(i)
+            if param is not None:
+                param.check(value, where)
+        for name, value in kwargs.items():
+            param = self.named.get(name, self.var_keyword)
+            if param is not None:
+                param.check(value, name)
+
+    def _positional(self, index: int) -> tuple[_Param | None, str]:
+        if index < len(self.positional):
+            param = self.positional[index]
+            return param, param.name if param is not None else ""
+        rest = self.var_positional
+        if rest is None:
+            return None, ""
+        return rest, f"{rest.name}[{index - len(self.positional)}]"
+
+
+def find_non_finite(bound: Mapping[str, Any]) -> str | None:
+    """Where the first NaN or infinity is among bound arguments: ``'points'[2]['x'] is nan``.
+
+    JSON has no such numbers, and msgspec writes them as ``null``.
+    """
+    for name, value in bound.items():
+        try:
+            as_json = msgspec.to_builtins(value, str_keys=True)
+        except (TypeError, msgspec.EncodeError):
+            continue
+        found = _non_finite(as_json, repr(name))
+        if found is not None:
+            return found
+    return None
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    # Iterative, so that deep nesting cannot exhaust the stack.
+    stack = [(value, where)]
+    while stack:
+        value, where = stack.pop()
+        if type(value) is float:
+            if not math.isfinite(value):
+                return f"{where} is {value}"
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in reversed(list(enumerate(value))))
+        elif isinstance(value, dict):
+            stack.extend((item, f"{where}[{key!r}]") for key, item in reversed(value.items()))
+    return None
+
+
+def _param(name: str, hint: Any, task: str) -> _Param | None:
+    if any(hint is unchecked for unchecked in _UNCHECKED):
+        return None
+    try:
+        info = msgspec.inspect.type_info(hint)
+    except Exception as e:
+        reason = str(e)
+    else:
+        custom = next(_custom_types(info, set()), None)
+        if custom is None:
+            return _Param(name, hint)
+        reason = f"msgspec cannot build a {custom.__qualname__} from JSON"
+    log.warning(
+        "task %s: parameter %r (%s) is not type-checked: %s", task, name, _type_name(hint), reason
+    )
+    return None
+
+
+def _custom_types(info: msgspec.inspect.Type, seen: set[int]) -> Iterator[type]:
+    """Classes in a type that msgspec leaves to a hook, which JSON values never become."""
+    if id(info) in seen:
+        return  # a recursive Struct or dataclass
+    seen.add(id(info))
+    if isinstance(info, msgspec.inspect.CustomType):
+        yield info.cls
+        return
+    for field in info.__struct_fields__:
+        value = getattr(info, field)
+        for item in value if isinstance(value, tuple) else (value,):
+            if isinstance(item, msgspec.inspect.Field):
+                item = item.type
+            if isinstance(item, msgspec.inspect.Type):
+                yield from _custom_types(item, seen)
+
+
+def _resolved_hints(fn: Callable[..., Any]) -> tuple[dict[str, Any], dict[str, Exception]]:
+    """The resolved annotations of `fn`, and why each of those that cannot be resolved cannot."""
+    try:
+        return typing.get_type_hints(fn, include_extras=True), {}
+    except Exception:
+        pass
+    # One annotation cannot be resolved (e.g. a name imported under TYPE_CHECKING only):
+    # resolve the others one by one, and leave that parameter unchecked.
+    hints: dict[str, Any] = {}
+    unresolved: dict[str, Exception] = {}
+    for name, annotation in getattr(fn, "__annotations__", {}).items():
+        holder = types.SimpleNamespace(
+            __annotations__={name: annotation}, __globals__=getattr(fn, "__globals__", {})
+        )
+        try:
+            hints.update(typing.get_type_hints(holder, include_extras=True))
+        except Exception as e:
+            unresolved[name] = e
+    return hints, unresolved
+
+
+def _type_name(hint: Any) -> str:
+    """A type as written in code, without module names: ``list[Point] | None``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is type(None) or hint is None:
+        return "None"
+    if hint is Ellipsis:
+        return "..."
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin is typing.Union or origin is types.UnionType:
+        return " | ".join(map(_type_name, args))
+    if origin is typing.Literal:
+        return f"Literal[{', '.join(map(repr, args))}]"
+    if origin is not None and args:
+        return f"{_type_name(origin)}[{', '.join(map(_type_name, args))}]"
+    if isinstance(hint, type):
+        return hint.__qualname__
+    return inspect.formatannotation(hint).replace("typing.", "")

@@ -71,10 +71,33 @@ class _Param:
         return f"argument {where!r} must be {_type_name(self.hint)}, got {shown}: {detail}"
 
 
+class _Shape:
+    """How to convert the positional arguments of a call with a given number of them.
+
+    One msgspec conversion of the whole list to a tuple type costs much less than one per
+    argument; the tuple sits in an array-like Struct, whose type msgspec compiles once.
+    """
+
+    __slots__ = ("plain", "wrapper")
+
+    def __init__(self, params: Sequence[_Param | None]) -> None:
+        hints = tuple(Any if p is None else p.hint for p in params)
+        self.wrapper: Any = msgspec.defstruct(
+            "Positional", [("args", types.GenericAlias(tuple, hints))], array_like=True
+        )
+        # When every checked position has a type JSON gives as is, a type check is enough.
+        checked = [(i, p.hint) for i, p in enumerate(params) if p is not None]
+        self.plain = tuple(checked) if all(p.plain for p in params if p is not None) else None
+
+
+# Calls with more positional arguments than this (through *args) convert one by one.
+_MAX_SHAPE: Final = 32
+
+
 class ArgumentTypes:
     """The annotated parameters of one task (its context excluded)."""
 
-    __slots__ = ("named", "positional", "var_keyword", "var_positional")
+    __slots__ = ("_shapes", "named", "positional", "var_keyword", "var_positional")
 
     def __init__(
         self,
@@ -87,6 +110,7 @@ class ArgumentTypes:
         self.var_positional = var_positional
         self.named = dict(named)
         self.var_keyword = var_keyword
+        self._shapes: dict[int, _Shape | None] = {}
 
     @classmethod
     def of(
@@ -130,30 +154,77 @@ class ArgumentTypes:
         The arguments must bind to the signature already. Raises `TypeError` naming the
         parameter whose value does not convert.
         """
-        converted = list(args)
-        for i, value in enumerate(args):
-            param, where = self._positional(i)
-            if param is not None:
-                converted[i] = param.from_json(value, where)
-        converted_kwargs = dict(kwargs)
-        for name, value in kwargs.items():
-            param = self.named.get(name, self.var_keyword)
-            if param is not None:
-                converted_kwargs[name] = param.from_json(value, name)
-        return converted, converted_kwargs
+        if args:
+            args = self._positional_from_json(args)
+        if kwargs:
+            converted = dict(kwargs)
+            for name, value in kwargs.items():
+                param = self.named.get(name, self.var_keyword)
+                if param is not None:
+                    converted[name] = param.from_json(value, name)
+            kwargs = converted
+        return args, kwargs
 
     def check(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         """Raise `TypeError` naming the first argument that would not convert at the worker."""
-        for i, value in enumerate(args):
-            param, where = self._positional(i)
-            if param is not None:
-                param.check(value, where)
+        if args:
+            self._check_positional(args)
         for name, value in kwargs.items():
             param = self.named.get(name, self.var_keyword)
             if param is not None:
                 param.check(value, name)
 
-    def _positional(self, index: int) -> tuple[_Param | None, str]:
+    def _positional_from_json(self, args: list[Any]) -> list[Any]:
+        shape = self._shape(len(args))
+        if shape is None:
+            return args
+        if shape.plain is not None and _plain(args, shape.plain):
+            return args
+        try:
+            return list(msgspec.convert((args,), shape.wrapper, str_keys=True).args)
+        except msgspec.ValidationError:
+            pass
+        # Convert one by one, for an error that names the parameter.
+        converted = list(args)
+        for i, value in enumerate(args):
+            param, where = self._position(i)
+            if param is not None:
+                converted[i] = param.from_json(value, where)
+        return converted
+
+    def _check_positional(self, args: Sequence[Any]) -> None:
+        shape = self._shape(len(args))
+        if shape is None:
+            return
+        if shape.plain is not None and _plain(args, shape.plain):
+            return
+        try:
+            as_json = msgspec.to_builtins(args, str_keys=True)
+        except (TypeError, msgspec.EncodeError):
+            as_json = None  # check them one by one; encoding the job names the bad type
+        if as_json is not None:
+            try:
+                msgspec.convert((as_json,), shape.wrapper, str_keys=True)
+                return
+            except msgspec.ValidationError:
+                pass
+        for i, value in enumerate(args):
+            param, where = self._position(i)
+            if param is not None:
+                param.check(value, where)
+
+    def _shape(self, count: int) -> _Shape | None:
+        try:
+            return self._shapes[count]
+        except KeyError:
+            pass
+        params = [self._position(i)[0] for i in range(count)]
+        shape = None if all(p is None for p in params) else _Shape(params)
+        if count <= _MAX_SHAPE:
+            self._shapes[count] = shape
+        return shape
+
+    def _position(self, index: int) -> tuple[_Param | None, str]:
         if index < len(self.positional):
             param = self.positional[index]
             return param, param.name if param is not None else ""
@@ -161,6 +232,14 @@ class ArgumentTypes:
         if rest is None:
             return None, ""
         return rest, f"{rest.name}[{index - len(self.positional)}]"
+
+
+def _plain(args: Sequence[Any], expected: tuple[tuple[int, type], ...]) -> bool:
+    """True if each checked argument has exactly its plain annotated type."""
+    for i, hint in expected:  # noqa: SIM110 (a loop is faster than all() over a generator)
+        if type(args[i]) is not hint:
+            return False
+    return True
 
 
 def find_non_finite(bound: Mapping[str, Any]) -> str | None:

@@ -91,9 +91,14 @@ def measure(task: Task[Any, Any], args: tuple[Any, ...], number: int, repeat: in
     """Best microseconds per call of each step, the steps timed in turn."""
     data = task.prepare(*args).data
     job = decode_job(data)
+
+    def check() -> bool:
+        task.check_arguments(args, {})
+        return b"null" in data
+
     steps: list[Callable[[], object]] = [
         lambda: task._bind(args, {}),
-        lambda: (task.check_arguments(args, {}), b"null" in data),
+        check,
         lambda: task.prepare(*args),
         lambda: task._bind(job.args, job.kwargs),
         lambda: task.arguments_from_json(job.args, job.kwargs),

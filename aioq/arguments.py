@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Final
 
 import msgspec
 
-__all__ = ["ArgumentTypes", "find_non_finite"]
+__all__ = ["ArgumentTypes", "find_non_finite", "may_be_non_finite"]
 
 log = logging.getLogger("aioq")
 
@@ -29,6 +30,10 @@ _UNCHECKED: Final = (Any, object, inspect.Parameter.empty)
 _POSITIONAL: Final = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 _NAMED: Final = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 _REPR_CHARS: Final = 60
+_MSGPACK: Final = msgspec.msgpack.Encoder()
+# MessagePack keeps floats as float64 (0xcb and 8 big-endian bytes); all exponent bits set is
+# NaN or an infinity. The same bytes inside a string or bytes value only cost a closer look.
+_PACKED_NON_FINITE: Final = re.compile(rb"\xcb[\x7f\xff][\xf0-\xff]")
 
 
 class _Param:
@@ -242,17 +247,26 @@ def _plain(args: Sequence[Any], expected: tuple[tuple[int, type], ...]) -> bool:
     return True
 
 
+def may_be_non_finite(value: object) -> bool:
+    """False if `value` surely holds no NaN or infinity; a quick test, in C."""
+    try:
+        packed = _MSGPACK.encode(value)
+    except (TypeError, msgspec.EncodeError):
+        return True
+    return _PACKED_NON_FINITE.search(packed) is not None
+
+
 def find_non_finite(bound: Mapping[str, Any]) -> str | None:
     """Where the first NaN or infinity is among bound arguments: ``'points'[2]['x'] is nan``.
 
     JSON has no such numbers, and msgspec writes them as ``null``.
     """
-    for name, value in bound.items():
-        try:
-            as_json = msgspec.to_builtins(value, str_keys=True)
-        except (TypeError, msgspec.EncodeError):
-            continue
-        found = _non_finite(as_json, repr(name))
+    try:
+        as_json = msgspec.to_builtins(dict(bound), str_keys=True)
+    except (TypeError, msgspec.EncodeError):
+        return None  # encoding the job reports it
+    for name, value in as_json.items():
+        found = _non_finite(value, repr(name))
         if found is not None:
             return found
     return None

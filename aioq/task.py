@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import msgspec
 
-from aioq.arguments import ArgumentTypes, find_non_finite
+from aioq.arguments import ArgumentTypes, find_non_finite, may_be_non_finite
 from aioq.context import Context
 from aioq.errors import ArgumentsError, ConfigError, SerializationError
 from aioq.job import Job
@@ -106,6 +106,8 @@ class Task(Generic[P, R]):
         self._full_signature.bind(None, *args, **kwargs)
 
     def _reject_non_finite(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        if not may_be_non_finite((args, kwargs)):
+            return
         found = find_non_finite(self._full_signature.bind(None, *args, **kwargs).arguments)
         if found is not None:
             raise SerializationError(

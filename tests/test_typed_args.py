@@ -149,7 +149,7 @@ def test_non_finite_floats_are_refused_at_enqueue(offline: Aarq) -> None:
         untyped.prepare(1, p={"x": float("inf")})
     # None, and the text "null", are what they are.
     untyped.prepare(None, ["null", None, 1.5])
-    untyped.prepare(None, b"\xcb\x7f\xf8\x00", "\xcb\x7f\xf8")  # bytes that look like NaN packed
+    untyped.prepare(None, [b"\xcb\x7f\xf8\x00", "\xcb\x7f\xf8"])  # bytes like a packed NaN
     typed.prepare(1e308)
 
 

@@ -262,3 +262,17 @@ async def test_untyped_task_receives_the_json_values_as_before(
     await bare.enqueue(NOW, job_id)
     await wait_for(lambda: received)
     assert received == [(NOW.isoformat().replace("+00:00", "Z"), str(job_id))]
+
+
+def test_many_positional_arguments_are_converted_one_by_one(offline: Aarq) -> None:
+    @offline.task
+    async def job(ctx: Context, /, tag, *ids: int) -> None:  # type: ignore[no-untyped-def]
+        ...
+
+    values = [{"any": "thing"}, *range(40)]
+    assert job.arguments_from_json(values, {}) == (values, {})
+    values[36] = "35"
+    with pytest.raises(TypeError, match=r"argument 'ids\[35\]' must be int, got '35'"):
+        job.arguments_from_json(values, {})
+    with pytest.raises(ArgumentsError, match=r"argument 'ids\[35\]' must be int, got '35'"):
+        job.prepare(*values)

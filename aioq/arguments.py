@@ -44,7 +44,7 @@ class _Param:
     def __init__(self, name: str, hint: Any) -> None:
         self.name = name
         self.hint = hint
-        self.plain = hint in _PLAIN
+        self.plain = any(hint is t for t in _PLAIN)
 
     def from_json(self, value: Any, where: str) -> Any:
         """`value` as decoded from JSON, converted to the annotated type."""
@@ -52,7 +52,7 @@ class _Param:
             return value
         try:
             return msgspec.convert(value, self.hint, str_keys=True)
-        except msgspec.ValidationError as e:
+        except Exception as e:  # also what a __post_init__ raises, or RecursionError
             raise TypeError(self._message(where, value, e)) from None
 
     def check(self, value: Any, where: str) -> None:
@@ -65,14 +65,16 @@ class _Param:
             return  # encoding the job reports it, naming the type
         try:
             msgspec.convert(as_json, self.hint, str_keys=True)
-        except msgspec.ValidationError as e:
+        except Exception as e:
             raise TypeError(self._message(where, value, e)) from None
 
-    def _message(self, where: str, value: Any, error: msgspec.ValidationError) -> str:
+    def _message(self, where: str, value: Any, error: Exception) -> str:
         shown = repr(value)
         if len(shown) > _REPR_CHARS:
             shown = shown[: _REPR_CHARS - 3] + "..."
         detail = str(error).replace("`$", f"`{where}")
+        if not isinstance(error, msgspec.ValidationError):
+            detail = f"{type(error).__name__}: {detail}"
         return f"argument {where!r} must be {_type_name(self.hint)}, got {shown}: {detail}"
 
 
@@ -187,7 +189,7 @@ class ArgumentTypes:
             return args
         try:
             return list(msgspec.convert((args,), shape.wrapper, str_keys=True).args)
-        except msgspec.ValidationError:
+        except Exception:
             pass
         # Convert one by one, for an error that names the parameter.
         converted = list(args)
@@ -211,7 +213,7 @@ class ArgumentTypes:
             try:
                 msgspec.convert((as_json,), shape.wrapper, str_keys=True)
                 return
-            except msgspec.ValidationError:
+            except Exception:
                 pass
         for i, value in enumerate(args):
             param, where = self._position(i)

@@ -276,3 +276,23 @@ def test_many_positional_arguments_are_converted_one_by_one(offline: Aarq) -> No
         job.arguments_from_json(values, {})
     with pytest.raises(ArgumentsError, match=r"argument 'ids\[35\]' must be int, got '35'"):
         job.prepare(*values)
+
+
+@dataclasses.dataclass
+class Positive:
+    value: int
+
+    def __post_init__(self) -> None:
+        if self.value <= 0:
+            raise RuntimeError(f"{self.value} is not positive")
+
+
+def test_an_error_raised_while_building_an_argument_names_the_parameter(offline: Aarq) -> None:
+    @offline.task
+    async def job(ctx: Context, amount: Positive) -> None: ...
+
+    with pytest.raises(ArgumentsError, match=r"'amount' must be Positive.*RuntimeError: -1 is not"):
+        offline.get_task("job").prepare({"value": -1})
+    with pytest.raises(TypeError, match=r"'amount' must be Positive.*RuntimeError: -1 is not"):
+        job.arguments_from_json([{"value": -1}], {})
+    assert job.arguments_from_json([{"value": 1}], {}) == ([Positive(1)], {})

@@ -10,8 +10,8 @@ Every error derives from `AioqError`, so `except AioqError` catches them all::
     │   └── ProvisioningError        a stream, consumer or bucket cannot be created or bound
     ├── EnqueueError                 the job could not be published
     │   ├── UnknownTaskError         names the task and the registered ones
-    │   ├── ArgumentsError           arguments do not bind to the task's signature
-    │   ├── SerializationError       arguments are not JSON-encodable (names the type)
+    │   ├── ArgumentsError           arguments do not fit the task's signature or annotations
+    │   ├── SerializationError       arguments are not JSON-encodable, or NaN/infinity
     │   ├── PayloadTooLargeError     encoded job larger than the server's max_payload
     │   └── PartialEnqueueError      some jobs of an `enqueue_many` batch were not stored
     └── JobError                     about one job
@@ -89,7 +89,7 @@ class UnknownTaskError(EnqueueError, LookupError):
 
 
 class ArgumentsError(EnqueueError, TypeError):
-    """The arguments do not fit the task's signature."""
+    """The arguments do not fit the task's signature or its parameters' annotated types."""
 
 
 class SerializationError(EnqueueError, TypeError):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar
 
 import msgspec
 
+from aioq.arguments import ArgumentTypes, find_non_finite, may_be_non_finite
 from aioq.context import Context
 from aioq.errors import ArgumentsError, ConfigError, SerializationError
 from aioq.job import Job
@@ -65,6 +66,8 @@ class Task(Generic[P, R]):
         self.result_type = _return_type(fn)
         self.signature = _without_ctx(self._full_signature, name)
         self._positional_range = _positional_range(self.signature)
+        #: The annotated parameters' types; None when no parameter is annotated.
+        self.argument_types = ArgumentTypes.of(fn, self.signature, name)
         self.__doc__ = fn.__doc__
         self.__wrapped__ = fn
 
@@ -74,15 +77,43 @@ class Task(Generic[P, R]):
         return self.options.queue
 
     def check_arguments(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
-        """Raise `TypeError` unless the arguments bind to the task (after its context).
+        """Raise `TypeError` unless the arguments fit the task (after its context).
 
+        They must bind to its signature and, sent as JSON, convert to the annotated types.
         Binding the whole signature with a stand-in context also rejects a keyword argument
         named like the context parameter, which ``**kwargs`` would otherwise accept.
         """
+        self._bind(args, kwargs)
+        if self.argument_types is not None:
+            self.argument_types.check(args, kwargs)
+
+    def arguments_from_json(
+        self, args: list[Any], kwargs: dict[str, Any]
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """A job's decoded arguments, checked and converted to the annotated types.
+
+        Raises `TypeError` if they do not bind or do not convert.
+        """
+        self._bind(args, kwargs)
+        if self.argument_types is None:
+            return args, kwargs
+        return self.argument_types.from_json(args, kwargs)
+
+    def _bind(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         span = self._positional_range
         if span is not None and not kwargs and span[0] <= len(args) <= span[1]:
             return  # the common call, checked without the cost of `Signature.bind`
         self._full_signature.bind(None, *args, **kwargs)
+
+    def _reject_non_finite(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
+        if not may_be_non_finite((args, kwargs)):
+            return
+        found = find_non_finite(self._full_signature.bind(None, *args, **kwargs).arguments)
+        if found is not None:
+            raise SerializationError(
+                f"cannot enqueue {self.describe()}: argument {found}: JSON has no NaN or "
+                "infinity (the task would receive None); send None, a string or a Decimal"
+            )
 
     def describe(self) -> str:
         """The task's name and parameters, for error messages: ``add(a: int, b: int)``."""
@@ -158,9 +189,12 @@ class TaskCall(Generic[P, R]):
             task.check_arguments(args, kwargs)
         except TypeError as e:
             raise ArgumentsError(f"cannot enqueue {task.describe()}: {e}") from None
-        return build_job(
+        job = build_job(
             task.name, task.queue, list(args), kwargs, self.call, now=task.app.clock.time()
         )
+        if b"null" in job.data:  # msgspec writes NaN and infinity as null, like None
+            task._reject_non_finite(args, kwargs)
+        return job
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Publish a job running this task with these arguments; returns its handle."""

@@ -62,7 +62,7 @@ class DeadReason(enum.StrEnum):
     BAD_PAYLOAD = "bad_payload"
     #: No task of that name is registered on the worker's app.
     UNKNOWN_TASK = "unknown_task"
-    #: The arguments do not bind to the task's signature.
+    #: The arguments do not bind to the task's signature or convert to its annotated types.
     BAD_ARGS = "bad_args"
     #: Deliveries ran out without an outcome: the worker died or lost the job each time.
     CRASHED = "crashed"

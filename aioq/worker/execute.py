@@ -134,7 +134,7 @@ class Executor:
             )
             return
         try:
-            task.check_arguments(job.args, job.kwargs)
+            job.args, job.kwargs = task.arguments_from_json(job.args, job.kwargs)
         except TypeError as e:
             error = ErrorInfo("ArgumentsError", f"{task.describe()}: {e}")
             await self._dead(delivery, queue, DeadReason.BAD_ARGS, job, error)

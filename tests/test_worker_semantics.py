@@ -891,8 +891,8 @@ async def test_busy_queues_share_the_slots(app: Aarq, start_worker: WorkerFactor
     # While both had jobs, each ran about half the slots: neither was starved.
     busy = [(s, lo) for s, lo in shares if s and lo][:40]
     assert busy, shares
-    assert max(lo for _, lo in busy) <= 3, busy
-    assert any(lo == 2 and s == 2 for s, lo in busy), busy
+    assert max(lo for _, lo in busy) < 4, busy
+    assert busy.count((2, 2)) >= len(busy) // 2, busy
 
 
 async def test_more_queues_than_slots(app: Aarq, start_worker: WorkerFactory) -> None:

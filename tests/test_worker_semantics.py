@@ -847,10 +847,13 @@ async def test_one_busy_queue_uses_every_slot(app: Aarq, start_worker: WorkerFac
             running -= 1
             done += 1
 
-    await app.enqueue_many(slow.prepare(i) for i in range(15))
-    # The two idle queues wait for their next job without holding a slot.
     await start_worker(queues=["busy", "idle1", "idle2"], concurrency=5)
-    await wait_for(lambda: done == 15, timeout=15)
+    await app.enqueue_many(slow.prepare(i) for i in range(5))
+    await wait_for(lambda: done == 5)
+    # By now the two idle queues wait for their next job, and hold no slot while they do.
+    most = 0
+    await app.enqueue_many(slow.prepare(i) for i in range(15))
+    await wait_for(lambda: done == 20, timeout=15)
     assert most == 5
 
 

@@ -245,7 +245,9 @@ class Executor:
             await self._abort_settle(delivery, record, ctx, time.perf_counter())
             return
         alone = previous is not None and previous is not Previous.SETTLED
-        running_record = await self.reporter.started(record, store_now=alone)
+        running_record = await self.reporter.started(
+            record, lease_lapses=2 * lease_period, store_now=alone
+        )
         try:
             await self._execute(delivery, job, task, ctx, record, lease_period, running_record)
         finally:
@@ -267,7 +269,7 @@ class Executor:
         me = asyncio.current_task()
         assert me is not None
         self._running[ctx.job_id] = (me, ctx.task)
-        progress = ctx._on_progress = _Progress(self.reporter, record)
+        progress = ctx._on_progress = _Progress(self.reporter, record, lease)
         started = time.perf_counter()
         thread: asyncio.Future[Any] | None = None
         try:
@@ -483,14 +485,17 @@ class _Progress:
     a task reports is never lost; `close` drops a held one once the attempt is over.
     """
 
-    def __init__(self, reporter: Reporter, record: JobRecord) -> None:
+    def __init__(self, reporter: Reporter, record: JobRecord, lease: Lease) -> None:
         self.reporter = reporter
         self.record = record
+        self.lease = lease
         self.sent_at = 0.0
         self.held: tuple[float, str | None] | None = None
         self.flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, fraction: float, message: str | None) -> None:
+        if self.lease.check(time.monotonic()):
+            return  # another attempt may own the record now (see Executor._superseded)
         wait = self.sent_at + PROGRESS_INTERVAL_S - time.monotonic()
         if wait <= 0:
             self.sent_at = time.monotonic()
@@ -503,7 +508,7 @@ class _Progress:
     async def _flush(self, wait: float) -> None:
         await asyncio.sleep(wait)
         self.flusher = None
-        if self.held is not None:
+        if self.held is not None and not self.lease.check(time.monotonic()):
             (fraction, message), self.held = self.held, None
             self.sent_at = time.monotonic()
             await self.reporter.progress(self.record, fraction, message)

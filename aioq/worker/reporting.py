@@ -123,12 +123,16 @@ class Reporter:
             revision = found[1]  # a write of this attempt came between: replace it
         return False
 
-    async def started(self, record: JobRecord, *, store_now: bool = False) -> asyncio.Handle:
+    async def started(
+        self, record: JobRecord, *, lease_lapses: float, store_now: bool = False
+    ) -> asyncio.Handle:
         """Publish the started event; store the running record after `RUNNING_RECORD_DELAY_S`.
 
         Cancel the returned handle when the attempt ends: a job that ends sooner never has
         its running record stored. With `store_now`, the record is stored (and confirmed)
         before this returns, so that the start is known even if the worker dies at once.
+        A delayed write that comes after `lease_lapses` seconds (the loop was blocked, or
+        the process frozen) is dropped: another attempt may have recorded the job since.
         """
         record.worker = self.worker_id
         loop = asyncio.get_running_loop()
@@ -139,9 +143,12 @@ class Reporter:
             await self._announce(EventKind.STARTED, record)
             return loop.call_soon(_nothing)
         await self._announce(EventKind.STARTED, record)
-        return loop.call_later(RUNNING_RECORD_DELAY_S, self._store_later, record)
+        deadline = loop.time() + lease_lapses
+        return loop.call_later(RUNNING_RECORD_DELAY_S, self._store_later, record, deadline)
 
-    def _store_later(self, record: JobRecord) -> None:
+    def _store_later(self, record: JobRecord, deadline: float) -> None:
+        if asyncio.get_running_loop().time() > deadline:
+            return
         # Encoded now, not when the attempt started: progress the task reported in between
         # is in the record, and this write must not roll it back.
         job_id = record.id

@@ -507,7 +507,7 @@ class Worker:
         now_: list[Delivery] = []
         for delivery in deliveries:
             before = previous.get(id(delivery))
-            if busy or (before is not None and before is not Previous.SETTLED):
+            if busy or before in (Previous.STARTED, Previous.UNKNOWN):
                 self._quarantine(_Held(delivery, queue, period, before))
             else:
                 now_.append(delivery)

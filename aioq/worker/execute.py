@@ -99,6 +99,9 @@ class Previous(enum.Enum):
     STARTED = "started"
     #: It never started as far as the record tells (the worker died with the job fetched).
     UNKNOWN = "unknown"
+    #: A later delivery recorded the job already: this one is stale (it reached a pull of a
+    #: worker that was frozen, and its lease ran out before the worker read it).
+    SUPERSEDED = "superseded"
 
 
 class Executor:
@@ -147,7 +150,11 @@ class Executor:
             record = _record_decoder.decode(raw) if raw else None
         except Exception:  # an undecodable job is dead-lettered when it runs
             return Previous.UNKNOWN
-        if record is None or record.attempts != delivery.attempt - 1:
+        if record is None or record.seq not in (None, delivery.seq):
+            return Previous.UNKNOWN  # none, or the record of an earlier enqueue of this id
+        if record.attempts >= delivery.attempt:
+            return Previous.SUPERSEDED
+        if record.attempts != delivery.attempt - 1:
             return Previous.UNKNOWN
         if record.state is JobState.RUNNING:
             return Previous.STARTED
@@ -202,6 +209,16 @@ class Executor:
         attempt, max_attempts = delivery.attempt, retries + 1
         if attempt > 1 and previous is None:
             previous = await self.previous(delivery)
+        if previous is Previous.SUPERSEDED:
+            # Not settled either: the message belongs to the later delivery.
+            log.warning(
+                "job %s task=%s: delivery %d came after a later one had recorded the job; "
+                "not running it",
+                _job_id(job, delivery),
+                job.task,
+                attempt,
+            )
+            return
         # Only a job that started on its previous delivery and died there can be the one
         # that crashes its worker: a job fetched alongside it never ran on that delivery.
         if attempt > max_attempts + UNSETTLED_DELIVERIES and previous is Previous.STARTED:
@@ -244,7 +261,7 @@ class Executor:
         if ctx.job_id in self._aborted:
             await self._abort_settle(delivery, record, ctx, time.perf_counter())
             return
-        alone = previous is not None and previous is not Previous.SETTLED
+        alone = previous in (Previous.STARTED, Previous.UNKNOWN)
         running_record = await self.reporter.started(
             record, lease_lapses=2 * lease_period, store_now=alone
         )
@@ -354,7 +371,7 @@ class Executor:
         """
         if not lease.check(time.monotonic()):
             return False
-        newer = await self.reporter.guard(ctx.job_id, ctx.attempt)
+        newer = await self.reporter.guard(ctx.job_id, ctx.attempt, lease.delivery.seq)
         if newer is None:
             return False
         _ran_twice(ctx, newer)

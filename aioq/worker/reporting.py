@@ -86,10 +86,11 @@ class Reporter:
         )
         return True
 
-    async def guard(self, job_id: str, attempt: int) -> int | None:
+    async def guard(self, job_id: str, attempt: int, seq: int) -> int | None:
         """Prepare the outcome of an attempt whose lease lapsed: another may have run the job.
 
-        Returns the attempt number of a newer attempt that recorded the job, or None: then
+        Returns the attempt number of a newer attempt (of the job's message at stream
+        sequence `seq`) that recorded the job, or None: then
         the next record of the job is stored only if the record read here is still the
         latest (compare-and-set on its revision), so it can never overwrite a newer attempt.
         """
@@ -98,9 +99,9 @@ class Reporter:
             await pending
         found = await self.broker.store.get_record_revision(job_id)
         if found is not None:
-            newer = _record_decoder.decode(found[0]).attempts
-            if newer > attempt:
-                return newer
+            stored = _record_decoder.decode(found[0])
+            if stored.attempts > attempt and stored.seq in (None, seq):
+                return stored.attempts
         self._guards[job_id] = found[1] if found is not None else 0
         return None
 

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -892,10 +893,9 @@ async def test_busy_queues_share_the_slots(app: Aarq, start_worker: WorkerFactor
     await wait_for(lambda: worker.stats.processed == 128, timeout=20)
     assert max(s + lo for s, lo in shares) <= 4
     # While both had jobs, each ran about half the slots: neither was starved.
-    busy = [(s, lo) for s, lo in shares if s and lo][:40]
+    busy = [(s, lo) for s, lo in shares if s and lo]
     assert busy, shares
-    assert max(lo for _, lo in busy) < 4, busy
-    assert busy.count((2, 2)) >= len(busy) // 2, busy
+    assert Counter(busy).most_common(1)[0][0] == (2, 2), busy
 
 
 async def test_more_queues_than_slots(app: Aarq, start_worker: WorkerFactory) -> None:

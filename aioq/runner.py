@@ -59,7 +59,7 @@ async def run_worker(
     Args:
         app: The app whose tasks run.
         queues: Queues to pull from.
-        concurrency: Jobs held at once.
+        concurrency: Jobs run at once, over all the queues.
         rate_limit: Most job starts per `rate_interval` (None: no limit; 0: none).
         rate_interval: Seconds of the rate limit's window.
         repeatables: Repeatables its scheduler fires (names or objects; None: all).

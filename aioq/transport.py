@@ -135,6 +135,17 @@ class JobStore(Protocol):
     async def store_record(self, job_id: str, data: bytes) -> None:
         """Store a job record and return once the broker has it (read-your-writes)."""
 
+    async def get_record_revision(self, job_id: str) -> tuple[bytes, int] | None:
+        """The latest record of a job and its revision (for `swap_record`), or None."""
+        ...
+
+    async def swap_record(self, job_id: str, data: bytes, revision: int) -> bool:
+        """Store a job record only if `revision` is still the latest (0: no record yet).
+
+        False, and nothing stored, if another record was stored since.
+        """
+        ...
+
     def watch_record(self, job_id: str) -> AsyncIterator[bytes | None]:
         """Yield the job's current record (None if it has none), then every change."""
         ...

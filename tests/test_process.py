@@ -283,3 +283,79 @@ async def test_jobs_arriving_during_stop_are_handed_back(
     await poll(
         lambda: {e["job"] for e in of(events, "finish")} >= ids, 6, "every job, within 6 s", b
     )
+
+
+async def test_crash_takes_no_batch_mate_down(
+    client: Aarq, procs: Procs, nats_url: str, nc: NatsClient, events: Path
+) -> None:
+    # Jobs fetched in one batch with a job that ends its worker die with it, and come back
+    # together. Run one at a time after that, only the crasher uses up its deliveries.
+    js = nc.jetstream()
+    sleep_for, exit_worker = client.get_task("sleep_for"), client.get_task("exit_worker")
+    innocents = list(await client.enqueue_many(sleep_for.prepare(0.3) for _ in range(3)))
+    crasher = await exit_worker.enqueue()
+    innocents.append(await sleep_for.enqueue(0.3))
+    ids = {job.id for job in innocents}
+
+    async def dead_letters() -> int:
+        return (await js.stream_info(client.names.dead_stream)).state.messages
+
+    def finished() -> set[str]:
+        return {e["job"] for e in of(events, "finish")}
+
+    deaths = 0
+    worker: Proc | None = None
+    for _ in range(TASK_RETRIES + UNSETTLED_DELIVERIES + 4):  # bounded: a worker per crash
+        worker = start_worker(procs, nats_url, "-c", "8", ack_wait=1)
+        await worker.wait_log("started:")
+        deadline = time.monotonic() + 10
+        while worker.returncode is None and not (await dead_letters() and finished() >= ids):
+            assert time.monotonic() < deadline, worker.log()
+            await asyncio.sleep(0.05)
+        if worker.returncode is None:
+            break
+        assert worker.returncode == 3, worker.log()
+        deaths += 1
+    assert worker is not None
+    assert worker.returncode is None, "the crasher was never dead-lettered"
+
+    assert deaths == TASK_RETRIES + 1 + UNSETTLED_DELIVERIES
+    assert (await dead_letters()) == 1
+    for job in innocents:
+        assert len(of(events, "finish", job.id)) == 1
+        assert (await job.status()).state == "succeeded"
+    info = await js.stream_info(client.names.dead_stream)
+    dead = json.loads((await js.get_msg(client.names.dead_stream, info.state.first_seq)).data)
+    assert (dead["id"], dead["reason"]) == (crasher.id, "crashed")
+    worker.send(signal.SIGTERM)
+    assert await worker.wait_exit(timeout=15) == 0
+    await queue_drained(nc, client, "default")
+
+
+async def test_frozen_worker_does_not_overwrite_a_newer_attempt(
+    client: Aarq, procs: Procs, nats_url: str, events: Path
+) -> None:
+    sleep_for = client.get_task("sleep_for")
+    a = start_worker(procs, nats_url, "-c", "2", ack_wait=1)
+    await a.wait_log("started:")
+    job = await sleep_for.enqueue(0.5, later=0.1)
+    await poll(lambda: of(events, "start", job.id), 10, "A starting the job", a)
+    a.send(signal.SIGSTOP)  # frozen past its lease: the job goes to B
+    try:
+        b = start_worker(procs, nats_url, "-c", "2", ack_wait=1)
+        await poll(lambda: of(events, "finish", job.id), 10, "B finishing the job", b)
+        await job.result(timeout=10)
+        # Attempt 2, or 3 if the server sent attempt 2 to the frozen A's open pull.
+        newer = of(events, "finish", job.id)[0]["attempt"]
+        assert newer > 1
+        assert (await job.status()).attempts == newer
+    finally:
+        a.send(signal.SIGCONT)
+    # A's attempt ends now; its outcome must not replace the newer attempt's record.
+    await a.wait_log(f"job {job.id} task=sleep_for ran twice: attempt 1")
+    assert [e["attempt"] for e in of(events, "finish", job.id)] == [newer, 1]
+    status = await job.status()
+    assert (status.attempts, status.state) == (newer, "succeeded")
+    for worker in (a, b):
+        worker.send(signal.SIGTERM)
+        assert await worker.wait_exit(timeout=15) == 0

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -827,3 +829,108 @@ async def test_minimal_json_from_a_raw_client_runs(
             assert r["enqueued_at"] >= before
     assert len(ids) == 3  # one id per job
     assert by_args[("c@example.com", "kw", False)][0]["job_id"] == "client-chosen"
+
+
+# -- concurrency over several queues -------------------------------------------------------
+
+
+async def test_one_busy_queue_uses_every_slot(app: Aarq, start_worker: WorkerFactory) -> None:
+    running = most = done = 0
+
+    @app.task(queue="busy")
+    async def slow(ctx: Context, n: int) -> None:
+        nonlocal running, most, done
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.2)
+        finally:
+            running -= 1
+            done += 1
+
+    await start_worker(queues=["busy", "idle1", "idle2"], concurrency=5)
+    await app.enqueue_many(slow.prepare(i) for i in range(5))
+    await wait_for(lambda: done == 5)
+    # By now the two idle queues wait for their next job, and hold no slot while they do.
+    most = 0
+    await app.enqueue_many(slow.prepare(i) for i in range(15))
+    await wait_for(lambda: done == 20, timeout=15)
+    assert most == 5
+
+
+async def test_busy_queues_share_the_slots(app: Aarq, start_worker: WorkerFactory) -> None:
+    # Queue "long" holds each slot it gets for a long time, "short" frees its slots often:
+    # without a fair share the long jobs would end up holding every slot.
+    running = {"short": 0, "long": 0}
+    most = {"short": 0, "long": 0}
+    shares: list[tuple[int, int]] = []
+    long_started = False
+
+    async def run(queue: str, seconds: float) -> None:
+        running[queue] += 1
+        most[queue] = max(most[queue], running[queue])
+        if long_started:
+            shares.append((running["short"], running["long"]))
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            running[queue] -= 1
+
+    @app.task(queue="short")
+    async def quick(ctx: Context) -> None:
+        await run("short", 0.05)
+
+    @app.task(queue="long")
+    async def lengthy(ctx: Context) -> None:
+        nonlocal long_started
+        long_started = True
+        await run("long", 0.5)
+
+    await app.enqueue_many(quick.prepare() for _ in range(120))
+    worker = await start_worker(queues=["short", "long", "idle"], concurrency=4)
+    await wait_for(lambda: running["short"] == 4)
+    await app.enqueue_many(lengthy.prepare() for _ in range(8))
+    await wait_for(lambda: worker.stats.processed == 128, timeout=20)
+    assert max(s + lo for s, lo in shares) <= 4
+    # While both had jobs, each ran about half the slots: neither was starved.
+    busy = [(s, lo) for s, lo in shares if s and lo]
+    assert busy, shares
+    assert Counter(busy).most_common(1)[0][0] == (2, 2), busy
+
+
+async def test_more_queues_than_slots(app: Aarq, start_worker: WorkerFactory) -> None:
+    seen: list[str] = []
+
+    @app.task(queue="q1")
+    async def first(ctx: Context) -> None:
+        seen.append(ctx.queue)
+
+    @app.task(queue="q3")
+    async def third(ctx: Context) -> None:
+        seen.append(ctx.queue)
+
+    await first.enqueue()
+    await third.enqueue()
+    await start_worker(queues=["q1", "q2", "q3"], concurrency=1)
+    await wait_for(lambda: sorted(seen) == ["q1", "q3"])
+
+
+# -- a blocked event loop ------------------------------------------------------------------
+
+
+async def test_blocked_event_loop_is_reported_once(
+    app: Aarq, start_worker: WorkerFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.task()
+    async def blocking(ctx: Context) -> None:
+        time.sleep(1.2)  # noqa: ASYNC251 - the mistake under test
+
+    caplog.set_level(logging.WARNING, logger="aioq.worker")
+    await start_worker(stall_warning=0.3)
+    job = await blocking.enqueue()
+    await job.result(timeout=10)
+    await wait_for(lambda: "answered again" in caplog.text)
+    warnings = [r.getMessage() for r in caplog.records if "has been blocked" in r.getMessage()]
+    assert len(warnings) == 1, warnings
+    assert f"{job.id} (task=blocking)" in warnings[0]
+    assert "examples/cpu_bound.py" in warnings[0]

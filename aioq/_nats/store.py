@@ -15,7 +15,13 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import APIError, BucketNotFoundError, KeyNotFoundError, NotFoundError
+from nats.js.errors import (
+    APIError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from aioq._nats.admin import NatsListener
@@ -132,6 +138,27 @@ class NatsStore:
     async def store_record(self, job_id: str, data: bytes) -> None:
         """Store a job record and wait until the server has stored it (read-your-writes)."""
         await self.kv.put(job_id, data)
+
+    async def get_record_revision(self, job_id: str) -> tuple[bytes, int] | None:
+        """The latest record of a job and its revision, or None."""
+        try:
+            entry = await self.kv.get(job_id)
+        except KeyNotFoundError:
+            return None
+        if not entry.value or entry.revision is None:
+            return None
+        return entry.value, entry.revision
+
+    async def swap_record(self, job_id: str, data: bytes, revision: int) -> bool:
+        """Store a job record only if `revision` is still its latest (0: it has none)."""
+        try:
+            if revision:
+                await self.kv.update(job_id, data, last=revision)
+            else:
+                await self.kv.create(job_id, data)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
 
     async def get_record(self, job_id: str) -> bytes | None:
         """The latest record of a job, or None."""

@@ -53,7 +53,10 @@ def worker(
         ),
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", "-c", min=1, help="Jobs run at once.", metavar="N")
+        int,
+        typer.Option(
+            "--concurrency", "-c", min=1, help="Jobs run at once, over all the queues.", metavar="N"
+        ),
     ] = 10,
     log_level: Annotated[
         LogLevel,

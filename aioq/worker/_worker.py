@@ -10,8 +10,9 @@ import threading
 import time
 import uuid
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
@@ -25,11 +26,12 @@ from aioq.repeatable import Repeatable
 from aioq.scheduler import Scheduler
 from aioq.transport import Broker, ConsumerGoneError, Delivery, JobSource
 from aioq.wire import WorkerInfo
-from aioq.worker.execute import Executor, Lease, Stats
+from aioq.worker.execute import Executor, Lease, Previous, Stats
 from aioq.worker.heartbeat import Heartbeat, host_identity, now
 from aioq.worker.limits import SharedLimit, StartGate
 from aioq.worker.scanners import Scanner, ScannerFunction
 from aioq.worker.slots import Slots
+from aioq.worker.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from aioq.app import Aarq, Hook
@@ -60,7 +62,8 @@ class Worker:
     Args:
         app: The app whose tasks the worker runs.
         queues: Queues to pull from; each has one durable consumer shared by all workers.
-        concurrency: Most jobs held at once (running, or fetched and about to run).
+        concurrency: Most jobs running at once, over all of the worker's queues. One busy
+            queue may use every slot; when several are busy, they share the slots equally.
         shutdown_grace: Seconds that `stop` lets running jobs finish before they are
             cancelled and returned to their queue.
         heartbeat_interval: Seconds between heartbeats in the workers bucket.
@@ -78,6 +81,9 @@ class Worker:
         burst: Return from `run` once the queues are empty and nothing runs (docs/worker.md,
             "Burst mode"): retries and delayed jobs already due are waited for; delayed
             jobs not yet due, future repeatable ticks and paused queues are not.
+        stall_warning: Seconds the event loop may stay blocked (by a task that does blocking
+            or CPU-bound work in an ``async def``) before a warning names the jobs running;
+            half the smallest ``ack_wait`` of its queues by default, 0 turns it off.
     """
 
     def __init__(
@@ -96,6 +102,7 @@ class Worker:
         repeatables: Sequence[str | Repeatable] | None = None,
         scan_interval: float | None = None,
         burst: bool = False,
+        stall_warning: float | timedelta | None = None,
     ) -> None:
         if isinstance(queues, str):
             queues = [queues]
@@ -103,11 +110,6 @@ class Worker:
         if not self.queues:
             raise ConfigError("a worker needs at least one queue")
         self.slots = Slots(concurrency)
-        if concurrency < len(self.queues):
-            raise ConfigError(
-                f"concurrency {concurrency} is below the number of queues ({len(self.queues)}): "
-                "each queue needs a slot to wait for its next job"
-            )
         self.app = app
         self.id = str(uuid.uuid4())
         self.shutdown_grace = seconds(shutdown_grace, "shutdown_grace", allow_zero=True) or 0.0
@@ -134,6 +136,18 @@ class Worker:
         self.burst_done = False
         #: Delayed jobs not yet due that a burst worker left held at its exit.
         self.left_delayed = 0
+        self.stall_warning = (
+            min(app.queue(q).ack_wait for q in self.queues) / 2
+            if stall_warning is None
+            else seconds(stall_warning, "stall_warning", allow_zero=True) or 0.0
+        )
+        # Jobs that may have crashed their last worker, run one at a time (see _screen).
+        self._lane: deque[_Held] = deque()
+        self._lane_runner: asyncio.Task[None] | None = None
+        self._lane_done = asyncio.Event()
+        self._lane_done.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._scanners: list[Scanner] = []
         self._gates: dict[str, StartGate] = {}
         self._executor: Executor | None = None
@@ -147,7 +161,7 @@ class Worker:
 
     @property
     def concurrency(self) -> int:
-        """Most jobs held at once."""
+        """Most jobs running at once."""
         return self.slots.capacity
 
     @property
@@ -161,15 +175,11 @@ class Worker:
         return self._executor.stats if self._executor else Stats()
 
     def set_concurrency(self, concurrency: int) -> None:
-        """Change how many jobs the worker holds at once, while it runs.
+        """Change how many jobs the worker runs at once, while it runs.
 
         A larger value takes effect at once; with a smaller one the jobs already running
         finish, and new ones start only once fewer than `concurrency` run.
         """
-        if isinstance(concurrency, int) and concurrency < len(self.queues):
-            raise ConfigError(
-                f"concurrency {concurrency} is below the number of queues ({len(self.queues)})"
-            )
         self.slots.resize(concurrency)
 
     def set_rate_limit(
@@ -309,6 +319,8 @@ class Worker:
             )
         if self.burst:
             helpers.append(asyncio.create_task(self._watch_burst(broker), name="aioq-burst"))
+        watchdog = LoopWatchdog(self.stall_warning, self._running_jobs, self.id)
+        watchdog.start()
         crashed: BaseException | None = None
         try:
             stop_wait = asyncio.create_task(self._stop_requested.wait())
@@ -321,8 +333,11 @@ class Worker:
         finally:
             await _cancel_until_done(pullers)
             await _cancel_until_done(helpers)
+            if self._lane_runner is not None:
+                await _cancel_until_done([self._lane_runner])
             await self._drain()
             await _cancel_until_done(background)
+            watchdog.stop()
         if crashed is not None:
             raise crashed
 
@@ -405,43 +420,51 @@ class Worker:
     async def _pull(self, broker: Broker, queue: str, source: JobSource) -> None:
         period = self.app.queue(queue).ack_wait / LEASE_RENEW_FRACTION
         gate = self._gates.get(queue)
+        slots = self.slots
         failures = 0
         try:
             while True:
+                # While suspects of a crash run one at a time, fetch nothing more.
+                await self._lane_done.wait()
                 # Under a rate limit, wait for a start to be allowed before taking slots,
                 # so that a throttled queue never holds slots another queue could use.
                 most = await gate.room(MAX_BATCH) if gate and gate.limited else MAX_BATCH
-                taken = await self.slots.acquire(most)
+                taken = await slots.acquire(most, queue)
                 try:
                     deliveries = await _fetch_to_the_end(source.fetch_now(taken))
                     if not deliveries:
-                        # Keep one slot for the job the lingering pull may bring.
-                        self.slots.release(taken - 1)
-                        taken = 1
+                        # An empty queue waits for its next job without holding a slot, so
+                        # that the worker's other queues can use every one.
+                        slots.release(taken, queue)
+                        taken = 0
                         deliveries = await source.fetch_next(FETCH_TIMEOUT_S)
+                        if deliveries:
+                            taken = await self._slots_for(deliveries, queue, period)
                 except asyncio.CancelledError:
-                    self.slots.release(taken)
+                    slots.release(taken, queue)
                     raise
                 except ConsumerGoneError as e:
-                    self.slots.release(taken)
+                    slots.release(taken, queue)
                     log.warning("queue %s: its consumer is gone (%s), creating it again", queue, e)
                     await source.close()
                     source = await self._reopen(broker, queue)
                     continue
                 except Exception as e:
-                    self.slots.release(taken)
+                    slots.release(taken, queue)
                     failures += 1
                     pause = min(0.25 * 2**failures, 5.0)
                     log.warning("queue %s: fetch failed (%s), retrying in %.1fs", queue, e, pause)
                     await asyncio.sleep(pause)
                     continue
                 failures = 0
-                self.slots.release(taken - len(deliveries))
+                slots.release(taken - len(deliveries), queue)
                 if self._stop_requested is not None and self._stop_requested.is_set():
                     # Fetched as the stop began: hand them straight back to another worker.
                     await _hand_back(deliveries)
-                    self.slots.release(len(deliveries))
+                    slots.release(len(deliveries), queue)
                     return
+                if not self._lane_done.is_set() or any(d.attempt > 1 for d in deliveries):
+                    deliveries = await self._screen(deliveries, queue, period)
                 if gate is not None and gate.limited and deliveries:
                     await self._admit(gate, deliveries, queue, period)
                 else:
@@ -449,6 +472,86 @@ class Worker:
                         self._start(delivery, queue, period)
         finally:
             await source.close()
+
+    async def _slots_for(self, deliveries: Sequence[Delivery], queue: str, period: float) -> int:
+        """Wait for a slot for each of `deliveries`, keeping their leases meanwhile."""
+        assert self._executor is not None
+        leases = self._executor.leases
+        waiting = [Lease(d, period, time.monotonic()) for d in deliveries]
+        leases.update(waiting)
+        taken = 0
+        try:
+            while taken < len(deliveries):
+                taken += await self.slots.acquire(len(deliveries) - taken, queue)
+        except asyncio.CancelledError:
+            self.slots.release(taken, queue)
+            await _hand_back(deliveries)
+            raise
+        finally:
+            leases.difference_update(waiting)
+        return taken
+
+    async def _screen(
+        self, deliveries: Sequence[Delivery], queue: str, period: float
+    ) -> Sequence[Delivery]:
+        """Set aside, to run one at a time, the jobs whose last delivery may have crashed.
+
+        A redelivered job whose last attempt left no outcome (its worker died, or its lease
+        ran out) may be the one that killed the worker, or a job that died with it. Alone,
+        only the job that crashes the worker loses a delivery when it crashes again. While
+        such jobs wait, every job fetched joins them, and the queues fetch nothing more.
+        """
+        assert self._executor is not None
+        again = [d for d in deliveries if d.attempt > 1]
+        found = await asyncio.gather(*(self._executor.previous(d) for d in again))
+        previous = {id(d): p for d, p in zip(again, found, strict=True)}
+        busy = not self._lane_done.is_set()
+        now_: list[Delivery] = []
+        for delivery in deliveries:
+            before = previous.get(id(delivery))
+            if busy or before in (Previous.STARTED, Previous.UNKNOWN):
+                self._quarantine(_Held(delivery, queue, period, before))
+            else:
+                now_.append(delivery)
+        return now_
+
+    def _quarantine(self, held: _Held) -> None:
+        assert self._executor is not None
+        if not self._lane:
+            log.info(
+                "worker %s: job seq=%d was delivered again after its attempt left no outcome; "
+                "running such jobs one at a time",
+                self.id,
+                held.delivery.seq,
+            )
+        self._executor.leases.add(held.lease)
+        self._lane.append(held)
+        self._lane_done.clear()
+        if self._lane_runner is None or self._lane_runner.done():
+            self._lane_runner = asyncio.create_task(self._run_lane(), name="aioq-quarantine")
+
+    async def _run_lane(self) -> None:
+        """Run the quarantined jobs one at a time, each with no other job running."""
+        assert self._executor is not None
+        leases = self._executor.leases
+        try:
+            while self._lane:
+                await self._idle.wait()
+                held = self._lane.popleft()
+                leases.discard(held.lease)
+                job = self._start(held.delivery, held.queue, held.period, held.previous)
+                await asyncio.wait([job])
+        except asyncio.CancelledError:
+            # The worker is stopping: hand the jobs not started back to another worker.
+            waiting, self._lane = list(self._lane), deque()
+            for held in waiting:
+                leases.discard(held.lease)
+                self.slots.release(1, held.queue)
+            await _hand_back([held.delivery for held in waiting])
+            raise
+        finally:
+            if not self._lane:
+                self._lane_done.set()
 
     async def _admit(
         self, gate: StartGate, deliveries: Sequence[Delivery], queue: str, period: float
@@ -472,7 +575,7 @@ class Worker:
         except asyncio.CancelledError:
             # The worker is stopping: hand the unstarted jobs back to another worker.
             await _hand_back([lease.delivery for lease in waiting])
-            self.slots.release(len(waiting))
+            self.slots.release(len(waiting), queue)
             raise
         finally:
             for lease in waiting:
@@ -489,7 +592,9 @@ class Worker:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
 
-    def _start(self, delivery: Delivery, queue: str, period: float) -> None:
+    def _start(
+        self, delivery: Delivery, queue: str, period: float, previous: Previous | None = None
+    ) -> asyncio.Task[None]:
         assert self._executor is not None
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -500,13 +605,21 @@ class Worker:
                 len(delivery.data),
                 delivery.data[:_DEBUG_PAYLOAD_BYTES],
             )
-        job = asyncio.create_task(self._executor.run(delivery, queue, period))
+        job = asyncio.create_task(self._executor.run(delivery, queue, period, previous))
         self._jobs.add(job)
-        job.add_done_callback(self._finished)
+        self._idle.clear()
+        job.add_done_callback(lambda done: self._finished(done, queue))
+        return job
 
-    def _finished(self, job: asyncio.Task[None]) -> None:
+    def _finished(self, job: asyncio.Task[None], queue: str) -> None:
         self._jobs.discard(job)
-        self.slots.release(1)
+        if not self._jobs:
+            self._idle.set()
+        self.slots.release(1, queue)
+
+    def _running_jobs(self) -> list[tuple[str, str]]:
+        """(job id, task) of each job running; safe to call from another thread."""
+        return self._executor.running_jobs() if self._executor else []
 
     async def _keep_leases(self) -> None:
         """Renew the lease of every job that has run for a third of its lease."""
@@ -517,6 +630,7 @@ class Worker:
             await asyncio.sleep(tick)
             moment = time.monotonic()
             for lease in list(leases):
+                lease.check(moment)  # before the renewal: a lapse must not go unnoticed
                 if moment - lease.touched >= lease.period:
                     lease.touched = moment
                     with contextlib.suppress(Exception):
@@ -589,6 +703,20 @@ class Worker:
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)  # type: ignore[union-attr]
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    """A job set aside to run alone, and what its start needs."""
+
+    delivery: Delivery
+    queue: str
+    period: float
+    previous: Previous | None
+    lease: Lease = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lease = Lease(self.delivery, self.period, time.monotonic())
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import re
 import time
@@ -11,6 +12,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
 
 from aioq.context import Context
 from aioq.errors import Retry
@@ -39,7 +42,7 @@ from aioq.worker.threads import run_in_thread
 if TYPE_CHECKING:
     from aioq.app import Aarq
 
-__all__ = ["UNSETTLED_DELIVERIES", "Executor", "Lease", "Stats"]
+__all__ = ["UNSETTLED_DELIVERIES", "Executor", "Lease", "Previous", "Stats"]
 
 log = logging.getLogger("aioq.worker")
 
@@ -57,6 +60,7 @@ _REMEMBERED_ABORTS: Final = 1024
 _VALID_ID: Final = re.compile(JOB_ID_PATTERN)
 
 _DEAD_STATE: Final = {DeadReason.EXPIRED: JobState.EXPIRED}
+_record_decoder: Final = msgspec.json.Decoder(JobRecord)
 
 
 @dataclass(slots=True)
@@ -70,11 +74,34 @@ class Stats:
 
 @dataclass(slots=True, eq=False)
 class Lease:
-    """A running job whose lease the worker keeps alive."""
+    """A running job whose lease the worker keeps alive, renewed every `period` seconds."""
 
     delivery: Delivery
     period: float
     touched: float
+    #: Set once the lease went unrenewed long enough that the broker may have handed the
+    #: job to another worker (the event loop was blocked, or the process was frozen).
+    lapsed: bool = False
+
+    def check(self, moment: float) -> bool:
+        """Whether the lease lapsed: unrenewed for two periods (two thirds of the ack wait)."""
+        if moment - self.touched > 2 * self.period:
+            self.lapsed = True
+        return self.lapsed
+
+
+class Previous(enum.Enum):
+    """What a redelivered job's record says about its previous delivery."""
+
+    #: It ended with an outcome (a retry, usually): nothing crashed.
+    SETTLED = "settled"
+    #: It started and left no outcome: its worker died (or lost the lease) while it ran.
+    STARTED = "started"
+    #: It never started as far as the record tells (the worker died with the job fetched).
+    UNKNOWN = "unknown"
+    #: A later delivery recorded the job already: this one is stale (it reached a pull of a
+    #: worker that was frozen, and its lease ran out before the worker read it).
+    SUPERSEDED = "superseded"
 
 
 class Executor:
@@ -90,13 +117,23 @@ class Executor:
         self.stats = Stats()
         self.leases: set[Lease] = set()
         self.reporter = Reporter(broker, worker_id, app.keep_result)
-        self._running: dict[str, asyncio.Task[Any]] = {}
+        self._running: dict[str, tuple[asyncio.Task[Any], str]] = {}
         self._aborted: OrderedDict[str, None] = OrderedDict()
 
-    async def run(self, delivery: Delivery, queue: str, lease_period: float) -> None:
-        """Handle one delivery; never raises except `asyncio.CancelledError`."""
+    async def run(
+        self,
+        delivery: Delivery,
+        queue: str,
+        lease_period: float,
+        previous: Previous | None = None,
+    ) -> None:
+        """Handle one delivery; never raises except `asyncio.CancelledError`.
+
+        `previous` is what `previous()` found for a redelivered job; a job whose previous
+        delivery left no outcome runs alone, its running record stored before it starts.
+        """
         try:
-            await self._run(delivery, queue, lease_period)
+            await self._run(delivery, queue, lease_period, previous)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -105,6 +142,33 @@ class Executor:
                 "job seq=%s queue=%s: unexpected error while handling it", delivery.seq, queue
             )
 
+    async def previous(self, delivery: Delivery) -> Previous:
+        """What the job's record says about the delivery before `delivery`."""
+        try:
+            job_id = _job_id(decode_job(delivery.data), delivery)
+            raw = await self.broker.store.get_record(job_id)
+            record = _record_decoder.decode(raw) if raw else None
+        except Exception:  # an undecodable job is dead-lettered when it runs
+            return Previous.UNKNOWN
+        if record is None or record.seq not in (None, delivery.seq):
+            return Previous.UNKNOWN  # none, or the record of an earlier enqueue of this id
+        if record.attempts >= delivery.attempt:
+            return Previous.SUPERSEDED
+        if record.attempts != delivery.attempt - 1:
+            return Previous.UNKNOWN
+        if record.state is JobState.RUNNING:
+            return Previous.STARTED
+        return Previous.UNKNOWN if record.state is JobState.QUEUED else Previous.SETTLED
+
+    def running_jobs(self) -> list[tuple[str, str]]:
+        """(job id, task) of each job running now; safe to call from another thread."""
+        for _ in range(3):
+            try:
+                return [(job_id, name) for job_id, (_, name) in list(self._running.items())]
+            except RuntimeError:  # changed size while copied
+                continue
+        return []
+
     async def abort(self, job_id: str) -> None:
         """Cancel job `job_id` if it runs here, and refuse to start it if it comes later."""
         self._aborted[job_id] = None
@@ -112,9 +176,11 @@ class Executor:
             self._aborted.popitem(last=False)
         running = self._running.get(job_id)
         if running is not None:
-            running.cancel()
+            running[0].cancel()
 
-    async def _run(self, delivery: Delivery, queue: str, lease_period: float) -> None:
+    async def _run(
+        self, delivery: Delivery, queue: str, lease_period: float, previous: Previous | None
+    ) -> None:
         try:
             job = decode_job(delivery.data)
         except Exception as e:  # msgspec errors, and RecursionError on absurd nesting
@@ -141,7 +207,21 @@ class Executor:
             return
         retries = task.options.retries if job.retries is None else job.retries
         attempt, max_attempts = delivery.attempt, retries + 1
-        if attempt > max_attempts + UNSETTLED_DELIVERIES:
+        if attempt > 1 and previous is None:
+            previous = await self.previous(delivery)
+        if previous is Previous.SUPERSEDED:
+            # Not settled either: the message belongs to the later delivery.
+            log.warning(
+                "job %s task=%s: delivery %d came after a later one had recorded the job; "
+                "not running it",
+                _job_id(job, delivery),
+                job.task,
+                attempt,
+            )
+            return
+        # Only a job that started on its previous delivery and died there can be the one
+        # that crashes its worker: a job fetched alongside it never ran on that delivery.
+        if attempt > max_attempts + UNSETTLED_DELIVERIES and previous is Previous.STARTED:
             message = (
                 f"delivered {attempt} times without an outcome: the worker running it died or "
                 "lost its lease on every attempt"
@@ -181,7 +261,10 @@ class Executor:
         if ctx.job_id in self._aborted:
             await self._abort_settle(delivery, record, ctx, time.perf_counter())
             return
-        running_record = await self.reporter.started(record)
+        alone = previous in (Previous.STARTED, Previous.UNKNOWN)
+        running_record = await self.reporter.started(
+            record, lease_lapses=2 * lease_period, store_now=alone
+        )
         try:
             await self._execute(delivery, job, task, ctx, record, lease_period, running_record)
         finally:
@@ -195,15 +278,15 @@ class Executor:
         ctx: Context,
         record: JobRecord,
         lease_period: float,
-        running_record: asyncio.TimerHandle,
+        running_record: asyncio.Handle,
     ) -> None:
         timeout = task.options.timeout if job.timeout is None else job.timeout
         lease = Lease(delivery, lease_period, time.monotonic())
         self.leases.add(lease)
         me = asyncio.current_task()
         assert me is not None
-        self._running[ctx.job_id] = me
-        progress = ctx._on_progress = _Progress(self.reporter, record)
+        self._running[ctx.job_id] = (me, ctx.task)
+        progress = ctx._on_progress = _Progress(self.reporter, record, lease)
         started = time.perf_counter()
         thread: asyncio.Future[Any] | None = None
         try:
@@ -233,23 +316,26 @@ class Executor:
             me.uncancel()
             await self._abort_settle(delivery, record, ctx, started)
         except Retry as e:
-            await self._failed(delivery, job, task, ctx, record, started, e, retry_delay=e.delay)
+            if not await self._superseded(lease, ctx):
+                await self._failed(
+                    delivery, job, task, ctx, record, started, e, retry_delay=e.delay
+                )
         except Exception as e:
             deadline_passed = timeout is not None and time.perf_counter() - started >= timeout
             if deadline_passed and isinstance(e, TimeoutError):
                 e = TimeoutError(f"timed out after {timeout}s")
             # A result that cannot be stored is final: running the job again redoes its work.
             retryable = not isinstance(e, (*task.options.no_retry_for, ResultEncodingError))
-            await self._failed(delivery, job, task, ctx, record, started, e, retryable=retryable)
+            if not await self._superseded(lease, ctx):
+                await self._failed(
+                    delivery, job, task, ctx, record, started, e, retryable=retryable
+                )
         else:
-            record.state, record.finished_at = JobState.SUCCEEDED, self.clock.time()
-            await self.reporter.report(record, duration=time.perf_counter() - started)
-            await delivery.ack()
-            self.stats.processed += 1
-            _log_outcome(logging.INFO, ctx, started, "succeeded")
+            await self._succeeded(lease, delivery, ctx, record, started)
         finally:
             self.leases.discard(lease)
             self._running.pop(ctx.job_id, None)
+            self.reporter.drop_guard(ctx.job_id)
         await self._after_hooks(ctx, record)
         if thread is not None and not thread.done():
             # A thread cannot be interrupted. The attempt is settled already (it timed out);
@@ -262,6 +348,34 @@ class Executor:
                 ctx.task,
             )
             await asyncio.wait([thread])
+
+    async def _succeeded(
+        self, lease: Lease, delivery: Delivery, ctx: Context, record: JobRecord, started: float
+    ) -> None:
+        if await self._superseded(lease, ctx):
+            return
+        record.state, record.finished_at = JobState.SUCCEEDED, self.clock.time()
+        if not await self.reporter.report(record, duration=time.perf_counter() - started):
+            _ran_twice(ctx, None)
+            return
+        await delivery.ack()
+        self.stats.processed += 1
+        _log_outcome(logging.INFO, ctx, started, "succeeded")
+
+    async def _superseded(self, lease: Lease, ctx: Context) -> bool:
+        """Whether a newer attempt recorded the job while this one's lease had lapsed.
+
+        Its outcome is then dropped: neither stored over the newer record nor settled, since
+        the message belongs to the newer attempt. Otherwise the outcome's record is written
+        with compare-and-set on the record's revision (`Reporter.guard`).
+        """
+        if not lease.check(time.monotonic()):
+            return False
+        newer = await self.reporter.guard(ctx.job_id, ctx.attempt, lease.delivery.seq)
+        if newer is None:
+            return False
+        _ran_twice(ctx, newer)
+        return True
 
     async def _after_hooks(self, ctx: Context, record: JobRecord) -> None:
         for after in self.app.after_job_hooks:
@@ -300,7 +414,9 @@ class Executor:
                 info,
                 self.clock.time() + delay,
             )
-            await self.reporter.report(record, duration=duration, delay=delay)
+            if not await self.reporter.report(record, duration=duration, delay=delay):
+                _ran_twice(ctx, None)
+                return
             await delivery.nak(delay)
             self.stats.retried += 1
             _log_outcome(
@@ -386,14 +502,17 @@ class _Progress:
     a task reports is never lost; `close` drops a held one once the attempt is over.
     """
 
-    def __init__(self, reporter: Reporter, record: JobRecord) -> None:
+    def __init__(self, reporter: Reporter, record: JobRecord, lease: Lease) -> None:
         self.reporter = reporter
         self.record = record
+        self.lease = lease
         self.sent_at = 0.0
         self.held: tuple[float, str | None] | None = None
         self.flusher: asyncio.Task[None] | None = None
 
     async def __call__(self, fraction: float, message: str | None) -> None:
+        if self.lease.check(time.monotonic()):
+            return  # another attempt may own the record now (see Executor._superseded)
         wait = self.sent_at + PROGRESS_INTERVAL_S - time.monotonic()
         if wait <= 0:
             self.sent_at = time.monotonic()
@@ -406,7 +525,7 @@ class _Progress:
     async def _flush(self, wait: float) -> None:
         await asyncio.sleep(wait)
         self.flusher = None
-        if self.held is not None:
+        if self.held is not None and not self.lease.check(time.monotonic()):
             (fraction, message), self.held = self.held, None
             self.sent_at = time.monotonic()
             await self.reporter.progress(self.record, fraction, message)
@@ -438,6 +557,17 @@ def _short(error: BaseException) -> str:
     if len(message) > 200:
         message = message[:200] + "..."
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def _ran_twice(ctx: Context, newer: int | None) -> None:
+    log.warning(
+        "job %s task=%s ran twice: attempt %d ended after its lease lapsed, and %s recorded "
+        "the job meanwhile; that record is kept and this attempt's outcome is dropped",
+        ctx.job_id,
+        ctx.task,
+        ctx.attempt,
+        f"attempt {newer}" if newer is not None else "a newer attempt",
+    )
 
 
 def _log_outcome(level: int, ctx: Context, started: float, outcome: str) -> None:

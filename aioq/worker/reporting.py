@@ -21,6 +21,9 @@ PROGRESS_INTERVAL_S: Final = 0.25
 # A job's "running" record is stored only once it has run this long: most jobs finish
 # sooner, and their final record then costs the server one write instead of two.
 RUNNING_RECORD_DELAY_S: Final = 0.05
+# Compare-and-set writes tried before a guarded record gives up to a newer attempt.
+_SWAP_TRIES: Final = 3
+_record_decoder: Final = msgspec.json.Decoder(JobRecord)
 
 _STATE_EVENT: Final = {
     JobState.RUNNING: EventKind.STARTED,
@@ -47,6 +50,8 @@ class Reporter:
         self._pending: dict[str, asyncio.Future[None]] = {}
         # Jobs running here whose running record was stored (only tracked with keep_result=0).
         self._stored: set[str] = set()
+        # Revisions that the next record of a job must replace (see `guard`).
+        self._guards: dict[str, int] = {}
 
     async def report(
         self,
@@ -54,15 +59,24 @@ class Reporter:
         *,
         duration: float | None = None,
         delay: float | None = None,
-    ) -> None:
-        """Store `record` as the job's state and publish the matching event."""
+    ) -> bool:
+        """Store `record` as the job's state and publish the matching event.
+
+        False (nothing stored or published) if the job was guarded and a newer attempt's
+        record took its place.
+        """
         pending = self._pending.get(record.id)
         if pending is not None:
             await pending
         record.worker = self.worker_id
         final = record.state not in (JobState.RUNNING, JobState.RETRYING)
+        revision = self._guards.pop(record.id, None)
         if self.keep_result or not final:
-            await self.broker.put_record(record.id, encode(record))
+            data = encode(record)
+            if revision is None:
+                await self.broker.put_record(record.id, data)
+            elif not await self._swap(record, data, revision):
+                return False
         elif record.attempts > 1 or record.id in self._stored:
             # Nothing is kept: only forget the record an earlier state of this job left.
             await self.broker.delete_record(record.id)
@@ -70,19 +84,72 @@ class Reporter:
         await self._announce(
             _STATE_EVENT[record.state], record, duration=duration, error=record.error, delay=delay
         )
+        return True
 
-    async def started(self, record: JobRecord) -> asyncio.TimerHandle:
+    async def guard(self, job_id: str, attempt: int, seq: int) -> int | None:
+        """Prepare the outcome of an attempt whose lease lapsed: another may have run the job.
+
+        Returns the attempt number of a newer attempt (of the job's message at stream
+        sequence `seq`) that recorded the job, or None: then
+        the next record of the job is stored only if the record read here is still the
+        latest (compare-and-set on its revision), so it can never overwrite a newer attempt.
+        """
+        pending = self._pending.get(job_id)
+        if pending is not None:
+            await pending
+        found = await self.broker.store.get_record_revision(job_id)
+        if found is not None:
+            stored = _record_decoder.decode(found[0])
+            if stored.attempts > attempt and stored.seq in (None, seq):
+                return stored.attempts
+        self._guards[job_id] = found[1] if found is not None else 0
+        return None
+
+    def drop_guard(self, job_id: str) -> None:
+        """Forget the guard of an attempt that ended without a record."""
+        self._guards.pop(job_id, None)
+
+    async def _swap(self, record: JobRecord, data: bytes, revision: int) -> bool:
+        """Store `record` over revision `revision`; False if a newer attempt's record is there."""
+        store = self.broker.store
+        for _ in range(_SWAP_TRIES):
+            if await store.swap_record(record.id, data, revision):
+                return True
+            found = await store.get_record_revision(record.id)
+            if found is None:
+                revision = 0
+                continue
+            if _record_decoder.decode(found[0]).attempts > record.attempts:
+                return False
+            revision = found[1]  # a write of this attempt came between: replace it
+        return False
+
+    async def started(
+        self, record: JobRecord, *, lease_lapses: float, store_now: bool = False
+    ) -> asyncio.Handle:
         """Publish the started event; store the running record after `RUNNING_RECORD_DELAY_S`.
 
         Cancel the returned handle when the attempt ends: a job that ends sooner never has
-        its running record stored.
+        its running record stored. With `store_now`, the record is stored (and confirmed)
+        before this returns, so that the start is known even if the worker dies at once.
+        A delayed write that comes after `lease_lapses` seconds (the loop was blocked, or
+        the process frozen) is dropped: another attempt may have recorded the job since.
         """
         record.worker = self.worker_id
-        await self._announce(EventKind.STARTED, record)
         loop = asyncio.get_running_loop()
-        return loop.call_later(RUNNING_RECORD_DELAY_S, self._store_later, record)
+        if store_now:
+            if not self.keep_result:
+                self._stored.add(record.id)
+            await self.broker.store.store_record(record.id, encode(record))
+            await self._announce(EventKind.STARTED, record)
+            return loop.call_soon(_nothing)
+        await self._announce(EventKind.STARTED, record)
+        deadline = loop.time() + lease_lapses
+        return loop.call_later(RUNNING_RECORD_DELAY_S, self._store_later, record, deadline)
 
-    def _store_later(self, record: JobRecord) -> None:
+    def _store_later(self, record: JobRecord, deadline: float) -> None:
+        if asyncio.get_running_loop().time() > deadline:
+            return
         # Encoded now, not when the attempt started: progress the task reported in between
         # is in the record, and this write must not roll it back.
         job_id = record.id
@@ -113,6 +180,10 @@ class Reporter:
             **details,
         )
         await self.broker.publish_event(event.queue, kind.value, encode(event))
+
+
+def _nothing() -> None:
+    pass
 
 
 class ResultEncodingError(TypeError):

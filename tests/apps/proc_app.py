@@ -72,6 +72,12 @@ def build(prefix: str, ack_wait: float = 2.0, servers: str = "nats://127.0.0.1:4
         record("finish", ctx)
 
     @app.task(queue="default", retries=TASK_RETRIES)
+    async def exit_worker(ctx: Context) -> None:
+        """End the worker process at once, as ``os._exit`` in a task would."""
+        record("start", ctx)
+        os._exit(3)
+
+    @app.task(queue="default", retries=TASK_RETRIES)
     async def echo(ctx: Context, value: Any) -> Any:
         record("start", ctx)
         record("finish", ctx)

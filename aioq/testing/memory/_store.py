@@ -26,6 +26,7 @@ AbortHandler = Callable[[str], Awaitable[None]]
 class _Record:
     data: bytes
     stored_at: float
+    revision: int
 
 
 class MemoryEventListener:
@@ -69,12 +70,14 @@ class MemoryStore:
         self._dead_seq = 0
         self._dead_ids: dict[str, float] = {}
         self._watchers: dict[str, list[asyncio.Queue[bytes | None]]] = {}
+        self._revision = 0
 
     # -- records ---------------------------------------------------------------------------
 
     async def put_record(self, job_id: str, data: bytes) -> None:
         """Store a job record."""
-        self.records[job_id] = _Record(data, self.clock.time())
+        self._revision += 1
+        self.records[job_id] = _Record(data, self.clock.time(), self._revision)
         for watcher in self._watchers.get(job_id, ()):
             watcher.put_nowait(data)
 
@@ -91,6 +94,19 @@ class MemoryStore:
             del self.records[job_id]
             return None
         return record.data
+
+    async def get_record_revision(self, job_id: str) -> tuple[bytes, int] | None:
+        """The latest record of a job and its revision, or None."""
+        data = await self.get_record(job_id)
+        return (data, self.records[job_id].revision) if data is not None else None
+
+    async def swap_record(self, job_id: str, data: bytes, revision: int) -> bool:
+        """Store a job record only if `revision` is still its latest (0: it has none)."""
+        current = await self.get_record_revision(job_id)
+        if (current[1] if current is not None else 0) != revision:
+            return False
+        await self.put_record(job_id, data)
+        return True
 
     async def delete_record(self, job_id: str) -> None:
         """Forget a job's record."""

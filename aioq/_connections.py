@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aioq.transport import Broker
 
-__all__ = ["LoopConnections"]
+__all__ = ["LoopConnections", "WorkerUsers"]
 
 
 @dataclass(slots=True)
@@ -47,6 +48,8 @@ class LoopConnections:
         self._close_at_loop_end = close_at_loop_end
         self._mutex = threading.Lock()  # the map is shared by every thread's loop
         self._slots: dict[asyncio.AbstractEventLoop, _Slot] = {}
+        #: The workers running on these connections.
+        self.workers = WorkerUsers()
 
     def current(self) -> Broker | None:
         """The running loop's connected broker; None outside a loop or when not connected."""
@@ -116,3 +119,37 @@ class LoopConnections:
         # connection cannot be closed any more (its loop is gone), only dropped.
         for loop in [loop for loop in self._slots if loop.is_closed()]:
             del self._slots[loop]
+
+
+@dataclass(slots=True)
+class _Users:
+    running: int = 0
+    opened_by_a_worker: bool = False
+
+
+class WorkerUsers:
+    """The workers running on an app's connection, per loop, and whether a worker opened it.
+
+    The last worker to stop closes a connection that a worker opened, never one that the
+    app's user opened, and never one that another worker still uses.
+    """
+
+    def __init__(self) -> None:
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Users] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def join(self, connected: bool) -> None:
+        """Count a worker starting in the running loop (`connected`: its connection is open)."""
+        users = self._loops.setdefault(asyncio.get_running_loop(), _Users())
+        users.opened_by_a_worker |= not connected
+        users.running += 1
+
+    def leave(self) -> bool:
+        """Count a worker ending in the running loop; True if it must close the connection."""
+        users = self._loops[asyncio.get_running_loop()]
+        users.running -= 1
+        if users.running == 0 and users.opened_by_a_worker:
+            users.opened_by_a_worker = False
+            return True
+        return False

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from aioq.backoff import BackoffLike, resolve_backoff
 from aioq.errors import ConfigError
 from aioq.naming import validate_job_id, validate_queue
 from aioq.ratelimit import check_rate
 
-__all__ = ["MAX_RUN_AT", "CallOptions", "QueueOptions", "TaskOptions", "seconds"]
+if TYPE_CHECKING:
+    from aioq.repeatable import Repeatable
+
+__all__ = [
+    "MAX_RUN_AT",
+    "CallOptions",
+    "QueueOptions",
+    "TaskOptions",
+    "WorkerOptions",
+    "resolve",
+    "seconds",
+]
+
+_T = TypeVar("_T")
 
 Duration = float | int | timedelta
 
@@ -143,3 +157,116 @@ class QueueOptions:
             raise ConfigError(
                 f"max_ack_pending must be -1 (unlimited) or > 0, got {self.max_ack_pending}"
             )
+
+
+@overload
+def resolve(call: _T | None, task: _T, /) -> _T: ...
+@overload
+def resolve(call: _T | None, task: _T | None, queue: _T, /) -> _T: ...
+@overload
+def resolve(*layers: _T | None) -> _T | None: ...
+def resolve(*layers: Any) -> Any:
+    """The first setting given (not None), by precedence: call, then task, queue and app.
+
+    ``resolve(job.timeout, task.options.timeout)`` is the job's own timeout if it was given
+    at the enqueue, else the task's.
+    """
+    for value in layers:
+        if value is not None:
+            return value
+    return None
+
+
+#: A periodic function the worker runs, and its interval in seconds (see `Worker.add_scanner`).
+ScannerSpec = tuple[Callable[[], Awaitable[None]], float | timedelta]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """How a worker runs: every setting of `Worker`, `run_worker` and ``aioq worker``.
+
+    Each of them takes its defaults from here; give a value (``WorkerOptions(concurrency=4)``)
+    or override fields on the call (``Worker(app, options, concurrency=4)``). Durations are
+    seconds (a `timedelta` works too).
+    """
+
+    #: Queues to pull from; each has one durable consumer shared by all workers.
+    queues: Sequence[str] = ("default",)
+    #: Most jobs running at once, over all the worker's queues. One busy queue may use every
+    #: slot; when several are busy, they share the slots equally.
+    concurrency: int = 10
+    #: Seconds that a stop lets running jobs finish before they are cancelled and returned to
+    #: their queue.
+    shutdown_grace: float | timedelta = 30.0
+    #: Seconds between heartbeats in the workers bucket.
+    heartbeat_interval: float | timedelta = 10.0
+    #: Silence after which a worker's heartbeat disappears (None: 3 intervals). Applies when
+    #: the bucket is created.
+    heartbeat_ttl: float | timedelta | None = None
+    #: Install SIGTERM/SIGINT handlers (graceful stop, then forced stop on the second signal)
+    #: while the worker runs; only possible in the main thread.
+    handle_signals: bool = True
+    #: Most job starts per `rate_interval` for this worker, bursts included (None: no limit;
+    #: 0: start nothing until `Worker.set_rate_limit`). Queue limits apply on top.
+    rate_limit: int | None = None
+    #: Seconds of the rate limit's window.
+    rate_interval: float | timedelta = 1.0
+    #: Most jobs fetched from one queue in one request: bigger batches save round trips,
+    #: smaller ones spread a backlog more evenly over several workers.
+    max_batch: int = 256
+    #: Run a scheduler inside the worker (delayed and repeatable jobs).
+    scheduler: bool = True
+    #: Names (or objects) of the repeatables its scheduler fires (None: all of the app's).
+    repeatables: Sequence[str | Repeatable] | None = None
+    #: The scheduler's polling period: how long a lost wake-up of a delayed job or a
+    #: wall-clock jump can go unnoticed.
+    scan_interval: float | timedelta = 1.0
+    #: Return once the queues are empty and nothing runs (docs/worker.md, "Burst mode").
+    burst: bool = False
+    #: Seconds the event loop may stay blocked before a warning names the jobs running
+    #: (None: half the smallest ``ack_wait`` of its queues; 0 turns it off).
+    stall_warning: float | timedelta | None = None
+    #: ``(async_function, interval)`` pairs run periodically while the worker runs.
+    scanners: Sequence[ScannerSpec] = ()
+
+    def __post_init__(self) -> None:
+        queues = [self.queues] if isinstance(self.queues, str) else list(self.queues)
+        object.__setattr__(self, "queues", tuple(dict.fromkeys(validate_queue(q) for q in queues)))
+        if not self.queues:
+            raise ConfigError("a worker needs at least one queue")
+        for name in ("concurrency", "max_batch"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        seconds(self.shutdown_grace, "shutdown_grace", allow_zero=True)
+        seconds(self.heartbeat_interval, "heartbeat_interval")
+        seconds(self.heartbeat_ttl, "heartbeat_ttl")
+        seconds(self.scan_interval, "scan_interval")
+        seconds(self.stall_warning, "stall_warning", allow_zero=True)
+        check_rate(self.rate_limit, self.rate_interval)
+
+    @classmethod
+    def for_tests(cls, **overrides: Any) -> WorkerOptions:
+        """Options for a worker inside a test.
+
+        No signal handlers (the test runner owns SIGINT), frequent heartbeats, and a grace
+        period that fits in a test's timeout.
+        """
+        return cls(handle_signals=False, heartbeat_interval=0.5, shutdown_grace=5.0).replace(
+            **overrides
+        )
+
+    def replace(self, **overrides: Any) -> WorkerOptions:
+        """A copy with the given fields changed; an unknown name is a `ConfigError`."""
+        if not overrides:
+            return self
+        unknown = sorted(set(overrides) - _WORKER_FIELDS)
+        if unknown:
+            raise ConfigError(
+                f"unknown worker option {', '.join(unknown)}; "
+                f"the options are: {', '.join(sorted(_WORKER_FIELDS))}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+
+_WORKER_FIELDS: Final = frozenset(f.name for f in dataclasses.fields(WorkerOptions))

@@ -17,37 +17,39 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from aioq.errors import ConfigError
+from aioq.options import WorkerOptions
 from aioq.repeatable import Repeatable
 from aioq.scheduler import Scheduler
 from aioq.worker import Worker
-from aioq.worker.scanners import ScannerFunction
 
 if TYPE_CHECKING:
     from aioq.app import Aarq
     from aioq.transport import Broker
 
-__all__ = ["run_scheduler", "run_worker", "start_worker", "worker_loop"]
+__all__ = ["RUNNER_OPTIONS", "run_scheduler", "run_worker", "start_worker", "worker_loop"]
 
 log = logging.getLogger("aioq.worker")
+
+#: The runners' default worker options: code that runs a worker in its own loop owns the
+#: signals, so the worker installs no handlers.
+RUNNER_OPTIONS: Final = WorkerOptions(handle_signals=False)
 
 
 async def run_worker(
     app: Aarq,
-    queues: Sequence[str] = ("default",),
-    concurrency: int = 10,
+    queues: Sequence[str] | None = None,
+    concurrency: int | None = None,
     rate_limit: int | None = None,
-    rate_interval: float | timedelta = 1.0,
+    rate_interval: float | timedelta | None = None,
     repeatables: Sequence[str | Repeatable] | None = None,
-    scan_interval: float | None = None,
+    scan_interval: float | timedelta | None = None,
     *,
-    scheduler: bool = True,
-    scanners: Sequence[tuple[ScannerFunction, float | timedelta]] = (),
-    handle_signals: bool = False,
+    options: WorkerOptions | None = None,
     backend: Broker | None = None,
-    **options: Any,
+    **overrides: Any,
 ) -> None:
     """Run a worker (fetching, scheduler, repeatables, heartbeats, scanners) until cancelled.
 
@@ -64,27 +66,22 @@ async def run_worker(
         rate_interval: Seconds of the rate limit's window.
         repeatables: Repeatables its scheduler fires (names or objects; None: all).
         scan_interval: The scheduler's polling period (default 1 s).
-        scheduler: Run the scheduler (delayed and repeatable jobs) in this worker.
-        scanners: ``(async_function, interval)`` pairs run periodically while it runs.
-        handle_signals: Stop gracefully on SIGTERM/SIGINT too (main thread only).
+        options: The worker's settings (`WorkerOptions`); `RUNNER_OPTIONS` by default,
+            which handle no signals.
         backend: A broker (e.g. `aioq.testing.MemoryBroker`) the app runs on instead of its
             own while the worker runs; see `worker_loop`.
-        **options: Further `Worker` options (``shutdown_grace``, ``heartbeat_interval``...).
+        **overrides: Further `WorkerOptions` fields (``scheduler``, ``scanners``,
+            ``shutdown_grace``, ``handle_signals``...). A positional setting left None keeps
+            the value of `options`.
     """
-    worker = Worker(
-        app,
-        queues,
-        concurrency,
-        rate_limit=rate_limit,
-        rate_interval=rate_interval,
-        scheduler=scheduler,
-        repeatables=repeatables,
-        scan_interval=scan_interval,
-        handle_signals=handle_signals,
-        **options,
-    )
-    for fn, interval in scanners:
-        worker.add_scanner(fn, interval)
+    given = {
+        "rate_limit": rate_limit,
+        "rate_interval": rate_interval,
+        "repeatables": repeatables,
+        "scan_interval": scan_interval,
+    }
+    overrides.update({k: v for k, v in given.items() if v is not None})
+    worker = Worker(app, queues, concurrency, options=options or RUNNER_OPTIONS, **overrides)
     async with _running_on(app, backend):
         await _until_cancelled(worker.run(), worker.stop)
 
@@ -94,8 +91,9 @@ async def worker_loop(
     queue: str,
     *,
     worker_id: str | None = None,
+    options: WorkerOptions | None = None,
     backend: Broker | None = None,
-    **options: Any,
+    **overrides: Any,
 ) -> None:
     """Run one consumer loop until cancelled: the jobs of `queue`, one at a time.
 
@@ -106,14 +104,15 @@ async def worker_loop(
         app: The app whose tasks run.
         queue: The queue to pull from.
         worker_id: The loop's worker id, in heartbeats and job records (default: a new UUID).
+        options: The loop's settings (`WorkerOptions`; `RUNNER_OPTIONS` by default);
+            its queues and concurrency are replaced by `queue` and 1.
         backend: A broker (e.g. `aioq.testing.MemoryBroker`) the app runs on instead of its
             own while the loop runs: enqueues through the app go to it too (once the app is
             connected, see `Aarq.connected`). The app gets its own broker back afterwards.
             The app must not be connected to another broker meanwhile.
-        **options: Further `Worker` options (``scheduler``, ``shutdown_grace``...).
+        **overrides: Further `WorkerOptions` fields (``scheduler``, ``shutdown_grace``...).
     """
-    options.setdefault("handle_signals", False)
-    worker = Worker(app, [queue], 1, **options)
+    worker = Worker(app, [queue], 1, options=options or RUNNER_OPTIONS, **overrides)
     if worker_id is not None:
         worker.id = worker_id
     async with _running_on(app, backend):
@@ -125,8 +124,9 @@ async def start_worker(
     queue: str,
     concurrency: int = 1,
     *,
+    options: WorkerOptions | None = None,
     backend: Broker | None = None,
-    **options: Any,
+    **overrides: Any,
 ) -> None:
     """Run `concurrency` consumer loops (`worker_loop`) on `queue` until cancelled.
 
@@ -139,18 +139,24 @@ async def start_worker(
         app: The app whose tasks run.
         queue: The queue to pull from.
         concurrency: How many loops, hence jobs at once.
+        options: Every loop's settings (`WorkerOptions`; `RUNNER_OPTIONS` by default).
         backend: A broker the app runs on instead of its own meanwhile; see `worker_loop`.
-        **options: Further `Worker` options for every loop.
+        **overrides: Further `WorkerOptions` fields for every loop.
     """
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-    scheduler = options.pop("scheduler", True)
+    base_options = (options or RUNNER_OPTIONS).replace(**overrides)
+    scheduler = base_options.scheduler
     base = uuid.uuid4().hex[:12]
     async with _running_on(app, backend):
         loops = [
             asyncio.create_task(
                 worker_loop(
-                    app, queue, worker_id=f"{base}-{n}", scheduler=scheduler and n == 1, **options
+                    app,
+                    queue,
+                    worker_id=f"{base}-{n}",
+                    options=base_options,
+                    scheduler=scheduler and n == 1,
                 ),
                 name=f"aioq-worker-loop-{n}",
             )

@@ -15,6 +15,7 @@ from nats.aio.client import Client as NatsClient
 
 from aioq import Aarq, Worker
 from aioq.embedded import EmbeddedNats
+from aioq.testing.harness import TEST_WORKER_OPTIONS
 
 from .procs import Procs, cli_env
 
@@ -80,10 +81,7 @@ async def start_worker(app: Aarq) -> AsyncIterator[WorkerFactory]:
     running: list[tuple[Worker, asyncio.Task[None]]] = []
 
     async def start(application: Aarq | None = None, **options: Any) -> Worker:
-        options.setdefault("heartbeat_interval", 0.5)
-        options.setdefault("shutdown_grace", 5.0)
-        options.setdefault("handle_signals", False)
-        worker = Worker(application or app, **options)
+        worker = Worker(application or app, options=TEST_WORKER_OPTIONS, **options)
         task = asyncio.create_task(worker.run())
         running.append((worker, task))
         await wait_for(lambda: worker.ready or task.done(), timeout=10)

@@ -8,6 +8,7 @@ import os
 import sys
 import threading
 import time
+from datetime import timedelta
 from typing import Annotated, Final
 
 import typer
@@ -24,6 +25,7 @@ from aioq.cli._common import (
 )
 from aioq.cli._loader import load_app
 from aioq.cli._logging import LogLevel, configure_logging
+from aioq.options import WorkerOptions
 from aioq.worker import Worker
 
 __all__ = ["worker"]
@@ -32,6 +34,12 @@ log = logging.getLogger("aioq.worker")
 
 # How long a worker that cancelled jobs at its stop waits for their threads before exiting.
 EXIT_WAIT_S: Final = 1.0
+#: The settings of ``aioq worker`` not given on the command line.
+DEFAULTS: Final = WorkerOptions()
+
+
+def _seconds(value: float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else value
 
 
 def worker(
@@ -57,7 +65,7 @@ def worker(
         typer.Option(
             "--concurrency", "-c", min=1, help="Jobs run at once, over all the queues.", metavar="N"
         ),
-    ] = 10,
+    ] = DEFAULTS.concurrency,
     log_level: Annotated[
         LogLevel,
         typer.Option(
@@ -80,7 +88,7 @@ def worker(
             help="Seconds running jobs get to finish on SIGTERM before they are requeued.",
             metavar="SECONDS",
         ),
-    ] = 30.0,
+    ] = _seconds(DEFAULTS.shutdown_grace),
     heartbeat_interval: Annotated[
         float,
         typer.Option(
@@ -88,7 +96,7 @@ def worker(
             help="Seconds between heartbeats in the workers KV bucket.",
             metavar="SECONDS",
         ),
-    ] = 10.0,
+    ] = _seconds(DEFAULTS.heartbeat_interval),
     rate_limit: Annotated[
         int | None,
         typer.Option(
@@ -98,18 +106,18 @@ def worker(
             metavar="N",
             show_default=False,
         ),
-    ] = None,
+    ] = DEFAULTS.rate_limit,
     rate_interval: Annotated[
         float,
         typer.Option(min=0.001, help="Seconds of the --rate-limit window.", metavar="SECONDS"),
-    ] = 1.0,
+    ] = _seconds(DEFAULTS.rate_interval),
     scheduler: Annotated[
         bool,
         typer.Option(
             "--scheduler/--no-scheduler",
             help="Run the scheduler (delayed and repeatable jobs) in this worker.",
         ),
-    ] = True,
+    ] = DEFAULTS.scheduler,
     scan_interval: Annotated[
         float,
         typer.Option(
@@ -118,7 +126,7 @@ def worker(
             "a wall-clock jump can go unnoticed.",
             metavar="SECONDS",
         ),
-    ] = 1.0,
+    ] = _seconds(DEFAULTS.scan_interval),
     burst: Annotated[
         bool,
         typer.Option(
@@ -127,7 +135,7 @@ def worker(
             "cron-driven runs). Retries and delayed jobs already due are waited for; delayed "
             "jobs not yet due are left for a later worker.",
         ),
-    ] = False,
+    ] = DEFAULTS.burst,
 ) -> None:
     """Run a worker: pull jobs from the queues and run them until SIGTERM or SIGINT.
 
@@ -137,9 +145,7 @@ def worker(
     with fail_on_errors():
         app = load_app(app_path)
         Connection(server or None, prefix, creds, token, user, password).apply(app)
-        runner = Worker(
-            app,
-            queues=queue or ["default"],
+        options = DEFAULTS.replace(
             concurrency=concurrency,
             shutdown_grace=shutdown_grace,
             heartbeat_interval=heartbeat_interval,
@@ -149,6 +155,9 @@ def worker(
             scan_interval=scan_interval,
             burst=burst,
         )
+        if queue:
+            options = options.replace(queues=queue)
+        runner = Worker(app, options=options)
         asyncio.run(_run(runner))
 
 

@@ -22,7 +22,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import nats
@@ -30,6 +30,7 @@ from nats.js.errors import NotFoundError
 
 from aioq.errors import ConfigError
 from aioq.naming import Names
+from aioq.options import WorkerOptions
 from aioq.wire import TERMINAL_STATES, JobRecord, JobState
 from aioq.worker import Worker
 
@@ -52,13 +53,8 @@ __all__ = [
     "wait_until_idle",
 ]
 
-#: Worker options the helpers use unless told otherwise: no signal handlers (the test runner
-#: owns SIGINT), frequent heartbeats, and a grace period that fits in a test's timeout.
-TEST_WORKER_DEFAULTS: dict[str, Any] = {
-    "handle_signals": False,
-    "heartbeat_interval": 1.0,
-    "shutdown_grace": 5.0,
-}
+#: Worker options the helpers use unless told otherwise (`WorkerOptions.for_tests`).
+TEST_WORKER_OPTIONS: Final = WorkerOptions.for_tests()
 
 _POLL_S = 0.02
 
@@ -426,15 +422,14 @@ async def start_worker(
     Args:
         app: The app (bound to a test server, see `bind_app`).
         queues: Queues to pull from (default: every queue the app's tasks use).
-        **options: `Worker` options; `TEST_WORKER_DEFAULTS` fill in the ones not given.
+        **options: `WorkerOptions` fields; `TEST_WORKER_OPTIONS` has the ones not given.
 
     Raises:
         Exception: Whatever made the worker fail to start (a startup hook, no server...).
     """
     if queues is None:
         queues = sorted({task.queue for task in app.tasks.values()}) or ["default"]
-    options = {**TEST_WORKER_DEFAULTS, **options}
-    worker = Worker(app, [queues] if isinstance(queues, str) else queues, **options)
+    worker = Worker(app, queues, options=TEST_WORKER_OPTIONS, **options)
     task = asyncio.create_task(worker.run(), name=f"aioq-test-worker-{worker.id[:8]}")
     async with asyncio.timeout(30):
         while not (worker.ready or task.done()):  # noqa: ASYNC110 - no event says "ready"

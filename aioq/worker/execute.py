@@ -30,7 +30,8 @@ from aioq.wire import (
     decode_job,
     encode,
 )
-from aioq.worker.reporting import (
+from aioq.worker.leases import Lease
+from aioq.worker.outcome import (
     PROGRESS_INTERVAL_S,
     Reporter,
     ResultEncodingError,
@@ -70,24 +71,6 @@ class Stats:
     processed: int = 0
     failed: int = 0
     retried: int = 0
-
-
-@dataclass(slots=True, eq=False)
-class Lease:
-    """A running job whose lease the worker keeps alive, renewed every `period` seconds."""
-
-    delivery: Delivery
-    period: float
-    touched: float
-    #: Set once the lease went unrenewed long enough that the broker may have handed the
-    #: job to another worker (the event loop was blocked, or the process was frozen).
-    lapsed: bool = False
-
-    def check(self, moment: float) -> bool:
-        """Whether the lease lapsed: unrenewed for two periods (two thirds of the ack wait)."""
-        if moment - self.touched > 2 * self.period:
-            self.lapsed = True
-        return self.lapsed
 
 
 class Previous(enum.Enum):

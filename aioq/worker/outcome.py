@@ -1,4 +1,4 @@
-"""What a worker tells the world about a job: its record in the results bucket and its events."""
+"""An attempt's outcome, written out: the job's record in the results bucket, and its events."""
 
 from __future__ import annotations
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import re
 import time
-import traceback
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +15,7 @@ import msgspec
 
 from aioq.context import Context
 from aioq.errors import Retry
-from aioq.naming import JOB_ID_PATTERN
+from aioq.options import resolve
 from aioq.task import Task
 from aioq.transport import Broker, Delivery
 from aioq.wire import (
@@ -30,9 +28,17 @@ from aioq.wire import (
     decode_job,
     encode,
 )
+from aioq.worker.attempt import (
+    Attempt,
+    Progress,
+    error_info,
+    job_id_of,
+    log_outcome,
+    ran_twice,
+    short,
+)
 from aioq.worker.leases import Lease
 from aioq.worker.outcome import (
-    PROGRESS_INTERVAL_S,
     Reporter,
     ResultEncodingError,
     encode_result,
@@ -47,8 +53,6 @@ __all__ = ["UNSETTLED_DELIVERIES", "Executor", "Lease", "Previous", "Stats"]
 
 log = logging.getLogger("aioq.worker")
 
-# A traceback longer than this keeps its end, where the error is.
-_MAX_TRACEBACK_CHARS: Final = 16_000
 # Room left in a dead-letter record for everything but the payload.
 _DEAD_RECORD_OVERHEAD: Final = 24_000
 # Deliveries allowed beyond `retries + 1` that ended without an outcome (the worker died, or a
@@ -58,7 +62,6 @@ UNSETTLED_DELIVERIES: Final = 2
 _DEAD_LETTER_RETRY_S: Final = 5.0
 # Aborts remembered for jobs that were fetched but had not started when the abort came.
 _REMEMBERED_ABORTS: Final = 1024
-_VALID_ID: Final = re.compile(JOB_ID_PATTERN)
 
 _DEAD_STATE: Final = {DeadReason.EXPIRED: JobState.EXPIRED}
 _record_decoder: Final = msgspec.json.Decoder(JobRecord)
@@ -128,7 +131,7 @@ class Executor:
     async def previous(self, delivery: Delivery) -> Previous:
         """What the job's record says about the delivery before `delivery`."""
         try:
-            job_id = _job_id(decode_job(delivery.data), delivery)
+            job_id = job_id_of(decode_job(delivery.data), delivery)
             raw = await self.broker.store.get_record(job_id)
             record = _record_decoder.decode(raw) if raw else None
         except Exception:  # an undecodable job is dead-lettered when it runs
@@ -167,7 +170,7 @@ class Executor:
         try:
             job = decode_job(delivery.data)
         except Exception as e:  # msgspec errors, and RecursionError on absurd nesting
-            error = _error_info(e, tb=False)
+            error = error_info(e, tb=False)
             await self._dead(delivery, queue, DeadReason.BAD_PAYLOAD, None, error)
             return
         task = self.tasks.get(job.task)
@@ -188,7 +191,7 @@ class Executor:
             error = ErrorInfo("ArgumentsError", f"{task.describe()}: {e}")
             await self._dead(delivery, queue, DeadReason.BAD_ARGS, job, error)
             return
-        retries = task.options.retries if job.retries is None else job.retries
+        retries = resolve(job.retries, task.options.retries)
         attempt, max_attempts = delivery.attempt, retries + 1
         if attempt > 1 and previous is None:
             previous = await self.previous(delivery)
@@ -197,7 +200,7 @@ class Executor:
             log.warning(
                 "job %s task=%s: delivery %d came after a later one had recorded the job; "
                 "not running it",
-                _job_id(job, delivery),
+                job_id_of(job, delivery),
                 job.task,
                 attempt,
             )
@@ -213,19 +216,42 @@ class Executor:
                 delivery, queue, DeadReason.CRASHED, job, ErrorInfo("DeliveriesExhausted", message)
             )
             return
-        ttl = task.options.ttl if job.ttl is None else job.ttl
+        ttl = resolve(job.ttl, task.options.ttl)
         if ttl is not None and attempt == 1:
             waited = self.clock.time() - delivery.stored_at
             if waited > ttl:
                 error = ErrorInfo("JobExpired", f"waited {waited:.3f}s before starting, ttl {ttl}s")
                 await self._dead(delivery, queue, DeadReason.EXPIRED, job, error)
                 return
+        run = self._attempt(delivery, job, task, queue, max_attempts, lease_period)
+        if run.ctx.job_id in self._aborted:
+            await self._abort_settle(run)
+            return
+        alone = previous in (Previous.STARTED, Previous.UNKNOWN)
+        running_record = await self.reporter.started(
+            run.record, lease_lapses=2 * lease_period, store_now=alone
+        )
+        try:
+            await self._execute(run, running_record)
+        finally:
+            running_record.cancel()
+
+    def _attempt(
+        self,
+        delivery: Delivery,
+        job: JobMessage,
+        task: Task[Any, Any],
+        queue: str,
+        max_attempts: int,
+        lease_period: float,
+    ) -> Attempt:
+        """The attempt about to run `delivery`: its context, running record and lease."""
         ctx = Context(
             app=self.app,
-            job_id=_job_id(job, delivery),
+            job_id=job_id_of(job, delivery),
             task=job.task,
             queue=queue,
-            attempt=attempt,
+            attempt=delivery.attempt,
             max_attempts=max_attempts,
             enqueued_at=datetime.fromtimestamp(delivery.stored_at, UTC),
             worker_id=self.worker_id,
@@ -235,42 +261,26 @@ class Executor:
             state=JobState.RUNNING,
             task=job.task,
             queue=queue,
-            attempts=attempt,
+            attempts=delivery.attempt,
             enqueued_at=delivery.stored_at,
             started_at=self.clock.time(),
             retry_of=job.retry_of,
             seq=delivery.seq,
         )
-        if ctx.job_id in self._aborted:
-            await self._abort_settle(delivery, record, ctx, time.perf_counter())
-            return
-        alone = previous in (Previous.STARTED, Previous.UNKNOWN)
-        running_record = await self.reporter.started(
-            record, lease_lapses=2 * lease_period, store_now=alone
-        )
-        try:
-            await self._execute(delivery, job, task, ctx, record, lease_period, running_record)
-        finally:
-            running_record.cancel()
-
-    async def _execute(
-        self,
-        delivery: Delivery,
-        job: JobMessage,
-        task: Task[Any, Any],
-        ctx: Context,
-        record: JobRecord,
-        lease_period: float,
-        running_record: asyncio.Handle,
-    ) -> None:
-        timeout = task.options.timeout if job.timeout is None else job.timeout
         lease = Lease(delivery, lease_period, time.monotonic())
+        return Attempt(
+            delivery, job, task, ctx, record, lease, resolve(job.timeout, task.options.timeout)
+        )
+
+    async def _execute(self, run: Attempt, running_record: asyncio.Handle) -> None:
+        ctx, task, job, lease = run.ctx, run.task, run.job, run.lease
+        timeout = run.timeout
         self.leases.add(lease)
         me = asyncio.current_task()
         assert me is not None
         self._running[ctx.job_id] = (me, ctx.task)
-        progress = ctx._on_progress = _Progress(self.reporter, record, lease)
-        started = time.perf_counter()
+        progress = ctx._on_progress = Progress(self.reporter, run.record, lease)
+        run.started = time.perf_counter()
         thread: asyncio.Future[Any] | None = None
         try:
             try:
@@ -287,39 +297,33 @@ class Executor:
                 running_record.cancel()  # the outcome's record follows at once
                 progress.close()
                 ctx._on_progress = None
-            record.result = encode_result(value)
+            run.record.result = encode_result(value)
         except asyncio.CancelledError:
             if ctx.job_id not in self._aborted:
                 # The worker is stopping past its grace period: hand the job straight back.
-                await delivery.nak()
-                _log_outcome(
-                    logging.WARNING, ctx, started, "cancelled by shutdown, returned to the queue"
-                )
+                await run.delivery.nak()
+                log_outcome(logging.WARNING, run, "cancelled by shutdown, returned to the queue")
                 raise
             me.uncancel()
-            await self._abort_settle(delivery, record, ctx, started)
+            await self._abort_settle(run)
         except Retry as e:
-            if not await self._superseded(lease, ctx):
-                await self._failed(
-                    delivery, job, task, ctx, record, started, e, retry_delay=e.delay
-                )
+            if not await self._superseded(run):
+                await self._failed(run, e, retry_delay=e.delay)
         except Exception as e:
-            deadline_passed = timeout is not None and time.perf_counter() - started >= timeout
+            deadline_passed = timeout is not None and time.perf_counter() - run.started >= timeout
             if deadline_passed and isinstance(e, TimeoutError):
                 e = TimeoutError(f"timed out after {timeout}s")
             # A result that cannot be stored is final: running the job again redoes its work.
             retryable = not isinstance(e, (*task.options.no_retry_for, ResultEncodingError))
-            if not await self._superseded(lease, ctx):
-                await self._failed(
-                    delivery, job, task, ctx, record, started, e, retryable=retryable
-                )
+            if not await self._superseded(run):
+                await self._failed(run, e, retryable=retryable)
         else:
-            await self._succeeded(lease, delivery, ctx, record, started)
+            await self._succeeded(run)
         finally:
             self.leases.discard(lease)
             self._running.pop(ctx.job_id, None)
             self.reporter.drop_guard(ctx.job_id)
-        await self._after_hooks(ctx, record)
+        await self._after_hooks(ctx, run.record)
         if thread is not None and not thread.done():
             # A thread cannot be interrupted. The attempt is settled already (it timed out);
             # keep the job's slot until the call returns, so that the worker never runs more
@@ -332,32 +336,32 @@ class Executor:
             )
             await asyncio.wait([thread])
 
-    async def _succeeded(
-        self, lease: Lease, delivery: Delivery, ctx: Context, record: JobRecord, started: float
-    ) -> None:
-        if await self._superseded(lease, ctx):
+    async def _succeeded(self, run: Attempt) -> None:
+        if await self._superseded(run):
             return
+        record = run.record
         record.state, record.finished_at = JobState.SUCCEEDED, self.clock.time()
-        if not await self.reporter.report(record, duration=time.perf_counter() - started):
-            _ran_twice(ctx, None)
+        if not await self.reporter.report(record, duration=time.perf_counter() - run.started):
+            ran_twice(run.ctx, None)
             return
-        await delivery.ack()
+        await run.delivery.ack()
         self.stats.processed += 1
-        _log_outcome(logging.INFO, ctx, started, "succeeded")
+        log_outcome(logging.INFO, run, "succeeded")
 
-    async def _superseded(self, lease: Lease, ctx: Context) -> bool:
+    async def _superseded(self, run: Attempt) -> bool:
         """Whether a newer attempt recorded the job while this one's lease had lapsed.
 
         Its outcome is then dropped: neither stored over the newer record nor settled, since
         the message belongs to the newer attempt. Otherwise the outcome's record is written
         with compare-and-set on the record's revision (`Reporter.guard`).
         """
-        if not lease.check(time.monotonic()):
+        if not run.lease.check(time.monotonic()):
             return False
-        newer = await self.reporter.guard(ctx.job_id, ctx.attempt, lease.delivery.seq)
+        ctx = run.ctx
+        newer = await self.reporter.guard(ctx.job_id, ctx.attempt, run.delivery.seq)
         if newer is None:
             return False
-        _ran_twice(ctx, newer)
+        ran_twice(ctx, newer)
         return True
 
     async def _after_hooks(self, ctx: Context, record: JobRecord) -> None:
@@ -367,47 +371,40 @@ class Executor:
             except Exception:
                 log.exception("job %s: after_job hook %r failed", ctx.job_id, after)
 
-    async def _abort_settle(
-        self, delivery: Delivery, record: JobRecord, ctx: Context, started: float
-    ) -> None:
+    async def _abort_settle(self, run: Attempt) -> None:
+        record = run.record
         record.state, record.finished_at = JobState.ABORTED, self.clock.time()
-        await self.reporter.report(record, duration=time.perf_counter() - started)
-        await delivery.term()
-        _log_outcome(logging.WARNING, ctx, started, "aborted")
+        await self.reporter.report(record, duration=time.perf_counter() - run.started)
+        await run.delivery.term()
+        log_outcome(logging.WARNING, run, "aborted")
 
     async def _failed(
         self,
-        delivery: Delivery,
-        job: JobMessage,
-        task: Task[Any, Any],
-        ctx: Context,
-        record: JobRecord,
-        started: float,
+        run: Attempt,
         error: BaseException,
         *,
         retryable: bool = True,
         retry_delay: float | None = None,
     ) -> None:
-        info = _error_info(error)
-        duration = time.perf_counter() - started
+        ctx, record = run.ctx, run.record
+        info = error_info(error)
+        duration = time.perf_counter() - run.started
         if retryable and ctx.attempt < ctx.max_attempts:
-            delay = task.options.backoff(ctx.attempt) if retry_delay is None else retry_delay
+            delay = run.task.options.backoff(ctx.attempt) if retry_delay is None else retry_delay
             record.state, record.error, record.retry_at = (
                 JobState.RETRYING,
                 info,
                 self.clock.time() + delay,
             )
             if not await self.reporter.report(record, duration=duration, delay=delay):
-                _ran_twice(ctx, None)
+                ran_twice(ctx, None)
                 return
-            await delivery.nak(delay)
+            await run.delivery.nak(delay)
             self.stats.retried += 1
-            _log_outcome(
-                logging.INFO, ctx, started, f"failed ({_short(error)}), retrying in {delay:.2f}s"
-            )
+            log_outcome(logging.INFO, run, f"failed ({short(error)}), retrying in {delay:.2f}s")
             return
-        await self._dead(delivery, ctx.queue, DeadReason.FAILED, job, info, record=record)
-        _log_outcome(logging.WARNING, ctx, started, f"failed ({_short(error)}), dead-lettered")
+        await self._dead(run.delivery, ctx.queue, DeadReason.FAILED, run.job, info, record=record)
+        log_outcome(logging.WARNING, run, f"failed ({short(error)}), dead-lettered")
 
     async def _dead(
         self,
@@ -420,7 +417,7 @@ class Executor:
         record: JobRecord | None = None,
     ) -> None:
         """Record the job in the dead-letter stream, then remove it from its queue."""
-        job_id = _job_id(job, delivery)
+        job_id = job_id_of(job, delivery)
         dead = DeadLetter(
             id=job_id,
             queue=queue,
@@ -476,92 +473,3 @@ class Executor:
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job %s payload: %r", job_id, delivery.data[:2000])
-
-
-class _Progress:
-    """Reports a job's progress at most every `PROGRESS_INTERVAL_S`, keeping the latest value.
-
-    An update that comes too soon is held and sent when the interval ends, so the last value
-    a task reports is never lost; `close` drops a held one once the attempt is over.
-    """
-
-    def __init__(self, reporter: Reporter, record: JobRecord, lease: Lease) -> None:
-        self.reporter = reporter
-        self.record = record
-        self.lease = lease
-        self.sent_at = 0.0
-        self.held: tuple[float, str | None] | None = None
-        self.flusher: asyncio.Task[None] | None = None
-
-    async def __call__(self, fraction: float, message: str | None) -> None:
-        if self.lease.check(time.monotonic()):
-            return  # another attempt may own the record now (see Executor._superseded)
-        wait = self.sent_at + PROGRESS_INTERVAL_S - time.monotonic()
-        if wait <= 0:
-            self.sent_at = time.monotonic()
-            await self.reporter.progress(self.record, fraction, message)
-            return
-        self.held = (fraction, message)
-        if self.flusher is None:
-            self.flusher = asyncio.create_task(self._flush(wait))
-
-    async def _flush(self, wait: float) -> None:
-        await asyncio.sleep(wait)
-        self.flusher = None
-        if self.held is not None and not self.lease.check(time.monotonic()):
-            (fraction, message), self.held = self.held, None
-            self.sent_at = time.monotonic()
-            await self.reporter.progress(self.record, fraction, message)
-
-    def close(self) -> None:
-        if self.flusher is not None:
-            self.flusher.cancel()
-            self.flusher = None
-
-
-def _job_id(job: JobMessage | None, delivery: Delivery) -> str:
-    if job is not None and job.id:
-        return job.id
-    msg_id = delivery.msg_id
-    if msg_id and _VALID_ID.match(msg_id):
-        return msg_id
-    return f"seq-{delivery.seq}"
-
-
-def _error_info(error: BaseException, *, tb: bool = True) -> ErrorInfo:
-    text = "".join(traceback.format_exception(error)) if tb else ""
-    if len(text) > _MAX_TRACEBACK_CHARS:
-        text = "...\n" + text[-_MAX_TRACEBACK_CHARS:]
-    return ErrorInfo(type(error).__qualname__, str(error), text)
-
-
-def _short(error: BaseException) -> str:
-    message = str(error)
-    if len(message) > 200:
-        message = message[:200] + "..."
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
-
-
-def _ran_twice(ctx: Context, newer: int | None) -> None:
-    log.warning(
-        "job %s task=%s ran twice: attempt %d ended after its lease lapsed, and %s recorded "
-        "the job meanwhile; that record is kept and this attempt's outcome is dropped",
-        ctx.job_id,
-        ctx.task,
-        ctx.attempt,
-        f"attempt {newer}" if newer is not None else "a newer attempt",
-    )
-
-
-def _log_outcome(level: int, ctx: Context, started: float, outcome: str) -> None:
-    if log.isEnabledFor(level):
-        log.log(
-            level,
-            "job %s task=%s queue=%s attempt=%d took=%.3fs %s",
-            ctx.job_id,
-            ctx.task,
-            ctx.queue,
-            ctx.attempt,
-            time.perf_counter() - started,
-            outcome,
-        )

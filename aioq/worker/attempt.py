@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import re
 import time
@@ -14,13 +15,16 @@ from aioq.context import Context
 from aioq.naming import JOB_ID_PATTERN
 from aioq.task import Task
 from aioq.transport import Delivery
-from aioq.wire import ErrorInfo, JobMessage, JobRecord
+from aioq.wire import DeadLetter, DeadReason, ErrorInfo, JobMessage, JobRecord
 from aioq.worker.leases import Lease
 from aioq.worker.outcome import PROGRESS_INTERVAL_S, Reporter
 
 __all__ = [
     "Attempt",
+    "Previous",
     "Progress",
+    "Stats",
+    "dead_letter",
     "error_info",
     "job_id_of",
     "log_outcome",
@@ -33,6 +37,29 @@ log = logging.getLogger("aioq.worker")
 # A traceback longer than this keeps its end, where the error is.
 _MAX_TRACEBACK_CHARS: Final = 16_000
 _VALID_ID: Final = re.compile(JOB_ID_PATTERN)
+
+
+@dataclass(slots=True)
+class Stats:
+    """Counters reported in the worker's heartbeat."""
+
+    processed: int = 0
+    failed: int = 0
+    retried: int = 0
+
+
+class Previous(enum.Enum):
+    """What a redelivered job's record says about its previous delivery."""
+
+    #: It ended with an outcome (a retry, usually): nothing crashed.
+    SETTLED = "settled"
+    #: It started and left no outcome: its worker died (or lost the lease) while it ran.
+    STARTED = "started"
+    #: It never started as far as the record tells (the worker died with the job fetched).
+    UNKNOWN = "unknown"
+    #: A later delivery recorded the job already: this one is stale (it reached a pull of a
+    #: worker that was frozen, and its lease ran out before the worker read it).
+    SUPERSEDED = "superseded"
 
 
 @dataclass(slots=True, eq=False)
@@ -147,3 +174,29 @@ def log_outcome(level: int, run: Attempt, outcome: str) -> None:
             time.perf_counter() - run.started,
             outcome,
         )
+
+
+def dead_letter(
+    delivery: Delivery,
+    job_id: str,
+    queue: str,
+    reason: DeadReason,
+    job: JobMessage | None,
+    error: ErrorInfo,
+    moment: float,
+    worker_id: str,
+) -> DeadLetter:
+    """The dead-letter record of `delivery`, dead-lettered at `moment` by `worker_id`."""
+    return DeadLetter(
+        id=job_id,
+        queue=queue,
+        reason=reason,
+        attempts=delivery.attempt,
+        dead_at=moment,
+        payload=delivery.data,
+        task=job.task if job else None,
+        error=error,
+        enqueued_at=delivery.stored_at,
+        worker=worker_id,
+        stream_seq=delivery.seq,
+    )

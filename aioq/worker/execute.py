@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -19,7 +17,6 @@ from aioq.options import resolve
 from aioq.task import Task
 from aioq.transport import Broker, Delivery
 from aioq.wire import (
-    DeadLetter,
     DeadReason,
     ErrorInfo,
     JobMessage,
@@ -30,7 +27,10 @@ from aioq.wire import (
 )
 from aioq.worker.attempt import (
     Attempt,
+    Previous,
     Progress,
+    Stats,
+    dead_letter,
     error_info,
     job_id_of,
     log_outcome,
@@ -65,29 +65,6 @@ _REMEMBERED_ABORTS: Final = 1024
 
 _DEAD_STATE: Final = {DeadReason.EXPIRED: JobState.EXPIRED}
 _record_decoder: Final = msgspec.json.Decoder(JobRecord)
-
-
-@dataclass(slots=True)
-class Stats:
-    """Counters reported in the worker's heartbeat."""
-
-    processed: int = 0
-    failed: int = 0
-    retried: int = 0
-
-
-class Previous(enum.Enum):
-    """What a redelivered job's record says about its previous delivery."""
-
-    #: It ended with an outcome (a retry, usually): nothing crashed.
-    SETTLED = "settled"
-    #: It started and left no outcome: its worker died (or lost the lease) while it ran.
-    STARTED = "started"
-    #: It never started as far as the record tells (the worker died with the job fetched).
-    UNKNOWN = "unknown"
-    #: A later delivery recorded the job already: this one is stale (it reached a pull of a
-    #: worker that was frozen, and its lease ran out before the worker read it).
-    SUPERSEDED = "superseded"
 
 
 class Executor:
@@ -167,30 +144,10 @@ class Executor:
     async def _run(
         self, delivery: Delivery, queue: str, lease_period: float, previous: Previous | None
     ) -> None:
-        try:
-            job = decode_job(delivery.data)
-        except Exception as e:  # msgspec errors, and RecursionError on absurd nesting
-            error = error_info(e, tb=False)
-            await self._dead(delivery, queue, DeadReason.BAD_PAYLOAD, None, error)
+        decoded = await self._decode(delivery, queue)
+        if decoded is None:
             return
-        task = self.tasks.get(job.task)
-        if task is None:
-            known = ", ".join(sorted(self.tasks)) or "none"
-            message = f"unknown task {job.task!r} (registered: {known})"
-            await self._dead(
-                delivery,
-                queue,
-                DeadReason.UNKNOWN_TASK,
-                job,
-                ErrorInfo("UnknownTaskError", message),
-            )
-            return
-        try:
-            job.args, job.kwargs = task.arguments_from_json(job.args, job.kwargs)
-        except TypeError as e:
-            error = ErrorInfo("ArgumentsError", f"{task.describe()}: {e}")
-            await self._dead(delivery, queue, DeadReason.BAD_ARGS, job, error)
-            return
+        job, task = decoded
         retries = resolve(job.retries, task.options.retries)
         attempt, max_attempts = delivery.attempt, retries + 1
         if attempt > 1 and previous is None:
@@ -235,6 +192,31 @@ class Executor:
             await self._execute(run, running_record)
         finally:
             running_record.cancel()
+
+    async def _decode(
+        self, delivery: Delivery, queue: str
+    ) -> tuple[JobMessage, Task[Any, Any]] | None:
+        """The job and its task; None when the job cannot run (it is dead-lettered)."""
+        try:
+            job = decode_job(delivery.data)
+        except Exception as e:  # msgspec errors, and RecursionError on absurd nesting
+            error = error_info(e, tb=False)
+            await self._dead(delivery, queue, DeadReason.BAD_PAYLOAD, None, error)
+            return None
+        task = self.tasks.get(job.task)
+        if task is None:
+            known = ", ".join(sorted(self.tasks)) or "none"
+            message = f"unknown task {job.task!r} (registered: {known})"
+            error = ErrorInfo("UnknownTaskError", message)
+            await self._dead(delivery, queue, DeadReason.UNKNOWN_TASK, job, error)
+            return None
+        try:
+            job.args, job.kwargs = task.arguments_from_json(job.args, job.kwargs)
+        except TypeError as e:
+            error = ErrorInfo("ArgumentsError", f"{task.describe()}: {e}")
+            await self._dead(delivery, queue, DeadReason.BAD_ARGS, job, error)
+            return None
+        return job, task
 
     def _attempt(
         self,
@@ -418,18 +400,8 @@ class Executor:
     ) -> None:
         """Record the job in the dead-letter stream, then remove it from its queue."""
         job_id = job_id_of(job, delivery)
-        dead = DeadLetter(
-            id=job_id,
-            queue=queue,
-            reason=reason,
-            attempts=delivery.attempt,
-            dead_at=self.clock.time(),
-            payload=delivery.data,
-            task=job.task if job else None,
-            error=error,
-            enqueued_at=delivery.stored_at,
-            worker=self.worker_id,
-            stream_seq=delivery.seq,
+        dead = dead_letter(
+            delivery, job_id, queue, reason, job, error, self.clock.time(), self.worker_id
         )
         room = self.broker.max_payload - _DEAD_RECORD_OVERHEAD
         if len(delivery.data) * 4 // 3 > room:  # payloads travel base64-encoded

@@ -186,7 +186,7 @@ class WorkerOptions:
     """How a worker runs: every setting of `Worker`, `run_worker` and ``aioq worker``.
 
     Each of them takes its defaults from here; give a value (``WorkerOptions(concurrency=4)``)
-    or override fields on the call (``Worker(app, options, concurrency=4)``). Durations are
+    or override fields on the call (``Worker(app, options=options, concurrency=4)``). Durations are
     seconds (a `timedelta` works too).
     """
 

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from aioq import __version__
 from aioq.context import State
@@ -23,12 +23,12 @@ from aioq.ratelimit import TokenBucket
 from aioq.scheduler import Scheduler
 from aioq.transport import Broker, JobSource
 from aioq.wire import WorkerInfo
-from aioq.worker.burst import BURST_CHECK_S, BurstWatch
+from aioq.worker.burst import BurstWatch
 from aioq.worker.draining import cancel_until_done, drain, keep_running
 from aioq.worker.execute import Executor, Stats
-from aioq.worker.fetching import FETCH_TIMEOUT_S, Fetching
+from aioq.worker.fetching import Fetching
 from aioq.worker.heartbeat import Heartbeat, host_identity, now
-from aioq.worker.leases import LEASE_RENEW_FRACTION, keep_leases
+from aioq.worker.leases import keep_leases
 from aioq.worker.scanners import Scanner, ScannerFunction
 from aioq.worker.signals import stop_on_signals
 from aioq.worker.slots import Slots
@@ -37,12 +37,9 @@ from aioq.worker.watchdog import LoopWatchdog
 if TYPE_CHECKING:
     from aioq.app import Aarq, Hook
 
-__all__ = ["BURST_CHECK_S", "FETCH_TIMEOUT_S", "LEASE_RENEW_FRACTION", "MAX_BATCH", "Worker"]
+__all__ = ["Worker"]
 
 log = logging.getLogger("aioq.worker")
-
-#: Largest batch asked for at once by default (`WorkerOptions.max_batch`).
-MAX_BATCH: Final = 256
 
 
 class Worker:

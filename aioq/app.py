@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import ssl
+import sys
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -21,9 +22,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 import msgspec
 
 from aioq._connections import LoopConnections
-from aioq._nats import NatsBroker, NatsSettings
 from aioq._sync import BackgroundLoop, running_loop
-from aioq.admin import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.backoff import BackoffLike
 from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.context import Context, State
@@ -37,11 +36,13 @@ from aioq.errors import (
     PartialEnqueueError,
     UnknownTaskError,
 )
+from aioq.inspection import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.job import Job
 from aioq.naming import Names, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.ratelimit import check_rate
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
+from aioq.settings import NatsSettings
 from aioq.task import PreparedJob, Task
 from aioq.transport import Broker
 from aioq.wire import Event, EventKind, JobRecord, encode
@@ -479,7 +480,11 @@ class Aarq:
         return await self._connections.connect()
 
     def _new_broker(self) -> Broker:
-        return self._chosen_broker or NatsBroker(self.settings, self.names, self.keep_result)
+        if self._chosen_broker is not None:
+            return self._chosen_broker
+        from aioq._nats import NatsBroker  # loads nats only for an app that uses it
+
+        return NatsBroker(self.settings, self.names, self.keep_result)
 
     async def close(self) -> None:
         """Flush and close the running loop's connection; the app reconnects if used again.
@@ -669,7 +674,10 @@ async def _announce(broker: Broker, job: PreparedJob) -> None:
 
 
 async def _close_at_loop_end(broker: Broker) -> None:
-    if isinstance(broker, NatsBroker):
+    # The loop is ending: the NATS broker skips waiting for the server's confirmation (an
+    # app on another broker has not loaded the NATS package, and needs no import of it here).
+    nats_package = sys.modules.get("aioq._nats")
+    if nats_package is not None and isinstance(broker, nats_package.NatsBroker):
         await broker.close(flush=False)
     else:
         await broker.close()

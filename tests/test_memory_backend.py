@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from aioq import Aarq, BrokerError, ConfigError, Context, JobNotFoundError, JobState
+from aioq import Aarq, ConfigError, Context, JobNotFoundError, JobState
 from aioq.testing import FakeClock, MemoryBroker, RunningWorker, start_worker
 
 
@@ -247,11 +247,12 @@ async def test_heartbeats_list_the_live_workers(app: Aarq, broker: MemoryBroker)
     assert broker.live_workers() == []
 
 
-async def test_admin_listings_say_they_need_nats(app: Aarq) -> None:
-    with pytest.raises(BrokerError, match=r"app\.queues\(\) reads JetStream"):
-        await app.queues()
-    with pytest.raises(BrokerError, match=r"app\.workers\(\).*MemoryBroker"):
-        await app.workers()
+async def test_admin_listings_run_on_memory(app: Aarq) -> None:
+    running = await start_worker(app, ["default"])
+    assert [q.name for q in await app.queues()] == ["default"]
+    assert [w.info.id for w in await app.workers()] == [running.worker.id]
+    await running.stop()
+    assert await app.workers() == []
 
 
 async def test_use_broker_only_while_unconnected(app: Aarq, broker: MemoryBroker) -> None:

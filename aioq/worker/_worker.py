@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Final
 
-from aioq import __version__
+from aioq._version import __version__
 from aioq.context import State
 from aioq.errors import ConfigError
 from aioq.naming import validate_queue

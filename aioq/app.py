@@ -150,21 +150,37 @@ class Aarq:
         broker = self._connections.current() or self._chosen_broker
         return broker.clock if broker is not None else SYSTEM_CLOCK
 
+    def configure(
+        self, *, settings: NatsSettings | None = None, names: Names | None = None
+    ) -> None:
+        """Replace the connection settings or the names (prefix); only before it connects.
+
+        The one place the app's connection configuration changes after construction:
+        `use_servers`, `use_connection` and the test harness go through it.
+        """
+        self._check_unconnected("configure")
+        if settings is not None:
+            self.settings = settings
+        if names is not None:
+            self.names = names
+
+    def _check_unconnected(self, method: str) -> None:
+        if self._connections.any() is not None:
+            raise ConfigError(f"{method}() must be called before the app connects")
+
     def use_broker(self, broker: Broker | None) -> None:
         """Run the app on `broker` instead of NATS (None: NATS again); only while unconnected.
 
         For tests: ``app.use_broker(MemoryBroker())`` runs everything in memory, no server
         needed (see `aioq.testing`). `connect` then connects that broker.
         """
-        if self._connections.any() is not None:
-            raise ConfigError("use_broker() must be called before the app connects")
+        self._check_unconnected("use_broker")
         self._chosen_broker = broker
 
     def use_servers(self, servers: str | Sequence[str]) -> None:
         """Point the app at other servers; only before it connects (used by the CLI's -s)."""
-        if self._connections.any() is not None:
-            raise ConfigError("use_servers() must be called before the app connects")
-        self.settings = dataclasses.replace(self.settings, servers=_server_list(servers))
+        self._check_unconnected("use_servers")
+        self.configure(settings=dataclasses.replace(self.settings, servers=_server_list(servers)))
 
     def use_connection(
         self,
@@ -180,19 +196,18 @@ class Aarq:
 
         Arguments left None keep the app's own value (used by the CLI's connection options).
         """
-        if self._connections.any() is not None:
-            raise ConfigError("use_connection() must be called before the app connects")
-        if servers is not None:
-            self.use_servers(servers)
-        if prefix is not None:
-            self.names = Names(prefix)
+        self._check_unconnected("use_connection")
         s = self.settings
-        self.settings = dataclasses.replace(
-            s,
-            credentials=s.credentials if credentials is None else credentials,
-            token=s.token if token is None else token,
-            user=s.user if user is None else user,
-            password=s.password if password is None else password,
+        self.configure(
+            settings=dataclasses.replace(
+                s,
+                servers=s.servers if servers is None else _server_list(servers),
+                credentials=s.credentials if credentials is None else credentials,
+                token=s.token if token is None else token,
+                user=s.user if user is None else user,
+                password=s.password if password is None else password,
+            ),
+            names=Names(prefix) if prefix is not None else None,
         )
 
     # -- definition -----------------------------------------------------------------------

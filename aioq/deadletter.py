@@ -14,8 +14,8 @@ from aioq.naming import validate_queue
 from aioq.wire import DeadLetter, Event, EventKind, JobMessage, JobRecord, JobState, encode
 
 if TYPE_CHECKING:
-    from aioq.app import Aarq
     from aioq.job import Job
+    from aioq.ports import DeadLetterApp
     from aioq.transport import JobStore, StoredMessage
 
 __all__ = ["DeadEntry", "DeadLetters"]
@@ -34,7 +34,7 @@ class DeadEntry:
 class DeadLetters:
     """The dead letters of an app (``app.dead``)."""
 
-    def __init__(self, app: Aarq) -> None:
+    def __init__(self, app: DeadLetterApp) -> None:
         self.app = app
 
     async def _store(self) -> JobStore:

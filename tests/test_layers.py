@@ -27,13 +27,7 @@ EDGES = ("aioq.cli", "aioq.testing", "aioq.dashboard", "aioq.embedded", "aioq.__
 # Composition: where the app is assembled; with the edges, the only importers of aioq.app.
 COMPOSITION = ("aioq", "aioq.app", "aioq.task", "aioq.context", "aioq.runner")
 # Role modules that still take the app object; they move to narrow interfaces.
-APP_USERS_TO_NARROW = (
-    "aioq.job",
-    "aioq.deadletter",
-    "aioq.scheduler",
-    "aioq.admin",
-    "aioq.worker",
-)
+APP_USERS_TO_NARROW = ("aioq.worker",)
 
 
 def module_name(path: Path) -> str:
@@ -189,3 +183,24 @@ def test_the_memory_backend_loads_no_nats() -> None:
     code = "import sys\nfrom aioq.testing import MemoryBroker\nprint('nats' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_only_the_app_changes_its_settings_and_names() -> None:
+    writes: list[str] = []
+    for path in sorted(ROOT.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else []
+            for target in (t for group in targets for t in _flat(group)):
+                if (
+                    isinstance(target, ast.Attribute)
+                    and target.attr in ("settings", "names")
+                    and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+                ):
+                    writes.append(f"{module_name(path)}:{node.lineno}")
+    assert writes == [], "configure the app with app.configure(...) instead"
+
+
+def _flat(target: ast.expr) -> list[ast.expr]:
+    if isinstance(target, ast.Tuple | ast.List):
+        return [t for item in target.elts for t in _flat(item)]
+    return [target]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from aioq import Aarq, ConfigError, Context, JobNotFoundError, JobState
+from aioq.naming import Names
 from aioq.testing import FakeClock, MemoryBroker, RunningWorker, start_worker
 
 
@@ -290,3 +291,23 @@ async def test_fake_clock_timers_and_sleep() -> None:
 
 async def _state(job: Any, state: JobState) -> bool:
     return bool((await job.status()).state is state)
+
+
+async def test_configure_is_the_one_way_to_change_the_connection(
+    app: Aarq, broker: MemoryBroker
+) -> None:
+    app.configure(names=Names("elsewhere"))
+    assert app.prefix == "elsewhere"
+    app.use_connection(servers="nats://127.0.0.1:1", prefix="again", token="t")
+    assert (app.prefix, app.settings.servers, app.settings.token) == (
+        "again",
+        ["nats://127.0.0.1:1"],
+        "t",
+    )
+    with pytest.raises(ConfigError, match="invalid prefix"):
+        app.use_connection(prefix="bad prefix", token="changed")
+    assert app.settings.token == "t"  # an invalid prefix changes nothing
+    await app.connect()
+    with pytest.raises(ConfigError, match=r"configure\(\) must be called before"):
+        app.configure(names=Names("late"))
+    await app.close()

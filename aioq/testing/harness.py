@@ -84,7 +84,8 @@ class AppBinding:
             if delete:
                 await delete_prefix(self.url, self.prefix)
         finally:
-            self.app.settings, self.app.names = self._saved
+            settings, names = self._saved
+            self.app.configure(settings=settings, names=names)
 
 
 def bind_app(app: Aarq, url: str, prefix: str | None = None) -> AppBinding:
@@ -108,7 +109,7 @@ def bind_app(app: Aarq, url: str, prefix: str | None = None) -> AppBinding:
     prefix = prefix or unique_prefix()
     names = Names(prefix)  # validates the prefix before anything changes
     saved = (app.settings, app.names)
-    app.settings = dataclasses.replace(
+    test_server = dataclasses.replace(
         app.settings,
         servers=[url],
         credentials=None,
@@ -117,7 +118,7 @@ def bind_app(app: Aarq, url: str, prefix: str | None = None) -> AppBinding:
         password=None,
         tls=None,
     )
-    app.names = names
+    app.configure(settings=test_server, names=names)
     return AppBinding(app, url, prefix, saved)
 
 

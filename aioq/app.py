@@ -28,7 +28,6 @@ from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.context import Context, State
 from aioq.cron import CronSchedule
 from aioq.deadletter import DeadLetters
-from aioq.delayed import pause_end, publish_many, publish_one
 from aioq.errors import (
     ConfigError,
     EnqueueError,
@@ -40,6 +39,7 @@ from aioq.inspection import QueueStats, WorkerStatus, queue_stats, worker_status
 from aioq.job import Job
 from aioq.naming import Names, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
+from aioq.publishing import pause_end, publish_many, publish_one
 from aioq.ratelimit import check_rate
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
 from aioq.settings import NatsSettings

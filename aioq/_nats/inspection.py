@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator, Iterable
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
-from aioq._nats.admin import NatsAdmin
 from aioq._nats.scheduling import RUN_AT_HEADER, parse_run_at, task_name
 from aioq._nats.store import NatsStore
+from aioq._nats.stream_state import StreamState
 from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.naming import Names, validate_queue
 
@@ -24,7 +24,7 @@ class NatsInspection:
         self.js = js
         self.names = names
         self.store = store
-        self._admin = NatsAdmin(js, names)
+        self._admin = StreamState(js, names)
 
     async def queues(self, known: Iterable[str] = ()) -> list[QueueStats]:
         """Every queue with a consumer, jobs, delayed jobs or dead letters, plus `known`."""

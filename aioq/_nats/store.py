@@ -24,7 +24,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from aioq._nats.admin import NatsListener
+from aioq._nats.listener import NatsListener
 from aioq.errors import ProvisioningError
 from aioq.naming import Names
 from aioq.transport import StoredMessage

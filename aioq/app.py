@@ -24,6 +24,7 @@ import msgspec
 from aioq._connections import LoopConnections
 from aioq._sync import BackgroundLoop, running_loop
 from aioq.backoff import BackoffLike
+from aioq.client import find_job, publish_many, publish_prepared
 from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.context import Context, State
 from aioq.cron import CronSchedule
@@ -31,21 +32,19 @@ from aioq.deadletter import DeadLetters
 from aioq.errors import (
     ConfigError,
     EnqueueError,
-    JobNotFoundError,
-    PartialEnqueueError,
     UnknownTaskError,
 )
 from aioq.inspection import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.job import Job
 from aioq.naming import Names, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
-from aioq.publishing import pause_end, publish_many, publish_one
+from aioq.publishing import pause_end
 from aioq.ratelimit import check_rate
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
 from aioq.settings import NatsSettings
 from aioq.task import PreparedJob, Task
 from aioq.transport import Broker
-from aioq.wire import Event, EventKind, JobRecord, encode
+from aioq.wire import Event, JobRecord
 
 __all__ = ["Aarq", "AfterJobHook", "BeforeJobHook", "Hook"]
 
@@ -547,11 +546,7 @@ class Aarq:
 
     async def publish(self, job: PreparedJob) -> Job[Any]:
         """Publish one prepared job and wait for the broker's acknowledgement."""
-        broker = await self.connect()
-        duplicate = await publish_one(broker, job)
-        if not duplicate:
-            await _announce(broker, job)
-        return self._handle(job, duplicate)
+        return await publish_prepared(self, job)
 
     def publish_sync(self, job: PreparedJob) -> Job[Any]:
         """`publish` for code that runs no event loop; safe to call from any thread.
@@ -583,29 +578,13 @@ class Aarq:
                 "confirmed stored; retrying with the same job id is safe"
             ) from None
 
-    def _handle(self, job: PreparedJob, duplicate: bool) -> Job[Any]:
-        task = self.tasks.get(job.task)
-        result_type = task.result_type if task is not None else Any
-        return Job(
-            job.job_id, job.task, job.queue, duplicate=duplicate, app=self, result_type=result_type
-        )
-
     async def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
         """A handle on an existing job, from its id (and queue, if you know it).
 
         Raises:
             JobNotFoundError: No queued, held or recorded job has this id.
         """
-        store = (await self.connect()).store
-        raw = await store.get_record(job_id)
-        record = msgspec.json.decode(raw, type=JobRecord) if raw else None
-        found = queue or (record.queue if record else None)
-        found = found or await store.find_queued(job_id) or await store.find_held(job_id)
-        if found is None:
-            raise JobNotFoundError(f"no job {job_id!r} is queued, held or on record", job_id)
-        task = record.task if record and record.task else ""
-        result_type = self.tasks[task].result_type if task in self.tasks else Any
-        return Job(job_id, task, found, app=self, result_type=result_type)
+        return await find_job(self, job_id, queue)
 
     async def events(
         self, queue: str | None = None, kinds: Iterable[str] | None = None
@@ -652,40 +631,7 @@ class Aarq:
         Raises:
             PartialEnqueueError: If any job was not stored; it lists which.
         """
-        prepared = list(jobs)
-        if not prepared:
-            return []
-        broker = await self.connect()
-        outcomes = await publish_many(broker, prepared)
-        done: list[Job[Any]] = []
-        failed: list[tuple[PreparedJob, BaseException]] = []
-        for job, outcome in zip(prepared, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                failed.append((job, outcome))
-            else:
-                if not outcome:
-                    await _announce(broker, job)
-                done.append(self._handle(job, outcome))
-        if failed:
-            raise PartialEnqueueError(
-                f"{len(failed)} of {len(prepared)} jobs were not enqueued "
-                f"(first: {failed[0][0].job_id}: {failed[0][1]!r}); re-enqueueing them all is "
-                "safe, the stored ones are deduplicated by id",
-                enqueued=done,
-                failed=failed,
-            )
-        return done
-
-
-async def _announce(broker: Broker, job: PreparedJob) -> None:
-    event = Event(
-        kind=EventKind.ENQUEUED,
-        id=job.job_id,
-        queue=job.queue,
-        at=broker.clock.time(),
-        task=job.task,
-    )
-    await broker.publish_event(job.queue, EventKind.ENQUEUED.value, encode(event))
+        return await publish_many(self, jobs)
 
 
 async def _close_at_loop_end(broker: Broker) -> None:

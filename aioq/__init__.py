@@ -5,9 +5,7 @@ The public API is re-exported here; everything else is internal.
 
 import logging
 
-__version__ = "0.1.0"
-
-from aioq.admin import QueueStats, WorkerStatus
+from aioq._version import __version__
 from aioq.app import Aarq
 from aioq.backoff import Backoff
 from aioq.context import Context, State
@@ -33,6 +31,7 @@ from aioq.errors import (
     ServerNotFoundError,
     UnknownTaskError,
 )
+from aioq.inspection import QueueStats, WorkerStatus
 from aioq.job import Job
 from aioq.repeatable import Missed, Repeatable
 from aioq.runner import run_scheduler, run_worker, start_worker, worker_loop

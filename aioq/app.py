@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import ssl
+import sys
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -21,30 +22,29 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 import msgspec
 
 from aioq._connections import LoopConnections
-from aioq._nats import NatsBroker, NatsSettings
 from aioq._sync import BackgroundLoop, running_loop
-from aioq.admin import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.backoff import BackoffLike
+from aioq.client import find_job, publish_many, publish_prepared
 from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.context import Context, State
 from aioq.cron import CronSchedule
 from aioq.deadletter import DeadLetters
-from aioq.delayed import pause_end, publish_many, publish_one
 from aioq.errors import (
     ConfigError,
     EnqueueError,
-    JobNotFoundError,
-    PartialEnqueueError,
     UnknownTaskError,
 )
+from aioq.inspection import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.job import Job
 from aioq.naming import Names, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
+from aioq.publishing import pause_end
 from aioq.ratelimit import check_rate
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
+from aioq.settings import NatsSettings
 from aioq.task import PreparedJob, Task
 from aioq.transport import Broker
-from aioq.wire import Event, EventKind, JobRecord, encode
+from aioq.wire import Event, JobRecord
 
 __all__ = ["Aarq", "AfterJobHook", "BeforeJobHook", "Hook"]
 
@@ -149,21 +149,37 @@ class Aarq:
         broker = self._connections.current() or self._chosen_broker
         return broker.clock if broker is not None else SYSTEM_CLOCK
 
+    def configure(
+        self, *, settings: NatsSettings | None = None, names: Names | None = None
+    ) -> None:
+        """Replace the connection settings or the names (prefix); only before it connects.
+
+        The one place the app's connection configuration changes after construction:
+        `use_servers`, `use_connection` and the test harness go through it.
+        """
+        self._check_unconnected("configure")
+        if settings is not None:
+            self.settings = settings
+        if names is not None:
+            self.names = names
+
+    def _check_unconnected(self, method: str) -> None:
+        if self._connections.any() is not None:
+            raise ConfigError(f"{method}() must be called before the app connects")
+
     def use_broker(self, broker: Broker | None) -> None:
         """Run the app on `broker` instead of NATS (None: NATS again); only while unconnected.
 
         For tests: ``app.use_broker(MemoryBroker())`` runs everything in memory, no server
         needed (see `aioq.testing`). `connect` then connects that broker.
         """
-        if self._connections.any() is not None:
-            raise ConfigError("use_broker() must be called before the app connects")
+        self._check_unconnected("use_broker")
         self._chosen_broker = broker
 
     def use_servers(self, servers: str | Sequence[str]) -> None:
         """Point the app at other servers; only before it connects (used by the CLI's -s)."""
-        if self._connections.any() is not None:
-            raise ConfigError("use_servers() must be called before the app connects")
-        self.settings = dataclasses.replace(self.settings, servers=_server_list(servers))
+        self._check_unconnected("use_servers")
+        self.configure(settings=dataclasses.replace(self.settings, servers=_server_list(servers)))
 
     def use_connection(
         self,
@@ -179,19 +195,18 @@ class Aarq:
 
         Arguments left None keep the app's own value (used by the CLI's connection options).
         """
-        if self._connections.any() is not None:
-            raise ConfigError("use_connection() must be called before the app connects")
-        if servers is not None:
-            self.use_servers(servers)
-        if prefix is not None:
-            self.names = Names(prefix)
+        self._check_unconnected("use_connection")
         s = self.settings
-        self.settings = dataclasses.replace(
-            s,
-            credentials=s.credentials if credentials is None else credentials,
-            token=s.token if token is None else token,
-            user=s.user if user is None else user,
-            password=s.password if password is None else password,
+        self.configure(
+            settings=dataclasses.replace(
+                s,
+                servers=s.servers if servers is None else _server_list(servers),
+                credentials=s.credentials if credentials is None else credentials,
+                token=s.token if token is None else token,
+                user=s.user if user is None else user,
+                password=s.password if password is None else password,
+            ),
+            names=Names(prefix) if prefix is not None else None,
         )
 
     # -- definition -----------------------------------------------------------------------
@@ -479,7 +494,11 @@ class Aarq:
         return await self._connections.connect()
 
     def _new_broker(self) -> Broker:
-        return self._chosen_broker or NatsBroker(self.settings, self.names, self.keep_result)
+        if self._chosen_broker is not None:
+            return self._chosen_broker
+        from aioq._nats import NatsBroker  # loads nats only for an app that uses it
+
+        return NatsBroker(self.settings, self.names, self.keep_result)
 
     async def close(self) -> None:
         """Flush and close the running loop's connection; the app reconnects if used again.
@@ -527,11 +546,7 @@ class Aarq:
 
     async def publish(self, job: PreparedJob) -> Job[Any]:
         """Publish one prepared job and wait for the broker's acknowledgement."""
-        broker = await self.connect()
-        duplicate = await publish_one(broker, job)
-        if not duplicate:
-            await _announce(broker, job)
-        return self._handle(job, duplicate)
+        return await publish_prepared(self, job)
 
     def publish_sync(self, job: PreparedJob) -> Job[Any]:
         """`publish` for code that runs no event loop; safe to call from any thread.
@@ -563,29 +578,13 @@ class Aarq:
                 "confirmed stored; retrying with the same job id is safe"
             ) from None
 
-    def _handle(self, job: PreparedJob, duplicate: bool) -> Job[Any]:
-        task = self.tasks.get(job.task)
-        result_type = task.result_type if task is not None else Any
-        return Job(
-            job.job_id, job.task, job.queue, duplicate=duplicate, app=self, result_type=result_type
-        )
-
     async def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
         """A handle on an existing job, from its id (and queue, if you know it).
 
         Raises:
             JobNotFoundError: No queued, held or recorded job has this id.
         """
-        store = (await self.connect()).store
-        raw = await store.get_record(job_id)
-        record = msgspec.json.decode(raw, type=JobRecord) if raw else None
-        found = queue or (record.queue if record else None)
-        found = found or await store.find_queued(job_id) or await store.find_held(job_id)
-        if found is None:
-            raise JobNotFoundError(f"no job {job_id!r} is queued, held or on record", job_id)
-        task = record.task if record and record.task else ""
-        result_type = self.tasks[task].result_type if task in self.tasks else Any
-        return Job(job_id, task, found, app=self, result_type=result_type)
+        return await find_job(self, job_id, queue)
 
     async def events(
         self, queue: str | None = None, kinds: Iterable[str] | None = None
@@ -632,44 +631,14 @@ class Aarq:
         Raises:
             PartialEnqueueError: If any job was not stored; it lists which.
         """
-        prepared = list(jobs)
-        if not prepared:
-            return []
-        broker = await self.connect()
-        outcomes = await publish_many(broker, prepared)
-        done: list[Job[Any]] = []
-        failed: list[tuple[PreparedJob, BaseException]] = []
-        for job, outcome in zip(prepared, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                failed.append((job, outcome))
-            else:
-                if not outcome:
-                    await _announce(broker, job)
-                done.append(self._handle(job, outcome))
-        if failed:
-            raise PartialEnqueueError(
-                f"{len(failed)} of {len(prepared)} jobs were not enqueued "
-                f"(first: {failed[0][0].job_id}: {failed[0][1]!r}); re-enqueueing them all is "
-                "safe, the stored ones are deduplicated by id",
-                enqueued=done,
-                failed=failed,
-            )
-        return done
-
-
-async def _announce(broker: Broker, job: PreparedJob) -> None:
-    event = Event(
-        kind=EventKind.ENQUEUED,
-        id=job.job_id,
-        queue=job.queue,
-        at=broker.clock.time(),
-        task=job.task,
-    )
-    await broker.publish_event(job.queue, EventKind.ENQUEUED.value, encode(event))
+        return await publish_many(self, jobs)
 
 
 async def _close_at_loop_end(broker: Broker) -> None:
-    if isinstance(broker, NatsBroker):
+    # The loop is ending: the NATS broker skips waiting for the server's confirmation (an
+    # app on another broker has not loaded the NATS package, and needs no import of it here).
+    nats_package = sys.modules.get("aioq._nats")
+    if nats_package is not None and isinstance(broker, nats_package.NatsBroker):
         await broker.close(flush=False)
     else:
         await broker.close()

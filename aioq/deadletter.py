@@ -14,8 +14,8 @@ from aioq.naming import validate_queue
 from aioq.wire import DeadLetter, Event, EventKind, JobMessage, JobRecord, JobState, encode
 
 if TYPE_CHECKING:
-    from aioq.app import Aarq
     from aioq.job import Job
+    from aioq.ports import DeadLetterApp
     from aioq.transport import JobStore, StoredMessage
 
 __all__ = ["DeadEntry", "DeadLetters"]
@@ -34,7 +34,7 @@ class DeadEntry:
 class DeadLetters:
     """The dead letters of an app (``app.dead``)."""
 
-    def __init__(self, app: Aarq) -> None:
+    def __init__(self, app: DeadLetterApp) -> None:
         self.app = app
 
     async def _store(self) -> JobStore:
@@ -69,7 +69,7 @@ class DeadLetters:
         store = await self._store()
         found: list[DeadEntry] = []
         async for message in store.dead_letters(validate_queue(queue)):
-            entry = _entry(message)
+            entry = dead_entry(message)
             if _matches(entry.letter, task, error_type, reason, since, until):
                 found.append(entry)
                 if limit is not None and len(found) >= limit:
@@ -81,7 +81,7 @@ class DeadLetters:
         message = await (await self._store()).dead_letter(validate_queue(queue), job_id)
         if message is None:
             raise JobNotFoundError(f"no dead letter for job {job_id!r} on queue {queue!r}", job_id)
-        return _entry(message)
+        return dead_entry(message)
 
     async def retry(
         self,
@@ -150,7 +150,7 @@ class DeadLetters:
         return await (await self._store()).purge_dead(validate_queue(queue))
 
 
-def _entry(message: StoredMessage) -> DeadEntry:
+def dead_entry(message: StoredMessage) -> DeadEntry:
     return DeadEntry(message.seq, _dead_decoder.decode(message.data))
 
 

@@ -17,7 +17,7 @@ from aioq.errors import (
 from aioq.wire import TERMINAL_STATES, Event, EventKind, JobRecord, JobState, encode
 
 if TYPE_CHECKING:
-    from aioq.app import Aarq
+    from aioq.ports import BrokerAccess
     from aioq.transport import JobStore
 
 __all__ = ["Job"]
@@ -53,7 +53,7 @@ class Job(Generic[R]):
         queue: str,
         *,
         duplicate: bool = False,
-        app: Aarq | None = None,
+        app: BrokerAccess | None = None,
         result_type: Any = Any,
     ) -> None:
         self.id = id

@@ -26,7 +26,7 @@ from aioq.transport import Broker, ConsumerGoneError, HeldJob, HeldJobs, Schedul
 from aioq.wire import DeadLetter, DeadReason, ErrorInfo, encode
 
 if TYPE_CHECKING:
-    from aioq.app import Aarq
+    from aioq.ports import SchedulingApp
 
 __all__ = ["DEFAULT_SCAN_INTERVAL", "Scheduler", "select_repeatables"]
 
@@ -63,7 +63,9 @@ _HELD_RETRY_CAP_S: Final = 2.0
 _DEAD_RECORD_OVERHEAD: Final = 24_000
 
 
-def select_repeatables(app: Aarq, chosen: Sequence[str | Repeatable] | None) -> list[Repeatable]:
+def select_repeatables(
+    app: SchedulingApp, chosen: Sequence[str | Repeatable] | None
+) -> list[Repeatable]:
     """The repeatables a scheduler fires: all of the app's, or those named in `chosen`."""
     if chosen is None:
         return list(app.repeatables.values())
@@ -97,7 +99,7 @@ class Scheduler:
 
     def __init__(
         self,
-        app: Aarq,
+        app: SchedulingApp,
         *,
         repeatables: Sequence[str | Repeatable] | None = None,
         scan_interval: float | None = None,

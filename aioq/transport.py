@@ -11,8 +11,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from aioq.backend.dead import StoredMessage
+from aioq.backend.events import EventListener
+from aioq.backend.held import HeldJob, HeldJobs
+from aioq.backend.inspection import Inspection
+from aioq.backend.jobs import ConsumerGoneError, Delivery, JobSource, OutgoingJob
 from aioq.clock import Clock
-from aioq.errors import BrokerError
 from aioq.options import QueueOptions
 
 __all__ = [
@@ -22,107 +26,13 @@ __all__ = [
     "EventListener",
     "HeldJob",
     "HeldJobs",
+    "Inspection",
     "JobSource",
     "JobStore",
     "OutgoingJob",
     "Scheduling",
     "StoredMessage",
 ]
-
-
-class ConsumerGoneError(BrokerError):
-    """A queue's consumer disappeared while a worker pulled from it; it can be re-created."""
-
-
-class Delivery(Protocol):
-    """A job message handed to a worker, and the ways to settle it."""
-
-    data: bytes
-    #: 1 on the first delivery, counted by the broker.
-    attempt: int
-    #: Broker sequence of the message, unique per enqueue.
-    seq: int
-    #: When the broker stored the message (unix seconds, broker clock).
-    stored_at: float
-
-    @property
-    def msg_id(self) -> str | None:
-        """The dedupe id the publisher set, if any."""
-        ...
-
-    async def ack(self) -> None:
-        """Done: remove the job."""
-
-    async def nak(self, delay: float | None = None) -> None:
-        """Deliver again, after `delay` seconds if given."""
-
-    async def in_progress(self) -> None:
-        """Extend the lease of a running job."""
-
-    async def term(self) -> None:
-        """Remove the job without success; it is not delivered again."""
-
-
-class JobSource(Protocol):
-    """The jobs of one queue: batches of what is ready, or a wait for the next one."""
-
-    async def fetch_now(self, count: int) -> Sequence[Delivery]:
-        """Up to `count` jobs that are available now, without waiting for new ones."""
-        ...
-
-    async def fetch_next(self, timeout: float) -> Sequence[Delivery]:
-        """Wait up to `timeout` seconds for one job; empty if none came."""
-        ...
-
-    async def close(self) -> None:
-        """Stop pulling and hand back anything received but not yet returned."""
-
-
-class OutgoingJob(Protocol):
-    """What `Broker.publish_jobs` needs of each job."""
-
-    @property
-    def queue(self) -> str:
-        """Queue to publish to."""
-        ...
-
-    @property
-    def data(self) -> bytes:
-        """Encoded job message."""
-        ...
-
-    @property
-    def task(self) -> str:
-        """Task name, for the job's record."""
-        ...
-
-    @property
-    def job_id(self) -> str:
-        """Dedupe id."""
-        ...
-
-
-class StoredMessage:
-    """A message read back from the broker's storage (a dead letter, a queued job)."""
-
-    __slots__ = ("data", "seq", "subject", "time")
-
-    def __init__(self, seq: int, subject: str, data: bytes, time: float | None) -> None:
-        self.seq = seq
-        self.subject = subject
-        self.data = data
-        self.time = time
-
-
-class EventListener(Protocol):
-    """A live subscription to lifecycle events, in place when `JobStore.listen_events` returns."""
-
-    def messages(self) -> AsyncIterator[bytes]:
-        """The encoded `Event` of each event, as it is published."""
-        ...
-
-    async def close(self) -> None:
-        """Stop listening."""
 
 
 class JobStore(Protocol):
@@ -176,8 +86,8 @@ class JobStore(Protocol):
     async def announce_abort(self, job_id: str) -> None:
         """Tell every worker to cancel job `job_id` if it runs it."""
 
-    def dead_letters(self, queue: str) -> AsyncIterator[StoredMessage]:
-        """Every dead letter of `queue`, oldest first."""
+    def dead_letters(self, queue: str, after: int = 0) -> AsyncIterator[StoredMessage]:
+        """The dead letters of `queue` after sequence `after`, oldest first (lazily)."""
         ...
 
     async def dead_letter(self, queue: str, job_id: str) -> StoredMessage | None:
@@ -272,51 +182,14 @@ class Broker(Protocol):
         """Remove a worker's heartbeat."""
 
     @property
+    def inspection(self) -> Inspection:
+        """Read-only views of queues, workers, job records and held jobs."""
+        ...
+
+    @property
     def scheduling(self) -> Scheduling:
         """Delayed jobs, repeatable ticks, shared rate limits and queue pauses."""
         ...
-
-
-class HeldJob(Protocol):
-    """A delayed job handed to a scheduler: held until `run_at`, then moved to its queue."""
-
-    queue: str
-    job_id: str
-    #: The held message's body: the job, as it will be published on its queue.
-    data: bytes
-    #: Broker sequence of the held message.
-    seq: int
-    #: Unix time from which the job may start; None if the message carries no time.
-    run_at: float | None
-    #: Why the message's due time is unreadable (it is then dead-lettered); None if valid.
-    run_at_error: str | None
-
-    async def postpone(self, delay: float) -> None:
-        """Hand it back to be delivered again (to any scheduler) in `delay` seconds."""
-
-    async def release(self) -> bool:
-        """Publish it on its queue (deduplicated by job id), then drop it from the hold.
-
-        Returns True if the queue already had it (another scheduler was first).
-        """
-        ...
-
-    async def hand_back(self) -> None:
-        """Hand it back for immediate redelivery, to any scheduler."""
-
-    async def discard(self) -> None:
-        """Drop it from the hold without moving it to its queue (it was dead-lettered)."""
-
-
-class HeldJobs(Protocol):
-    """The held jobs, as a scheduler pulls them: new ones, and postponed ones come due."""
-
-    async def fetch(self, timeout: float) -> Sequence[HeldJob]:
-        """Wait up to `timeout` seconds for held jobs; empty if none came."""
-        ...
-
-    async def close(self) -> None:
-        """Stop pulling and hand back anything received but not yet returned."""
 
 
 class Scheduling(Protocol):
@@ -363,4 +236,8 @@ class Scheduling(Protocol):
 
     async def paused_until(self, queue: str) -> datetime | None:
         """When the pause of `queue` ends, or None if it is not paused."""
+        ...
+
+    async def delete_consumer(self, queue: str) -> bool:
+        """Delete the consumer of `queue` (its jobs stay); False if it had none."""
         ...

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from aioq import Aarq, BrokerError, ConfigError, Context, JobNotFoundError, JobState
+from aioq import Aarq, ConfigError, Context, JobNotFoundError, JobState
+from aioq.naming import Names
 from aioq.testing import FakeClock, MemoryBroker, RunningWorker, start_worker
 
 
@@ -247,11 +248,12 @@ async def test_heartbeats_list_the_live_workers(app: Aarq, broker: MemoryBroker)
     assert broker.live_workers() == []
 
 
-async def test_admin_listings_say_they_need_nats(app: Aarq) -> None:
-    with pytest.raises(BrokerError, match=r"app\.queues\(\) reads JetStream"):
-        await app.queues()
-    with pytest.raises(BrokerError, match=r"app\.workers\(\).*MemoryBroker"):
-        await app.workers()
+async def test_admin_listings_run_on_memory(app: Aarq) -> None:
+    running = await start_worker(app, ["default"])
+    assert [q.name for q in await app.queues()] == ["default"]
+    assert [w.info.id for w in await app.workers()] == [running.worker.id]
+    await running.stop()
+    assert await app.workers() == []
 
 
 async def test_use_broker_only_while_unconnected(app: Aarq, broker: MemoryBroker) -> None:
@@ -289,3 +291,23 @@ async def test_fake_clock_timers_and_sleep() -> None:
 
 async def _state(job: Any, state: JobState) -> bool:
     return bool((await job.status()).state is state)
+
+
+async def test_configure_is_the_one_way_to_change_the_connection(
+    app: Aarq, broker: MemoryBroker
+) -> None:
+    app.configure(names=Names("elsewhere"))
+    assert app.prefix == "elsewhere"
+    app.use_connection(servers="nats://127.0.0.1:1", prefix="again", token="t")
+    assert (app.prefix, app.settings.servers, app.settings.token) == (
+        "again",
+        ["nats://127.0.0.1:1"],
+        "t",
+    )
+    with pytest.raises(ConfigError, match="invalid prefix"):
+        app.use_connection(prefix="bad prefix", token="changed")
+    assert app.settings.token == "t"  # an invalid prefix changes nothing
+    await app.connect()
+    with pytest.raises(ConfigError, match=r"configure\(\) must be called before"):
+        app.configure(names=Names("late"))
+    await app.close()

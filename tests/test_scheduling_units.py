@@ -15,8 +15,8 @@ from aioq import Aarq, ConfigError, Context, Missed
 from aioq._nats.scheduling import read_run_at
 from aioq.cli.queue import parse_until
 from aioq.cron import CronSchedule, EverySchedule, tick_id, ticks_between
-from aioq.delayed import pause_end
 from aioq.options import MAX_RUN_AT, CallOptions
+from aioq.publishing import pause_end
 from aioq.ratelimit import TokenBucket, free_tokens, next_token_in, prune
 
 PARIS = ZoneInfo("Europe/Paris")

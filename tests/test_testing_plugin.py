@@ -13,11 +13,11 @@ import pytest
 from nats.js.errors import NotFoundError
 
 from aioq import Aarq, ConfigError, Context
+from aioq._nats.prefix import _owned_by
 from aioq.embedded import EmbeddedNats
 from aioq.naming import Names
 from aioq.testing.harness import (
     ShutdownReport,
-    _owned_by,
     bind_app,
     delete_prefix,
     start_worker,

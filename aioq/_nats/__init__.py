@@ -1,5 +1,6 @@
 """The NATS JetStream transport: the only package that imports `nats`."""
 
-from aioq._nats.broker import NatsBroker, NatsSettings
+from aioq._nats.broker import NatsBroker
+from aioq.settings import NatsSettings
 
 __all__ = ["NatsBroker", "NatsSettings"]

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 
 import nats
 import nats.errors
@@ -19,6 +17,7 @@ from nats.js.kv import KeyValue
 
 from aioq._nats.delivery import NatsDelivery
 from aioq._nats.inbox import PullInbox, connection_restored, pull_status
+from aioq._nats.inspection import NatsInspection
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
@@ -26,6 +25,7 @@ from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.errors import BrokerError, BrokerUnavailableError, EnqueueError, PayloadTooLargeError
 from aioq.naming import Names
 from aioq.options import QueueOptions
+from aioq.settings import NatsSettings
 from aioq.transport import Delivery, OutgoingJob
 
 __all__ = ["NatsBroker", "NatsSettings", "NatsSource"]
@@ -43,20 +43,6 @@ _NO_WAIT_QUIET_S = 0.005
 # Extra wait for the server's own expiry notice of a lingering pull.
 _LINGER_MARGIN_S = 1.0
 _ENDED = object()
-
-
-@dataclass(frozen=True, slots=True)
-class NatsSettings:
-    """How to reach the NATS server(s)."""
-
-    servers: list[str] = field(default_factory=lambda: ["nats://127.0.0.1:4222"])
-    name: str | None = None
-    credentials: str | None = None
-    token: str | None = None
-    user: str | None = None
-    password: str | None = None
-    tls: ssl.SSLContext | None = None
-    connect_timeout: float = 2.0
 
 
 class NatsSource:
@@ -180,6 +166,11 @@ class NatsBroker:
             current = NatsScheduling(nc, js, self.names, self.store.put_queued)
             self._scheduling = current
         return current
+
+    @property
+    def inspection(self) -> NatsInspection:
+        """Read-only views of queues, workers, job records and held jobs."""
+        return NatsInspection(self.js, self.names, self.store)
 
     @property
     def max_payload(self) -> int:

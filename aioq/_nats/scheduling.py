@@ -102,7 +102,7 @@ class _TaskName(msgspec.Struct):
 _task_decoder: Final = msgspec.json.Decoder(_TaskName)
 
 
-def _task_name(data: bytes) -> str | None:
+def task_name(data: bytes) -> str | None:
     """The task of a held job's message, for its record; None if unreadable."""
     try:
         return _task_decoder.decode(data).task
@@ -196,7 +196,7 @@ class NatsHeldJob:
             self._names.job_subject(self.queue), self._msg.data, headers={_MSG_ID: self.job_id}
         )
         if not ack.duplicate:
-            await self._queued(self.job_id, self.queue, ack.seq, _task_name(self._msg.data))
+            await self._queued(self.job_id, self.queue, ack.seq, task_name(self._msg.data))
         await self._msg.ack()
         return bool(ack.duplicate)
 
@@ -514,6 +514,14 @@ class NatsScheduling:
         if not getattr(info, "paused", False):
             return None
         return _parse_rfc3339(getattr(info.config, "pause_until", None))
+
+    async def delete_consumer(self, queue: str) -> bool:
+        """Delete the queue's consumer (its jobs stay in the stream); False if it had none."""
+        try:
+            await self.js.delete_consumer(self.names.jobs_stream, self.names.consumer(queue))
+        except NotFoundError:
+            return False
+        return True
 
 
 def _parse_rfc3339(stamp: object) -> datetime | None:

@@ -24,7 +24,7 @@ from nats.js.errors import (
 )
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
-from aioq._nats.admin import NatsListener
+from aioq._nats.listener import NatsListener
 from aioq.errors import ProvisioningError
 from aioq.naming import Names
 from aioq.transport import StoredMessage
@@ -327,10 +327,10 @@ class NatsStore:
 
     # -- dead letters ------------------------------------------------------------------------
 
-    async def dead_letters(self, queue: str) -> AsyncIterator[StoredMessage]:
-        """Every dead letter of `queue`, oldest first."""
+    async def dead_letters(self, queue: str, after: int = 0) -> AsyncIterator[StoredMessage]:
+        """The dead letters of `queue` after sequence `after`, oldest first, one read each."""
         subject = self.names.dead_subject(queue)
-        seq = 1
+        seq = after + 1
         while True:
             message = await self._next(self.names.dead_stream, subject, seq)
             if message is None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Final, Protocol, cast
 import typer
 from typer.core import TyperGroup
 
-from aioq import __version__
+from aioq._version import __version__
 from aioq.cli.admin import queues, workers
 from aioq.cli.dead import dead_cli
 from aioq.cli.events import events

@@ -103,7 +103,7 @@ def events(
             os.dup2(devnull, sys.stdout.fileno())
 
 
-async def _follow(stream: EventStream, count: int | None, as_json: bool) -> None:
+async def _follow(stream: EventStream[Aarq], count: int | None, as_json: bool) -> None:
     if stream.queue is not None:
         hint = "; without QUEUE, aioq events follows every queue"
         await require_queue(stream.app, stream.queue, hint)

@@ -25,8 +25,6 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-import nats
-from nats.js.errors import NotFoundError
 
 from aioq.errors import ConfigError
 from aioq.naming import Names
@@ -35,8 +33,6 @@ from aioq.wire import TERMINAL_STATES, JobRecord, JobState
 from aioq.worker import Worker
 
 if TYPE_CHECKING:
-    from nats.js import JetStreamContext
-
     from aioq.app import Aarq
     from aioq.job import Job
     from aioq.worker.execute import Stats
@@ -84,7 +80,8 @@ class AppBinding:
             if delete:
                 await delete_prefix(self.url, self.prefix)
         finally:
-            self.app.settings, self.app.names = self._saved
+            settings, names = self._saved
+            self.app.configure(settings=settings, names=names)
 
 
 def bind_app(app: Aarq, url: str, prefix: str | None = None) -> AppBinding:
@@ -108,7 +105,7 @@ def bind_app(app: Aarq, url: str, prefix: str | None = None) -> AppBinding:
     prefix = prefix or unique_prefix()
     names = Names(prefix)  # validates the prefix before anything changes
     saved = (app.settings, app.names)
-    app.settings = dataclasses.replace(
+    test_server = dataclasses.replace(
         app.settings,
         servers=[url],
         credentials=None,
@@ -117,19 +114,8 @@ def bind_app(app: Aarq, url: str, prefix: str | None = None) -> AppBinding:
         password=None,
         tls=None,
     )
-    app.names = names
+    app.configure(settings=test_server, names=names)
     return AppBinding(app, url, prefix, saved)
-
-
-def _owned_by(stream: str, names: Names) -> bool:
-    """Whether `stream` belongs to the prefix: ``<STEM>_<NAME>``, ``KV_<prefix>-<bucket>``...
-
-    The last part must hold no further separator, so that prefix ``shop`` never claims the
-    streams of prefix ``shop-x`` (``SHOP_X_JOBS``, ``KV_shop-x-workers``).
-    """
-    stem = names.jobs_stream.removesuffix("_JOBS")
-    rules = ((f"{stem}_", "_"), (f"KV_{names.prefix}-", "-"), (f"OBJ_{names.prefix}-", "-"))
-    return any(stream.startswith(head) and sep not in stream[len(head) :] for head, sep in rules)
 
 
 async def delete_prefix(url: str, prefix: str) -> list[str]:
@@ -139,36 +125,9 @@ async def delete_prefix(url: str, prefix: str) -> list[str]:
     buckets, and any other ``<PREFIX>_*`` stream or ``<prefix>-*`` bucket. Returns the names of
     the deleted streams.
     """
-    names = Names(prefix)
-    nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=1)
-    try:
-        js = nc.jetstream()
-        wanted = {names.jobs_stream, names.dead_stream}
-        wanted |= {f"KV_{names.workers_bucket}", f"KV_{names.results_bucket}"}
-        wanted |= {f"KV_{names.schedules_bucket}", f"KV_{names.limits_bucket}"}
-        with contextlib.suppress(Exception):
-            wanted |= {
-                info.config.name
-                for info in await _all_streams(js)
-                if info.config.name and _owned_by(info.config.name, names)
-            }
-        deleted: list[str] = []
-        for stream in sorted(wanted):
-            with contextlib.suppress(NotFoundError):
-                await js.delete_stream(stream)
-                deleted.append(stream)
-        return deleted
-    finally:
-        await nc.close()
+    from aioq._nats.prefix import delete_prefix as delete_on_nats  # loads nats only when used
 
-
-async def _all_streams(js: JetStreamContext) -> list[Any]:
-    found: list[Any] = []
-    while True:
-        page = await js.streams_info(offset=len(found))
-        found.extend(page)
-        if not page or len(page) < 256:
-            return found
+    return await delete_on_nats(url, prefix)
 
 
 async def queue_backlog(

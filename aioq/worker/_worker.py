@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from aioq import __version__
+from aioq._version import __version__
 from aioq.context import State
 from aioq.errors import ConfigError
 from aioq.options import WorkerOptions

@@ -164,23 +164,6 @@ async def test_pause_and_resume_a_queue(backend: Backend) -> None:
     assert ran[-1] >= end.timestamp() - 0.05
 
 
-async def test_admin_listings_need_jetstream(backend: Backend) -> None:
-    app = backend.app
-
-    @app.task(queue="listed")
-    async def noop(ctx: Context) -> None: ...
-
-    worker = await backend.worker(["listed"])
-    if backend.memory:
-        # Stream, consumer and bucket listings are JetStream's own state.
-        for listing in (app.queues, app.workers):
-            with pytest.raises(BrokerError, match="needs the NATS broker"):
-                await listing()
-        return
-    assert "listed" in [q.name for q in await app.queues()]
-    assert worker.worker.id in [w.info.id for w in await app.workers()]
-
-
 @pytest.mark.nats_only("a foreign client publishes over plain NATS; memory has no wire protocol")
 async def test_a_job_published_by_a_foreign_client_runs(backend: Backend) -> None:
     app = backend.app

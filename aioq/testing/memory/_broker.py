@@ -14,6 +14,7 @@ from aioq.options import QueueOptions
 from aioq.testing.memory._scheduling import MemoryScheduling
 from aioq.testing.memory._store import MemoryStore
 from aioq.testing.memory._stream import Consumer, JobsStream, Message
+from aioq.testing.memory.inspection import MemoryInspection
 from aioq.transport import Delivery, OutgoingJob
 from aioq.wire import WorkerInfo
 
@@ -117,7 +118,9 @@ class MemoryBroker:
         self.jobs = JobsStream(self._clock, duplicate_window)
         self._store = MemoryStore(self._clock, self.jobs, keep_result, duplicate_window)
         self._scheduling = MemoryScheduling(self.jobs)
-        self._workers: dict[str, tuple[bytes, float]] = {}
+        #: Worker heartbeats: encoded `WorkerInfo` and the real monotonic time it expires.
+        self.heartbeats: dict[str, tuple[bytes, float]] = {}
+        self._inspection = MemoryInspection(self)
         #: True between `connect` and `close` (the state stays either way).
         self.connected = False
 
@@ -144,6 +147,11 @@ class MemoryBroker:
     def scheduling(self) -> MemoryScheduling:
         """Delayed jobs, repeatable ticks, shared rate limits and queue pauses."""
         return self._scheduling
+
+    @property
+    def inspection(self) -> MemoryInspection:
+        """Read-only views of queues, workers, job records and held jobs."""
+        return self._inspection
 
     async def connect(self) -> None:
         """Nothing to reach: marks the broker connected."""
@@ -216,19 +224,19 @@ class MemoryBroker:
 
     async def put_worker(self, worker_id: str, data: bytes, ttl: float) -> None:
         """Write a worker heartbeat, gone `ttl` real seconds after its last write."""
-        self._workers[worker_id] = (data, time.monotonic() + ttl)
+        self.heartbeats[worker_id] = (data, time.monotonic() + ttl)
 
     async def delete_worker(self, worker_id: str) -> None:
         """Remove a worker's heartbeat."""
-        self._workers.pop(worker_id, None)
+        self.heartbeats.pop(worker_id, None)
 
     def live_workers(self) -> list[WorkerInfo]:
         """The heartbeats of the workers that wrote one within its TTL."""
         now = time.monotonic()
-        for worker_id, (_, expires) in list(self._workers.items()):
+        for worker_id, (_, expires) in list(self.heartbeats.items()):
             if expires <= now:
-                del self._workers[worker_id]
-        return [msgspec.json.decode(data, type=WorkerInfo) for data, _ in self._workers.values()]
+                del self.heartbeats[worker_id]
+        return [msgspec.json.decode(data, type=WorkerInfo) for data, _ in self.heartbeats.values()]
 
     def in_flight(self, queue: str) -> int:
         """Jobs of `queue` delivered and not yet settled (running, or waiting out a retry)."""

@@ -182,3 +182,12 @@ class MemoryScheduling:
             return None
         assert consumer.paused_until is not None
         return datetime.fromtimestamp(consumer.paused_until, UTC)
+
+    async def delete_consumer(self, queue: str) -> bool:
+        """Forget the queue's consumer settings and pause (its jobs stay); False if it had none."""
+        consumer = self.jobs.queues.get(queue)
+        if consumer is None or not consumer.created:
+            return False
+        consumer.created = False
+        consumer.resume()
+        return True

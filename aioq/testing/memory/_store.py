@@ -204,10 +204,10 @@ class MemoryStore:
             and (job_id is None or self._dead_queue[seq][1] == job_id)
         ]
 
-    async def dead_letters(self, queue: str) -> AsyncIterator[StoredMessage]:
-        """Every dead letter of `queue`, oldest first."""
+    async def dead_letters(self, queue: str, after: int = 0) -> AsyncIterator[StoredMessage]:
+        """The dead letters of `queue` after sequence `after`, oldest first."""
         for message in self._dead_of(queue):
-            if message.seq in self.dead:
+            if message.seq > after and message.seq in self.dead:
                 yield message
 
     async def dead_letter(self, queue: str, job_id: str) -> StoredMessage | None:

@@ -1,27 +1,21 @@
-"""Read-only views of the jobs stream, its consumers and the workers bucket, for `aioq.admin`."""
+"""Read-only state of the jobs stream, its consumers and the workers bucket."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerInfo
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NotFoundError
 
 from aioq.naming import Names
 
-__all__ = ["ConsumerState", "JobsStreamState", "NatsAdmin", "NatsListener"]
-
-log = logging.getLogger("aioq.nats")
+__all__ = ["ConsumerState", "JobsStreamState", "StreamState"]
 
 # The server lists consumers in pages of this many.
 _PAGE: Final = 256
@@ -48,7 +42,7 @@ class JobsStreamState:
     consumers: list[ConsumerState]
 
 
-class NatsAdmin:
+class StreamState:
     """Stream, consumer and bucket inspection for one app prefix; changes nothing."""
 
     def __init__(self, js: JetStreamContext, names: Names) -> None:
@@ -117,32 +111,6 @@ class NatsAdmin:
 
         values = await asyncio.gather(*(value(key) for key in keys))
         return [v for v in values if v]
-
-
-class NatsListener:
-    """A core NATS subscription whose server-side interest is confirmed when `open` returns."""
-
-    def __init__(self, sub: Subscription) -> None:
-        self._sub = sub
-
-    @classmethod
-    async def open(cls, nc: NatsClient, subject: str) -> NatsListener:
-        """Subscribe to `subject`, and wait until the server has the subscription."""
-        sub = await nc.subscribe(subject)
-        await nc.flush()
-        return cls(sub)
-
-    async def messages(self) -> AsyncIterator[bytes]:
-        """The payload of each message, as it arrives."""
-        async for msg in self._sub.messages:
-            yield msg.data
-
-    async def close(self) -> None:
-        """Unsubscribe (quietly, if the connection is gone already)."""
-        try:
-            await self._sub.unsubscribe()
-        except Exception as e:
-            log.debug("cannot unsubscribe from %s: %s", self._sub.subject, e)
 
 
 def _consumer_state(info: ConsumerInfo) -> ConsumerState:

@@ -1,0 +1,36 @@
+"""The seam between aioq's logic and a broker, as Protocols grouped by concept (no I/O here).
+
+jobs (publish, pull, settle, find), records (job state), events (lifecycle events, aborts),
+dead (dead letters), held (delayed jobs), control (rate limits, pauses, repeatable ticks),
+workers (heartbeat registry) and inspection (read-only views for operators and dashboards).
+"""
+
+from aioq.backend.control import Control
+from aioq.backend.dead import DeadLetterStore, StoredMessage
+from aioq.backend.events import EventListener, Events
+from aioq.backend.held import HeldJob, HeldJobs, HeldStore
+from aioq.backend.inspection import HeldEntry, Inspection, QueueStats
+from aioq.backend.jobs import ConsumerGoneError, Delivery, Jobs, JobSource, OutgoingJob
+from aioq.backend.records import Records
+from aioq.backend.workers import WorkerRegistry
+
+__all__ = [
+    "ConsumerGoneError",
+    "Control",
+    "DeadLetterStore",
+    "Delivery",
+    "EventListener",
+    "Events",
+    "HeldEntry",
+    "HeldJob",
+    "HeldJobs",
+    "HeldStore",
+    "Inspection",
+    "JobSource",
+    "Jobs",
+    "OutgoingJob",
+    "QueueStats",
+    "Records",
+    "StoredMessage",
+    "WorkerRegistry",
+]

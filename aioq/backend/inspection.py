@@ -1,0 +1,75 @@
+"""Read-only views of the broker's state, for the inspection API and the dashboard."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Protocol
+
+import msgspec
+
+__all__ = ["HeldEntry", "Inspection", "QueueStats"]
+
+
+class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
+    """The state of one queue, from its consumer, the jobs stream and the dead letters.
+
+    Attributes:
+        name: The queue.
+        pending: Jobs waiting to be delivered to a worker.
+        in_flight: Jobs delivered and not yet settled: running, or waiting out a retry delay
+            (the consumer's ack-pending count).
+        redelivered: Of those, jobs delivered more than once (retries, expired leases).
+        waiting_pulls: Pull requests of idle workers waiting for a job.
+        delayed: Delayed jobs held until their time (on ``<prefix>.sched.<queue>.*``).
+        dead: Dead letters of the queue.
+        paused: True while the queue is paused.
+        paused_until: Unix time the pause ends, when paused.
+        consumer: True if the queue has its consumer, i.e. a worker has pulled from it once.
+            Without one, `pending` is counted from the stream and the other counts are 0.
+    """
+
+    name: str
+    pending: int = 0
+    in_flight: int = 0
+    redelivered: int = 0
+    waiting_pulls: int = 0
+    delayed: int = 0
+    dead: int = 0
+    paused: bool = False
+    paused_until: float | None = None
+    consumer: bool = False
+
+
+class HeldEntry(msgspec.Struct, frozen=True):
+    """One delayed job still held: where it goes, and when it is due."""
+
+    queue: str
+    job_id: str
+    #: Broker sequence of the held message (a cursor for listing).
+    seq: int
+    #: Unix time the job is due; None if its message carries no valid time.
+    run_at: float | None
+    task: str | None = None
+
+
+class Inspection(Protocol):
+    """What an operator (or a dashboard) reads; changes nothing."""
+
+    async def queues(self, known: Iterable[str] = ()) -> list[QueueStats]:
+        """Every queue with a consumer, jobs, delayed jobs or dead letters, plus `known`."""
+        ...
+
+    async def workers(self) -> list[bytes]:
+        """The heartbeat (encoded `aioq.wire.WorkerInfo`) of every registered worker."""
+        ...
+
+    def records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+        """Every job record stored after position `after`, oldest write first, lazily.
+
+        Yields ``(position, record)``; a record rewritten later moves to its new position.
+        """
+        ...
+
+    def held(self, queue: str | None = None, after: int = 0) -> AsyncIterator[HeldEntry]:
+        """The delayed jobs still held (of `queue`, or all) after sequence `after`, lazily."""
+        ...

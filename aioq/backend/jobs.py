@@ -1,0 +1,114 @@
+"""Jobs on their queues: publishing, pulling, settling, and finding a queued job by its id."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from aioq.errors import BrokerError
+from aioq.options import QueueOptions
+
+__all__ = ["ConsumerGoneError", "Delivery", "JobSource", "Jobs", "OutgoingJob"]
+
+
+class ConsumerGoneError(BrokerError):
+    """A queue's consumer disappeared while a worker pulled from it; it can be re-created."""
+
+
+class Delivery(Protocol):
+    """A job message handed to a worker, and the ways to settle it."""
+
+    data: bytes
+    #: 1 on the first delivery, counted by the broker.
+    attempt: int
+    #: Broker sequence of the message, unique per enqueue.
+    seq: int
+    #: When the broker stored the message (unix seconds, broker clock).
+    stored_at: float
+
+    @property
+    def msg_id(self) -> str | None:
+        """The dedupe id the publisher set, if any."""
+        ...
+
+    async def ack(self) -> None:
+        """Done: remove the job."""
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Deliver again, after `delay` seconds if given."""
+
+    async def in_progress(self) -> None:
+        """Extend the lease of a running job."""
+
+    async def term(self) -> None:
+        """Remove the job without success; it is not delivered again."""
+
+
+class JobSource(Protocol):
+    """The jobs of one queue: batches of what is ready, or a wait for the next one."""
+
+    async def fetch_now(self, count: int) -> Sequence[Delivery]:
+        """Up to `count` jobs that are available now, without waiting for new ones."""
+        ...
+
+    async def fetch_next(self, timeout: float) -> Sequence[Delivery]:
+        """Wait up to `timeout` seconds for one job; empty if none came."""
+        ...
+
+    async def close(self) -> None:
+        """Stop pulling and hand back anything received but not yet returned."""
+
+
+class OutgoingJob(Protocol):
+    """What `Jobs.publish_many` needs of each job."""
+
+    @property
+    def queue(self) -> str:
+        """Queue to publish to."""
+        ...
+
+    @property
+    def data(self) -> bytes:
+        """Encoded job message."""
+        ...
+
+    @property
+    def task(self) -> str:
+        """Task name, for the job's record."""
+        ...
+
+    @property
+    def job_id(self) -> str:
+        """Dedupe id."""
+        ...
+
+
+class Jobs(Protocol):
+    """The queues' jobs: store, pull, count, find and remove them."""
+
+    async def publish(self, queue: str, data: bytes, job_id: str, task: str | None = None) -> bool:
+        """Store one job of `task`; True if it was a duplicate of an earlier id."""
+        ...
+
+    async def publish_many(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
+        """Store many jobs without waiting for each in turn; per job: duplicate flag or error."""
+        ...
+
+    async def republish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
+        """Put a job back on its queue, deduplicated by `msg_id` instead of its job id."""
+
+    async def open_source(self, queue: str, options: QueueOptions) -> JobSource:
+        """Create (idempotently) the queue's shared consumer and return a puller on it."""
+        ...
+
+    async def backlog(self, queue: str) -> int:
+        """Jobs of `queue` waiting, being run, or waiting out a retry delay (not held ones)."""
+        ...
+
+    async def find(self, job_id: str, queue: str | None = None) -> str | None:
+        """The queue that still holds job `job_id` (waiting, running or between attempts)."""
+        ...
+
+    async def remove(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is still in its queue; False if it is not there."""
+        ...

@@ -1,0 +1,123 @@
+"""The producer side: publishing prepared jobs and finding existing ones, as `Job` handles.
+
+`Aarq.publish`, `Aarq.enqueue_many` and `Aarq.job` delegate here; these functions need only
+the narrow `ClientApp` of an app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import msgspec
+
+from aioq.errors import JobNotFoundError, PartialEnqueueError
+from aioq.job import Job
+from aioq.ports import BrokerAccess
+from aioq.publishing import publish_many as publish_all
+from aioq.publishing import publish_one
+from aioq.task import PreparedJob
+from aioq.transport import Broker
+from aioq.wire import Event, EventKind, JobRecord, encode
+
+__all__ = ["ClientApp", "find_job", "publish_many", "publish_prepared"]
+
+
+class _TypedTask(Protocol):
+    @property
+    def result_type(self) -> Any:
+        """The type the task's result decodes to."""
+        ...
+
+
+class ClientApp(BrokerAccess, Protocol):
+    """What publishing and lookups need of an app: its broker and its tasks' result types."""
+
+    @property
+    def tasks(self) -> Mapping[str, _TypedTask]:
+        """Registered tasks by name."""
+        ...
+
+
+async def publish_prepared(app: ClientApp, job: PreparedJob) -> Job[Any]:
+    """Publish one prepared job and wait for the broker's acknowledgement."""
+    broker = await app.connect()
+    duplicate = await publish_one(broker, job)
+    if not duplicate:
+        await _announce(broker, job)
+    return _handle(app, job, duplicate)
+
+
+async def publish_many(app: ClientApp, jobs: Iterable[PreparedJob]) -> list[Job[Any]]:
+    """Publish many jobs and await their acknowledgements together.
+
+    Raises:
+        PartialEnqueueError: If any job was not stored; it lists which.
+    """
+    prepared = list(jobs)
+    if not prepared:
+        return []
+    broker = await app.connect()
+    outcomes = await publish_all(broker, prepared)
+    done: list[Job[Any]] = []
+    failed: list[tuple[PreparedJob, BaseException]] = []
+    for job, outcome in zip(prepared, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            failed.append((job, outcome))
+        else:
+            if not outcome:
+                await _announce(broker, job)
+            done.append(_handle(app, job, outcome))
+    if failed:
+        raise PartialEnqueueError(
+            f"{len(failed)} of {len(prepared)} jobs were not enqueued "
+            f"(first: {failed[0][0].job_id}: {failed[0][1]!r}); re-enqueueing them all is "
+            "safe, the stored ones are deduplicated by id",
+            enqueued=done,
+            failed=failed,
+        )
+    return done
+
+
+async def find_job(app: ClientApp, job_id: str, queue: str | None = None) -> Job[Any]:
+    """A handle on an existing job, from its id (and queue, if known).
+
+    Raises:
+        JobNotFoundError: No queued, held or recorded job has this id.
+    """
+    store = (await app.connect()).store
+    raw = await store.get_record(job_id)
+    record = msgspec.json.decode(raw, type=JobRecord) if raw else None
+    found = queue or (record.queue if record else None)
+    found = found or await store.find_queued(job_id) or await store.find_held(job_id)
+    if found is None:
+        raise JobNotFoundError(f"no job {job_id!r} is queued, held or on record", job_id)
+    task = record.task if record and record.task else ""
+    return Job(job_id, task, found, app=app, result_type=_result_type(app, task))
+
+
+def _result_type(app: ClientApp, task: str) -> Any:
+    found = app.tasks.get(task)
+    return found.result_type if found is not None else Any
+
+
+def _handle(app: ClientApp, job: PreparedJob, duplicate: bool) -> Job[Any]:
+    return Job(
+        job.job_id,
+        job.task,
+        job.queue,
+        duplicate=duplicate,
+        app=app,
+        result_type=_result_type(app, job.task),
+    )
+
+
+async def _announce(broker: Broker, job: PreparedJob) -> None:
+    event = Event(
+        kind=EventKind.ENQUEUED,
+        id=job.job_id,
+        queue=job.queue,
+        at=broker.clock.time(),
+        task=job.task,
+    )
+    await broker.publish_event(job.queue, EventKind.ENQUEUED.value, encode(event))

@@ -1,0 +1,96 @@
+"""`MemoryInspection`: queue stats, workers, job records and held jobs of the memory broker."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from aioq.backend.inspection import HeldEntry, QueueStats
+
+if TYPE_CHECKING:
+    from aioq.testing.memory._broker import MemoryBroker
+
+__all__ = ["MemoryInspection"]
+
+
+class _TaskName(msgspec.Struct):
+    task: str | None = None
+
+
+_task_decoder = msgspec.json.Decoder(_TaskName)
+
+
+class MemoryInspection:
+    """Reads the memory broker's state as `aioq._nats.NatsInspection` reads JetStream's."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self._broker = broker
+
+    async def queues(self, known: Iterable[str] = ()) -> list[QueueStats]:
+        """Every queue with a consumer, jobs, delayed jobs or dead letters, plus `known`."""
+        stream = self._broker.jobs
+        dead = await self._broker.store.dead_queues()
+        held: dict[str, int] = {}
+        for message in stream.held.messages.values():
+            held[message.queue] = held.get(message.queue, 0) + 1
+        queues = {name for name, c in stream.queues.items() if c.created or c.messages}
+        found: list[QueueStats] = []
+        for name in sorted(queues | set(held) | set(dead) | set(known)):
+            delayed, dead_count = held.get(name, 0), dead.get(name, 0)
+            consumer = stream.queues.get(name)
+            if consumer is None or not consumer.created:
+                pending = len(consumer.messages) if consumer is not None else 0
+                found.append(
+                    QueueStats(name=name, pending=pending, delayed=delayed, dead=dead_count)
+                )
+                continue
+            messages = list(consumer.messages.values())
+            paused = consumer.paused()
+            found.append(
+                QueueStats(
+                    name=name,
+                    pending=sum(1 for m in messages if not m.deliveries),
+                    in_flight=sum(1 for m in messages if m.deliveries),
+                    redelivered=sum(1 for m in messages if m.deliveries > 1),
+                    delayed=delayed,
+                    dead=dead_count,
+                    paused=paused,
+                    paused_until=consumer.paused_until if paused else None,
+                    consumer=True,
+                )
+            )
+        return found
+
+    async def workers(self) -> list[bytes]:
+        """The heartbeat of every worker that wrote one within its TTL."""
+        now = time.monotonic()
+        return [data for data, expires in self._broker.heartbeats.values() if expires > now]
+
+    async def records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+        """The job records written after revision `after`, oldest write first."""
+        store = self._broker.store
+        later = sorted(
+            (r.revision, job_id) for job_id, r in store.records.items() if r.revision > after
+        )
+        for revision, job_id in later:
+            data = await store.get_record(job_id)  # None once kept past `keep_result`
+            current = store.records.get(job_id)
+            if data is not None and current is not None and current.revision == revision:
+                yield revision, data
+
+    async def held(self, queue: str | None = None, after: int = 0) -> AsyncIterator[HeldEntry]:
+        """The held jobs (of `queue`, or all) after sequence `after`, in stored order."""
+        messages = sorted(self._broker.jobs.held.messages.values(), key=lambda m: m.seq)
+        for m in messages:
+            if m.seq > after and (queue is None or m.queue == queue):
+                yield HeldEntry(m.queue, m.job_id, m.seq, m.run_at, _task_of(m.data))
+
+
+def _task_of(data: bytes) -> str | None:
+    try:
+        return _task_decoder.decode(data).task
+    except msgspec.DecodeError:
+        return None

@@ -9,29 +9,15 @@ import msgspec
 import typer
 
 from aioq.admin import QueueStats, WorkerStatus
-from aioq.app import Aarq
-from aioq.cli._common import (
-    AppOption,
-    Connection,
-    CredsOption,
-    JsonOption,
-    PasswordOption,
-    PrefixOption,
-    ServerOption,
-    TokenOption,
-    UserOption,
-    echo_json,
-    fail,
-    fail_on_errors,
-    run_with_app,
-    unknown_queue,
-)
-from aioq.cli._output import duration, stamp, table
+from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
+from aioq.cli._options import AppOption, JsonOption
+from aioq.cli._output import duration, echo_json, stamp, table
 
 __all__ = ["queues", "workers"]
 
 
-def queues(
+@command
+async def queues(
     names: Annotated[
         list[str] | None,
         typer.Argument(
@@ -40,36 +26,29 @@ def queues(
     ] = None,
     as_json: JsonOption = False,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """List the queues: pending, in-flight, redelivered, delayed and dead jobs, consumer state.
 
     Exit status: 0 listed; 1 a named queue is unknown (or another error).
     """
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def run(app: Aarq) -> list[QueueStats]:
-            return await app.queues()
-
-        found = run_with_app(app, run)
-        prefix_name = app.prefix
+    async with connection.open(app_path) as app:
+        found = await app.queues()
     if names:
         unknown = [n for n in names if n not in {q.name for q in found}]
         if unknown:
-            fail(unknown_queue(unknown[0], prefix_name, [q.name for q in found]))
+            fail(unknown_queue(unknown[0], app.prefix, [q.name for q in found]))
         found = [q for q in found if q.name in names]
     if as_json:
         echo_json(found)
-        return
-    if not found:
-        typer.echo(f"no queues under prefix {prefix_name!r}")
-        return
+    elif not found:
+        typer.echo(f"no queues under prefix {app.prefix!r}")
+    else:
+        _print_queues(found)
+
+
+def _print_queues(found: list[QueueStats]) -> None:
+    headers = ["QUEUE", "PENDING", "IN FLIGHT", "REDELIVERED", "DELAYED", "DEAD", "PULLS", "STATE"]
     rows = [
         [
             q.name,
@@ -83,7 +62,6 @@ def queues(
         ]
         for q in found
     ]
-    headers = ["QUEUE", "PENDING", "IN FLIGHT", "REDELIVERED", "DELAYED", "DEAD", "PULLS", "STATE"]
     typer.echo(table(headers, rows))
 
 
@@ -96,53 +74,39 @@ def _state(queue: QueueStats) -> str:
     return "active"
 
 
-def workers(
+@command
+async def workers(
     as_json: JsonOption = False,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """List the live workers: host, pid, queues, jobs running, counts, last heartbeat.
 
     Exit status: 0 listed (also when there are none); 1 an error.
     """
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def run(app: Aarq) -> list[WorkerStatus]:
-            return await app.workers()
-
-        found = run_with_app(app, run)
-        prefix_name = app.prefix
+    async with connection.open(app_path) as app:
+        found = await app.workers()
     if as_json:
         echo_json([_flat(w) for w in found])
-        return
-    if not found:
-        typer.echo(f"no live workers under prefix {prefix_name!r}")
-        return
+    elif not found:
+        typer.echo(f"no live workers under prefix {app.prefix!r}")
+    else:
+        _print_workers(found)
+
+
+def _print_workers(found: list[WorkerStatus]) -> None:
     now = time.time()
-    rows = [
-        [
-            w.info.id,
-            w.info.hostname,
-            w.info.pid,
-            ",".join(w.info.queues),
-            f"{w.info.active}/{w.info.concurrency}",
-            w.info.processed,
-            w.info.failed,
-            w.info.retried,
-            duration(now - w.info.started_at),
-            f"{duration(w.age)} ago",
-        ]
-        for w in found
-    ]
     headers = [
         "WORKER", "HOST", "PID", "QUEUES", "RUNNING", "PROCESSED", "FAILED", "RETRIED", "UP",
         "HEARTBEAT",
+    ]  # fmt: skip
+    rows = [
+        [
+            w.info.id, w.info.hostname, w.info.pid, ",".join(w.info.queues),
+            f"{w.info.active}/{w.info.concurrency}", w.info.processed, w.info.failed,
+            w.info.retried, duration(now - w.info.started_at), f"{duration(w.age)} ago",
+        ]
+        for w in found
     ]  # fmt: skip
     typer.echo(table(headers, rows))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -12,17 +13,7 @@ from typing import Annotated, Final
 
 import typer
 
-from aioq.cli._common import (
-    Connection,
-    CredsOption,
-    PasswordOption,
-    PrefixOption,
-    ServerOption,
-    TokenOption,
-    UserOption,
-    fail_on_errors,
-)
-from aioq.cli._loader import load_app
+from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
 from aioq.cli._logging import LogLevel, configure_logging
 from aioq.worker import Worker
 
@@ -34,6 +25,7 @@ log = logging.getLogger("aioq.worker")
 EXIT_WAIT_S: Final = 1.0
 
 
+@command
 def worker(
     app_path: Annotated[
         str,
@@ -67,12 +59,7 @@ def worker(
             metavar="LEVEL",
         ),
     ] = LogLevel.info,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
     shutdown_grace: Annotated[
         float,
         typer.Option(
@@ -134,22 +121,20 @@ def worker(
     With --burst it exits by itself once its queues are empty.
     """
     configure_logging(log_level)
-    with fail_on_errors():
-        app = load_app(app_path)
-        Connection(server or None, prefix, creds, token, user, password).apply(app)
-        runner = Worker(
-            app,
-            queues=queue or ["default"],
-            concurrency=concurrency,
-            shutdown_grace=shutdown_grace,
-            heartbeat_interval=heartbeat_interval,
-            rate_limit=rate_limit,
-            rate_interval=rate_interval,
-            scheduler=scheduler,
-            scan_interval=scan_interval,
-            burst=burst,
-        )
-        asyncio.run(_run(runner))
+    app = dataclasses.replace(connection, server=connection.server or None).app(app_path)
+    runner = Worker(
+        app,
+        queues=queue or ["default"],
+        concurrency=concurrency,
+        shutdown_grace=shutdown_grace,
+        heartbeat_interval=heartbeat_interval,
+        rate_limit=rate_limit,
+        rate_interval=rate_interval,
+        scheduler=scheduler,
+        scan_interval=scan_interval,
+        burst=burst,
+    )
+    asyncio.run(_run(runner))
 
 
 async def _run(runner: Worker) -> None:

@@ -19,8 +19,8 @@ from aioq.testing import harness
 from aioq.wire import JobState
 from aioq.worker.execute import Stats
 
-from .apps.proc_app import build
-from .procs import APP_PATH, Procs, delete_prefix, read_events, run_cli
+from ..apps.proc_app import build
+from ..procs import APP_PATH, Procs, delete_prefix, read_events, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -20,8 +20,8 @@ import pytest
 import aioq
 from aioq import Aarq
 
-from .apps.proc_app import build
-from .procs import APP_PATH, ROOT, Procs, cli_env, delete_prefix, run_cli
+from ..apps.proc_app import build
+from ..procs import APP_PATH, ROOT, Procs, cli_env, delete_prefix, run_cli
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -23,9 +23,9 @@ from aioq.cli import cli
 from aioq.cli.jobs import NOT_DONE_EXIT
 from aioq.task import Task
 
-from .apps import cli_app
-from .conftest import WorkerFactory
-from .procs import Procs, cli_env
+from ..apps import cli_app
+from ..conftest import WorkerFactory
+from ..procs import Procs, cli_env
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -289,7 +289,7 @@ async def test_queues_and_workers_when_there_are_none(nats_url: str, prefix: str
 
 
 def _delete_streams(url: str, prefix: str) -> None:
-    from .procs import delete_prefix
+    from ..procs import delete_prefix
 
     asyncio.run(delete_prefix(url, Aarq(prefix=prefix).names))
 
@@ -499,7 +499,7 @@ async def test_worker_takes_the_connection_options(
         assert await worker.wait_exit() == 0
     finally:
         await client.close()
-        from .procs import delete_prefix
+        from ..procs import delete_prefix
 
         await delete_prefix(nats_url, client.names)
 
@@ -525,7 +525,7 @@ DOCUMENTED = {
 def test_docs_cover_every_command_and_flag(path: list[str]) -> None:
     import typer.main
 
-    page = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    page = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
     command: Any = typer.main.get_command(cli)
     for name in path:
         command = command.commands[name]

@@ -17,8 +17,8 @@ from nats.js.errors import NoKeysError
 from aioq import Aarq
 from aioq.worker.execute import UNSETTLED_DELIVERIES
 
-from .apps.proc_app import TASK_RETRIES, build
-from .procs import APP_PATH, Proc, Procs, delete_prefix, poll, read_events
+from ..apps.proc_app import TASK_RETRIES, build
+from ..procs import APP_PATH, Proc, Procs, delete_prefix, poll, read_events
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -17,7 +17,7 @@ from nats.aio.client import Client as NatsClient
 from aioq import Aarq, Context
 from aioq.embedded import server_version
 
-from .procs import Procs, delete_prefix, poll, read_events, run_cli
+from ..procs import Procs, delete_prefix, poll, read_events, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 

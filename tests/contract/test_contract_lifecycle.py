@@ -12,7 +12,8 @@ from aioq import Context, JobAbortedError, JobFailedError, JobNotFoundError, Job
 from aioq.admin import EventStream
 from aioq.wire import Event
 
-from .conftest import Backend, eventually
+from ..helpers import eventually
+from .conftest import Backend
 
 
 async def test_status_transitions_and_the_event_sequence(backend: Backend) -> None:

@@ -23,7 +23,7 @@ from aioq.embedded import EmbeddedNats
 from aioq.testing.harness import bind_app
 from aioq.testing.pytest_plugin import AppFactory, WorkerFactory
 
-from .procs import ROOT, cli_env
+from ..procs import ROOT, cli_env
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from .procs import ROOT, cli_env
+from ..procs import ROOT, cli_env
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -9,7 +9,7 @@ import pytest
 
 from aioq.embedded import server_version
 
-from .procs import ROOT, cli_env
+from ..procs import ROOT, cli_env
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
-from collections.abc import Awaitable, Callable
 
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -15,25 +13,12 @@ from aioq.admin import EventStream, QueueStats, WorkerStatus
 from aioq.errors import ConfigError
 from aioq.task import Task
 
-from .conftest import WorkerFactory
+from ..conftest import WorkerFactory
+from ..helpers import eventually
 
 pytestmark = pytest.mark.timeout(60)
 
 DELAY_SUPPORTED = "delay" in inspect.signature(Task.with_options).parameters
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[object]], check: Callable[[object], bool], timeout: float = 10
-) -> object:
-    """Call `probe` until `check` accepts what it returns; fail with the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if check(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not there after {timeout}s: {value!r}")
-        await asyncio.sleep(0.05)
 
 
 async def stats_of(app: Aarq) -> dict[str, QueueStats]:
@@ -94,7 +79,11 @@ async def test_queue_counts_before_and_after_a_worker_pulls(
             and broken.dead == 1
         )
 
-    stats = await eventually(lambda: stats_of(app), busy)  # type: ignore[assignment]
+    async def busy_stats() -> dict[str, QueueStats] | None:
+        stats = await stats_of(app)
+        return stats if busy(stats) else None
+
+    stats = await eventually(busy_stats)
     work = stats["work"]
     assert work.consumer
     assert not work.paused
@@ -112,15 +101,14 @@ async def test_queue_counts_before_and_after_a_worker_pulls(
     await js.resume_consumer(app.names.jobs_stream, "work")
 
     gate.set()
-    await eventually(
-        lambda: stats_of(app),
-        lambda s: (
-            isinstance(s, dict)
-            and (s["work"].pending, s["work"].in_flight, s["work"].redelivered) == (0, 0, 0)
-            and s["work"].waiting_pulls >= 1
-            and not s["work"].paused
-        ),
-    )
+
+    async def idle() -> bool:
+        work = (await stats_of(app))["work"]
+        return (work.pending, work.in_flight, work.redelivered) == (0, 0, 0) and (
+            work.waiting_pulls >= 1 and not work.paused
+        )
+
+    await eventually(idle)
 
 
 async def test_workers_lists_live_workers_with_their_age(
@@ -142,10 +130,11 @@ async def test_workers_lists_live_workers_with_their_age(
     assert all(-1.0 < w.age < 5.0 for w in workers), workers
 
     first.stop()  # a stopping worker deletes its heartbeat
-    await eventually(
-        app.workers,
-        lambda ws: [w.info.id for w in ws] == [second.id],  # type: ignore[attr-defined]
-    )
+
+    async def only_second() -> bool:
+        return [w.info.id for w in await app.workers()] == [second.id]
+
+    await eventually(only_second)
 
 
 async def test_event_stream_is_subscribed_on_entry_and_filters(

@@ -12,8 +12,9 @@ from nats.aio.client import Client as NatsClient
 from aioq import Aarq, Context
 from aioq.wire import DeadLetter, DeadReason
 
-from .conftest import WorkerFactory, wait_for
-from .test_worker_semantics import dead_letters, eventually, stored_jobs, wait_dead
+from ..conftest import WorkerFactory
+from ..helpers import eventually
+from .test_worker_semantics import dead_letters, stored_jobs, wait_dead
 
 BAD_INPUT = [
     pytest.param(b"\xff\x00not json", DeadReason.BAD_PAYLOAD, id="undecodable-bytes"),
@@ -100,7 +101,7 @@ async def test_bad_input_is_dead_lettered_on_first_delivery(
 
     # The worker is still running and still runs good jobs.
     await greet.enqueue("after")
-    await wait_for(lambda: ran == ["after"])
+    await eventually(lambda: ran == ["after"])
     assert worker.stats.failed == 1
     assert worker.stats.retried == 0
     assert worker.stats.processed == 1
@@ -153,7 +154,7 @@ async def test_bad_input_between_good_jobs(
     worker = await start_worker(concurrency=3)
 
     records = await wait_dead(nc, app, len(bad))
-    await wait_for(lambda: len(ran) == len(bad))
+    await eventually(lambda: len(ran) == len(bad))
     assert sorted(ran) == list(range(len(bad)))
     assert sorted(r.payload for r in records) == sorted(bad)
     assert sorted(r.reason for r in records) == sorted(

@@ -20,7 +20,7 @@ from nats.aio.client import Client as NATS
 from aioq.embedded import EmbeddedNats, find_nats_server, server_version
 from aioq.errors import BrokerUnavailableError, ServerNotFoundError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_CONF = ROOT / "deploy" / "nats.conf"
 PACKAGED_CONF = ROOT / "aioq" / "nats.conf"
 

@@ -17,7 +17,7 @@ import pytest
 from aioq import Aarq, Context, Job, Task, Worker
 from aioq.errors import BrokerUnavailableError, EnqueueError, UnknownTaskError
 
-from .conftest import _delete_prefix
+from ..conftest import _delete_prefix
 
 pytestmark = pytest.mark.timeout(60)
 

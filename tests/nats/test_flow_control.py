@@ -13,7 +13,8 @@ from nats.aio.client import Client as NatsClient
 from aioq import Aarq, BrokerError, Context, Worker, run_worker
 from aioq.embedded import server_version
 
-from .conftest import WorkerFactory, wait_for
+from ..conftest import WorkerFactory
+from ..helpers import eventually
 
 
 def most_in_window(starts: list[float], window: float) -> int:
@@ -54,7 +55,7 @@ async def test_worker_rate_limit_caps_starts_per_interval(
     limit, interval, count = 40, 0.5, 240
     await app.enqueue_many(noop.prepare() for _ in range(count))
     await start_worker(concurrency=100, rate_limit=limit, rate_interval=interval)
-    await wait_for(lambda: len(starts) == count, timeout=20)
+    await eventually(lambda: len(starts) == count, timeout=20)
 
     assert most_in_window(starts, interval * SLACK) <= limit
     elapsed = max(starts) - min(starts)
@@ -78,7 +79,7 @@ async def test_queue_rate_limit_holds_across_workers(
     await app.enqueue_many(send.prepare() for _ in range(count))
     await start_worker(queues=["email"], concurrency=50)
     await start_worker(queues=["email"], concurrency=50)
-    await wait_for(lambda: len(starts) == count, timeout=20)
+    await eventually(lambda: len(starts) == count, timeout=20)
 
     times = [t for _, t in starts]
     assert most_in_window(times, interval * SLACK) <= limit
@@ -102,7 +103,7 @@ async def test_zero_rate_pauses_the_worker(
     assert ran == []
     assert await consumer_counts(nc, app) == (3, 0)  # not even fetched
     worker.set_rate_limit(None)
-    await wait_for(lambda: len(ran) == 3)
+    await eventually(lambda: len(ran) == 3)
 
 
 async def test_concurrency_changes_while_running(app: Aarq, start_worker: WorkerFactory) -> None:
@@ -121,19 +122,19 @@ async def test_concurrency_changes_while_running(app: Aarq, start_worker: Worker
 
     await app.enqueue_many(hold.prepare() for _ in range(16))
     worker = await start_worker(concurrency=1)
-    await wait_for(lambda: len(running) == 1)
+    await eventually(lambda: len(running) == 1)
     await asyncio.sleep(0.3)
     assert len(running) == 1
 
     worker.set_concurrency(4)
-    await wait_for(lambda: len(running) == 4)
+    await eventually(lambda: len(running) == 4)
     await asyncio.sleep(0.3)
     assert len(running) == 4
 
     worker.set_concurrency(2)
     shrunk = time.monotonic()
     release.set()
-    await wait_for(lambda: len(spans) == 16)
+    await eventually(lambda: len(spans) == 16)
     later = [(a, b) for a, b in spans if a > shrunk]
     assert len(later) == 12
     most = max(sum(1 for a, b in later if a <= t < b) for t, _ in later)
@@ -173,13 +174,13 @@ async def test_pause_and_resume_a_queue(
     await app.resume_queue("default")
     assert await app.queue_paused_until("default") is None
     # Idle workers get the jobs at once, not when their waiting pull expires (5 s).
-    await wait_for(lambda: len(ran) == 3, timeout=3)
+    await eventually(lambda: len(ran) == 3, timeout=3)
 
     # A pause with an end resumes by itself.
     end = await app.pause_queue("default", until=timedelta(seconds=1.5))
     assert end is not None
     await noop.enqueue()
-    await wait_for(lambda: len(ran) == 4, timeout=10)
+    await eventually(lambda: len(ran) == 4, timeout=10)
     assert ran[-1][1] >= end.timestamp() - 0.05  # the server's clock is this machine's
 
 
@@ -233,7 +234,7 @@ async def test_run_worker_runs_until_cancelled_then_drains(app: Aarq, nc: NatsCl
     )
     try:
         jobs = await app.enqueue_many(slow.prepare() for _ in range(3))
-        await wait_for(lambda: len(started) == 3 and len(scans) >= 1)
+        await eventually(lambda: len(started) == 3 and len(scans) >= 1)
     finally:
         runner.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -271,7 +272,7 @@ async def test_scanners_live_and_die_with_the_worker(app: Aarq) -> None:
     with pytest.raises(ValueError, match="interval"):
         worker.add_scanner(good, 0)
     running = asyncio.create_task(worker.run())
-    await wait_for(lambda: calls.count("good") >= 3 and calls.count("bad") >= 3)
+    await eventually(lambda: calls.count("good") >= 3 and calls.count("bad") >= 3)
     with pytest.raises(ValueError, match="before the worker runs"):
         worker.add_scanner(good, 1)
     worker.stop()

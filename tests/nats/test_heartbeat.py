@@ -17,8 +17,8 @@ from nats.js.kv import KeyValue
 import aioq
 from aioq import Aarq, Context
 
-from .conftest import WorkerFactory
-from .test_worker_semantics import eventually
+from ..conftest import WorkerFactory
+from ..helpers import eventually
 
 FIELDS = {
     "id",

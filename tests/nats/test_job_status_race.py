@@ -6,7 +6,7 @@ import asyncio
 
 from aioq import Aarq, Context, JobState
 
-from .conftest import WorkerFactory
+from ..conftest import WorkerFactory
 
 
 async def test_polling_a_short_job_never_says_unknown(

@@ -26,7 +26,8 @@ from aioq import (
     ResultTimeoutError,
 )
 
-from .conftest import WorkerFactory, wait_for
+from ..conftest import WorkerFactory
+from ..helpers import eventually
 
 
 @dataclass
@@ -186,7 +187,7 @@ async def test_progress_is_seen_by_another_client(
     current = await record()
     assert (current.state, current.progress_message) == (JobState.RUNNING, "halfway")
     assert (await job.status()).progress == 0.5
-    await wait_for(lambda: any(e.message == "halfway" for e in events))
+    await eventually(lambda: any(e.message == "halfway" for e in events))
     assert len(events) < 20  # 200 calls in a tight loop, few updates
     release.set()
     await job.result(timeout=10)
@@ -230,7 +231,7 @@ async def test_event_sequence_of_a_job_that_retries_twice_then_succeeds(
     await start_worker()
     job = await third_time.enqueue()
     assert await job.result(timeout=10) == "ok"
-    await wait_for(lambda: len(events) >= 7)
+    await eventually(lambda: len(events) >= 7)
     await sub.unsubscribe()
     kinds = [kind for kind, _ in events]
     assert kinds == [
@@ -297,7 +298,7 @@ async def test_hooks_run_in_order_and_their_errors_are_handled(
 
     await start_worker()
     assert await (await guarded.enqueue()).result(timeout=10) == 7
-    await wait_for(lambda: calls.count("after:succeeded") == 1)
+    await eventually(lambda: calls.count("after:succeeded") == 1)
     assert calls == [
         "before1:guarded:1",
         "before2",
@@ -350,7 +351,7 @@ async def test_abort_a_running_job_cancels_it_within_a_second(
         await started.wait()
     asked = time.monotonic()
     assert await job.abort()
-    await wait_for(lambda: cancelled, timeout=5)
+    await eventually(lambda: cancelled, timeout=5)
     assert cancelled[0] - asked < 1.0
     with pytest.raises(JobAbortedError):
         await job.result(timeout=5)
@@ -358,7 +359,7 @@ async def test_abort_a_running_job_cancels_it_within_a_second(
     # Never retried: the message is gone from the stream and the slot is free.
     info = await nc.jetstream().stream_info(app.names.jobs_stream)
     assert info.state.messages == 0
-    await wait_for(lambda: worker.active == 0)
+    await eventually(lambda: worker.active == 0)
 
 
 async def test_keep_result_zero_keeps_no_record(
@@ -380,7 +381,7 @@ async def test_keep_result_zero_keeps_no_record(
     async with app:
         worker = await start_worker(app)
         jobs = [await quick.enqueue(), await slow_then_retried.enqueue()]
-        await wait_for(lambda: worker.stats.processed == 2, timeout=10)
+        await eventually(lambda: worker.stats.processed == 2, timeout=10)
 
         async def gone(job: Job[Any]) -> bool:
             try:
@@ -395,7 +396,7 @@ async def test_keep_result_zero_keeps_no_record(
                 assert time.monotonic() < deadline
                 await asyncio.sleep(0.05)
         worker.stop()
-        await wait_for(lambda: not worker.ready)
+        await eventually(lambda: not worker.ready)
         js = (await app.connect()).js
         for stream in (app.names.jobs_stream, app.names.dead_stream, f"KV_{prefix}k-results"):
             await js.delete_stream(stream)

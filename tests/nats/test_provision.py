@@ -9,7 +9,8 @@ from nats.js.api import AckPolicy, RetentionPolicy, StorageType
 
 from aioq import Aarq, Context
 
-from .conftest import WorkerFactory, wait_for
+from ..conftest import WorkerFactory
+from ..helpers import eventually
 
 
 async def test_queue_maps_to_a_subject_and_one_shared_durable_consumer(
@@ -43,7 +44,7 @@ async def test_consumer_settings_are_updated_on_start(
 ) -> None:
     worker = await start_worker(queues=["q"], concurrency=1)
     worker.stop()
-    await wait_for(lambda: worker.active == 0)
+    await eventually(lambda: worker.active == 0)
     app.queue("q", ack_wait=9)
     await start_worker(queues=["q"], concurrency=1)
     info = await nc.jetstream().consumer_info(app.names.jobs_stream, "q")
@@ -61,11 +62,11 @@ async def test_worker_recreates_a_deleted_consumer(
 
     await start_worker(queues=["q"], concurrency=2)
     await mark.enqueue(1)
-    await wait_for(lambda: ran == [1])
+    await eventually(lambda: ran == [1])
     await nc.jetstream().delete_consumer(app.names.jobs_stream, "q")
     await asyncio.sleep(0.2)
     await mark.enqueue(2)
-    await wait_for(lambda: ran == [1, 2], timeout=15)
+    await eventually(lambda: ran == [1, 2], timeout=15)
 
 
 async def test_worker_recreates_a_consumer_deleted_while_no_pull_waits(
@@ -81,8 +82,8 @@ async def test_worker_recreates_a_consumer_deleted_while_no_pull_waits(
 
     await start_worker(queues=["q"], concurrency=1)  # busy: no pull is outstanding
     await step.enqueue("long")
-    await wait_for(lambda: started == ["long"])
+    await eventually(lambda: started == ["long"])
     await nc.jetstream().delete_consumer(app.names.jobs_stream, "q")
     await step.enqueue("after")
     # The next pull finds no consumer; the worker re-creates it and gets on with the queue.
-    await wait_for(lambda: "after" in started, timeout=15)
+    await eventually(lambda: "after" in started, timeout=15)

@@ -11,7 +11,7 @@ import aioq
 from aioq import Aarq, ConfigError, JobState, run_worker, start_worker, worker_loop
 from aioq.testing import MemoryBroker
 
-from .conftest import wait_for
+from ..helpers import eventually
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -56,7 +56,7 @@ def test_the_runners_are_exported() -> None:
 async def test_runs_jobs_on_a_backend_and_cancels_cleanly(name: str) -> None:
     app, broker = build(), MemoryBroker()
     runner = asyncio.create_task(RUNNERS[name](app, broker))
-    await wait_for(lambda: app.connected or runner.done(), timeout=5)
+    await eventually(lambda: app.connected or runner.done(), timeout=5)
     assert not runner.done()
     jobs = [await app.get_task("add").enqueue(n, 1) for n in range(5)]
     assert [await job.result(timeout=5) for job in jobs] == [1, 2, 3, 4, 5]
@@ -80,9 +80,9 @@ async def test_start_worker_runs_its_loops_side_by_side() -> None:
         return ctx.worker_id
 
     runner = asyncio.create_task(start_worker(app, "default", 3, backend=broker))
-    await wait_for(lambda: app.connected, timeout=5)
+    await eventually(lambda: app.connected, timeout=5)
     jobs = [await hold.enqueue() for _ in range(3)]
-    await wait_for(lambda: len(running) == 3, timeout=5)  # one job per loop, at once
+    await eventually(lambda: len(running) == 3, timeout=5)  # one job per loop, at once
     release.set()
     assert {await job.result(timeout=5) for job in jobs} == running
     await cancel(runner)
@@ -100,7 +100,7 @@ async def test_cancelling_lets_the_running_job_finish() -> None:
         return "done"
 
     runner = asyncio.create_task(worker_loop(app, "default", backend=broker, shutdown_grace=10))
-    await wait_for(lambda: app.connected, timeout=5)
+    await eventually(lambda: app.connected, timeout=5)
     job = await slow.enqueue()
     await asyncio.wait_for(started.wait(), 5)
     runner.cancel()
@@ -123,7 +123,7 @@ async def test_worker_id_names_the_loop() -> None:
         return ctx.worker_id
 
     runner = asyncio.create_task(worker_loop(app, "default", worker_id="loop-7", backend=broker))
-    await wait_for(lambda: app.connected, timeout=5)
+    await eventually(lambda: app.connected, timeout=5)
     assert await (await who.enqueue()).result(timeout=5) == "loop-7"
     await cancel(runner)
 

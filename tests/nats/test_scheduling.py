@@ -8,7 +8,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,7 +21,8 @@ from aioq import Aarq, Context, JobState, Scheduler, Worker, run_scheduler
 from aioq.embedded import EmbeddedNats
 from aioq.wire import DeadReason, JobMessage
 
-from .conftest import WorkerFactory, wait_for
+from ..conftest import WorkerFactory
+from ..helpers import eventually
 
 
 async def subjects(nc: NatsClient, app: Aarq, pattern: str) -> dict[str, int]:
@@ -45,13 +46,6 @@ async def queued_ids(nc: NatsClient, app: Aarq, queue: str) -> list[str]:
         assert msg.data is not None
         ids.append(msgspec.json.decode(msg.data, type=JobMessage).id or "")
         seq = (msg.seq or seq) + 1
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Wait until the async `check()` is true, failing the test after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while not await check():  # noqa: ASYNC110 - polls the server
-            await asyncio.sleep(0.05)
 
 
 async def no_subjects(nc: NatsClient, app: Aarq, pattern: str) -> bool:
@@ -86,7 +80,7 @@ async def start(running: list[tuple[Worker, asyncio.Task[None]]], app: Aarq) -> 
     worker = Worker(app, concurrency=10, heartbeat_interval=0.5, handle_signals=False)
     task = asyncio.create_task(worker.run())
     running.append((worker, task))
-    await wait_for(lambda: worker.ready or task.done())
+    await eventually(lambda: worker.ready or task.done())
     assert not task.done(), task.result()
     return worker
 
@@ -130,7 +124,7 @@ async def test_delayed_jobs_start_on_time_and_never_early(
     assert later
     assert {app.names.sched_subject("default", job_id) for job_id in later} <= set(held)
 
-    await wait_for(lambda: len(lateness) == 85, timeout=20)
+    await eventually(lambda: len(lateness) == 85, timeout=20)
     assert all(len(runs) == 1 for runs in lateness.values()), "a delayed job ran twice"
     assert {job.id for job in by_delay} <= set(lateness)
     values = [runs[0] for runs in lateness.values()]
@@ -164,7 +158,7 @@ async def test_delayed_jobs_survive_a_worker_restart(
     assert len(await subjects(nc, app, app.names.sched_subject())) == 5
 
     await start(run_workers, app)
-    await wait_for(lambda: len(runs) == 5)
+    await eventually(lambda: len(runs) == 5)
     assert sorted(job_id for job_id, _ in runs) == sorted(job.id for job in jobs)
     assert all(late >= 0 for _, late in runs)
 
@@ -182,7 +176,7 @@ async def test_delayed_jobs_survive_a_server_restart(tmp_path: Path) -> None:
     worker = Worker(app, heartbeat_interval=0.5, handle_signals=False)
     running = asyncio.create_task(worker.run())
     try:
-        await wait_for(lambda: worker.ready)
+        await eventually(lambda: worker.ready)
         now = time.time()
         during, after = now + 1.2, now + 4.0  # due while the server is down / after it is back
         ids = []
@@ -194,7 +188,7 @@ async def test_delayed_jobs_survive_a_server_restart(tmp_path: Path) -> None:
         await asyncio.sleep(1.8)
         assert runs == []
         await asyncio.to_thread(server.start)
-        await wait_for(lambda: len(runs) == 6, timeout=20)
+        await eventually(lambda: len(runs) == 6, timeout=20)
         assert Counter(job_id for job_id, _ in runs) == Counter(ids)
         assert all(late >= 0 for _, late in runs)
     finally:
@@ -239,7 +233,7 @@ async def test_cron_in_a_time_zone_fires_on_its_ticks(
 
     worker = await start_worker()
     assert worker.scheduler is not None
-    await wait_for(lambda: len(fired) >= 2, timeout=10)
+    await eventually(lambda: len(fired) >= 2, timeout=10)
     for job_id, started in fired:
         name, _, tick = job_id.rpartition("-")
         assert name == "cron-kolkata"
@@ -277,7 +271,7 @@ async def test_missed_tick_policies(app: Aarq, nc: NatsClient) -> None:
         scheduler = Scheduler(app, delayed=False, clock=clock)
         task = asyncio.create_task(scheduler.run())
         try:
-            await wait_for(lambda: scheduler.ready)  # noqa: B023 - awaited in this iteration
+            await eventually(lambda: scheduler.ready)  # noqa: B023 - awaited in this iteration
 
             async def all_fired() -> bool:
                 return await fired() == expected
@@ -394,7 +388,7 @@ async def test_a_vanishing_held_jobs_consumer_is_retried_with_backoff_and_logged
     task = asyncio.create_task(scheduler.run())
     js = nc.jetstream()
     try:
-        await wait_for(lambda: scheduler.ready)
+        await eventually(lambda: scheduler.ready)
         deleted = 0
         end = time.monotonic() + 1.5
         while time.monotonic() < end:  # the consumer disappears again and again for 1.5 s
@@ -439,7 +433,7 @@ async def test_delayed_jobs_due_around_a_server_restart_run_once_reconnected(
     worker = Worker(app, heartbeat_interval=0.5, handle_signals=False)
     running = asyncio.create_task(worker.run())
     try:
-        await wait_for(lambda: worker.ready)
+        await eventually(lambda: worker.ready)
         now = time.time()
         dues = {}
         for k in range(6):  # due while the server is down, and in the 2 s after it is back
@@ -451,7 +445,7 @@ async def test_delayed_jobs_due_around_a_server_restart_run_once_reconnected(
         await asyncio.sleep(1.0)
         await asyncio.to_thread(server.start)
         back = time.time()
-        await wait_for(lambda: len(ran) == 6, timeout=20)
+        await eventually(lambda: len(ran) == 6, timeout=20)
     finally:
         worker.stop()
         async with asyncio.timeout(15):

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from aioq import Aarq, Context
 
-from .conftest import WorkerFactory, wait_for
+from ..conftest import WorkerFactory
+from ..helpers import eventually
 
 
 async def test_job_runs_on_worker(app: Aarq, start_worker: WorkerFactory) -> None:
@@ -15,5 +16,5 @@ async def test_job_runs_on_worker(app: Aarq, start_worker: WorkerFactory) -> Non
 
     job = await add.enqueue(1, 2)
     await start_worker(queues=["default"], concurrency=5)
-    await wait_for(lambda: seen)
+    await eventually(lambda: seen)
     assert seen == [(job.id, 1, 3)]

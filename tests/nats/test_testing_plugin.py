@@ -25,7 +25,7 @@ from aioq.testing.harness import (
 )
 from aioq.testing.pytest_plugin import AppFactory, WorkerFactory
 
-from .procs import cli_env
+from ..procs import cli_env
 
 pytestmark = pytest.mark.timeout(60)
 

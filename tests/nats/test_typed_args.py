@@ -20,7 +20,8 @@ from nats.aio.client import Client as NatsClient
 from aioq import Aarq, ArgumentsError, Context, SerializationError
 from aioq.wire import DeadReason
 
-from .conftest import WorkerFactory, wait_for
+from ..conftest import WorkerFactory
+from ..helpers import eventually
 from .test_worker_semantics import wait_dead
 
 
@@ -207,7 +208,7 @@ async def test_typed_values_round_trip_to_the_task(app: Aarq, start_worker: Work
         Person("ada", NOW), [Point(3, 4)],
     )  # fmt: skip
     await job.enqueue(*sent, tags={7: "seven"}, wait=timedelta(seconds=90))
-    await wait_for(lambda: received)
+    await eventually(lambda: received)
     [got] = received
     assert got == (*sent, {7: "seven"}, timedelta(seconds=90))
     assert [type(v) for v in got] == [type(v) for v in (*sent, {}, timedelta())]
@@ -243,7 +244,7 @@ async def test_foreign_job_with_wrong_types_is_dead_lettered_bad_args(
     # A foreign client sending the JSON forms of the types is understood.
     good = {"task": "send_email", "args": [1, [2]], "kwargs": {"when": NOW.isoformat()}}
     await js.publish(f"{app.prefix}.jobs.default", json.dumps(good).encode())
-    await wait_for(lambda: ran)
+    await eventually(lambda: ran)
     assert ran == [(1, [2], NOW)]
     assert (worker.stats.failed, worker.stats.retried, worker.stats.processed) == (1, 0, 1)
 
@@ -260,7 +261,7 @@ async def test_untyped_task_receives_the_json_values_as_before(
     await start_worker()
     job_id = uuid.uuid4()
     await bare.enqueue(NOW, job_id)
-    await wait_for(lambda: received)
+    await eventually(lambda: received)
     assert received == [(NOW.isoformat().replace("+00:00", "Z"), str(job_id))]
 
 

@@ -9,7 +9,6 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,18 +20,8 @@ from nats.js.errors import NotFoundError
 from aioq import Aarq, Context, Retry, State
 from aioq.wire import DeadLetter, DeadReason
 
-from .conftest import WorkerFactory, wait_for
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], timeout: float = 10.0, interval: float = 0.05
-) -> None:
-    """Wait until the async `check()` is true, failing the test after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(interval)
+from ..conftest import WorkerFactory
+from ..helpers import eventually
 
 
 async def dead_letters(nc: NatsClient, app: Aarq, queue: str = "default") -> list[DeadLetter]:
@@ -107,10 +96,10 @@ async def test_retries_then_success(app: Aarq, start_worker: WorkerFactory, nc: 
     job = await flaky.enqueue(7)
     worker = await start_worker(concurrency=2)
 
-    await wait_for(lambda: done)
+    await eventually(lambda: done)
     assert attempts == [1, 2, 3]
     assert done == [7]
-    await wait_for(lambda: worker.stats.processed == 1)
+    await eventually(lambda: worker.stats.processed == 1)
     assert worker.stats.retried == 2
     assert worker.stats.failed == 0
     await wait_jobs_stream_empty(nc, app)
@@ -151,7 +140,7 @@ async def test_retries_exhausted_go_to_dead_letters(
     assert record.dead_at >= record.enqueued_at
 
     await wait_jobs_stream_empty(nc, app)
-    await wait_for(lambda: worker.stats.failed == 1)
+    await eventually(lambda: worker.stats.failed == 1)
     assert worker.stats.processed == 0
     assert worker.stats.retried == 2
     # The dead letter is on <prefix>.dead.<queue>.<job id>, in <PREFIX>_DEAD.
@@ -178,7 +167,7 @@ async def test_raise_retry_asks_for_another_attempt(
 
     job = await polite.enqueue()
     await start_worker()
-    await wait_for(lambda: done)
+    await eventually(lambda: done)
     assert sorted(starts) == [1, 2, 3]
     assert done == [job.id]
     # The server does not redeliver before the requested delay.
@@ -234,7 +223,7 @@ async def test_no_retry_for_dead_letters_on_first_attempt(
     assert record.reason is DeadReason.FAILED
     assert record.error is not None
     assert record.error.type == "ValueError"
-    await wait_for(lambda: worker.stats.processed == 1)
+    await eventually(lambda: worker.stats.processed == 1)
     assert other_attempts == [1, 2]
     assert sorted(attempts) == [1, 1, 2]
     await wait_jobs_stream_empty(nc, app)
@@ -259,7 +248,7 @@ async def test_timeout_cancels_the_run_and_retries(app: Aarq, start_worker: Work
 
     await slow_first.enqueue()
     worker = await start_worker()
-    await wait_for(lambda: finished)
+    await eventually(lambda: finished)
     assert cancelled == [1]
     assert finished == [2]
     assert worker.stats.retried == 1
@@ -354,7 +343,7 @@ async def test_ttl_expired_jobs_are_dead_lettered_not_run(
 
     worker = await start_worker()
     records = await wait_dead(nc, app, 2)
-    await wait_for(lambda: len(ran) == 2)
+    await eventually(lambda: len(ran) == 2)
     await wait_jobs_stream_empty(nc, app)
     assert sorted(ran) == [3, 4]
     assert {r.id for r in records} == {expired_by_task.id, expired_by_call.id}
@@ -377,7 +366,7 @@ async def test_ttl_within_limit_runs(app: Aarq, start_worker: WorkerFactory) -> 
 
     await start_worker()
     job = await prompt.with_options(ttl=10).enqueue()
-    await wait_for(lambda: ran)
+    await eventually(lambda: ran)
     assert ran == [job.id]
 
 
@@ -405,7 +394,7 @@ async def test_long_job_stays_leased_and_is_delivered_once(
     info = await js.consumer_info(app.names.jobs_stream, consumer)
     assert info.config.ack_wait == pytest.approx(1.0)
 
-    await wait_for(lambda: finished, timeout=20)
+    await eventually(lambda: finished, timeout=20)
     assert starts == [1]
     assert finished == [1]
     info = await js.consumer_info(app.names.jobs_stream, consumer)
@@ -455,7 +444,7 @@ async def test_plain_def_tasks_run_in_a_thread(
     worker = await start_worker(concurrency=3)
 
     [record] = await wait_dead(nc, app, 1)
-    await wait_for(lambda: len(done) == 2)
+    await eventually(lambda: len(done) == 2)
     assert sorted(done) == [-2, 5]
     assert attempts == [1, 2]
     assert threads
@@ -486,9 +475,9 @@ async def test_sync_task_does_not_block_the_loop(app: Aarq, start_worker: Worker
     await start_worker(concurrency=2)
     await quick.enqueue()
     # The async job runs while the thread is still blocked.
-    await wait_for(lambda: seen == ["async"])
+    await eventually(lambda: seen == ["async"])
     release.set()
-    await wait_for(lambda: seen == ["async", "sync"])
+    await eventually(lambda: seen == ["async", "sync"])
 
 
 async def test_sync_tasks_use_the_whole_concurrency(app: Aarq, start_worker: WorkerFactory) -> None:
@@ -504,7 +493,7 @@ async def test_sync_tasks_use_the_whole_concurrency(app: Aarq, start_worker: Wor
 
     await app.enqueue_many(meet.prepare(i) for i in range(10))
     await start_worker(concurrency=10)
-    await wait_for(lambda: len(done) == 10, timeout=15)
+    await eventually(lambda: len(done) == 10, timeout=15)
     assert sorted(done) == list(range(10))
 
 
@@ -536,7 +525,7 @@ async def test_sync_timeout_fails_the_attempt_and_keeps_the_slot(
     assert record.attempts == 2
     assert record.error is not None
     assert record.error.type == "TimeoutError"
-    await wait_for(lambda: len(ends) == 2)
+    await eventually(lambda: len(ends) == 2)
     # The retry did not start while the timed-out thread still ran: one run at a time.
     assert starts == [1, 2]
     assert most == 1
@@ -562,9 +551,9 @@ async def test_job_cancelled_by_forced_stop_runs_on_the_next_worker(
 
     await interrupted.enqueue()
     first = await start_worker(shutdown_grace=0.05)
-    await wait_for(lambda: starts)
+    await eventually(lambda: starts)
     first.stop()
-    await wait_for(lambda: cancelled)
+    await eventually(lambda: cancelled)
     await start_worker()
 
     async def settled() -> bool:
@@ -613,7 +602,7 @@ async def test_context_and_app_state(app: Aarq, start_worker: WorkerFactory) -> 
     before = datetime.now(UTC)
     job = await inspect.enqueue(42)
     worker = await start_worker(queues=["ctxq"])
-    await wait_for(lambda: seen)
+    await eventually(lambda: seen)
     [ctx] = seen
     assert ctx["job_id"] == job.id
     assert ctx["task"] == "inspect"
@@ -630,7 +619,7 @@ async def test_context_and_app_state(app: Aarq, start_worker: WorkerFactory) -> 
     assert before - timedelta(seconds=5) <= enqueued_at <= datetime.now(UTC) + timedelta(seconds=5)
 
     worker.stop()
-    await wait_for(lambda: events[-1].startswith("shutdown"))
+    await eventually(lambda: events[-1].startswith("shutdown"))
     assert events == ["startup", "job", "shutdown:shared-client"]
     assert app.state.client is None
 
@@ -673,7 +662,7 @@ async def test_worker_never_holds_more_than_concurrency(
     worker = await start_worker(queues=["busy"], concurrency=5)
     sampler = asyncio.create_task(sample())
     try:
-        await wait_for(lambda: done == 50, timeout=20)
+        await eventually(lambda: done == 50, timeout=20)
     finally:
         sampler.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -713,7 +702,7 @@ async def test_one_worker_serves_several_queues(
         await on_beta.enqueue()
     await on_gamma.enqueue()
     await start_worker(queues=["alpha", "beta"], concurrency=4)
-    await wait_for(lambda: len(seen) == 6)
+    await eventually(lambda: len(seen) == 6)
     assert sorted(seen) == [("on_alpha", "alpha")] * 3 + [("on_beta", "beta")] * 3
 
     # The gamma job is not served by this worker and stays stored.
@@ -742,7 +731,7 @@ async def test_caller_chosen_job_id_is_idempotent(
     assert await stored_jobs(nc, app) == 1
 
     await start_worker()
-    await wait_for(lambda: ran)
+    await eventually(lambda: ran)
     await wait_jobs_stream_empty(nc, app)
     # Within the dedupe window the id stays taken, even after the job ran.
     third = await charge.with_options(job_id="order-17").enqueue(100)
@@ -765,7 +754,7 @@ async def test_enqueue_many_runs_every_job_once(
     assert len({j.id for j in jobs}) == 200
     assert not any(j.duplicate for j in jobs)
     worker = await start_worker(concurrency=20)
-    await wait_for(lambda: len(seen) >= 200, timeout=20)
+    await eventually(lambda: len(seen) >= 200, timeout=20)
     await wait_jobs_stream_empty(nc, app)
     assert sorted(seen) == list(range(200))
     assert worker.stats.processed == 200
@@ -806,7 +795,7 @@ async def test_minimal_json_from_a_raw_client_runs(
         b'{"task":"send_email","args":[],"kwargs":{"to":"c@example.com","subject":"kw"}}',
         headers={"Nats-Msg-Id": "client-chosen"},
     )
-    await wait_for(lambda: len(calls) == 6)
+    await eventually(lambda: len(calls) == 6)
     await wait_jobs_stream_empty(nc, app)
 
     by_args: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
@@ -850,11 +839,11 @@ async def test_one_busy_queue_uses_every_slot(app: Aarq, start_worker: WorkerFac
 
     await start_worker(queues=["busy", "idle1", "idle2"], concurrency=5)
     await app.enqueue_many(slow.prepare(i) for i in range(5))
-    await wait_for(lambda: done == 5)
+    await eventually(lambda: done == 5)
     # By now the two idle queues wait for their next job, and hold no slot while they do.
     most = 0
     await app.enqueue_many(slow.prepare(i) for i in range(15))
-    await wait_for(lambda: done == 20, timeout=15)
+    await eventually(lambda: done == 20, timeout=15)
     assert most == 5
 
 
@@ -888,9 +877,9 @@ async def test_busy_queues_share_the_slots(app: Aarq, start_worker: WorkerFactor
 
     await app.enqueue_many(quick.prepare() for _ in range(120))
     worker = await start_worker(queues=["short", "long", "idle"], concurrency=4)
-    await wait_for(lambda: running["short"] == 4)
+    await eventually(lambda: running["short"] == 4)
     await app.enqueue_many(lengthy.prepare() for _ in range(8))
-    await wait_for(lambda: worker.stats.processed == 128, timeout=20)
+    await eventually(lambda: worker.stats.processed == 128, timeout=20)
     assert max(s + lo for s, lo in shares) <= 4
     # While both had jobs, each ran about half the slots: neither was starved.
     busy = [(s, lo) for s, lo in shares if s and lo]
@@ -912,7 +901,7 @@ async def test_more_queues_than_slots(app: Aarq, start_worker: WorkerFactory) ->
     await first.enqueue()
     await third.enqueue()
     await start_worker(queues=["q1", "q2", "q3"], concurrency=1)
-    await wait_for(lambda: sorted(seen) == ["q1", "q3"])
+    await eventually(lambda: sorted(seen) == ["q1", "q3"])
 
 
 # -- a blocked event loop ------------------------------------------------------------------
@@ -929,7 +918,7 @@ async def test_blocked_event_loop_is_reported_once(
     await start_worker(stall_warning=0.3)
     job = await blocking.enqueue()
     await job.result(timeout=10)
-    await wait_for(lambda: "answered again" in caplog.text)
+    await eventually(lambda: "answered again" in caplog.text)
     warnings = [r.getMessage() for r in caplog.records if "has been blocked" in r.getMessage()]
     assert len(warnings) == 1, warnings
     assert f"{job.id} (task=blocking)" in warnings[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,21 +14,12 @@ import pytest
 from aioq import Aarq, BrokerError, ConfigError, Context, JobNotFoundError, JobState
 from aioq.testing import FakeClock, MemoryBroker, RunningWorker, start_worker
 
+from ..helpers import eventually
+
 
 async def settle() -> None:
     """Let the worker's tasks run until nothing moves for a moment (real time)."""
     await asyncio.sleep(0.05)
-
-
-async def eventually(condition: Callable[[], Any], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while True:
-            value = condition()
-            if isinstance(value, Awaitable):
-                value = await value
-            if value:
-                return
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture

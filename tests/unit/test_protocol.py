@@ -11,7 +11,7 @@ import pytest
 
 from aioq import wire
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 REGENERATE = (
     "regenerate with: .venv/bin/python -c 'import json, aioq.wire as w; "
     "print(json.dumps(w.json_schemas(), indent=2, sort_keys=True))' > docs/schema.json"

@@ -15,6 +15,7 @@ import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
 from aioq.cli._logging import LogLevel, configure_logging
+from aioq.cli._options import LogLevelOption
 from aioq.worker import Worker
 
 __all__ = ["worker"]
@@ -50,15 +51,7 @@ def worker(
             "--concurrency", "-c", min=1, help="Jobs run at once, over all the queues.", metavar="N"
         ),
     ] = 10,
-    log_level: Annotated[
-        LogLevel,
-        typer.Option(
-            "--log-level",
-            case_sensitive=False,
-            help="Log level: debug, info, warning or error.",
-            metavar="LEVEL",
-        ),
-    ] = LogLevel.info,
+    log_level: LogLevelOption = LogLevel.info,
     connection: Connection = CONNECTION_OPTIONS,
     shutdown_grace: Annotated[
         float,

@@ -259,13 +259,19 @@ async def test_app_events_iterates_live_events(app: Aarq, start_worker: WorkerFa
             return
 
     listener = asyncio.create_task(listen())
-    await asyncio.sleep(0.2)
     await start_worker(queues=["watched"])
-    job = await ping.enqueue()
-    async with asyncio.timeout(10):
-        await listener
-    assert [(e.kind, e.id, e.task) for e in received] == [("succeeded", job.id, "ping")]
-    assert received[0].duration is not None
+    pings: list[str] = []
+
+    async def heard() -> bool:  # `app.events` subscribes when first iterated: until it hears
+        pings.append((await ping.enqueue()).id)
+        await asyncio.wait([listener], timeout=0.5)
+        return listener.done()
+
+    await eventually(heard)
+    [event] = received
+    assert (event.kind, event.task) == ("succeeded", "ping")
+    assert event.id in pings
+    assert event.duration is not None
 
 
 async def test_hooks_run_in_order_and_their_errors_are_handled(

@@ -17,6 +17,7 @@ from aioq import Aarq, Worker
 from aioq.embedded import EmbeddedNats
 from aioq.testing.harness import TEST_WORKER_OPTIONS
 
+from .helpers import eventually
 from .procs import Procs, cli_env
 
 
@@ -84,7 +85,7 @@ async def start_worker(app: Aarq) -> AsyncIterator[WorkerFactory]:
         worker = Worker(application or app, options=TEST_WORKER_OPTIONS, **options)
         task = asyncio.create_task(worker.run())
         running.append((worker, task))
-        await wait_for(lambda: worker.ready or task.done(), timeout=10)
+        await eventually(lambda: worker.ready or task.done(), timeout=10)
         if task.done():
             task.result()
         return worker
@@ -99,15 +100,6 @@ async def start_worker(app: Aarq) -> AsyncIterator[WorkerFactory]:
         except TimeoutError:
             worker.stop()
             await task
-
-
-async def wait_for(
-    condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02
-) -> None:
-    """Wait until `condition()` is truthy, failing the test after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - polls state that no event signals
-            await asyncio.sleep(interval)
 
 
 @pytest.fixture

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,8 @@ from typing import Any
 import nats
 
 from aioq.naming import Names
+
+from .helpers import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_PATH = "tests.apps.proc_app:app"
@@ -130,13 +130,12 @@ async def poll(
     proc: Proc | None = None,
     interval: float = 0.05,
 ) -> None:
-    """Wait until `condition()` is truthy; fail with `what` (and the process output) if not."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            detail = f"\n--- output of {proc.args}:\n{proc.log()}" if proc else ""
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
-        await asyncio.sleep(interval)
+    """`eventually`, failing with `what` and the output of `proc`."""
+
+    def output() -> str:
+        return f"--- output of {proc.args}:\n{proc.log()}" if proc else ""
+
+    await eventually(condition, timeout, interval, what, output)
 
 
 def read_events(path: Path) -> list[dict[str, Any]]:

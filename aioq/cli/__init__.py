@@ -10,9 +10,9 @@ import typer
 from typer.core import TyperGroup
 
 from aioq._version import __version__
-from aioq.cli.admin import queues, workers
 from aioq.cli.dead import dead_cli
 from aioq.cli.events import events
+from aioq.cli.inspect import queues, workers
 from aioq.cli.jobs import enqueue, job_cli
 from aioq.cli.queue import queue_app
 from aioq.cli.scheduler import scheduler, schedules

@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["ago", "duration", "fields", "indent", "one_line", "stamp", "table"]
+import msgspec
+import typer
+
+__all__ = ["ago", "duration", "echo_json", "fields", "indent", "one_line", "stamp", "table"]
 
 # Beyond this a pause is open-ended (nats-server's "forever" is the year 9999).
 _FAR_FUTURE: Final = 32_503_680_000.0  # 3000-01-01
@@ -93,3 +96,8 @@ def one_line(text: str, width: int = 60) -> str:
 def indent(text: str, prefix: str = "  ") -> str:
     """Every line of `text` indented."""
     return "\n".join(prefix + line for line in text.rstrip("\n").splitlines())
+
+
+def echo_json(value: Any) -> None:
+    """Print `value` (wire structs included) as one line of JSON."""
+    typer.echo(msgspec.json.encode(value).decode())

@@ -7,26 +7,11 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
-from aioq.app import Aarq
-from aioq.cli._common import (
-    AppOption,
-    Connection,
-    CredsOption,
-    JsonOption,
-    PasswordOption,
-    PrefixOption,
-    ServerOption,
-    TokenOption,
-    UserOption,
-    echo_json,
-    fail_on_errors,
-    require_queue,
-    run_with_app,
-)
-from aioq.cli._output import fields, indent, one_line, stamp, table
+from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
+from aioq.cli._options import AppOption, JsonOption, QueueArgument
+from aioq.cli._output import echo_json, fields, indent, one_line, stamp, table
 from aioq.deadletter import DeadEntry
 from aioq.errors import JobNotFoundError
-from aioq.job import Job
 from aioq.wire import DeadReason
 
 __all__ = ["dead_cli"]
@@ -37,9 +22,6 @@ dead_cli = typer.Typer(
     no_args_is_help=True,
 )
 
-QueueArgument = Annotated[
-    str, typer.Argument(help="The queue.", metavar="QUEUE", show_default=False)
-]
 TaskFilter = Annotated[
     str | None, typer.Option("--task", help="Only jobs of this task.", metavar="TASK")
 ]
@@ -86,7 +68,8 @@ def _entry_json(entry: DeadEntry) -> dict[str, Any]:
 
 
 @dead_cli.command("list")
-def list_dead(
+@command
+async def list_dead(
     queue: QueueArgument,
     task: TaskFilter = None,
     error_type: ErrorTypeFilter = None,
@@ -94,27 +77,16 @@ def list_dead(
     limit: LimitOption = None,
     as_json: JsonOption = False,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """List the dead letters of QUEUE, oldest first.
 
     Exit status: 0 listed (also when none match); 1 unknown queue (or another error).
     """
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def run(app: Aarq) -> list[DeadEntry]:
-            entries = await app.dead.list(queue, **_filters(task, error_type, reason, limit))
-            if not entries:
-                await require_queue(app, queue)
-            return entries
-
-        entries = run_with_app(app, run)
+    async with connection.open(app_path) as app:
+        entries = await app.dead.list(queue, **_filters(task, error_type, reason, limit))
+        if not entries:
+            await require_queue(app, queue)
     if as_json:
         echo_json([_entry_json(e) for e in entries])
         return
@@ -140,33 +112,24 @@ def list_dead(
 
 
 @dead_cli.command("show")
-def show(
+@command
+async def show(
     queue: QueueArgument,
     job_id: Annotated[str, typer.Argument(help="The job id.", metavar="ID", show_default=False)],
     as_json: JsonOption = False,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Show one dead letter: its reason, error, traceback and payload.
 
     Exit status: 0 shown; 1 no dead letter for that job on that queue, or unknown queue.
     """
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def run(app: Aarq) -> DeadEntry:
-            try:
-                return await app.dead.get(queue, job_id)
-            except JobNotFoundError:
-                await require_queue(app, queue)
-                raise
-
-        entry = run_with_app(app, run)
+    async with connection.open(app_path) as app:
+        try:
+            entry = await app.dead.get(queue, job_id)
+        except JobNotFoundError:
+            await require_queue(app, queue)
+            raise
     if as_json:
         echo_json(_entry_json(entry))
         return
@@ -206,7 +169,8 @@ def _payload_text(payload: bytes) -> str:
 
 
 @dead_cli.command("retry")
-def retry(
+@command
+async def retry(
     queue: QueueArgument,
     job_ids: Annotated[
         list[str] | None,
@@ -224,12 +188,7 @@ def retry(
     limit: LimitOption = None,
     as_json: JsonOption = False,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Put dead jobs back on QUEUE, keeping their ids: the IDs named, or --all (filtered).
 
@@ -249,22 +208,16 @@ def retry(
         raise typer.BadParameter(
             "name the job ids to retry, or pass --all (or a filter)", param_hint="ID / --all"
         )
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def run(app: Aarq) -> list[Job[Any]]:
-            if job_ids:
-                try:
-                    return await app.dead.retry(queue, job_ids)
-                except JobNotFoundError:
-                    await require_queue(app, queue)
-                    raise
-            jobs = await app.dead.retry(queue, **filters)
-            if not jobs:
-                await require_queue(app, queue)
-            return jobs
-
-        jobs = run_with_app(app, run)
+    async with connection.open(app_path) as app:
+        try:
+            jobs = await (
+                app.dead.retry(queue, job_ids) if job_ids else app.dead.retry(queue, **filters)
+            )
+        except JobNotFoundError:
+            await require_queue(app, queue)
+            raise
+        if not jobs:
+            await require_queue(app, queue)
     if as_json:
         echo_json([{"id": j.id, "task": j.task, "queue": j.queue} for j in jobs])
         return
@@ -276,40 +229,26 @@ def retry(
 
 
 @dead_cli.command("purge")
-def purge(
+@command
+async def purge(
     queue: QueueArgument,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Delete every dead letter of QUEUE, after asking (unless --yes).
 
     Exit status: 0 purged (or there was nothing to purge); 1 unknown queue, or the question
     was answered no (or could not be asked: use --yes in scripts).
     """
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def run(app: Aarq) -> int | None:
-            found = (await app.dead.counts()).get(queue, 0)
-            if not found:
-                await require_queue(app, queue)
-                return None
-            if not yes:
-                typer.confirm(
-                    f"Delete the {found} dead letters of queue {queue!r}?",
-                    default=False,
-                    abort=True,
-                )
-            return await app.dead.purge(queue)
-
-        purged = run_with_app(app, run)
-    if purged is None:
-        typer.echo(f"no dead letters on queue {queue!r}; nothing to purge")
-        return
+    async with connection.open(app_path) as app:
+        found = (await app.dead.counts()).get(queue, 0)
+        if not found:
+            await require_queue(app, queue)
+            typer.echo(f"no dead letters on queue {queue!r}; nothing to purge")
+            return
+        if not yes:
+            question = f"Delete the {found} dead letters of queue {queue!r}?"
+            typer.confirm(question, default=False, abort=True)
+        purged = await app.dead.purge(queue)
     typer.echo(f"purged {purged} dead letters of queue {queue!r}")

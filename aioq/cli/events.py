@@ -2,41 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import signal
 import sys
-import threading
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated
 
 import typer
 
-from aioq.admin import EventStream
 from aioq.app import Aarq
-from aioq.cli._common import (
-    AppOption,
-    Connection,
-    CredsOption,
-    PasswordOption,
-    PrefixOption,
-    ServerOption,
-    TokenOption,
-    UserOption,
-    echo_json,
-    fail_on_errors,
-    require_queue,
-    run_with_app,
-)
-from aioq.cli._output import one_line
+from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
+from aioq.cli._options import AppOption
+from aioq.cli._output import echo_json, one_line
+from aioq.cli._signals import until_stopped
+from aioq.inspection import EventStream
 from aioq.wire import Event, EventKind
 
 __all__ = ["events", "format_event"]
 
 
-def events(
+@command
+async def events(
     queue: Annotated[
         str | None,
         typer.Argument(help=r"Only this queue's events. \[default: all]", metavar="QUEUE"),
@@ -65,12 +50,7 @@ def events(
         bool, typer.Option("--json", help="Print each event as one line of JSON.")
     ] = False,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Follow job events as they happen, one line each, until Ctrl-C or SIGTERM.
 
@@ -79,28 +59,13 @@ def events(
 
     Exit status: 0 stopped by Ctrl-C, SIGTERM, or after --count events; 1 an error.
     """
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-        stream = EventStream(app, queue, [k.value for k in kind] if kind else None)
-
-        async def run(app: Aarq) -> None:
-            with _stop_signals() as stopped:
-                follow = asyncio.ensure_future(_follow(stream, count, as_json))
-                stop = asyncio.ensure_future(stopped.wait())
-                try:
-                    await asyncio.wait([follow, stop], return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for task in (follow, stop):
-                        task.cancel()
-                    await asyncio.gather(follow, stop, return_exceptions=True)
-                if not follow.cancelled():
-                    follow.result()  # raises what stopped it, if anything did
-
-        try:
-            run_with_app(app, run)
-        except BrokenPipeError:  # `aioq events | head`: the reader is gone, not an error
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+    try:
+        async with connection.open(app_path) as app:
+            stream = EventStream(app, queue, [k.value for k in kind] if kind else None)
+            await until_stopped(_follow(stream, count, as_json))
+    except BrokenPipeError:  # `aioq events | head`: the reader is gone, not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 async def _follow(stream: EventStream[Aarq], count: int | None, as_json: bool) -> None:
@@ -120,23 +85,6 @@ async def _follow(stream: EventStream[Aarq], count: int | None, as_json: bool) -
             seen += 1
             if count is not None and seen >= count:
                 return
-
-
-@contextlib.contextmanager
-def _stop_signals() -> Iterator[asyncio.Event]:
-    """An event set by SIGINT or SIGTERM (handlers only in the main thread)."""
-    stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopped.set)
-            installed.append(sig)
-    try:
-        yield stopped
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
 
 
 def format_event(event: Event) -> str:

@@ -9,24 +9,9 @@ from typing import Annotated, Any, Final
 import msgspec
 import typer
 
-from aioq.app import Aarq
-from aioq.cli._common import (
-    AppOption,
-    Connection,
-    CredsOption,
-    JsonOption,
-    PasswordOption,
-    PrefixOption,
-    ServerOption,
-    TokenOption,
-    UserOption,
-    echo_json,
-    fail,
-    fail_on_errors,
-    run_with_app,
-)
-from aioq.cli._loader import load_app
-from aioq.cli._output import fields, indent, stamp
+from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail
+from aioq.cli._options import AppOption, JsonOption
+from aioq.cli._output import echo_json, fields, indent, stamp
 from aioq.errors import JobAbortedError, JobExpiredError, JobFailedError, ResultTimeoutError
 from aioq.job import Job
 from aioq.task import Task
@@ -76,7 +61,8 @@ def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
     return value
 
 
-def enqueue(
+@command
+async def enqueue(
     app_path: Annotated[
         str,
         typer.Argument(
@@ -120,12 +106,7 @@ def enqueue(
     ] = False,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Enqueue one job of TASK and print its id; with --wait, its result too.
 
@@ -136,25 +117,18 @@ def enqueue(
     _check_timeout(wait, timeout)
     args = _parse_json(args_json, list, "ARGS_JSON", "'[1, \"two\"]'")
     kwargs = _parse_json(kwargs_json, dict, "--kwargs", '\'{"name": "value"}\'')
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).apply(load_app(app_path))
+    async with connection.open(app_path) as app:
         found = app.get_task(task)
         if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
             fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
-
-        async def run(app: Aarq) -> int:
-            call = found.with_options(delay=delay) if delay is not None else found
-            job: Job[Any] = await call.enqueue(*args, **kwargs)
-            summary = _job_summary(job)
-            if not as_json:
-                typer.echo(f"enqueued job {job.id} (task {job.task}, queue {job.queue})")
-            if wait:
-                return await _print_outcome(job, timeout, as_json, summary)
-            if as_json:
-                echo_json(summary)
-            return 0
-
-        code = run_with_app(app, run)
+        call = found.with_options(delay=delay) if delay is not None else found
+        job: Job[Any] = await call.enqueue(*args, **kwargs)
+        summary = _job_summary(job)
+        if not as_json:
+            typer.echo(f"enqueued job {job.id} (task {job.task}, queue {job.queue})")
+        code = await _print_outcome(job, timeout, as_json, summary) if wait else 0
+        if as_json and not wait:
+            echo_json(summary)
     if code:
         raise typer.Exit(code)
 
@@ -199,32 +173,23 @@ def _error(message: str, as_json: bool, out: dict[str, Any]) -> None:
 
 
 @job_cli.command("status")
-def status(
+@command
+async def status(
     job_id: JobIdArgument,
     as_json: JsonOption = False,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Show a job's state, attempts, worker, times, progress and last error.
 
     Exit status: 0 shown; 1 no such job (or another error).
     """
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def run(app: Aarq) -> JobRecord:
-            return await (await app.job(job_id)).status()
-
-        record = run_with_app(app, run)
+    async with connection.open(app_path) as app:
+        record = await (await app.job(job_id)).status()
     if as_json:
         echo_json(record)
-        return
-    typer.echo(_describe(record))
+    else:
+        typer.echo(_describe(record))
 
 
 def _describe(record: JobRecord) -> str:
@@ -258,19 +223,15 @@ def _describe(record: JobRecord) -> str:
 
 
 @job_cli.command("result")
-def result(
+@command
+async def result(
     job_id: JobIdArgument,
     wait: Annotated[
         bool, typer.Option("--wait", help="Wait for the outcome if the job has none yet.")
     ] = False,
     timeout: TimeoutOption = None,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Print a finished job's return value as JSON.
 
@@ -278,52 +239,33 @@ def result(
     3 no outcome yet (without --wait), or none within --timeout.
     """
     _check_timeout(wait, timeout)
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def run(app: Aarq) -> int:
-            job = await app.job(job_id)
-            if not wait:
-                record = await job.status()
-                if record.state not in TERMINAL_STATES:
-                    print(
-                        f"error: job {job_id} has no outcome yet (state: {record.state}); "
-                        "--wait waits for it",
-                        file=sys.stderr,
-                    )
-                    return NOT_DONE_EXIT
-            return await _print_outcome(job, timeout, as_json=False)
-
-        code = run_with_app(app, run)
+    async with connection.open(app_path) as app:
+        job = await app.job(job_id)
+        state = None if wait else (await job.status()).state
+        if state is not None and state not in TERMINAL_STATES:
+            message = f"job {job_id} has no outcome yet (state: {state}); --wait waits for it"
+            print(f"error: {message}", file=sys.stderr)
+            code = NOT_DONE_EXIT
+        else:
+            code = await _print_outcome(job, timeout, as_json=False)
     if code:
         raise typer.Exit(code)
 
 
 @job_cli.command("abort")
-def abort(
+@command
+async def abort(
     job_id: JobIdArgument,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Abort a job: remove it if it waits, cancel it where it runs; it is never retried.
 
     Exit status: 0 aborted; 1 no such job, or it had already ended.
     """
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def run(app: Aarq) -> JobRecord | None:
-            job = await app.job(job_id)
-            if await job.abort():
-                return None
-            return await job.status()
-
-        ended = run_with_app(app, run)
+    async with connection.open(app_path) as app:
+        job = await app.job(job_id)
+        ended = None if await job.abort() else await job.status()
     if ended is not None and ended.state in TERMINAL_STATES:
         fail(f"job {job_id} already ended ({ended.state}); nothing to abort")
     if ended is not None:

@@ -8,23 +8,10 @@ from typing import Annotated
 
 import typer
 
-from aioq.admin import QueueStats, delete_queue_consumer
-from aioq.app import Aarq
-from aioq.cli._common import (
-    AppOption,
-    Connection,
-    CredsOption,
-    PasswordOption,
-    PrefixOption,
-    ServerOption,
-    TokenOption,
-    UserOption,
-    fail,
-    fail_on_errors,
-    run_with_app,
-    unknown_queue,
-)
+from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
+from aioq.cli._options import AppOption, QueueArgument
 from aioq.cli._output import duration
+from aioq.inspection import delete_queue_consumer
 from aioq.naming import validate_queue
 
 __all__ = ["parse_until", "queue_app"]
@@ -36,10 +23,6 @@ queue_app = typer.Typer(
 )
 
 _CLOCK_RE = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
-
-QueueArgument = Annotated[
-    str, typer.Argument(help="The queue.", metavar="QUEUE", show_default=False)
-]
 
 
 def parse_until(text: str, now: datetime | None = None) -> datetime:
@@ -79,7 +62,8 @@ def _until_option(value: str | None) -> datetime | None:
 
 
 @queue_app.command()
-def pause(
+@command
+async def pause(
     queue: QueueArgument,
     until: Annotated[
         str | None,
@@ -91,25 +75,15 @@ def pause(
         ),
     ] = None,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Stop every worker of QUEUE from starting its jobs; they stay queued.
 
     Running jobs finish; workers keep running and pick up where they left off on resume.
     """
     end = _until_option(until)
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def act(app: Aarq) -> datetime | None:
-            return await app.pause_queue(queue, end)
-
-        run_with_app(app, act)
+    async with connection.open(app_path) as app:
+        await app.pause_queue(queue, end)
     if end is None:
         typer.echo(f"queue {queue} paused until resumed (aioq queue resume {queue})")
     else:
@@ -118,37 +92,24 @@ def pause(
 
 
 @queue_app.command()
-def resume(
+@command
+async def resume(
     queue: QueueArgument,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Let the workers of QUEUE start its jobs again, at once."""
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def act(app: Aarq) -> None:
-            await app.resume_queue(queue)
-
-        run_with_app(app, act)
+    async with connection.open(app_path) as app:
+        await app.resume_queue(queue)
     typer.echo(f"queue {queue} resumed")
 
 
 @queue_app.command()
-def delete(
+@command
+async def delete(
     queue: QueueArgument,
     app_path: AppOption = None,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Remove the consumer of QUEUE, e.g. one that a mistyped ``-q`` created.
 
@@ -158,32 +119,26 @@ def delete(
 
     Exit status: 0 removed; 1 QUEUE has no consumer, a worker pulls from it, or another error.
     """
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
-
-        async def act(app: Aarq) -> QueueStats:
-            validate_queue(queue)
-            pulling = [w for w in await app.workers() if queue in w.info.queues]
-            if pulling:
-                names = ", ".join(
-                    f"{w.info.id} (pid {w.info.pid} on {w.info.hostname}, heartbeat "
-                    f"{duration(w.age)} ago)"
-                    for w in pulling
-                )
-                fail(
-                    f"queue {queue!r} is pulled by {len(pulling)} live worker(s): {names}; stop "
-                    "them first (a worker that was killed counts until its heartbeat expires, "
-                    "three heartbeat intervals after the last)"
-                )
-            found = {q.name: q for q in await app.queues()}
-            stats = found.get(queue)
-            if stats is None:
-                fail(unknown_queue(queue, app.prefix, sorted(found)))
-            if not stats.consumer or not await delete_queue_consumer(app, queue):
-                fail(f"queue {queue!r} has no consumer to delete under prefix {app.prefix!r}")
-            return stats
-
-        stats = run_with_app(app, act)
+    async with connection.open(app_path) as app:
+        validate_queue(queue)
+        pulling = [w for w in await app.workers() if queue in w.info.queues]
+        if pulling:
+            names = ", ".join(
+                f"{w.info.id} (pid {w.info.pid} on {w.info.hostname}, heartbeat "
+                f"{duration(w.age)} ago)"
+                for w in pulling
+            )
+            fail(
+                f"queue {queue!r} is pulled by {len(pulling)} live worker(s): {names}; stop "
+                "them first (a worker that was killed counts until its heartbeat expires, "
+                "three heartbeat intervals after the last)"
+            )
+        found = {q.name: q for q in await app.queues()}
+        stats = found.get(queue)
+        if stats is None:
+            fail(unknown_queue(queue, app.prefix, sorted(found)))
+        if not stats.consumer or not await delete_queue_consumer(app, queue):
+            fail(f"queue {queue!r} has no consumer to delete under prefix {app.prefix!r}")
     left = stats.pending + stats.in_flight
     kept = f"; its {left} waiting jobs stay stored" if left else ""
     typer.echo(f"queue {queue}: consumer deleted{kept}")

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import signal
 import time
 from typing import Annotated, Any
 
 import typer
 
-from aioq.app import Aarq
-from aioq.cli._common import (
-    Connection,
-    CredsOption,
-    JsonOption,
-    PasswordOption,
-    PrefixOption,
-    ServerOption,
-    TokenOption,
-    UserOption,
-    echo_json,
-    fail_on_errors,
-)
+from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
 from aioq.cli._loader import load_app
 from aioq.cli._logging import LogLevel, configure_logging
-from aioq.cli._output import table
+from aioq.cli._options import JsonOption, LogLevelOption
+from aioq.cli._output import echo_json, table
+from aioq.cli._signals import until_stopped
 from aioq.cron import CronSchedule, EverySchedule
 from aioq.repeatable import Repeatable
 from aioq.scheduler import Scheduler
@@ -45,14 +32,10 @@ AppPath = Annotated[
 ]
 
 
-def scheduler(
+@command
+async def scheduler(
     app_path: AppPath,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    connection: Connection = CONNECTION_OPTIONS,
     repeatable: Annotated[
         list[str] | None,
         typer.Option(
@@ -75,15 +58,7 @@ def scheduler(
             metavar="SECONDS",
         ),
     ] = 1.0,
-    log_level: Annotated[
-        LogLevel,
-        typer.Option(
-            "--log-level",
-            case_sensitive=False,
-            help="Log level: debug, info, warning or error.",
-            metavar="LEVEL",
-        ),
-    ] = LogLevel.info,
+    log_level: LogLevelOption = LogLevel.info,
 ) -> None:
     """Run a scheduler alone (delayed and repeatable jobs, no job execution) until SIGTERM.
 
@@ -91,44 +66,17 @@ def scheduler(
     each delayed job and each tick of a repeatable is enqueued once.
     """
     configure_logging(log_level)
-    with fail_on_errors():
-        app = Connection(server, prefix, creds, token, user, password).app(app_path)
+    async with connection.open(app_path) as app:
         runner = Scheduler(
-            app,
-            repeatables=repeatable or None,
-            scan_interval=scan_interval,
-            delayed=delayed,
+            app, repeatables=repeatable or None, scan_interval=scan_interval, delayed=delayed
         )
-        asyncio.run(_run(app, runner))
-
-
-async def _run(app: Aarq, runner: Scheduler) -> None:
-    loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(runner.run())
-    stop = asyncio.Event()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
-        # Cancelled again if need be: on Python 3.11 a cancellation that arrives as a NATS
-        # request completes can be lost inside nats-py.
-        while not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1.0)
-        with contextlib.suppress(asyncio.CancelledError):
-            task.result()
-    finally:
-        stopping.cancel()
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        await app.close()
+        await until_stopped(runner.run())
     log.info(
         "scheduler stopped: released %d delayed jobs, fired %d ticks", runner.released, runner.fired
     )
 
 
+@command
 def schedules(
     app_path: AppPath,
     count: Annotated[
@@ -138,32 +86,17 @@ def schedules(
     json: JsonOption = False,
 ) -> None:
     """List the app's repeatable jobs with their next fire times (no server needed)."""
-    with fail_on_errors():
-        app = load_app(app_path)
-        now = time.time()
-        rows = [_describe(r, count, now) for r in app.repeatables.values()]
-        if json:
-            echo_json(rows)
-            return
-        if not rows:
-            typer.echo(f"no repeatable jobs in {app_path}")
-            return
-        typer.echo(
-            table(
-                ["NAME", "TASK", "QUEUE", "SCHEDULE", "MISSED", "NEXT"],
-                [
-                    [
-                        r["name"],
-                        r["task"],
-                        r["queue"],
-                        r["schedule"],
-                        r["missed"],
-                        ", ".join(r["next"]),
-                    ]
-                    for r in rows
-                ],
-            )
-        )
+    app = load_app(app_path)
+    now = time.time()
+    rows = [_describe(r, count, now) for r in app.repeatables.values()]
+    if json:
+        echo_json(rows)
+    elif not rows:
+        typer.echo(f"no repeatable jobs in {app_path}")
+    else:
+        headers = ["NAME", "TASK", "QUEUE", "SCHEDULE", "MISSED", "NEXT"]
+        keys = ["name", "task", "queue", "schedule", "missed"]
+        typer.echo(table(headers, [[r[k] for k in keys] + [", ".join(r["next"])] for r in rows]))
 
 
 def _describe(repeatable: Repeatable, count: int, now: float) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from aioq.cli._common import fail, fail_on_errors
+from aioq.cli._command import command, fail
 from aioq.embedded import EmbeddedNats
 from aioq.errors import BrokerUnavailableError
 
@@ -22,6 +22,7 @@ __all__ = ["server"]
 _PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "nats.conf"
 
 
+@command
 def server(
     port: Annotated[
         int,
@@ -63,7 +64,7 @@ def server(
         local = Path("deploy/nats.conf")
         config = local if local.is_file() else _PACKAGED_CONFIG
     store_dir.mkdir(parents=True, exist_ok=True)
-    with _store_lock(store_dir), fail_on_errors():
+    with _store_lock(store_dir):
         embedded = _start(config, port, store_dir, monitor_port)
         monitoring = embedded.monitor_url or "off"
         print(

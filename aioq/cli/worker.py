@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
@@ -13,18 +14,9 @@ from typing import Annotated, Final
 
 import typer
 
-from aioq.cli._common import (
-    Connection,
-    CredsOption,
-    PasswordOption,
-    PrefixOption,
-    ServerOption,
-    TokenOption,
-    UserOption,
-    fail_on_errors,
-)
-from aioq.cli._loader import load_app
+from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
 from aioq.cli._logging import LogLevel, configure_logging
+from aioq.cli._options import LogLevelOption
 from aioq.options import WorkerOptions
 from aioq.worker import Worker
 
@@ -42,6 +34,7 @@ def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else value
 
 
+@command
 def worker(
     app_path: Annotated[
         str,
@@ -66,21 +59,8 @@ def worker(
             "--concurrency", "-c", min=1, help="Jobs run at once, over all the queues.", metavar="N"
         ),
     ] = DEFAULTS.concurrency,
-    log_level: Annotated[
-        LogLevel,
-        typer.Option(
-            "--log-level",
-            case_sensitive=False,
-            help="Log level: debug, info, warning or error.",
-            metavar="LEVEL",
-        ),
-    ] = LogLevel.info,
-    server: ServerOption = None,
-    prefix: PrefixOption = None,
-    creds: CredsOption = None,
-    token: TokenOption = None,
-    user: UserOption = None,
-    password: PasswordOption = None,
+    log_level: LogLevelOption = LogLevel.info,
+    connection: Connection = CONNECTION_OPTIONS,
     shutdown_grace: Annotated[
         float,
         typer.Option(
@@ -142,23 +122,20 @@ def worker(
     With --burst it exits by itself once its queues are empty.
     """
     configure_logging(log_level)
-    with fail_on_errors():
-        app = load_app(app_path)
-        Connection(server or None, prefix, creds, token, user, password).apply(app)
-        options = DEFAULTS.replace(
-            concurrency=concurrency,
-            shutdown_grace=shutdown_grace,
-            heartbeat_interval=heartbeat_interval,
-            rate_limit=rate_limit,
-            rate_interval=rate_interval,
-            scheduler=scheduler,
-            scan_interval=scan_interval,
-            burst=burst,
-        )
-        if queue:
-            options = options.replace(queues=queue)
-        runner = Worker(app, options=options)
-        asyncio.run(_run(runner))
+    app = dataclasses.replace(connection, server=connection.server or None).app(app_path)
+    options = DEFAULTS.replace(
+        concurrency=concurrency,
+        shutdown_grace=shutdown_grace,
+        heartbeat_interval=heartbeat_interval,
+        rate_limit=rate_limit,
+        rate_interval=rate_interval,
+        scheduler=scheduler,
+        scan_interval=scan_interval,
+        burst=burst,
+    )
+    if queue:
+        options = options.replace(queues=queue)
+    asyncio.run(_run(Worker(app, options=options)))
 
 
 async def _run(runner: Worker) -> None:

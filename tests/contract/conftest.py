@@ -124,17 +124,3 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         yield backend
     finally:
         await backend.close()
-
-
-async def eventually(
-    condition: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02
-) -> None:
-    """Wait until `condition()` (a value or an awaitable) is truthy; fail after `timeout`."""
-    async with asyncio.timeout(timeout):
-        while True:
-            value = condition()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return
-            await asyncio.sleep(interval)

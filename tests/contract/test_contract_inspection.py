@@ -14,7 +14,8 @@ from aioq.inspection import (
     worker_statuses,
 )
 
-from .conftest import Backend, eventually
+from ..helpers import eventually
+from .conftest import Backend
 
 
 async def test_queue_stats_count_pending_delayed_and_dead_jobs(backend: Backend) -> None:

@@ -16,7 +16,8 @@ from aioq import (
     PayloadTooLargeError,
 )
 
-from .conftest import Backend, eventually
+from ..helpers import eventually
+from .conftest import Backend
 
 
 async def test_enqueue_and_result(backend: Backend) -> None:

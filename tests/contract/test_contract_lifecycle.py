@@ -12,7 +12,8 @@ from aioq import Context, JobAbortedError, JobFailedError, JobNotFoundError, Job
 from aioq.admin import EventStream
 from aioq.wire import Event
 
-from .conftest import Backend, eventually
+from ..helpers import eventually
+from .conftest import Backend
 
 
 async def test_status_transitions_and_the_event_sequence(backend: Backend) -> None:
@@ -91,13 +92,19 @@ async def test_app_events_follows_one_queue(backend: Backend) -> None:
             return
 
     listener = asyncio.create_task(listen())
-    await asyncio.sleep(0.2)  # `app.events` subscribes when first iterated
     await backend.worker(["watched", "ignored"])
-    await (await pong.enqueue()).result(timeout=10)
-    job = await ping.enqueue()
-    async with asyncio.timeout(10):
-        await listener
-    assert [(e.kind, e.id, e.queue) for e in received] == [("succeeded", job.id, "watched")]
+    pings: list[str] = []
+
+    async def heard() -> bool:  # `app.events` subscribes when first iterated: until it hears
+        await (await pong.enqueue()).result(timeout=10)
+        pings.append((await ping.enqueue()).id)
+        await asyncio.wait([listener], timeout=0.5)
+        return listener.done()
+
+    await eventually(heard)
+    [event] = received
+    assert (event.kind, event.queue) == ("succeeded", "watched")
+    assert event.id in pings
 
 
 async def test_abort_a_queued_a_deferred_and_a_running_job(backend: Backend) -> None:

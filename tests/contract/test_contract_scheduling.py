@@ -12,7 +12,8 @@ import pytest
 
 from aioq import Aarq, BrokerError, Context, JobState
 
-from .conftest import Backend, eventually
+from ..helpers import eventually
+from .conftest import Backend
 
 # Start times are taken inside the tasks, a few milliseconds after the limiter let each job
 # through (on NATS, real time): windows a fifth shorter than the interval keep the check

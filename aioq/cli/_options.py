@@ -1,0 +1,111 @@
+"""The options and arguments that several commands share, each declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aioq.cli._logging import LogLevel
+
+__all__ = [
+    "AppOption",
+    "CredsOption",
+    "JsonOption",
+    "LogLevelOption",
+    "PasswordOption",
+    "PrefixOption",
+    "QueueArgument",
+    "ServerOption",
+    "TokenOption",
+    "UserOption",
+]
+
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        "-s",
+        envvar="NATS_URL",
+        help=r"NATS server URL(s), comma-separated. \[default: $NATS_URL, else the app's own]",
+        show_envvar=False,
+        metavar="URL",
+    ),
+]
+PrefixOption = Annotated[
+    str | None,
+    typer.Option(
+        "--prefix",
+        help=r"Namespace of the subjects, streams and buckets. \[default: the app's, else aioq]",
+        metavar="PREFIX",
+        show_default=False,
+    ),
+]
+CredsOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--creds",
+        envvar="NATS_CREDS",
+        exists=True,
+        dir_okay=False,
+        help=r"NATS credentials file (JWT and nkey). \[default: $NATS_CREDS, else the app's]",
+        show_envvar=False,
+        metavar="FILE",
+    ),
+]
+TokenOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="NATS_TOKEN",
+        help=r"NATS authentication token. \[default: $NATS_TOKEN, else the app's]",
+        show_envvar=False,
+        metavar="TOKEN",
+    ),
+]
+UserOption = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        envvar="NATS_USER",
+        help=r"NATS user name. \[default: $NATS_USER, else the app's]",
+        show_envvar=False,
+        metavar="USER",
+    ),
+]
+PasswordOption = Annotated[
+    str | None,
+    typer.Option(
+        "--password",
+        envvar="NATS_PASSWORD",
+        help=r"NATS password. \[default: $NATS_PASSWORD, else the app's]",
+        show_envvar=False,
+        metavar="PASSWORD",
+    ),
+]
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        help="Your app, as module:attribute: its servers, prefix and credentials become the "
+        "defaults, and results decode to its tasks' types.",
+        metavar="APP_PATH",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")
+]
+QueueArgument = Annotated[
+    str, typer.Argument(help="The queue.", metavar="QUEUE", show_default=False)
+]
+LogLevelOption = Annotated[
+    LogLevel,
+    typer.Option(
+        "--log-level",
+        case_sensitive=False,
+        help="Log level: debug, info, warning or error.",
+        metavar="LEVEL",
+    ),
+]

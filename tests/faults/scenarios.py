@@ -65,7 +65,7 @@ async def _drained(lab: Lab, timeout: float, problems: list[str], **kw: bool) ->
 
 
 def repeated_log_lines(text: str, per_second: int = 1) -> list[str]:
-    """Warnings and errors (ids and numbers masked) written more than `per_second` times in a second.
+    """Warnings and errors (ids, numbers masked) written more than `per_second` times a second.
 
     Per-job info lines are one per job by design and are not counted.
     """

@@ -22,6 +22,7 @@ from aioq._nats.inbox import PullInbox, pull_status
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
+from aioq._nats.throttle import LogThrottle
 from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.errors import BrokerError, BrokerUnavailableError, EnqueueError, PayloadTooLargeError
 from aioq.naming import Names
@@ -149,6 +150,7 @@ class NatsBroker:
         self._closing = False
         self._connected = False
         self._connect_error: BaseException | None = None
+        self._error_log = LogThrottle()
 
     @property
     def js(self) -> JetStreamContext:
@@ -254,7 +256,10 @@ class NatsBroker:
             self._connect_error = error
             log.debug("nats: %s", _describe(error))
             return
-        log.warning("nats: %s", _describe(error))
+        message = _describe(error)
+        repeats = self._error_log.admit(message)
+        if repeats is not None:
+            log.warning("nats: %s%s", message, f" (and {repeats} more)" if repeats else "")
 
     async def _on_disconnected(self) -> None:
         if not self._closing:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -151,6 +152,9 @@ class NatsBroker:
         self._connected = False
         self._connect_error: BaseException | None = None
         self._error_log = LogThrottle()
+        # While the connection is down: when it went, and the errors of reconnect attempts.
+        self._down_since: float | None = None
+        self._down_errors = 0
 
     @property
     def js(self) -> JetStreamContext:
@@ -221,7 +225,7 @@ class NatsBroker:
                 reconnect_time_wait=0.5,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
-                reconnected_cb=_on_reconnected,
+                reconnected_cb=self._on_reconnected,
             )
         except Exception as e:
             # "no servers available" says less than the error of the last attempt.
@@ -257,13 +261,30 @@ class NatsBroker:
             log.debug("nats: %s", _describe(error))
             return
         message = _describe(error)
+        if self._down_since is not None:
+            # Each reconnect attempt fails the same way: the first says why, the rest are counted.
+            self._down_errors += 1
+            if self._down_errors > 1:
+                log.debug("nats: %s", message)
+                return
         repeats = self._error_log.admit(message)
         if repeats is not None:
             log.warning("nats: %s%s", message, f" (and {repeats} more)" if repeats else "")
 
     async def _on_disconnected(self) -> None:
-        if not self._closing:
+        if not self._closing and self._down_since is None:
+            self._down_since = time.monotonic()
+            self._down_errors = 0
             log.warning("nats: disconnected, reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        if self._down_since is None:
+            log.warning("nats: reconnected")
+            return
+        down = time.monotonic() - self._down_since
+        failed = self._down_errors
+        self._down_since = None
+        log.warning("nats: reconnected after %.1fs (%d connection errors while down)", down, failed)
 
     async def close(self) -> None:
         """Flush buffered acks and publishes, then disconnect."""
@@ -379,7 +400,3 @@ class NatsBroker:
 def _describe(error: BaseException) -> str:
     text = str(error).strip()
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-async def _on_reconnected() -> None:
-    log.warning("nats: reconnected")

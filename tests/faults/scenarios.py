@@ -458,7 +458,7 @@ async def partition_blackhole(lab: Lab, size: Size) -> Outcome:
 
 async def slow_consumer(lab: Lab, size: Size) -> Outcome:
     """Large jobs (~200 KB) and slow handlers: the worker must not be cut off, nothing lost."""
-    jobs = size.pick(150, 2000)
+    jobs = size.pick(150, 1000)
     worker = lab.worker(concurrency=50)
     await lab.workers_started()
     await lab.produce(jobs, seconds=1.0, pad="p" * 200_000, window=16)

@@ -203,14 +203,18 @@ class Lab:
         self.recorder.fault(f"server {sig.name.lower()}", "nats-server", start, time.time())
 
     async def partition(self, seconds: float, mode: str = "reset") -> None:
-        """Cut the proxied link for `seconds`, then restore it."""
+        """Cut the proxied link for `seconds`, then restore it.
+
+        Modes: ``reset``, ``blackhole`` and ``stale`` (a blackhole after which only new
+        connections work).
+        """
         assert self.proxy is not None
         start = time.time()
-        self.proxy.cut("blackhole" if mode == "blackhole" else "reset")
+        self.proxy.cut("reset" if mode == "reset" else "blackhole")
         try:
             await asyncio.sleep(seconds)
         finally:
-            self.proxy.restore()
+            self.proxy.restore(stale=mode == "stale")
             self.recorder.fault(f"partition {mode}", "worker link", start, time.time())
 
     # -- producer ------------------------------------------------------------------------
@@ -313,11 +317,20 @@ class Lab:
         return False
 
     async def finish(self, expected_dead: Iterable[str] = ()) -> Report:
-        """Stop the workers, record the dead letters and check the history."""
+        """Stop the workers, record the dead letters and check the history.
+
+        A server that exited without the scenario stopping it (another process signalled
+        it, or it crashed) is reported as a problem of the run.
+        """
+        problems = []
+        if not self.server.running:
+            problems.append(f"nats-server exited unexpectedly; see {self.server.log_file}")
         await self.stop_workers()
         with contextlib.suppress(Exception):
             await self.read_dead()
-        return check(load(self.history_dir), expected_dead)
+        report = check(load(self.history_dir), expected_dead)
+        report.problems.extend(problems)
+        return report
 
 
 async def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:

@@ -3,7 +3,8 @@
 ``reset`` closes every connection and refuses new ones (the peer sees a reset at once);
 ``blackhole`` stops moving bytes in both directions and holds new connections silent, like a
 partition the peers only notice by their own timeouts; nothing is dropped, so a link restored
-before either side gives up carries on.
+before either side gives up carries on, unless it is restored ``stale``: then the connections
+of before stay silent for good and only new ones work.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class Proxy:
         self._open.set()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._stale: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections = 0
 
@@ -55,8 +57,14 @@ class Proxy:
         if mode == "reset":
             self._close_links()
 
-    def restore(self) -> None:
-        """Let bytes and new connections through again."""
+    def restore(self, *, stale: bool = False) -> None:
+        """Let bytes and new connections through again.
+
+        With `stale`, connections opened before the restore stay silent for good, as when a
+        firewall or NAT lost their state: only a new connection works.
+        """
+        if stale:
+            self._stale.update(self._writers)
         self.cut_mode = None
         self._open.set()
 
@@ -95,6 +103,8 @@ class Proxy:
                 if not data:
                     break
                 await self._open.wait()  # a blackhole holds what was read until the restore
+                if sink in self._stale or pair[0] in self._stale:
+                    continue  # a stale link swallows everything
                 sink.write(data)
                 await sink.drain()
         except (ConnectionError, OSError):
@@ -102,5 +112,6 @@ class Proxy:
         finally:
             for writer in pair:
                 self._writers.discard(writer)
+                self._stale.discard(writer)
                 with contextlib.suppress(Exception):
                     writer.transport.abort()

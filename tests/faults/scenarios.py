@@ -333,9 +333,7 @@ async def server_restart(lab: Lab, size: Size, sig: signal.Signals) -> Outcome:
     await _drained(lab, 60, problems)
     resumed = await _resumed(lab, [a, b], restarted, problems)
     report = await lab.finish()
-    notes = [
-        f"producer retries: {lab.enqueue_failures}; both workers resumed within {resumed:.1f}s"
-    ]
+    notes = [f"producer retries: {lab.enqueue_failures}; workers resumed within {resumed:.1f}s"]
     name = f"nats-server {sig.name} + restart, producer running"
     return Outcome(name, report, problems + _log_problems(lab), notes)
 
@@ -456,6 +454,10 @@ async def partition_blackhole(lab: Lab, size: Size) -> Outcome:
     return await partition(lab, size, "blackhole")
 
 
+async def partition_stale(lab: Lab, size: Size) -> Outcome:
+    return await partition(lab, size, "stale")
+
+
 async def slow_consumer(lab: Lab, size: Size) -> Outcome:
     """Large jobs (~200 KB) and slow handlers: the worker must not be cut off, nothing lost."""
     jobs = size.pick(150, 1000)
@@ -547,6 +549,7 @@ SCENARIOS: dict[str, Scenario] = {
     "delayed-restart": delayed_across_restart,
     "partition-reset": partition_reset,
     "partition-blackhole": partition_blackhole,
+    "partition-stale": partition_stale,
     "slow-consumer": slow_consumer,
     "clock-skew": clock_skew,
     "consumer-deleted": consumer_deleted,

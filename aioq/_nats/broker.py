@@ -44,6 +44,11 @@ _NO_WAIT_TIMEOUT_S = 5.0
 _NO_WAIT_QUIET_S = 0.005
 # Extra wait for the server's own expiry notice of a lingering pull.
 _LINGER_MARGIN_S = 1.0
+# A link that went silent without closing (a partition, a firewall that lost its state) is
+# noticed by unanswered pings: after about (outstanding + 1) intervals, 15 s, the client drops
+# it and reconnects. nats-py's default (2 minutes, 2 pings) leaves a worker idle for minutes.
+_PING_INTERVAL_S = 5
+_MAX_OUTSTANDING_PINGS = 2
 _ENDED = object()
 
 
@@ -223,6 +228,8 @@ class NatsBroker:
                 # Fail fast on the first connect; reconnect forever once connected.
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0.5,
+                ping_interval=_PING_INTERVAL_S,
+                max_outstanding_pings=_MAX_OUTSTANDING_PINGS,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,

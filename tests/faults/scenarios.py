@@ -26,6 +26,9 @@ from .history import load
 
 # The scheduler's scan interval (the worker's default): the bound on a lost delayed wake-up.
 SCAN_INTERVAL_S = 1.0
+# A worker must run jobs again this soon after a fault ended (a silent link is noticed by the
+# client's pings within about 15 s).
+RESUME_BOUND_S = 30.0
 # A delayed job may start this much before its due time (clock resolution, not a delay).
 EARLY_TOLERANCE_S = 0.05
 
@@ -92,13 +95,15 @@ def _log_problems(lab: Lab) -> list[str]:
 async def _resumed(lab: Lab, procs: list[Proc], since: float, problems: list[str]) -> float:
     """Feed jobs until each of `procs` ran one started after `since`; the seconds it took."""
     waiting = {p.pid for p in procs}
-    for round_ in range(10):
+    deadline = time.monotonic() + RESUME_BOUND_S
+    for round_ in range(1000):
         ran = {e.pid for e in load(lab.history_dir).completions if e.start > since}
         waiting -= ran
-        if not waiting:
+        if not waiting or time.monotonic() > deadline:
             break
         await lab.produce(40, seconds=0.2, prefix=f"probe{round_}-")
         await _drained(lab, 30, problems)
+        await asyncio.sleep(0.5)
     if waiting:
         problems.append(f"workers {sorted(waiting)} ran nothing after the fault ended")
     firsts: dict[int, float] = {}

@@ -23,6 +23,7 @@ CI_SUBSET = [
     "server-sigkill",
     "hostile",
     "partition-reset",
+    "partition-stale",
     "poison",
     pytest.param(
         "delayed-restart",

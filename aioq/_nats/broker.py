@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import nats
@@ -21,6 +22,7 @@ from aioq._nats.inspection import NatsInspection
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
+from aioq._nats.throttle import LogThrottle
 from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.errors import BrokerError, BrokerUnavailableError, EnqueueError, PayloadTooLargeError
 from aioq.naming import Names
@@ -42,6 +44,11 @@ _NO_WAIT_TIMEOUT_S = 5.0
 _NO_WAIT_QUIET_S = 0.005
 # Extra wait for the server's own expiry notice of a lingering pull.
 _LINGER_MARGIN_S = 1.0
+# A link that went silent without closing (a partition, a firewall that lost its state) is
+# noticed by unanswered pings: after about (outstanding + 1) intervals, 15 s, the client drops
+# it and reconnects. nats-py's default (2 minutes, 2 pings) leaves a worker idle for minutes.
+_PING_INTERVAL_S = 5
+_MAX_OUTSTANDING_PINGS = 2
 _ENDED = object()
 
 
@@ -135,6 +142,10 @@ class NatsBroker:
         self._closing = False
         self._connected = False
         self._connect_error: BaseException | None = None
+        self._error_log = LogThrottle()
+        # While the connection is down: when it went, and the errors of reconnect attempts.
+        self._down_since: float | None = None
+        self._down_errors = 0
 
     @property
     def js(self) -> JetStreamContext:
@@ -210,6 +221,8 @@ class NatsBroker:
                 # Fail fast on the first connect; reconnect forever once connected.
                 max_reconnect_attempts=1,
                 reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                ping_interval=_PING_INTERVAL_S,
+                max_outstanding_pings=_MAX_OUTSTANDING_PINGS,
                 error_cb=self._on_error,
                 disconnected_cb=self._on_disconnected,
                 reconnected_cb=self._on_reconnected,
@@ -252,16 +265,33 @@ class NatsBroker:
             self._connect_error = error
             log.debug("nats: %s", _describe(error))
             return
-        log.warning("nats: %s", _describe(error))
-
-    async def _on_reconnected(self) -> None:
-        log.warning("nats: reconnected")
-        if self._nc is not None:
-            connection_restored(self._nc)  # the pulls open on the old connection are gone
+        message = _describe(error)
+        if self._down_since is not None:
+            # Each reconnect attempt fails the same way: the first says why, the rest are counted.
+            self._down_errors += 1
+            if self._down_errors > 1:
+                log.debug("nats: %s", message)
+                return
+        repeats = self._error_log.admit(message)
+        if repeats is not None:
+            log.warning("nats: %s%s", message, f" (and {repeats} more)" if repeats else "")
 
     async def _on_disconnected(self) -> None:
-        if not self._closing:
+        if not self._closing and self._down_since is None:
+            self._down_since = time.monotonic()
+            self._down_errors = 0
             log.warning("nats: disconnected, reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        if self._nc is not None:
+            connection_restored(self._nc)  # the pulls open on the old connection are gone
+        if self._down_since is None:
+            log.warning("nats: reconnected")
+            return
+        down = time.monotonic() - self._down_since
+        failed = self._down_errors
+        self._down_since = None
+        log.warning("nats: reconnected after %.1fs (%d connection errors while down)", down, failed)
 
     async def close(self, *, flush: bool = True) -> None:
         """Flush buffered acks and publishes, then disconnect.

@@ -8,6 +8,7 @@ import typer
 
 from aioq import __version__
 from aioq.cli.admin import queues, workers
+from aioq.cli.dashboard import dashboard
 from aioq.cli.dead import dead_cli
 from aioq.cli.events import events
 from aioq.cli.jobs import enqueue, job_cli
@@ -56,6 +57,7 @@ cli.command()(queues)
 cli.command()(workers)
 cli.add_typer(dead_cli, name="dead")
 cli.command()(events)
+cli.command(no_args_is_help=True)(dashboard)
 
 
 def main() -> None:

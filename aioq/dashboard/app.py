@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qsl
 
 import msgspec
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -62,6 +63,7 @@ _STATUSES: Final = (
     "aborted",
 )
 _PING_S: Final = 15.0
+_FORM: Final = "application/x-www-form-urlencoded"
 _MAX_LIMIT: Final = 500
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -248,15 +250,14 @@ def _action(dash: Dashboard, handler: ActionHandler) -> Handler:
 
 
 def _is_form(request: Request) -> bool:
-    kind = request.headers.get("content-type", "")
-    return kind.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
+    return request.headers.get("content-type", "").startswith(_FORM)
 
 
 async def _fields(request: Request) -> dict[str, Any]:
-    if _is_form(request):
-        form = await request.form()
-        return {k: v for k, v in form.multi_items() if isinstance(v, str)}
+    """The fields of a form post (URL-encoded, as the pages send) or of a JSON object."""
     body = await request.body()
+    if _is_form(request):
+        return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
     if not body.strip():
         return {}
     try:

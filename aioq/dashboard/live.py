@@ -181,7 +181,7 @@ class LiveHub:
 
     def timeline(self, job_id: str) -> list[dict[str, Any]]:
         """The events of `job_id` this dashboard has seen, oldest first."""
-        return list(self._timelines.get(job_id, []))
+        return sorted(self._timelines.get(job_id, []), key=lambda e: float(e["at"]))
 
     async def queues(self, max_age: float | None = None) -> list[dict[str, Any]]:
         """Every queue's counts, throughput and worker count (cached for `max_age` s)."""

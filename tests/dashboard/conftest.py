@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx2
 import nats
 import pytest
+import pytest_asyncio
 
 from aioq import Aarq
 from aioq.embedded import EmbeddedNats
@@ -104,7 +105,7 @@ def stack(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -
         asyncio.run(delete_streams(nats_server.url, prefix))
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def client(stack: Stack) -> AsyncIterator[Aarq]:
     """The producer side: the module's app on the module's prefix."""
     application = build(stack.prefix, servers=stack.url)
@@ -112,7 +113,7 @@ async def client(stack: Stack) -> AsyncIterator[Aarq]:
     await application.close()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def http(stack: Stack) -> AsyncIterator[httpx2.AsyncClient]:
     async with httpx2.AsyncClient(base_url=stack.base, timeout=10.0) as session:
         yield session

@@ -29,6 +29,11 @@ def build(prefix: str, servers: str = "nats://127.0.0.1:4222") -> Aarq:
         return "fixed"
 
     @app.task(queue=QUEUE, retries=0)
+    async def slow_echo(ctx: Context, value: Any, seconds: float) -> Any:
+        await asyncio.sleep(seconds)
+        return value
+
+    @app.task(queue=QUEUE, retries=0)
     async def sleepy(ctx: Context, seconds: float) -> None:
         await asyncio.sleep(seconds)
 

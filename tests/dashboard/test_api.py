@@ -16,7 +16,7 @@ from aioq import Aarq
 from ..procs import Proc
 from .conftest import QUEUE, Stack
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
 XSS = "<img src=x onerror=alert(1)>"
 

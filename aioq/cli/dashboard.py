@@ -90,7 +90,12 @@ def dashboard(
         ),
     ] = LogLevel.info,
 ) -> None:
-    """Serve the web dashboard: queues, workers, jobs, dead letters, schedules, live."""
+    """Serve the web dashboard: queues, workers, jobs, dead letters, schedules, live.
+
+    Listens on 127.0.0.1 unless --host says otherwise; stops on Ctrl-C or SIGTERM.
+
+    Exit status: 0 stopped; 1 the app cannot be loaded or the extra is missing; 2 bad option.
+    """
     credentials = parse_auth(auth)
     configure_logging(log_level)
     try:

@@ -215,6 +215,10 @@ async def _refusing(
         return _problem(dash, request, HTTPProblem(404, str(e)))
     except (AioqError, ValueError) as e:
         return _problem(dash, request, HTTPProblem(400, str(e)))
+    except Exception as e:
+        log.exception("dashboard: %s %s failed", request.method, request.url.path)
+        message = f"the dashboard failed to answer: {e!r} (details in its log)"
+        return _problem(dash, request, HTTPProblem(500, message))
 
 
 def _page(dash: Dashboard, handler: PageHandler) -> Handler:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KV_DEL, KV_PURGE
@@ -343,7 +344,7 @@ class DashboardData:
             _, _, queue, job_id = subject.split(".", 3)
             async with reading:
                 try:
-                    msg = await js.get_msg(names.jobs_stream, subject=subject, direct=True)
+                    msg = await js.get_msg(names.jobs_stream, subject=subject)
                 except NotFoundError:
                     return None  # released meanwhile
             message = _job_message(msg.data or b"")
@@ -372,10 +373,13 @@ async def _scan(
 ) -> tuple[list[tuple[int, JobRecord]], int]:
     """The matching records stored at sequences [bottom, top), oldest first; and how many."""
     found: list[tuple[int, JobRecord]] = []
-    seq, read = bottom, 0
+    seq, read, direct = bottom, 0, True
     while seq < top:
         try:
-            msg = await js.get_msg(stream, seq=seq, subject=subject, next=True, direct=True)
+            msg = await js.get_msg(stream, seq=seq, subject=subject, next=True, direct=direct)
+        except NoRespondersError:
+            direct = False  # a bucket created without direct gets: ask the stream leader
+            continue
         except NotFoundError:
             break
         if msg.seq is None or msg.seq >= top:

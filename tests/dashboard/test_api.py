@@ -270,13 +270,20 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_metrics_and_schedules(http: httpx2.AsyncClient, worker: Proc) -> None:
+async def test_metrics_and_schedules(
+    http: httpx2.AsyncClient, client: Aarq, worker: Proc
+) -> None:
+    delayed = await client.get_task("sleepy").with_options(delay=600).enqueue(1)
     text = (await http.get("/metrics")).text
     assert f'aioq_queue_queued{{queue="{QUEUE}"}}' in text
     assert 'aioq_workers{status="alive"}' in text
     schedules = (await http.get("/api/schedules")).json()
     assert [r["name"] for r in schedules["repeatable"]] == ["hourly"]
     assert schedules["repeatable"][0]["next_fire"] > time.time()
+    held = [d for d in schedules["delayed"] if d["id"] == delayed.id]
+    assert held and held[0]["task"] == "sleepy"
+    assert held[0]["due_at"] == pytest.approx(time.time() + 600, abs=30)
+    await delayed.abort()
     assert (await http.get("/schedules")).status_code == 200
 
 

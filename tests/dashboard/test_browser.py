@@ -95,8 +95,10 @@ async def wait_live(page: Page) -> None:
 async def test_overview_loads_with_a_live_worker(
     page: Page, stack: Stack, worker: Proc, client: Aarq, tmp_path: Path
 ) -> None:
-    for i in range(3):
-        await (await client.enqueue("echo", i)).result(timeout=10)
+    jobs = [await client.enqueue("echo", i) for i in range(12)]
+    for job in jobs:
+        await job.result(timeout=10)
+    await client.get_task("sleepy").with_options(delay=600).enqueue(1)
     await page.goto(stack.base + "/")
     await wait_live(page)
     row = page.locator(f'#queues-table tr[data-queue="{QUEUE}"]')
@@ -187,11 +189,11 @@ async def test_a_script_in_job_data_stays_inert(
     await expect(page.locator("#events-list")).to_contain_text(job.id)
     await page.goto(f"{stack.base}/jobs/{job.id}")
     await expect(page.locator("#job-args")).to_contain_text(XSS)
+    await shot(page, "job", tmp_path)
     await job.result(timeout=10)
     await page.reload()
     await expect(page.locator("#job-result")).to_contain_text(XSS)
     await expect(page.locator("main img")).to_have_count(0)
-    await shot(page, "job", tmp_path)
     await page.goto(f"{stack.base}/jobs?queue={QUEUE}")
     await page.wait_for_timeout(300)  # let any injected handler fire
     assert page.dialogs == []

@@ -281,7 +281,8 @@ async def test_metrics_and_schedules(
     assert [r["name"] for r in schedules["repeatable"]] == ["hourly"]
     assert schedules["repeatable"][0]["next_fire"] > time.time()
     held = [d for d in schedules["delayed"] if d["id"] == delayed.id]
-    assert held and held[0]["task"] == "sleepy"
+    assert held
+    assert held[0]["task"] == "sleepy"
     assert held[0]["due_at"] == pytest.approx(time.time() + 600, abs=30)
     await delayed.abort()
     assert (await http.get("/schedules")).status_code == 200

@@ -37,6 +37,8 @@ _TIMELINE_JOBS: Final = 5000
 _TIMELINE_EVENTS: Final = 50
 _RETRYING_JOBS: Final = 100_000
 _CLIENT_BACKLOG: Final = 64
+#: Events one update sends at most (the newest): pages show the last 20.
+_EVENTS_PER_UPDATE: Final = 50
 _FINISHED: Final = frozenset({"succeeded", "failed", "expired", "aborted"})
 
 
@@ -269,7 +271,7 @@ class LiveHub:
         if self._changed("workers", workers):
             self._broadcast("workers", workers)
         if self._pending_events:
-            events, self._pending_events = self._pending_events, []
+            events, self._pending_events = self._pending_events[-_EVENTS_PER_UPDATE:], []
             self._broadcast("events", events, keep=False)
         if self._clients:
             queues = await self.queues()
@@ -307,6 +309,7 @@ class LiveHub:
         item: dict[str, Any] = msgspec.to_builtins(event)
         self.recent.append(item)
         self._pending_events.append(item)
+        del self._pending_events[:-_EVENTS_PER_UPDATE]
         timeline = self._timelines.setdefault(event.id, [])
         self._timelines.move_to_end(event.id)
         timeline.append(item)

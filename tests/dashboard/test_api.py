@@ -270,9 +270,7 @@ async def _true(value: bool) -> bool:
     return value
 
 
-async def test_metrics_and_schedules(
-    http: httpx2.AsyncClient, client: Aarq, worker: Proc
-) -> None:
+async def test_metrics_and_schedules(http: httpx2.AsyncClient, client: Aarq, worker: Proc) -> None:
     delayed = await client.get_task("sleepy").with_options(delay=600).enqueue(1)
     text = (await http.get("/metrics")).text
     assert f'aioq_queue_queued{{queue="{QUEUE}"}}' in text

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from aioq.app import Aarq
 from aioq.cli._common import (
     Connection,
     CredsOption,
@@ -17,6 +18,7 @@ from aioq.cli._common import (
     UserOption,
     fail,
     fail_on_errors,
+    run_with_app,
 )
 from aioq.cli._logging import LogLevel, configure_logging
 
@@ -36,6 +38,10 @@ def parse_auth(text: str | None) -> tuple[str, str] | None:
     if not sep or not user or not password:
         raise typer.BadParameter("--auth takes USER:PASSWORD (both non-empty)")
     return user, password
+
+
+async def _reachable(app: Aarq) -> None:
+    await app.connect()
 
 
 def _is_loopback(host: str) -> bool:
@@ -106,6 +112,7 @@ def dashboard(
         fail(_MISSING)
     with fail_on_errors():
         app = Connection(server, prefix, creds, token, user, password).app(app_path)
+        run_with_app(app, _reachable)  # one clear error now rather than a failed startup
         web = create_dashboard(app, read_only, auth=credentials)
         scope = "loopback only" if _is_loopback(host) else "reachable from the network"
         where = f"[{host}]" if ":" in host else host

@@ -193,18 +193,15 @@ class LiveHub:
             if self._queues is not None and now - self._queues[0] < max_age:
                 return self._queues[1]
             stats = await self.data.queues()
-            views = [self._queue_view(s) for s in stats]
+            workers = [w for w in self.tracker.views() if w["status"] != "dead"]
+            views = [self._queue_view(s, workers) for s in stats]
             self._queues = (now, views)
             return views
 
-    def _queue_view(self, stats: QueueStats) -> dict[str, Any]:
+    def _queue_view(self, stats: QueueStats, workers: list[dict[str, Any]]) -> dict[str, Any]:
         retrying = min(len(self._retrying.get(stats.name, ())), stats.in_flight)
         limit, interval = self.data.rate_limit(stats.name)
-        serving = [
-            w
-            for w in self.tracker.views()
-            if w["status"] != "dead" and (not w["queues"] or stats.name in w["queues"])
-        ]
+        serving = [w for w in workers if not w["queues"] or stats.name in w["queues"]]
         return {
             "name": stats.name,
             "queued": stats.pending,

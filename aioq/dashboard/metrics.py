@@ -25,10 +25,16 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def render_metrics(queues: Iterable[dict[str, Any]], workers: Iterable[dict[str, Any]]) -> str:
+def render_metrics(
+    queues: Iterable[dict[str, Any]], workers: Iterable[dict[str, Any]], live_pages: int = 0
+) -> str:
     """Queue gauges, worker liveness counts and per-worker counters as exposition text."""
     queues, workers = list(queues), list(workers)
-    lines: list[str] = []
+    lines = [
+        "# HELP aioq_dashboard_live_pages Pages following this dashboard's live feed.",
+        "# TYPE aioq_dashboard_live_pages gauge",
+        f"aioq_dashboard_live_pages {live_pages}",
+    ]
     for field, text in _QUEUE_GAUGES:
         lines += [f"# HELP aioq_queue_{field} {text}", f"# TYPE aioq_queue_{field} gauge"]
         lines += [f'aioq_queue_{field}{{queue="{_label(q["name"])}"}} {q[field]}' for q in queues]

@@ -150,7 +150,8 @@ async def schedules_page(dash: Dashboard, request: Request) -> Response:
 
 async def metrics(dash: Dashboard, request: Request) -> Response:
     """Queue and worker figures in the Prometheus text format."""
-    return metrics_response(render_metrics(await dash.hub.queues(), dash.hub.workers()))
+    text = render_metrics(await dash.hub.queues(), dash.hub.workers(), dash.hub.clients)
+    return metrics_response(text)
 
 
 async def stream(dash: Dashboard, request: Request) -> Response:

@@ -257,13 +257,27 @@ async def test_stream_sends_worker_queue_and_job_events(
                     return
 
     job_id = "sse-job-1"
+    before = await live_pages(http)
     reader = asyncio.create_task(read())
     await eventually(lambda: _true("workers" in seen and "queues" in seen))
+    assert await live_pages(http) == before + 1
     job = await client.get_task("echo").with_options(job_id=job_id).enqueue("hi")
     await job.result(timeout=10)
     async with asyncio.timeout(10):
         await job_seen.wait()
     reader.cancel()
+    # A closed page is forgotten: the feed does not leak.
+    await eventually(lambda: _equals(live_pages(http), before))
+
+
+async def _equals(value: Any, wanted: int) -> bool:
+    return bool(await value == wanted)
+
+
+async def live_pages(http: httpx2.AsyncClient) -> int:
+    text = (await http.get("/metrics")).text
+    line = next(x for x in text.splitlines() if x.startswith("aioq_dashboard_live_pages "))
+    return int(line.split()[1])
 
 
 async def _true(value: bool) -> bool:

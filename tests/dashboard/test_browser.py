@@ -218,3 +218,26 @@ async def test_read_only_mode_has_no_action_buttons(
 
 async def _failed(job: object) -> bool:
     return (await job.status()).state == "failed"  # type: ignore[attr-defined]
+
+
+async def test_enqueue_from_the_form_then_abort_from_the_job_page(
+    page: Page, stack: Stack, worker: Proc, client: Aarq
+) -> None:
+    await page.goto(stack.base + "/")
+    form = page.locator("#enqueue-form")
+    await form.locator('select[name="task"]').select_option("sleepy")
+    await form.locator('textarea[name="args"]').fill("[30]")
+    await form.get_by_role("button", name="Enqueue").click()
+    await page.wait_for_url(re.compile(r"/jobs/[0-9a-f]+$"))
+    job_id = page.url.rsplit("/", 1)[1]
+    job = await client.job(job_id)
+
+    async def running() -> bool:
+        return (await job.status()).state == "running"
+
+    await eventually(running)
+    await page.reload()
+    await page.get_by_role("button", name="Abort").click()
+    await page.wait_for_url(f"{stack.base}/jobs/{job_id}")
+    await expect(page.locator("#job-state")).to_have_text("aborted")
+    assert (await job.status()).state == "aborted"

@@ -241,6 +241,7 @@ def _action(dash: Dashboard, handler: ActionHandler) -> Handler:
             _check_csrf(dash, request, fields)
             await dash.start()
             result = await handler(dash, request, fields)
+            dash.hub.forget_queues()
             if _is_form(request):
                 return RedirectResponse(_next(request, fields), status_code=303)
             return _json(result)

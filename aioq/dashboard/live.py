@@ -198,6 +198,10 @@ class LiveHub:
             self._queues = (now, views)
             return views
 
+    def forget_queues(self) -> None:
+        """Read the queue counts afresh next time (after an action changed them)."""
+        self._queues = None
+
     def _queue_view(self, stats: QueueStats, workers: list[dict[str, Any]]) -> dict[str, Any]:
         retrying = min(len(self._retrying.get(stats.name, ())), stats.in_flight)
         limit, interval = self.data.rate_limit(stats.name)

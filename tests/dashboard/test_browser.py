@@ -237,7 +237,8 @@ async def test_enqueue_from_the_form_then_abort_from_the_job_page(
 
     await eventually(running)
     await page.reload()
-    await page.get_by_role("button", name="Abort").click()
-    await page.wait_for_url(f"{stack.base}/jobs/{job_id}")
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Abort").click()
+    assert page.url == f"{stack.base}/jobs/{job_id}", await page.content()
     await expect(page.locator("#job-state")).to_have_text("aborted")
     assert (await job.status()).state == "aborted"

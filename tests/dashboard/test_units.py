@@ -73,3 +73,14 @@ def test_metrics_text_escapes_labels() -> None:
     assert 'aioq_workers{status="alive"} 1' in text
     assert 'aioq_worker_processed_total{worker="w1"} 5' in text
     assert text.endswith("\n")
+
+
+def test_a_delete_of_a_sequence_already_gone_counts_as_gone() -> None:
+    # The dashboard's abort of a running job races the worker's acknowledgement: the server
+    # then answers the delete with 400 "sequence not found" (10043), not an error to show.
+    from nats.js.errors import BadRequestError
+
+    from aioq._nats.store import _gone
+
+    assert _gone(BadRequestError(code=400, err_code=10043, description="sequence 18 not found"))
+    assert not _gone(BadRequestError(code=400, err_code=10071, description="wrong last seq"))

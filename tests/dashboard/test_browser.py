@@ -147,7 +147,7 @@ async def test_a_dead_letter_is_retried_from_the_page_and_succeeds(
     async def dead() -> bool:
         return (await job.status()).state == "failed"  # type: ignore[attr-defined]
 
-    await eventually(dead)
+    await eventually(dead, timeout=20)
     await page.goto(f"{stack.base}/dead?queue={QUEUE}")
     row = page.locator(f'#dead-table tr[data-job="{job.id}"]')
     await expect(row).to_contain_text("RuntimeError: not fixed yet")

@@ -39,6 +39,8 @@ _MSG_ID: Final = "Nats-Msg-Id"
 _RECENTLY_QUEUED: Final = 10_000
 # The server's error code for a message that is no longer there (it may come as a 500).
 _NO_MESSAGE_FOUND: Final = 10057
+# ... and its answer to deleting a sequence that is gone (a 400).
+_SEQUENCE_NOT_FOUND: Final = 10043
 # Makes a record write conditional: stored only if the key has no record yet.
 _EXPECT_NO_RECORD: Final = "Nats-Expected-Last-Subject-Sequence"
 
@@ -396,8 +398,9 @@ class NatsStore:
 
 
 def _gone(error: APIError) -> bool:
-    """Whether the server answered that the message is not there (a 404, or a 500 10057)."""
-    return isinstance(error, NotFoundError) or error.err_code == _NO_MESSAGE_FOUND
+    """Whether the server answered that the message is not there (404, 500 10057, 400 10043)."""
+    gone_codes = (_NO_MESSAGE_FOUND, _SEQUENCE_NOT_FOUND)
+    return isinstance(error, NotFoundError) or error.err_code in gone_codes
 
 
 def _stored(msg: object) -> StoredMessage:

@@ -10,6 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from aioq._version import __version__
+from aioq.cli.dashboard import dashboard
 from aioq.cli.dead import dead_cli
 from aioq.cli.events import events
 from aioq.cli.inspect import queues, workers
@@ -109,6 +110,7 @@ cli.command()(queues)
 cli.command()(workers)
 cli.add_typer(dead_cli, name="dead")
 cli.command()(events)
+cli.command(no_args_is_help=True)(dashboard)
 
 
 def main() -> None:

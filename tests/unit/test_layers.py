@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parents[2] / "aioq"
 
 # Third-party packages and the only places that may import them.
 CONFINED = {
-    "nats": ("aioq._nats",),
+    # The dashboard's data module still reads NATS itself (the workers KV watch, paged record
+    # reads); it moves behind the inspection seam next. Listed by name: the list only shrinks.
+    "nats": ("aioq._nats", "aioq.dashboard.data"),
     "typer": ("aioq.cli",),
     "starlette": ("aioq.dashboard",),
     "jinja2": ("aioq.dashboard",),

@@ -460,20 +460,20 @@ class Aarq:
         validate_queue(queue)
         end = pause_end(until, datetime.fromtimestamp(self.clock.time(), UTC))
         broker = await self.connect()
-        await broker.scheduling.pause_queue(queue, end)
+        await broker.control.pause(queue, end)
         return end
 
     async def resume_queue(self, queue: str) -> None:
         """End a pause of `queue` at once."""
         validate_queue(queue)
         broker = await self.connect()
-        await broker.scheduling.resume_queue(queue)
+        await broker.control.resume(queue)
 
     async def queue_paused_until(self, queue: str) -> datetime | None:
         """When the pause of `queue` ends, or None if it is not paused."""
         validate_queue(queue)
         broker = await self.connect()
-        return await broker.scheduling.paused_until(queue)
+        return await broker.control.paused_until(queue)
 
     # -- connection -----------------------------------------------------------------------
 
@@ -595,7 +595,7 @@ class Aarq:
         """
         broker = await self.connect()
         wanted = set(kinds) if kinds else None
-        listener = await broker.store.listen_events(validate_queue(queue) if queue else None)
+        listener = await broker.events.listen(validate_queue(queue) if queue else None)
         decoder = msgspec.json.Decoder(Event)
         try:
             async for data in listener.messages():

@@ -70,6 +70,17 @@ class Inspection(Protocol):
         """
         ...
 
+    async def record_span(self) -> tuple[int, int]:
+        """Positions of the job records: ``(first, after last)``; ``(1, 1)`` if none yet."""
+        ...
+
+    async def records_between(self, bottom: int, top: int) -> list[tuple[int, bytes]]:
+        """The records whose latest write is at a position in ``[bottom, top)``, oldest first.
+
+        Costs one read per position (a rewritten or deleted record leaves a gap).
+        """
+        ...
+
     def held(self, queue: str | None = None, after: int = 0) -> AsyncIterator[HeldEntry]:
         """The delayed jobs still held (of `queue`, or all) after sequence `after`, lazily."""
         ...

@@ -143,9 +143,9 @@ async def queue_backlog(
     moment = broker.clock.time()
     backlog: dict[str, int] = {}
     for queue in queues:
-        count = await broker.backlog(queue)
+        count = await broker.jobs.backlog(queue)
         if delayed:
-            due, later = await broker.scheduling.held_jobs(queue, moment)
+            due, later = await broker.held.counts(queue, moment)
             count += due + later
         backlog[queue] = count
     return backlog
@@ -333,15 +333,15 @@ class ShutdownReport:
 
     async def account(self, app: Aarq, jobs: Iterable[Job[Any]]) -> None:
         """Sort `jobs` into finished, waiting, interrupted and lost, from the server's view."""
-        store = (await app.connect()).store
+        broker = await app.connect()
         for job in jobs:
-            raw = await store.get_record(job.id)
+            raw = await broker.records.get(job.id)
             record = msgspec.json.decode(raw, type=JobRecord) if raw else None
             state = record.state if record is not None else None
             self.states[job.id] = state
             if state in TERMINAL_STATES:
                 self.finished.append(job)
-            elif await store.find_queued(job.id, job.queue) or await store.find_held(
+            elif await broker.jobs.find(job.id, job.queue) or await broker.held.find(
                 job.id, job.queue
             ):
                 bucket = self.interrupted if state is JobState.RUNNING else self.waiting

@@ -224,8 +224,10 @@ class Worker:
             # Signals are handled from here on, so a stop during start-up is graceful too.
             with stop_on_signals(self._loop, self.stop, enabled=self.handle_signals):
                 await _run_hooks(self.app.startup_hooks, self.app.state, "startup")
-                sources = {q: await broker.open_source(q, self.app.queue(q)) for q in self.queues}
-                stop_listening = await broker.listen_aborts(self._executor.abort)
+                sources = {
+                    q: await broker.jobs.open_source(q, self.app.queue(q)) for q in self.queues
+                }
+                stop_listening = await broker.events.listen_aborts(self._executor.abort)
                 await heartbeat.beat()
                 self.ready = True
                 log.info(

@@ -109,7 +109,7 @@ class Executor:
         """What the job's record says about the delivery before `delivery`."""
         try:
             job_id = job_id_of(decode_job(delivery.data), delivery)
-            raw = await self.broker.store.get_record(job_id)
+            raw = await self.broker.records.get(job_id)
             record = _record_decoder.decode(raw) if raw else None
         except Exception:  # an undecodable job is dead-lettered when it runs
             return Previous.UNKNOWN
@@ -408,7 +408,7 @@ class Executor:
             dead.payload = delivery.data[: max(0, room * 3 // 4)]
             dead.payload_truncated = True
         try:
-            await self.broker.publish_dead(queue, job_id, encode(dead), f"{job_id}:{delivery.seq}")
+            await self.broker.dead.publish(queue, job_id, encode(dead), f"{job_id}:{delivery.seq}")
         except Exception as e:
             log.error(
                 "job %s queue=%s: cannot store its dead letter (%s); it stays queued and comes "

@@ -80,7 +80,7 @@ class Fetching:
             options = self.queue_options(queue)
             shared = (
                 SharedLimit(
-                    broker.scheduling,
+                    broker.control,
                     queue,
                     options.rate_limit,
                     options.rate_interval,
@@ -185,7 +185,7 @@ class Fetching:
         while True:
             await asyncio.sleep(pause)
             try:
-                return await broker.open_source(queue, self.queue_options(queue))
+                return await broker.jobs.open_source(queue, self.queue_options(queue))
             except Exception as e:
                 pause = outage.failed(e)
 

@@ -259,9 +259,9 @@ async def test_missed_tick_policies(app: Aarq, nc: NatsClient) -> None:
 
     latest_tick = now - 1800
     missed = [latest_tick - 7200, latest_tick - 3600, latest_tick]
-    scheduling = (await app.connect()).scheduling
+    control = (await app.connect()).control
     for policy in ("latest", "all", "skip"):
-        await scheduling.record_tick(policy, latest_tick - 3 * 3600)
+        await control.record_tick(policy, latest_tick - 3 * 3600)
 
     async def fired() -> set[str]:
         return set(await queued_ids(nc, app, "default"))
@@ -281,10 +281,10 @@ async def test_missed_tick_policies(app: Aarq, nc: NatsClient) -> None:
             assert await fired() == expected
         finally:
             await cancel(task)
-    assert await scheduling.last_tick("latest") == latest_tick
-    assert await scheduling.last_tick("all") == latest_tick
-    assert await scheduling.last_tick("skip") == latest_tick - 3 * 3600
-    assert await scheduling.last_tick("new") is None
+    assert await control.last_tick("latest") == latest_tick
+    assert await control.last_tick("all") == latest_tick
+    assert await control.last_tick("skip") == latest_tick - 3 * 3600
+    assert await control.last_tick("new") is None
 
 
 # -- far-future and unreadable due times ---------------------------------------------------
@@ -316,8 +316,8 @@ async def test_a_job_due_in_300_years_stays_held_at_no_cost(
     assert await deliveries() == 1, "the held job keeps coming back"
     print(f"CPU over 1.5 s with a job held for 300 years: {cpu:.3f}s")
     assert (await job.status()).state is JobState.DEFERRED
-    scheduling = (await app.connect()).scheduling
-    assert await scheduling.held_jobs("default", time.time()) == (0, 1)
+    held = (await app.connect()).held
+    assert await held.counts("default", time.time()) == (0, 1)
 
 
 @pytest.mark.parametrize(

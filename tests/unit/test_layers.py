@@ -14,9 +14,7 @@ ROOT = Path(__file__).resolve().parents[2] / "aioq"
 
 # Third-party packages and the only places that may import them.
 CONFINED = {
-    # The dashboard's data module still reads NATS itself (the workers KV watch, paged record
-    # reads); it moves behind the inspection seam next. Listed by name: the list only shrinks.
-    "nats": ("aioq._nats", "aioq.dashboard.data"),
+    "nats": ("aioq._nats",),
     "typer": ("aioq.cli",),
     "starlette": ("aioq.dashboard",),
     "jinja2": ("aioq.dashboard",),

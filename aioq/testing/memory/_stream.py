@@ -271,20 +271,21 @@ class JobsStream:
 
     def find(self, job_id: str, queue: str | None, *, held: bool = False) -> str | None:
         """The queue holding job `job_id` (among the held jobs if `held`), or None."""
-        for message in self._matching(job_id, queue, held):
+        for message in self.matching(job_id, queue, held):
             return message.queue
         return None
 
     def remove(self, job_id: str, queue: str, *, held: bool = False) -> bool:
         """Drop every message of job `job_id` on `queue`; False if there was none."""
-        found = self._matching(job_id, queue, held)
+        found = self.matching(job_id, queue, held)
         consumer = self.held if held else self.queues.get(queue)
         for message in found:
             assert consumer is not None
             consumer.remove(message)
         return bool(found)
 
-    def _matching(self, job_id: str, queue: str | None, held: bool) -> list[Message]:
+    def matching(self, job_id: str, queue: str | None, held: bool) -> list[Message]:
+        """The stored messages of job `job_id` (on `queue` if given; held ones if `held`)."""
         if held:
             consumers = [self.held]
         elif queue is None:

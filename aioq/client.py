@@ -11,13 +11,13 @@ from typing import Any, Protocol
 
 import msgspec
 
+from aioq.backend import Broker
 from aioq.errors import JobNotFoundError, PartialEnqueueError
 from aioq.job import Job
 from aioq.ports import BrokerAccess
 from aioq.publishing import publish_many as publish_all
 from aioq.publishing import publish_one
 from aioq.task import PreparedJob
-from aioq.transport import Broker
 from aioq.wire import Event, EventKind, JobRecord, encode
 
 __all__ = ["ClientApp", "find_job", "publish_many", "publish_prepared"]

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 import msgspec
 
+from aioq.backend import Broker, EventListener
 from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.deadletter import DeadEntry, DeadLetters, dead_entry
 from aioq.naming import Names, validate_queue
-from aioq.transport import Broker, EventListener
 from aioq.wire import Event, JobRecord, JobState, WorkerInfo
 
 if TYPE_CHECKING:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from aioq.backend import Broker
 from aioq.errors import ConfigError, PayloadTooLargeError
 from aioq.task import PreparedJob
-from aioq.transport import Broker
 
 __all__ = ["pause_end", "publish_many", "publish_one"]
 

@@ -22,7 +22,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 
@@ -193,9 +193,10 @@ async def wait_until_idle(
 class RunningWorker:
     """An in-process `Worker` running as an asyncio task; see `start_worker`."""
 
-    def __init__(self, worker: Worker, task: asyncio.Task[None]) -> None:
+    def __init__(self, worker: Worker, task: asyncio.Task[None], app: Aarq | None = None) -> None:
         self.worker = worker
         self.task = task
+        self._app = app
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else f"running, {self.worker.active} active"
@@ -204,7 +205,7 @@ class RunningWorker:
     @property
     def app(self) -> Aarq:
         """The app the worker runs."""
-        return self.worker.app
+        return self._app if self._app is not None else cast("Aarq", self.worker.app)
 
     @property
     def queues(self) -> list[str]:
@@ -397,4 +398,4 @@ async def start_worker(
         task.result()
         if not worker.burst_done:  # a burst worker on empty queues may be done already
             raise RuntimeError("the worker returned before it was ready")
-    return RunningWorker(worker, task)
+    return RunningWorker(worker, task, app)

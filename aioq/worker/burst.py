@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
-from aioq.transport import Broker
+from aioq.backend import Broker
 
 if TYPE_CHECKING:
     from aioq.scheduler import Scheduler

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from aioq.backend import Broker, Delivery
 from aioq.context import Context
 from aioq.errors import Retry
 from aioq.options import resolve
 from aioq.task import Task
-from aioq.transport import Broker, Delivery
 from aioq.wire import (
     DeadReason,
     ErrorInfo,
@@ -47,7 +47,7 @@ from aioq.worker.outcome import (
 from aioq.worker.threads import run_in_thread
 
 if TYPE_CHECKING:
-    from aioq.app import Aarq
+    from aioq.ports import WorkerApp
 
 __all__ = ["UNSETTLED_DELIVERIES", "Executor", "Lease", "Previous", "Stats"]
 
@@ -70,7 +70,7 @@ _record_decoder: Final = msgspec.json.Decoder(JobRecord)
 class Executor:
     """Runs deliveries of one worker and settles each exactly once."""
 
-    def __init__(self, app: Aarq, broker: Broker, worker_id: str) -> None:
+    def __init__(self, app: WorkerApp, broker: Broker, worker_id: str) -> None:
         self.app = app
         self.tasks = app.tasks
         self.broker = broker

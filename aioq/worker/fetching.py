@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from aioq.backend import Broker, ConsumerGoneError, Delivery, JobSource
 from aioq.options import QueueOptions
 from aioq.ratelimit import TokenBucket
-from aioq.transport import Broker, ConsumerGoneError, Delivery, JobSource
 from aioq.worker.draining import cancel_until_done, hand_back
 from aioq.worker.execute import Executor, Previous
 from aioq.worker.leases import LEASE_RENEW_FRACTION, Lease

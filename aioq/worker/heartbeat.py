@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from aioq.transport import Broker
+from aioq.backend import Broker
 from aioq.wire import WorkerInfo, encode
 
 __all__ = ["Heartbeat"]

@@ -9,7 +9,7 @@ from collections.abc import Set
 from dataclasses import dataclass
 from typing import Final
 
-from aioq.transport import Delivery
+from aioq.backend import Delivery
 
 __all__ = ["LEASE_RENEW_FRACTION", "Lease", "keep_leases"]
 

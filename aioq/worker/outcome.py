@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import msgspec
 
-from aioq.transport import Broker
+from aioq.backend import Broker
 from aioq.wire import ErrorInfo, Event, EventKind, JobRecord, JobState, encode
 
 __all__ = ["Reporter", "ResultEncodingError", "encode_result", "error_record"]

@@ -27,7 +27,7 @@ EDGES = ("aioq.cli", "aioq.testing", "aioq.dashboard", "aioq.embedded", "aioq.__
 # Composition: where the app is assembled; with the edges, the only importers of aioq.app.
 COMPOSITION = ("aioq", "aioq.app", "aioq.task", "aioq.context", "aioq.runner")
 # Role modules that still take the app object; they move to narrow interfaces.
-APP_USERS_TO_NARROW = ("aioq.worker",)
+APP_USERS_TO_NARROW: tuple[str, ...] = ()
 
 
 def module_name(path: Path) -> str:

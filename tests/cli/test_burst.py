@@ -24,21 +24,15 @@ from ..procs import APP_PATH, Procs, delete_prefix, read_events, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
-WORKER_OPTIONS: dict[str, Any] = {
-    "handle_signals": False,
-    "heartbeat_interval": 0.5,
-    "shutdown_grace": 5.0,
-}
-
 
 async def run_burst(app: Aarq, timeout: float = 20.0, **options: Any) -> Worker:
     """Run a burst worker on `app` until it returns by itself (the test fails after `timeout`)."""
     await app.connect()  # the test's connection: the worker leaves it open
-    worker = Worker(app, burst=True, **{**WORKER_OPTIONS, **options})
-    async with asyncio.timeout(timeout):
-        await worker.run()
-    assert worker.burst_done
-    return worker
+    queues = options.pop("queues", harness.TEST_WORKER_OPTIONS.queues)
+    started = await harness.start_worker(app, queues, burst=True, **options)
+    await started.wait_stopped(timeout)
+    assert started.worker.burst_done
+    return started.worker
 
 
 async def held(app: Aarq, queue: str = "default") -> tuple[int, int]:

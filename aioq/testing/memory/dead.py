@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from aioq.backend.dead import StoredMessage
 from aioq.clock import Clock
+from aioq.testing.memory._stream import DedupeWindow
 
 __all__ = ["MemoryDead"]
 
@@ -15,22 +16,16 @@ class MemoryDead:
 
     def __init__(self, clock: Clock, duplicate_window: float) -> None:
         self.clock = clock
-        self.duplicate_window = duplicate_window
         self.letters: dict[int, StoredMessage] = {}
         self._owner: dict[int, tuple[str, str]] = {}
         self._seq = 0
-        self._ids: dict[str, float] = {}
+        self._ids = DedupeWindow(clock, duplicate_window)
 
     async def publish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
         """Store a dead letter; nothing if `msg_id` is a recent duplicate."""
-        now = self.clock.time()
-        for seen, at in list(self._ids.items()):
-            if at + self.duplicate_window > now:
-                break
-            del self._ids[seen]
-        if msg_id in self._ids:
+        if self._ids.seen(msg_id):
             return
-        self._ids[msg_id] = now
+        now = self.clock.time()
         self._seq += 1
         self.letters[self._seq] = StoredMessage(self._seq, f"{queue}.{job_id}", data, now)
         self._owner[self._seq] = (queue, job_id)

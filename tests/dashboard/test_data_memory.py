@@ -45,6 +45,7 @@ async def test_pages_workers_delayed_and_details_without_a_server(app: Aarq) -> 
     assert detail.record.state is JobState.DEFERRED
     assert await data.workers_ttl() == running.worker.heartbeat_ttl
     async for change in data.watch_workers():
-        assert change is not None and change.key == running.worker.id
+        assert change is not None
+        assert change.key == running.worker.id
         break
     await running.stop()

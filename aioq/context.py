@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Protocol
 
 from aioq.wire import JobRecord
 
@@ -67,7 +67,7 @@ class Context:
         worker_id: str,
     ) -> None:
         # The worker knows its app through a narrow interface; the app it runs is an `Aarq`.
-        self.app = cast("Aarq", app)
+        self.app: Aarq = app  # type: ignore[assignment]
         self.job_id = job_id
         self.task = task
         self.queue = queue

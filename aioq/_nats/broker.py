@@ -7,6 +7,7 @@ import contextlib
 import logging
 import math
 import time
+from typing import NoReturn
 
 import nats
 import nats.errors
@@ -45,7 +46,9 @@ _MAX_OUTSTANDING_PINGS = 2
 class _Parts:
     """The seam's concepts on one connection, made once it is up."""
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext, names: Names, records: NatsRecords):
+    def __init__(
+        self, nc: NatsClient, js: JetStreamContext, names: Names, records: NatsRecords
+    ) -> None:
         self.records = records
         self.jobs = NatsJobs(nc, js, names, records)
         self.events = NatsEvents(nc, names)
@@ -88,51 +91,49 @@ class NatsBroker:
             raise BrokerError("not connected: call `await app.connect()` or use `async with app`")
         return self._nc
 
-    @property
-    def _connected_parts(self) -> _Parts:
-        if self._parts is None:
-            raise BrokerError("not connected: call `await app.connect()` or use `async with app`")
-        return self._parts
+    @staticmethod
+    def _not_connected() -> NoReturn:
+        raise BrokerError("not connected: call `await app.connect()` or use `async with app`")
 
     @property
     def jobs(self) -> NatsJobs:
         """Jobs on their queues; only valid once connected."""
-        return self._connected_parts.jobs
+        return (self._parts or self._not_connected()).jobs
 
     @property
     def records(self) -> NatsRecords:
         """Job records; only valid once connected."""
-        return self._connected_parts.records
+        return (self._parts or self._not_connected()).records
 
     @property
     def events(self) -> NatsEvents:
         """Lifecycle events and aborts; only valid once connected."""
-        return self._connected_parts.events
+        return (self._parts or self._not_connected()).events
 
     @property
     def dead(self) -> NatsDead:
         """Dead letters; only valid once connected."""
-        return self._connected_parts.dead
+        return (self._parts or self._not_connected()).dead
 
     @property
     def held(self) -> NatsHeld:
         """Delayed jobs held until due; only valid once connected."""
-        return self._connected_parts.held
+        return (self._parts or self._not_connected()).held
 
     @property
     def control(self) -> NatsControl:
         """Rate limits, pauses and repeatable ticks; only valid once connected."""
-        return self._connected_parts.control
+        return (self._parts or self._not_connected()).control
 
     @property
     def workers(self) -> NatsWorkers:
         """Worker heartbeats; only valid once connected."""
-        return self._connected_parts.workers
+        return (self._parts or self._not_connected()).workers
 
     @property
     def inspection(self) -> NatsInspection:
         """Read-only views of queues, workers, job records and held jobs."""
-        return self._connected_parts.inspection
+        return (self._parts or self._not_connected()).inspection
 
     @property
     def max_payload(self) -> int:

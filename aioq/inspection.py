@@ -125,7 +125,7 @@ async def worker_statuses(
     decoder = msgspec.json.Decoder(WorkerInfo)
     now = time.time()
     statuses: list[WorkerStatus] = []
-    for raw in await broker.inspection.workers():
+    for raw in await broker.workers.list():
         try:
             info = decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:

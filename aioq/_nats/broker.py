@@ -56,7 +56,7 @@ class _Parts:
         self.held = NatsHeld(nc, js, names, records)
         self.control = NatsControl(nc, js, names)
         self.workers = NatsWorkers(js, names)
-        self.inspection = NatsInspection(js, names, self.dead, self.workers)
+        self.inspection = NatsInspection(js, names, self.dead)
 
 
 class NatsBroker:
@@ -132,7 +132,7 @@ class NatsBroker:
 
     @property
     def inspection(self) -> NatsInspection:
-        """Read-only views of queues, workers, job records and held jobs."""
+        """Read-only views of queues, job records and held jobs."""
         return (self._parts or self._not_connected()).inspection
 
     @property

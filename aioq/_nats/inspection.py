@@ -1,4 +1,4 @@
-"""`NatsInspection`: queue stats, workers, job records and held jobs read from JetStream."""
+"""`NatsInspection`: queue stats, job records and held jobs read from JetStream."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from aioq._nats.dead import NatsDead
 from aioq._nats.run_at import RUN_AT_HEADER, parse_run_at, task_name
 from aioq._nats.stream_state import StreamState
 from aioq._nats.streams import gone
-from aioq._nats.workers import NatsWorkers
 from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.naming import Names, validate_queue
 
@@ -27,13 +26,10 @@ _READ_AT_ONCE: Final = 64
 class NatsInspection:
     """Reads stream, consumer and bucket state for one app prefix; changes nothing."""
 
-    def __init__(
-        self, js: JetStreamContext, names: Names, dead: NatsDead, workers: NatsWorkers
-    ) -> None:
+    def __init__(self, js: JetStreamContext, names: Names, dead: NatsDead) -> None:
         self.js = js
         self.names = names
         self._dead = dead
-        self._workers = workers
         self._admin = StreamState(js, names)
         self._direct = True
 
@@ -80,10 +76,6 @@ class NatsInspection:
                 )
             )
         return found
-
-    async def workers(self) -> list[bytes]:
-        """The value of every key in the workers bucket."""
-        return await self._workers.list()
 
     async def records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         """The results bucket's records after stream sequence `after`, one read each."""

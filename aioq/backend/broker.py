@@ -60,7 +60,7 @@ class Broker(Protocol):
 
     @property
     def inspection(self) -> Inspection:
-        """Read-only views of queues, workers, job records and held jobs."""
+        """Read-only views of queues, job records and held jobs."""
         ...
 
     @property

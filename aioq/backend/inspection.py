@@ -59,10 +59,6 @@ class Inspection(Protocol):
         """Every queue with a consumer, jobs, delayed jobs or dead letters, plus `known`."""
         ...
 
-    async def workers(self) -> list[bytes]:
-        """The heartbeat (encoded `aioq.wire.WorkerInfo`) of every registered worker."""
-        ...
-
     def records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         """Every job record stored after position `after`, oldest write first, lazily.
 

@@ -68,7 +68,7 @@ class MemoryBroker:
         self.held = MemoryHeld(self.stream)
         self.control = MemoryControl(self.stream)
         self.workers = MemoryWorkers()
-        self.inspection = MemoryInspection(self.stream, self.records, self.dead, self.workers)
+        self.inspection = MemoryInspection(self.stream, self.records, self.dead)
         #: True between `connect` and `close` (the state stays either way).
         self.connected = False
 

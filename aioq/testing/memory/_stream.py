@@ -22,7 +22,7 @@ __all__ = ["Consumer", "DedupeWindow", "JobsStream", "Message", "Signal", "after
 
 # Timers on a real clock may fire a hair early; this margin makes the due check succeed.
 _TIMER_MARGIN_S: Final = 0.001
-# The lease of a held message in a scheduler's hands (as `aioq._nats.scheduling`).
+# The lease of a held message in a scheduler's hands (as `aioq._nats.held`).
 HELD_ACK_WAIT_S: Final = 10.0
 
 _background: set[asyncio.Task[None]] = set()

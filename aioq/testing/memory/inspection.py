@@ -1,4 +1,4 @@
-"""`MemoryInspection`: queue stats, workers, job records and held jobs of the memory broker."""
+"""`MemoryInspection`: queue stats, job records and held jobs of the memory broker."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.testing.memory._stream import JobsStream
 from aioq.testing.memory.dead import MemoryDead
 from aioq.testing.memory.records import MemoryRecords
-from aioq.testing.memory.workers import MemoryWorkers
 
 __all__ = ["MemoryInspection"]
 
@@ -30,12 +29,10 @@ class MemoryInspection:
         stream: JobsStream,
         records: MemoryRecords,
         dead: MemoryDead,
-        workers: MemoryWorkers,
     ) -> None:
         self._stream = stream
         self._records = records
         self._dead = dead
-        self._workers = workers
 
     async def queues(self, known: Iterable[str] = ()) -> list[QueueStats]:
         """Every queue with a consumer, jobs, delayed jobs or dead letters, plus `known`."""
@@ -71,10 +68,6 @@ class MemoryInspection:
                 )
             )
         return found
-
-    async def workers(self) -> list[bytes]:
-        """The heartbeat of every worker that wrote one within its TTL."""
-        return await self._workers.list()
 
     async def records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         """The job records written after revision `after`, oldest write first."""

@@ -11,7 +11,7 @@ import typer
 
 from aioq.app import Aarq
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
-from aioq.cli._options import AppOption
+from aioq.cli._options import argument, option
 from aioq.cli._output import echo_json, one_line
 from aioq.cli._signals import until_stopped
 from aioq.inspection import EventStream
@@ -23,33 +23,32 @@ __all__ = ["events", "format_event"]
 @command
 async def events(
     queue: Annotated[
-        str | None,
-        typer.Argument(help=r"Only this queue's events. \[default: all]", metavar="QUEUE"),
+        str | None, argument(r"Only this queue's events. \[default: all]", "QUEUE")
     ] = None,
     kind: Annotated[
         list[EventKind] | None,
-        typer.Option(
+        option(
             "--kind",
             case_sensitive=False,
+            metavar="KIND",
             help="Only this kind (enqueued, started, progress, succeeded, retrying, failed, "
             "expired, aborted); repeat for several.",
-            metavar="KIND",
         ),
     ] = None,
     count: Annotated[
         int | None,
-        typer.Option(
+        option(
             "--count",
             "-n",
             min=1,
-            help=r"Stop after this many events. \[default: no limit]",
+            help="Stop after this many events.",
+            default="no limit",
             metavar="N",
         ),
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print each event as one line of JSON.")
+        bool, option("--json", help="Print each event as one line of JSON.")
     ] = False,
-    app_path: AppOption = None,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Follow job events as they happen, one line each, until Ctrl-C or SIGTERM.
@@ -60,7 +59,7 @@ async def events(
     Exit status: 0 stopped by Ctrl-C, SIGTERM, or after --count events; 1 an error.
     """
     try:
-        async with connection.open(app_path) as app:
+        async with connection.open() as app:
             stream = EventStream(app, queue, [k.value for k in kind] if kind else None)
             await until_stopped(_follow(stream, count, as_json))
     except BrokenPipeError:  # `aioq events | head`: the reader is gone, not an error

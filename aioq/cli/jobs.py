@@ -10,8 +10,8 @@ import msgspec
 import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail
-from aioq.cli._options import AppOption, JsonOption
-from aioq.cli._output import echo_json, fields, indent, stamp
+from aioq.cli._options import AppArgument, JsonOption, argument, option
+from aioq.cli._output import echo_json, fields, indent, show, stamp
 from aioq.errors import JobAbortedError, JobExpiredError, JobFailedError, ResultTimeoutError
 from aioq.job import Job
 from aioq.task import Task
@@ -23,24 +23,15 @@ __all__ = ["NOT_DONE_EXIT", "enqueue", "job_cli"]
 NOT_DONE_EXIT: Final = 3
 
 job_cli = typer.Typer(
-    name="job",
-    help="Look at one job by its id: status, result, abort.",
-    no_args_is_help=True,
+    name="job", help="Look at one job by its id: status, result, abort.", no_args_is_help=True
 )
 
-JobIdArgument = Annotated[
-    str, typer.Argument(help="The job id (printed by enqueue).", metavar="ID", show_default=False)
-]
+JobIdArgument = Annotated[str, argument("The job id (printed by enqueue).", "ID")]
 TimeoutOption = Annotated[
     float | None,
-    typer.Option(
-        "--timeout",
-        min=0,
-        help=r"With --wait: give up after this many seconds (exit 3). \[default: wait forever]",
-        metavar="SECONDS",
-        show_default=False,
-    ),
-]
+    option("--timeout", min=0, metavar="SECONDS", default="wait forever",
+           help="With --wait: give up after this many seconds (exit 3).")
+]  # fmt: skip
 
 
 def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
@@ -53,56 +44,46 @@ def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
             f"not valid JSON ({e}); example: {example}", param_hint=what
         ) from None
     if not isinstance(value, kind):
+        shape = "array" if kind is list else "object"
         raise typer.BadParameter(
-            f"must be a JSON {'array' if kind is list else 'object'}, got {text!r}; "
-            f"example: {example}",
-            param_hint=what,
+            f"must be a JSON {shape}, got {text!r}; example: {example}", param_hint=what
         )
     return value
 
 
 @command
 async def enqueue(
-    app_path: Annotated[
-        str,
-        typer.Argument(
-            help="Your app, as module:attribute (e.g. myapp.tasks:app).",
-            metavar="APP_PATH",
-            show_default=False,
-        ),
-    ],
-    task: Annotated[
-        str, typer.Argument(help="Registered task name.", metavar="TASK", show_default=False)
-    ],
+    app_path: AppArgument,
+    task: Annotated[str, argument("Registered task name.", "TASK")],
     args_json: Annotated[
         str | None,
-        typer.Argument(
-            help="Positional arguments as a JSON array, e.g. '[1, \"two\"]'. "
+        argument(
+            "Positional arguments as a JSON array, e.g. '[1, \"two\"]'. "
             r"\[default: \[]]",
-            metavar="ARGS_JSON",
-            show_default=False,
+            "ARGS_JSON",
         ),
     ] = None,
     kwargs_json: Annotated[
         str | None,
-        typer.Option(
+        option(
             "--kwargs",
-            help='Keyword arguments as a JSON object, e.g. \'{"to": "ada@example.com"}\'. '
-            r"\[default: {}]",
             metavar="JSON",
+            default="{}",
+            help='Keyword arguments as a JSON object, e.g. \'{"to": "ada@example.com"}\'.',
         ),
     ] = None,
     delay: Annotated[
         float | None,
-        typer.Option(
+        option(
             "--delay",
             min=0,
-            help=r"Hold the job this many seconds before it may start. \[default: no delay]",
             metavar="SECONDS",
+            default="no delay",
+            help="Hold the job this many seconds before it may start.",
         ),
     ] = None,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the outcome and print the result.")
+        bool, option("--wait", help="Wait for the outcome and print the result.")
     ] = False,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
@@ -117,13 +98,13 @@ async def enqueue(
     _check_timeout(wait, timeout)
     args = _parse_json(args_json, list, "ARGS_JSON", "'[1, \"two\"]'")
     kwargs = _parse_json(kwargs_json, dict, "--kwargs", '\'{"name": "value"}\'')
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         found = app.get_task(task)
         if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
             fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
         call = found.with_options(delay=delay) if delay is not None else found
         job: Job[Any] = await call.enqueue(*args, **kwargs)
-        summary = _job_summary(job)
+        summary = {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
         if not as_json:
             typer.echo(f"enqueued job {job.id} (task {job.task}, queue {job.queue})")
         code = await _print_outcome(job, timeout, as_json, summary) if wait else 0
@@ -136,10 +117,6 @@ async def enqueue(
 def _check_timeout(wait: bool, timeout: float | None) -> None:
     if timeout is not None and not wait:
         raise typer.BadParameter("only with --wait", param_hint="--timeout")
-
-
-def _job_summary(job: Job[Any]) -> dict[str, Any]:
-    return {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
 
 
 async def _print_outcome(
@@ -166,7 +143,7 @@ async def _print_outcome(
     return 0
 
 
-def _error(message: str, as_json: bool, out: dict[str, Any]) -> None:
+def _error(message: str, as_json: bool, out: dict[str, Any] | None = None) -> None:
     if as_json:
         echo_json(out)
     print(f"error: {message}", file=sys.stderr)
@@ -175,21 +152,15 @@ def _error(message: str, as_json: bool, out: dict[str, Any]) -> None:
 @job_cli.command("status")
 @command
 async def status(
-    job_id: JobIdArgument,
-    as_json: JsonOption = False,
-    app_path: AppOption = None,
-    connection: Connection = CONNECTION_OPTIONS,
+    job_id: JobIdArgument, as_json: JsonOption = False, connection: Connection = CONNECTION_OPTIONS
 ) -> None:
     """Show a job's state, attempts, worker, times, progress and last error.
 
     Exit status: 0 shown; 1 no such job (or another error).
     """
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         record = await (await app.job(job_id)).status()
-    if as_json:
-        echo_json(record)
-    else:
-        typer.echo(_describe(record))
+    show(as_json, record, lambda: _describe(record))
 
 
 def _describe(record: JobRecord) -> str:
@@ -199,24 +170,15 @@ def _describe(record: JobRecord) -> str:
         progress = f"{record.progress:.0%}{note}"
     error = f"{record.error.type}: {record.error.message}" if record.error else None
     result = msgspec.json.encode(record.result).decode() if record.result is not None else None
-    text = fields(
-        [
-            ("job", record.id),
-            ("state", record.state.value),
-            ("task", record.task or None),
-            ("queue", record.queue or None),
-            ("attempts", record.attempts or None),
-            ("worker", record.worker),
-            ("enqueued", stamp(record.enqueued_at)),
-            ("started", stamp(record.started_at)),
-            ("finished", stamp(record.finished_at)),
-            ("progress", progress),
-            ("next attempt", stamp(record.retry_at)),
-            ("retry of", f"dead letter {record.retry_of}" if record.retry_of else None),
-            ("result", result),
-            ("error", error),
-        ]
-    )
+    text = fields([
+        ("job", record.id), ("state", record.state.value), ("task", record.task or None),
+        ("queue", record.queue or None), ("attempts", record.attempts or None),
+        ("worker", record.worker), ("enqueued", stamp(record.enqueued_at)),
+        ("started", stamp(record.started_at)), ("finished", stamp(record.finished_at)),
+        ("progress", progress), ("next attempt", stamp(record.retry_at)),
+        ("retry of", f"dead letter {record.retry_of}" if record.retry_of else None),
+        ("result", result), ("error", error)
+    ])  # fmt: skip
     if record.error and record.error.traceback:
         text += "\ntraceback:\n" + indent(record.error.traceback)
     return text
@@ -227,10 +189,9 @@ def _describe(record: JobRecord) -> str:
 async def result(
     job_id: JobIdArgument,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the outcome if the job has none yet.")
+        bool, option("--wait", help="Wait for the outcome if the job has none yet.")
     ] = False,
     timeout: TimeoutOption = None,
-    app_path: AppOption = None,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Print a finished job's return value as JSON.
@@ -239,12 +200,11 @@ async def result(
     3 no outcome yet (without --wait), or none within --timeout.
     """
     _check_timeout(wait, timeout)
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         job = await app.job(job_id)
         state = None if wait else (await job.status()).state
         if state is not None and state not in TERMINAL_STATES:
-            message = f"job {job_id} has no outcome yet (state: {state}); --wait waits for it"
-            print(f"error: {message}", file=sys.stderr)
+            _error(f"job {job_id} has no outcome yet (state: {state}); --wait waits for it", False)
             code = NOT_DONE_EXIT
         else:
             code = await _print_outcome(job, timeout, as_json=False)
@@ -254,16 +214,12 @@ async def result(
 
 @job_cli.command("abort")
 @command
-async def abort(
-    job_id: JobIdArgument,
-    app_path: AppOption = None,
-    connection: Connection = CONNECTION_OPTIONS,
-) -> None:
+async def abort(job_id: JobIdArgument, connection: Connection = CONNECTION_OPTIONS) -> None:
     """Abort a job: remove it if it waits, cancel it where it runs; it is never retried.
 
     Exit status: 0 aborted; 1 no such job, or it had already ended.
     """
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         job = await app.job(job_id)
         ended = None if await job.abort() else await job.status()
     if ended is not None and ended.state in TERMINAL_STATES:

@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from aioq.cli._command import command, fail
+from aioq.cli._options import option
 from aioq.embedded import EmbeddedNats
 from aioq.errors import BrokerUnavailableError
 
@@ -26,7 +27,7 @@ _PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "nats.conf"
 def server(
     port: Annotated[
         int,
-        typer.Option(
+        option(
             "--port",
             "-p",
             min=0,
@@ -37,24 +38,24 @@ def server(
     ] = 4222,
     monitor_port: Annotated[
         int | None,
-        typer.Option(
+        option(
             "--monitor-port",
             "-m",
             min=0,
             max=65535,
-            help="Monitoring port (/healthz, /jsz; 0: any free port). "
-            r"\[default: the config's (8222), else any free port if that one is taken]",
+            help="Monitoring port (/healthz, /jsz; 0: any free port).",
+            default="the config's (8222), else any free port if that one is taken",
             metavar="PORT",
-            show_default=False,
         ),
     ] = None,
     store_dir: Annotated[
-        Path, typer.Option("--store-dir", help="Where JetStream keeps its data.", metavar="DIR")
+        Path, option("--store-dir", help="Where JetStream keeps its data.", metavar="DIR")
     ] = Path(".nats-data"),
     config: Annotated[
         Path | None,
-        typer.Option(
-            help=r"nats-server config. \[default: deploy/nats.conf if present, else aioq's copy]",
+        option(
+            help="nats-server config.",
+            default="deploy/nats.conf if present, else aioq's copy",
             metavar="FILE",
         ),
     ] = None,

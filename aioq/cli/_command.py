@@ -38,31 +38,19 @@ def _nats(*flags: str, help: str, env: str = "", own: str = "", **more: Any) -> 
 class Connection:
     """The connection options of a command: its app, server, prefix and credentials."""
 
-    app_path: Annotated[
-        str | None,
-        option(
-            "--app",
-            help="Your app, as module:attribute: its servers, prefix and credentials become the "
-            "defaults, and results decode to its tasks' types.",
-            metavar="APP_PATH",
-            show_default=False,
-        ),
-    ] = None
-    server: Annotated[
-        str | None,
-        _nats("--server", "-s", help="NATS server URL(s), comma-separated.", env="NATS_URL",
-              metavar="URL", own=" own")
-    ] = None  # fmt: skip
-    prefix: Annotated[
-        str | None,
-        option("--prefix", help="Namespace of the subjects, streams and buckets.",
-               default="the app's, else aioq", metavar="PREFIX")
-    ] = None  # fmt: skip
-    creds: Annotated[
-        Path | None,
-        _nats("--creds", help="NATS credentials file (JWT and nkey).", metavar="FILE",
-              exists=True, dir_okay=False)
-    ] = None  # fmt: skip
+    app_path: Annotated[str | None, option("--app", metavar="APP_PATH", show_default=False,
+        help="Your app, as module:attribute: its servers, prefix and credentials become the "
+        "defaults, and results decode to its tasks' types.",
+    )] = None  # fmt: skip
+    server: Annotated[str | None, _nats("--server", "-s", env="NATS_URL", metavar="URL",
+        help="NATS server URL(s), comma-separated.", own=" own",
+    )] = None  # fmt: skip
+    prefix: Annotated[str | None, option("--prefix", metavar="PREFIX",
+        help="Namespace of the subjects, streams and buckets.", default="the app's, else aioq",
+    )] = None  # fmt: skip
+    creds: Annotated[Path | None, _nats("--creds", metavar="FILE", exists=True, dir_okay=False,
+        help="NATS credentials file (JWT and nkey).",
+    )] = None  # fmt: skip
     token: Annotated[str | None, _nats("--token", help="NATS authentication token.")] = None
     user: Annotated[str | None, _nats("--user", help="NATS user name.")] = None
     password: Annotated[str | None, _nats("--password", help="NATS password.")] = None

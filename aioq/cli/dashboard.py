@@ -46,25 +46,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+HostOption = Annotated[str, option("--host",
+    help="Address to listen on (loopback only by default).",
+)]  # fmt: skip
+AuthOption = Annotated[str | None, option("--auth", envvar="AIOQ_DASHBOARD_AUTH",
+    show_envvar=False, metavar="USER:PASSWORD", default="$AIOQ_DASHBOARD_AUTH, else none",
+    help="USER:PASSWORD for HTTP basic auth on every page and the API.",
+)]  # fmt: skip
+
+
 @command
 def dashboard(
     app_path: AppArgument,
     connection: Connection = CONNECTION_OPTIONS,
-    host: Annotated[
-        str, option("--host", help="Address to listen on (loopback only by default).")
-    ] = "127.0.0.1",
+    host: HostOption = "127.0.0.1",
     port: Annotated[int, option("--port", min=0, max=65535, help="Port.")] = 8080,
-    auth: Annotated[
-        str | None,
-        option(
-            "--auth",
-            envvar="AIOQ_DASHBOARD_AUTH",
-            show_envvar=False,
-            metavar="USER:PASSWORD",
-            default="$AIOQ_DASHBOARD_AUTH, else none",
-            help="USER:PASSWORD for HTTP basic auth on every page and the API.",
-        ),
-    ] = None,
+    auth: AuthOption = None,
     read_only: Annotated[bool, option("--read-only", help="Hide and refuse every action.")] = False,
     log_level: LogLevelOption = LogLevel.info,
 ) -> None:

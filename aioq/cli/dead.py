@@ -10,7 +10,7 @@ import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
 from aioq.cli._options import JsonOption, QueueArgument, argument, option
-from aioq.cli._output import echo_json, fields, indent, one_line, show, stamp, table
+from aioq.cli._output import fields, indent, one_line, show, stamp, table
 from aioq.deadletter import DeadEntry
 from aioq.errors import JobNotFoundError
 from aioq.wire import DeadReason
@@ -31,21 +31,15 @@ class Filters:
     task: Annotated[
         str | None, option("--task", help="Only jobs of this task.", metavar="TASK")
     ] = None
-    error_type: Annotated[
-        str | None,
-        option("--error-type", metavar="TYPE",
-               help="Only jobs whose last error has this type name (e.g. ValueError).")
-    ] = None  # fmt: skip
-    reason: Annotated[
-        DeadReason | None,
-        option("--reason", case_sensitive=False, metavar="REASON", help="Only this reason: "
-               "failed, expired, bad_payload, unknown_task, bad_args, crashed.")
-    ] = None  # fmt: skip
-    limit: Annotated[
-        int | None,
-        option("--limit", min=1, help="At most this many, oldest first.", default="all",
-               metavar="N")
-    ] = None  # fmt: skip
+    error_type: Annotated[str | None, option("--error-type", metavar="TYPE",
+        help="Only jobs whose last error has this type name (e.g. ValueError).",
+    )] = None  # fmt: skip
+    reason: Annotated[DeadReason | None, option("--reason", case_sensitive=False, metavar="REASON",
+        help="Only this reason: failed, expired, bad_payload, unknown_task, bad_args, crashed.",
+    )] = None  # fmt: skip
+    limit: Annotated[int | None, option("--limit", min=1, metavar="N",
+        help="At most this many, oldest first.", default="all",
+    )] = None  # fmt: skip
 
 
 ALL: Final = Filters()
@@ -166,13 +160,12 @@ async def retry(
             raise
         if not jobs:
             await require_queue(app, queue)
-    if as_json:
-        echo_json([{"id": j.id, "task": j.task, "queue": j.queue} for j in jobs])
-        return
-    if not jobs:
-        typer.echo(f"no dead letters on queue {queue!r} match; nothing re-enqueued")
-    for job in jobs:
-        typer.echo(f"re-enqueued job {job.id} (task {job.task or '-'}, queue {job.queue})")
+    done = [{"id": j.id, "task": j.task, "queue": j.queue} for j in jobs]
+    text = "\n".join(
+        f"re-enqueued job {j.id} (task {j.task or '-'}, queue {j.queue})" for j in jobs
+    )
+    empty = f"no dead letters on queue {queue!r} match; nothing re-enqueued"
+    show(as_json, done, lambda: text, empty)
 
 
 @dead_cli.command("purge")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 
@@ -60,7 +60,8 @@ async def workers(as_json: JsonOption = False, connection: Connection = CONNECTI
     async with connection.open() as app:
         found = await app.workers()
     empty = f"no live workers under prefix {app.prefix!r}"
-    show(as_json, [_flat(w) for w in found], lambda: _table(found), empty)
+    flat = [{**msgspec.to_builtins(w.info), "age": round(w.age, 3)} for w in found]
+    show(as_json, flat, lambda: _table(found), empty)
 
 
 def _table(found: list[WorkerStatus]) -> str:
@@ -78,9 +79,3 @@ def _table(found: list[WorkerStatus]) -> str:
         for w in found
     ]  # fmt: skip
     return table(headers, rows)
-
-
-def _flat(worker: WorkerStatus) -> dict[str, Any]:
-    record: dict[str, Any] = msgspec.to_builtins(worker.info)
-    record["age"] = round(worker.age, 3)
-    return record

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import sys
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -27,11 +26,18 @@ job_cli = typer.Typer(
 )
 
 JobIdArgument = Annotated[str, argument("The job id (printed by enqueue).", "ID")]
-TimeoutOption = Annotated[
-    float | None,
-    option("--timeout", min=0, metavar="SECONDS", default="wait forever",
-           help="With --wait: give up after this many seconds (exit 3).")
-]  # fmt: skip
+TimeoutOption = Annotated[float | None, option("--timeout", min=0, metavar="SECONDS",
+    help="With --wait: give up after this many seconds (exit 3).", default="wait forever",
+)]  # fmt: skip
+ArgsArgument = Annotated[str | None, argument(
+    "Positional arguments as a JSON array, e.g. '[1, \"two\"]'. " r"\[default: \[]]", "ARGS_JSON"
+)]  # fmt: skip
+KwargsOption = Annotated[str | None, option("--kwargs", metavar="JSON", default="{}",
+    help='Keyword arguments as a JSON object, e.g. \'{"to": "ada@example.com"}\'.',
+)]  # fmt: skip
+DelayOption = Annotated[float | None, option("--delay", min=0, metavar="SECONDS",
+    help="Hold the job this many seconds before it may start.", default="no delay",
+)]  # fmt: skip
 
 
 def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
@@ -55,33 +61,9 @@ def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
 async def enqueue(
     app_path: AppArgument,
     task: Annotated[str, argument("Registered task name.", "TASK")],
-    args_json: Annotated[
-        str | None,
-        argument(
-            "Positional arguments as a JSON array, e.g. '[1, \"two\"]'. "
-            r"\[default: \[]]",
-            "ARGS_JSON",
-        ),
-    ] = None,
-    kwargs_json: Annotated[
-        str | None,
-        option(
-            "--kwargs",
-            metavar="JSON",
-            default="{}",
-            help='Keyword arguments as a JSON object, e.g. \'{"to": "ada@example.com"}\'.',
-        ),
-    ] = None,
-    delay: Annotated[
-        float | None,
-        option(
-            "--delay",
-            min=0,
-            metavar="SECONDS",
-            default="no delay",
-            help="Hold the job this many seconds before it may start.",
-        ),
-    ] = None,
+    args_json: ArgsArgument = None,
+    kwargs_json: KwargsOption = None,
+    delay: DelayOption = None,
     wait: Annotated[
         bool, option("--wait", help="Wait for the outcome and print the result.")
     ] = False,
@@ -107,11 +89,10 @@ async def enqueue(
         summary = {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
         if not as_json:
             typer.echo(f"enqueued job {job.id} (task {job.task}, queue {job.queue})")
-        code = await _print_outcome(job, timeout, as_json, summary) if wait else 0
-        if as_json and not wait:
+        if wait:
+            await _print_outcome(job, timeout, as_json, summary)
+        elif as_json:
             echo_json(summary)
-    if code:
-        raise typer.Exit(code)
 
 
 def _check_timeout(wait: bool, timeout: float | None) -> None:
@@ -120,33 +101,25 @@ def _check_timeout(wait: bool, timeout: float | None) -> None:
 
 
 async def _print_outcome(
-    job: Job[Any], timeout: float | None, as_json: bool, summary: dict[str, Any] | None = None
-) -> int:
-    """Wait for `job`'s outcome; print its result, or an error line. Returns the exit code."""
-    out = dict(summary or {"id": job.id})
+    job: Job[Any], timeout: float | None, as_json: bool, out: dict[str, Any] | None = None
+) -> None:
+    """Wait for `job`'s outcome and print its result; else exit with an error line."""
+    out = out or {"id": job.id}
     try:
         value = await job.result(timeout=timeout)
     except ResultTimeoutError:
         state = (await job.status()).state
-        _error(f"job {job.id} had no outcome within {timeout}s (state: {state})", as_json, out)
-        return NOT_DONE_EXIT
+        if as_json:
+            echo_json(out)
+        fail(f"job {job.id} had no outcome within {timeout}s (state: {state})", NOT_DONE_EXIT)
     except (JobFailedError, JobAbortedError, JobExpiredError) as e:
         record = await job.status()
+        if as_json:
+            echo_json({**out, "state": record.state, "error": record.error})
         failed = isinstance(e, JobFailedError) and not as_json
-        hint = f"; `aioq job status {job.id}` shows the traceback" if failed else ""
-        _error(f"{e}{hint}", as_json, {**out, "state": record.state, "error": record.error})
-        return 1
-    if as_json:
-        echo_json({**out, "state": JobState.SUCCEEDED, "result": value})
-    else:
-        typer.echo(msgspec.json.encode(value).decode())
-    return 0
-
-
-def _error(message: str, as_json: bool, out: dict[str, Any] | None = None) -> None:
-    if as_json:
-        echo_json(out)
-    print(f"error: {message}", file=sys.stderr)
+        fail(f"{e}; `aioq job status {job.id}` shows the traceback" if failed else str(e))
+    done = {**out, "state": JobState.SUCCEEDED, "result": value}
+    show(as_json, done, lambda: msgspec.json.encode(value).decode())
 
 
 @job_cli.command("status")
@@ -204,12 +177,9 @@ async def result(
         job = await app.job(job_id)
         state = None if wait else (await job.status()).state
         if state is not None and state not in TERMINAL_STATES:
-            _error(f"job {job_id} has no outcome yet (state: {state}); --wait waits for it", False)
-            code = NOT_DONE_EXIT
-        else:
-            code = await _print_outcome(job, timeout, as_json=False)
-    if code:
-        raise typer.Exit(code)
+            message = f"job {job_id} has no outcome yet (state: {state}); --wait waits for it"
+            fail(message, NOT_DONE_EXIT)
+        await _print_outcome(job, timeout, as_json=False)
 
 
 @job_cli.command("abort")

@@ -61,20 +61,17 @@ def _until_option(value: str | None) -> datetime | None:
         raise typer.BadParameter(str(e)) from None
 
 
+UntilOption = Annotated[str | None, option("--until", metavar="TIME",
+    help="When the pause ends by itself: HH:MM (next such local time) or an ISO 8601 date and "
+    "time.", default="until `aioq queue resume`",
+)]  # fmt: skip
+
+
 @queue_app.command()
 @command
 async def pause(
     queue: QueueArgument,
-    until: Annotated[
-        str | None,
-        option(
-            "--until",
-            metavar="TIME",
-            default="until `aioq queue resume`",
-            help="When the pause ends by itself: HH:MM (next such local time) or an ISO 8601 "
-            "date and time.",
-        ),
-    ] = None,
+    until: UntilOption = None,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Stop every worker of QUEUE from starting its jobs; they stay queued.

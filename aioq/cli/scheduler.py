@@ -27,32 +27,28 @@ __all__ = ["scheduler", "schedules"]
 log = logging.getLogger("aioq.scheduler")
 
 
+RepeatableOption = Annotated[list[str] | None, option("--repeatable", "-r", metavar="NAME",
+    help="Fire only this repeatable; repeat for several.", default="all of the app's",
+)]  # fmt: skip
+DelayedOption = Annotated[bool, option("--delayed/--no-delayed",
+    help="Move delayed jobs to their queues when due.",
+)]  # fmt: skip
+ScanIntervalOption = Annotated[float, option(min=0.01, metavar="SECONDS",
+    help="Polling period: how long a lost wake-up of a delayed job or a wall-clock jump can go "
+    "unnoticed.",
+)]  # fmt: skip
+NextOption = Annotated[int, option("--next", "-n", min=1, max=100,
+    help="Fire times shown per repeatable.",
+)]  # fmt: skip
+
+
 @command
 async def scheduler(
     app_path: AppArgument,
     connection: Connection = CONNECTION_OPTIONS,
-    repeatable: Annotated[
-        list[str] | None,
-        option(
-            "--repeatable",
-            "-r",
-            metavar="NAME",
-            default="all of the app's",
-            help="Fire only this repeatable; repeat for several.",
-        ),
-    ] = None,
-    delayed: Annotated[
-        bool, option("--delayed/--no-delayed", help="Move delayed jobs to their queues when due.")
-    ] = True,
-    scan_interval: Annotated[
-        float,
-        option(
-            min=0.01,
-            help="Polling period: how long a lost wake-up of a delayed job or a wall-clock "
-            "jump can go unnoticed.",
-            metavar="SECONDS",
-        ),
-    ] = 1.0,
+    repeatable: RepeatableOption = None,
+    delayed: DelayedOption = True,
+    scan_interval: ScanIntervalOption = 1.0,
     log_level: LogLevelOption = LogLevel.info,
 ) -> None:
     """Run a scheduler alone (delayed and repeatable jobs, no job execution) until SIGTERM.
@@ -74,9 +70,7 @@ async def scheduler(
 @command
 def schedules(
     app_path: AppArgument,
-    count: Annotated[
-        int, option("--next", "-n", min=1, max=100, help="Fire times shown per repeatable.")
-    ] = 1,
+    count: NextOption = 1,
     json: JsonOption = False,
 ) -> None:
     """List the app's repeatable jobs with their next fire times (no server needed)."""

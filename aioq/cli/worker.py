@@ -35,67 +35,46 @@ def _seconds(value: float | timedelta) -> float:
 class Settings:
     """The worker settings given after the connection options, named as in `WorkerOptions`."""
 
-    shutdown_grace: Annotated[
-        float,
-        option(min=0, metavar="SECONDS",
-               help="Seconds running jobs get to finish on SIGTERM before they are requeued.")
-    ] = _seconds(DEFAULTS.shutdown_grace)  # fmt: skip
-    heartbeat_interval: Annotated[
-        float,
-        option(min=0.05, help="Seconds between heartbeats in the workers KV bucket.",
-               metavar="SECONDS")
-    ] = _seconds(DEFAULTS.heartbeat_interval)  # fmt: skip
-    rate_limit: Annotated[
-        int | None,
-        option(min=0, metavar="N", default="no limit",
-               help="Most job starts per --rate-interval for this worker, bursts included "
-               "(0 starts none).")
-    ] = DEFAULTS.rate_limit  # fmt: skip
-    rate_interval: Annotated[
-        float, option(min=0.001, help="Seconds of the --rate-limit window.", metavar="SECONDS")
-    ] = _seconds(DEFAULTS.rate_interval)
-    scheduler: Annotated[
-        bool,
-        option("--scheduler/--no-scheduler",
-               help="Run the scheduler (delayed and repeatable jobs) in this worker.")
-    ] = DEFAULTS.scheduler  # fmt: skip
-    scan_interval: Annotated[
-        float,
-        option(min=0.01, metavar="SECONDS",
-               help="The scheduler's polling period: how long a lost wake-up of a delayed job or "
-               "a wall-clock jump can go unnoticed.")
-    ] = _seconds(DEFAULTS.scan_interval)  # fmt: skip
-    burst: Annotated[
-        bool,
-        option("--burst",
-               help="Exit with status 0 once the queues are empty and no job runs (batch and "
-               "cron-driven runs). Retries and delayed jobs already due are waited for; delayed "
-               "jobs not yet due are left for a later worker.")
-    ] = DEFAULTS.burst  # fmt: skip
+    shutdown_grace: Annotated[float, option(min=0, metavar="SECONDS",
+        help="Seconds running jobs get to finish on SIGTERM before they are requeued.",
+    )] = _seconds(DEFAULTS.shutdown_grace)  # fmt: skip
+    heartbeat_interval: Annotated[float, option(min=0.05, metavar="SECONDS",
+        help="Seconds between heartbeats in the workers KV bucket.",
+    )] = _seconds(DEFAULTS.heartbeat_interval)  # fmt: skip
+    rate_limit: Annotated[int | None, option(min=0, metavar="N", default="no limit",
+        help="Most job starts per --rate-interval for this worker, bursts included (0 starts none)."
+    )] = DEFAULTS.rate_limit  # fmt: skip
+    rate_interval: Annotated[float, option(min=0.001, metavar="SECONDS",
+        help="Seconds of the --rate-limit window.",
+    )] = _seconds(DEFAULTS.rate_interval)  # fmt: skip
+    scheduler: Annotated[bool, option("--scheduler/--no-scheduler",
+        help="Run the scheduler (delayed and repeatable jobs) in this worker.",
+    )] = DEFAULTS.scheduler  # fmt: skip
+    scan_interval: Annotated[float, option(min=0.01, metavar="SECONDS",
+        help="The scheduler's polling period: how long a lost wake-up of a delayed job or a "
+        "wall-clock jump can go unnoticed.",
+    )] = _seconds(DEFAULTS.scan_interval)  # fmt: skip
+    burst: Annotated[bool, option("--burst",
+        help="Exit with status 0 once the queues are empty and no job runs (batch and "
+        "cron-driven runs). Retries and delayed jobs already due are waited for; delayed "
+        "jobs not yet due are left for a later worker.",
+    )] = DEFAULTS.burst  # fmt: skip
 
 
 SETTINGS: Final = Settings()
+QueuesOption = Annotated[list[str] | None, option("--queue", "-q", metavar="QUEUE",
+    help="Queue to pull from; repeat for several.", default="default",
+)]  # fmt: skip
+ConcurrencyOption = Annotated[int, option("--concurrency", "-c", min=1, metavar="N",
+    help="Jobs run at once, over all the queues.",
+)]  # fmt: skip
 
 
 @command
 def worker(
     app_path: AppArgument,
-    queue: Annotated[
-        list[str] | None,
-        option(
-            "--queue",
-            "-q",
-            help="Queue to pull from; repeat for several.",
-            default="default",
-            metavar="QUEUE",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int,
-        option(
-            "--concurrency", "-c", min=1, help="Jobs run at once, over all the queues.", metavar="N"
-        ),
-    ] = DEFAULTS.concurrency,
+    queue: QueuesOption = None,
+    concurrency: ConcurrencyOption = DEFAULTS.concurrency,
     log_level: LogLevelOption = LogLevel.info,
     connection: Connection = CONNECTION_OPTIONS,
     settings: Settings = SETTINGS,

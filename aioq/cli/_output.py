@@ -19,20 +19,18 @@ _FAR_FUTURE: Final = 32_503_680_000.0  # 3000-01-01
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """Columns separated by two spaces; columns of numbers are right-aligned."""
     data = [list(row) for row in rows]
+    cells = [list(headers)] + [[_cell(value) for value in row] for row in data]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     numeric = [
         bool(data) and all(_is_number(row[i]) or row[i] is None for row in data)
         for i in range(len(headers))
     ]
-    cells = [list(headers)] + [[_cell(value) for value in row] for row in data]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        parts = [
-            row[i].rjust(widths[i]) if numeric[i] else row[i].ljust(widths[i])
-            for i in range(len(headers))
-        ]
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines)
+    return "\n".join(
+        "  ".join(
+            c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric, strict=True)
+        ).rstrip()
+        for row in cells
+    )
 
 
 def _is_number(value: object) -> bool:

@@ -70,9 +70,7 @@ UntilOption = Annotated[str | None, option("--until", metavar="TIME",
 @queue_app.command()
 @command
 async def pause(
-    queue: QueueArgument,
-    until: UntilOption = None,
-    connection: Connection = CONNECTION_OPTIONS,
+    queue: QueueArgument, until: UntilOption = None, connection: Connection = CONNECTION_OPTIONS
 ) -> None:
     """Stop every worker of QUEUE from starting its jobs; they stay queued.
 

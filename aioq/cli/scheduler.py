@@ -68,11 +68,7 @@ async def scheduler(
 
 
 @command
-def schedules(
-    app_path: AppArgument,
-    count: NextOption = 1,
-    json: JsonOption = False,
-) -> None:
+def schedules(app_path: AppArgument, count: NextOption = 1, json: JsonOption = False) -> None:
     """List the app's repeatable jobs with their next fire times (no server needed)."""
     app = load_app(app_path)
     now = time.time()

@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
 from aioq.cli._command import command, fail
 from aioq.cli._options import option
 from aioq.embedded import EmbeddedNats
@@ -64,11 +62,7 @@ def server(
         try:
             while not stopped.wait(0.5):
                 if not embedded.running:
-                    print(
-                        f"error: nats-server exited; see its log at {embedded.log_file}",
-                        file=sys.stderr,
-                    )
-                    raise typer.Exit(1)
+                    fail(f"nats-server exited; see its log at {embedded.log_file}")
         finally:
             embedded.stop()
 

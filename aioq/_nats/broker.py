@@ -20,6 +20,7 @@ from aioq._nats.delivery import NatsDelivery
 from aioq._nats.inbox import PullInbox, connection_restored, pull_status
 from aioq._nats.inspection import NatsInspection
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
+from aioq._nats.resend import connection_restored as publishes_restored
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
 from aioq._nats.throttle import LogThrottle
@@ -285,6 +286,7 @@ class NatsBroker:
     async def _on_reconnected(self) -> None:
         if self._nc is not None:
             connection_restored(self._nc)  # the pulls open on the old connection are gone
+            publishes_restored(self._nc)  # and so are the answers to publishes sent on it
         if self._down_since is None:
             log.warning("nats: reconnected")
             return

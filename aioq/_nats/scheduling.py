@@ -45,6 +45,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from aioq._nats.inbox import PullInbox, pull_status
+from aioq._nats.resend import publish_resent
 from aioq.errors import BrokerError, EnqueueError, ProvisioningError
 from aioq.naming import Names
 from aioq.options import MAX_RUN_AT
@@ -191,11 +192,17 @@ class NatsHeldJob:
 
         In that order: a scheduler dying in between leaves the held message to be delivered
         again after its lease, and that second publish is a duplicate the stream ignores.
+        A publish stranded by a reconnect is sent again at once (`publish_resent`), so a
+        server restart delays the job by the reconnect, not by the publish timeout.
         """
-        ack = await self._js.publish(
-            self._names.job_subject(self.queue), self._msg.data, headers={_MSG_ID: self.job_id}
+        ack, resent = await publish_resent(
+            self._msg._client,
+            self._js,
+            self._names.job_subject(self.queue),
+            self._msg.data,
+            {_MSG_ID: self.job_id},
         )
-        if not ack.duplicate:
+        if not ack.duplicate or resent:  # resent: the duplicate may be our own first send
             await self._queued(self.job_id, self.queue, ack.seq, task_name(self._msg.data))
         await self._msg.ack()
         return bool(ack.duplicate)

@@ -26,15 +26,7 @@ CI_SUBSET = [
     "partition-reset",
     "partition-stale",
     "poison",
-    pytest.param(
-        "delayed-restart",
-        marks=pytest.mark.xfail(
-            strict=False,
-            reason="delayed jobs due just after a server restart start ~5 s late, beyond the "
-            "documented scan_interval bound: the scheduler's publish in flight at the restart "
-            "waits out its timeout and holds back every due job behind it",
-        ),
-    ),
+    "delayed-restart",
 ]
 
 

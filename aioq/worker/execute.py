@@ -249,7 +249,7 @@ class Executor:
             retry_of=job.retry_of,
             seq=delivery.seq,
         )
-        lease = Lease(delivery, lease_period, time.monotonic())
+        lease = Lease.of(delivery, lease_period)
         return Attempt(
             delivery, job, task, ctx, record, lease, resolve(job.timeout, task.options.timeout)
         )

@@ -28,7 +28,7 @@ _DUPLICATE_WINDOW_S = 120.0
 class MemoryDelivery:
     """A job handed to a worker; settling it changes the broker's state at once."""
 
-    __slots__ = ("_consumer", "_message", "attempt", "data", "seq", "stored_at")
+    __slots__ = ("_consumer", "_message", "attempt", "data", "renewed", "seq", "stored_at")
 
     def __init__(self, consumer: Consumer, message: Message) -> None:
         self._consumer = consumer
@@ -37,6 +37,7 @@ class MemoryDelivery:
         self.attempt = message.deliveries
         self.seq = message.seq
         self.stored_at = message.stored_at
+        self.renewed = time.monotonic()
 
     @property
     def msg_id(self) -> str | None:
@@ -53,6 +54,7 @@ class MemoryDelivery:
 
     async def in_progress(self) -> None:
         """Reset the lease (``ack_wait``, real time)."""
+        self.renewed = time.monotonic()
         self._consumer.extend(self._message, self.attempt)
 
     async def term(self) -> None:

@@ -13,7 +13,8 @@ import pytest
 from .checker import check
 from .harness import Lab
 from .history import exec_log, load
-from .scenarios import SCENARIOS, Outcome, Size, repeated_log_lines
+from .logs import repeated_log_lines
+from .scenarios import SCENARIOS, Outcome, Size
 
 ACK_WAIT_S = 1.5
 

@@ -22,12 +22,16 @@ CI_SUBSET = [
     "worker-sigkill-loop",
     "worker-sigstop",
     "worker-sigterm-grace",
+    "worker-sigterm-no-grace",
     "server-sigkill",
+    "server-down-long",
     "hostile",
     "partition-reset",
     "partition-stale",
     "poison",
     "delayed-restart",
+    "slow-consumer",
+    "consumer-deleted",
 ]
 
 

@@ -49,7 +49,7 @@ from aioq.worker.threads import run_in_thread
 if TYPE_CHECKING:
     from aioq.app import Aarq
 
-__all__ = ["UNSETTLED_DELIVERIES", "Executor", "Lease", "Previous", "Stats"]
+__all__ = ["STOPPED_ERROR", "UNSETTLED_DELIVERIES", "Executor", "Lease", "Previous", "Stats"]
 
 log = logging.getLogger("aioq.worker")
 
@@ -64,6 +64,8 @@ _DEAD_LETTER_RETRY_S: Final = 5.0
 _REMEMBERED_ABORTS: Final = 1024
 
 _DEAD_STATE: Final = {DeadReason.EXPIRED: JobState.EXPIRED}
+#: The error type in the record of a job a stopping worker cancelled and handed back.
+STOPPED_ERROR: Final = "WorkerStopped"
 _record_decoder: Final = msgspec.json.Decoder(JobRecord)
 
 
@@ -338,7 +340,7 @@ class Executor:
         """
         record = run.record
         record.state = JobState.RETRYING
-        record.error = ErrorInfo("WorkerStopped", "cancelled by the worker's stop; it runs again")
+        record.error = ErrorInfo(STOPPED_ERROR, "cancelled by the worker's stop; it runs again")
         try:
             superseded = not await self.reporter.report(record)
         except Exception as e:  # the job still goes back; it is only run more carefully

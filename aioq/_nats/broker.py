@@ -24,6 +24,7 @@ from aioq._nats.inspection import NatsInspection
 from aioq._nats.jobs import NatsJobs
 from aioq._nats.provision import ensure_streams
 from aioq._nats.records import NatsRecords
+from aioq._nats.resend import connection_restored as publishes_restored
 from aioq._nats.throttle import LogThrottle, describe
 from aioq._nats.workers import NatsWorkers
 from aioq.clock import SYSTEM_CLOCK, Clock
@@ -238,6 +239,7 @@ class NatsBroker:
     async def _on_reconnected(self) -> None:
         if self._nc is not None:
             connection_restored(self._nc)  # the pulls open on the old connection are gone
+            publishes_restored(self._nc)  # and so are the answers to publishes sent on it
         if self._down_since is None:
             log.warning("nats: reconnected")
             return

@@ -24,6 +24,7 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from aioq._nats.inbox import PullInbox, pull_status
 from aioq._nats.records import NatsRecords
+from aioq._nats.resend import publish_resent
 from aioq._nats.run_at import RUN_AT_HEADER, parse_run_at, read_run_at, task_name
 from aioq._nats.streams import MSG_ID, subjects
 from aioq.backend.held import HeldJob
@@ -91,11 +92,17 @@ class NatsHeldJob:
 
         In that order: a scheduler dying in between leaves the held message to be delivered
         again after its lease, and that second publish is a duplicate the stream ignores.
+        A publish stranded by a reconnect is sent again at once (`publish_resent`), so a
+        server restart delays the job by the reconnect, not by the publish timeout.
         """
-        ack = await self._js.publish(
-            self._names.job_subject(self.queue), self._msg.data, headers={MSG_ID: self.job_id}
+        ack, resent = await publish_resent(
+            self._msg._client,
+            self._js,
+            self._names.job_subject(self.queue),
+            self._msg.data,
+            {MSG_ID: self.job_id},
         )
-        if not ack.duplicate:
+        if not ack.duplicate or resent:  # resent: the duplicate may be our own first send
             await self._records.put_queued(
                 self.job_id, self.queue, ack.seq, task_name(self._msg.data)
             )

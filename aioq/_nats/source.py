@@ -37,6 +37,9 @@ class NatsSource:
     def __init__(self, nc: NatsClient, next_subject: str) -> None:
         self._inbox = PullInbox(nc, next_subject)
         self._held: list[Msg] = []
+        # Messages the open pull may still bring, and when it is given up on (monotonic).
+        self._owed = 0
+        self._owed_until = 0.0
 
     async def start(self) -> None:
         """Subscribe to the inbox that receives this source's pulled messages."""
@@ -44,12 +47,13 @@ class NatsSource:
 
     async def fetch_now(self, count: int) -> list[Delivery]:
         """Up to `count` jobs that are available now, without waiting for new ones."""
-        # No pull is outstanding between calls: what arrived since is late, and statuses in
-        # it answer pulls that are already over.
         while self._collect(count) is _ENDED:
             pass
         if len(self._held) < count:
-            await self._inbox.pull({"batch": count - len(self._held), "no_wait": True})
+            # A pull cut short by the quiet pause may still be bringing jobs: asking for more
+            # on top would leave the surplus waiting here, unstarted, while its lease runs.
+            if not self._owing():
+                await self._pull(count - len(self._held), _NO_WAIT_TIMEOUT_S, no_wait=True)
             await self._wait(count, _NO_WAIT_TIMEOUT_S, quiet=_NO_WAIT_QUIET_S)
         return self._hand_over()
 
@@ -60,9 +64,21 @@ class NatsSource:
         if not self._held:
             # The server expires the pull before the client gives up on it, so no message
             # can arrive for a pull nobody waits for.
-            await self._inbox.pull({"batch": 1, "expires": int(timeout * 1e9)})
+            if not self._owing():
+                await self._pull(1, timeout + _LINGER_MARGIN_S, expires=int(timeout * 1e9))
             await self._wait(1, timeout + _LINGER_MARGIN_S)
         return self._hand_over()
+
+    async def _pull(self, batch: int, answered_within: float, **request: object) -> None:
+        self._owed = batch
+        self._owed_until = asyncio.get_running_loop().time() + answered_within
+        await self._inbox.pull({"batch": batch, **request})
+
+    def _owing(self) -> bool:
+        """Whether the last pull may still bring jobs (not filled, ended, lost, or overdue)."""
+        if self._inbox.lost or asyncio.get_running_loop().time() >= self._owed_until:
+            self._owed = 0
+        return self._owed > 0
 
     def _hand_over(self) -> list[Delivery]:
         held, self._held = self._held, []
@@ -88,7 +104,9 @@ class NatsSource:
             status = pull_status(msg)
             if status is None:
                 self._held.append(msg)
+                self._owed = max(0, self._owed - 1)
             elif status != "100":  # 100 is an idle heartbeat; 404/408/409 end a pull
+                self._owed = 0
                 return _ENDED
         return None
 

@@ -26,6 +26,9 @@ class Delivery(Protocol):
     seq: int
     #: When the broker stored the message (unix seconds, broker clock).
     stored_at: float
+    #: When its lease was last known fresh (`time.monotonic`): its arrival, or the last
+    #: `in_progress`. A job that waits before it starts is already using up its lease.
+    renewed: float
 
     @property
     def msg_id(self) -> str | None:

@@ -31,6 +31,7 @@ from aioq.naming import Names
 from aioq.options import WorkerOptions
 from aioq.wire import TERMINAL_STATES, JobRecord, JobState
 from aioq.worker import Worker
+from aioq.worker.execute import STOPPED_ERROR
 
 if TYPE_CHECKING:
     from aioq.app import Aarq
@@ -345,7 +346,12 @@ class ShutdownReport:
             elif await broker.jobs.find(job.id, job.queue) or await broker.held.find(
                 job.id, job.queue
             ):
-                bucket = self.interrupted if state is JobState.RUNNING else self.waiting
+                cut_short = state is JobState.RUNNING or (
+                    record is not None
+                    and record.error is not None
+                    and record.error.type == STOPPED_ERROR
+                )
+                bucket = self.interrupted if cut_short else self.waiting
                 bucket.append(job)
             else:
                 self.lost.append(job)

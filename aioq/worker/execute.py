@@ -49,7 +49,7 @@ from aioq.worker.threads import run_in_thread
 if TYPE_CHECKING:
     from aioq.ports import WorkerApp
 
-__all__ = ["UNSETTLED_DELIVERIES", "Executor", "Lease", "Previous", "Stats"]
+__all__ = ["STOPPED_ERROR", "UNSETTLED_DELIVERIES", "Executor", "Lease", "Previous", "Stats"]
 
 log = logging.getLogger("aioq.worker")
 
@@ -64,6 +64,8 @@ _DEAD_LETTER_RETRY_S: Final = 5.0
 _REMEMBERED_ABORTS: Final = 1024
 
 _DEAD_STATE: Final = {DeadReason.EXPIRED: JobState.EXPIRED}
+#: The error type in the record of a job a stopping worker cancelled and handed back.
+STOPPED_ERROR: Final = "WorkerStopped"
 _record_decoder: Final = msgspec.json.Decoder(JobRecord)
 
 
@@ -249,7 +251,7 @@ class Executor:
             retry_of=job.retry_of,
             seq=delivery.seq,
         )
-        lease = Lease(delivery, lease_period, time.monotonic())
+        lease = Lease.of(delivery, lease_period)
         return Attempt(
             delivery, job, task, ctx, record, lease, resolve(job.timeout, task.options.timeout)
         )
@@ -283,8 +285,7 @@ class Executor:
         except asyncio.CancelledError:
             if ctx.job_id not in self._aborted:
                 # The worker is stopping past its grace period: hand the job straight back.
-                await run.delivery.nak()
-                log_outcome(logging.WARNING, run, "cancelled by shutdown, returned to the queue")
+                await self._handed_back(run)
                 raise
             me.uncancel()
             await self._abort_settle(run)
@@ -329,6 +330,25 @@ class Executor:
         await run.delivery.ack()
         self.stats.processed += 1
         log_outcome(logging.INFO, run, "succeeded")
+
+    async def _handed_back(self, run: Attempt) -> None:
+        """Return a job cancelled by the worker's stop to its queue, its record saying so.
+
+        The record is the attempt's outcome: the next worker sees that this delivery ended
+        (`Previous.SETTLED`) and runs the job at once, instead of setting it aside as a
+        possible crash.
+        """
+        record = run.record
+        record.state = JobState.RETRYING
+        record.error = ErrorInfo(STOPPED_ERROR, "cancelled by the worker's stop; it runs again")
+        try:
+            superseded = not await self.reporter.report(record)
+        except Exception as e:  # the job still goes back; it is only run more carefully
+            log.debug("job %s: cannot record its hand-back: %s", run.ctx.job_id, e)
+            superseded = False
+        if not superseded:  # else the message belongs to a newer attempt
+            await run.delivery.nak()
+        log_outcome(logging.WARNING, run, "cancelled by shutdown, returned to the queue")
 
     async def _superseded(self, run: Attempt) -> bool:
         """Whether a newer attempt recorded the job while this one's lease had lapsed.

@@ -192,7 +192,7 @@ class Fetching:
     async def _slots_for(self, deliveries: Sequence[Delivery], queue: str, period: float) -> int:
         """Wait for a slot for each of `deliveries`, keeping their leases meanwhile."""
         leases = self.executor.leases
-        waiting = [Lease(d, period, time.monotonic()) for d in deliveries]
+        waiting = [Lease.of(d, period) for d in deliveries]
         leases.update(waiting)
         taken = 0
         try:
@@ -275,7 +275,7 @@ class Fetching:
         took the tokens in between.
         """
         leases = self.executor.leases
-        waiting = [Lease(d, period, time.monotonic()) for d in deliveries]
+        waiting = [Lease.of(d, period) for d in deliveries]
         leases.update(waiting)
         try:
             while waiting:
@@ -347,7 +347,7 @@ class _Held:
     lease: Lease = field(init=False)
 
     def __post_init__(self) -> None:
-        self.lease = Lease(self.delivery, self.period, time.monotonic())
+        self.lease = Lease.of(self.delivery, self.period)
 
 
 def _one_line(error: BaseException) -> str:

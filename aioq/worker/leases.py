@@ -28,6 +28,11 @@ class Lease:
     #: job to another worker (the event loop was blocked, or the process was frozen).
     lapsed: bool = False
 
+    @classmethod
+    def of(cls, delivery: Delivery, period: float) -> Lease:
+        """The lease of `delivery`, counted from its last renewal (or its arrival), not from now."""
+        return cls(delivery, period, delivery.renewed)
+
     def check(self, moment: float) -> bool:
         """Whether the lease lapsed: unrenewed for two periods (two thirds of the ack wait)."""
         if moment - self.touched > 2 * self.period:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 from aioq.backend.dead import StoredMessage
@@ -17,7 +18,7 @@ __all__ = ["MemoryDelivery", "MemoryJobs", "MemorySource"]
 class MemoryDelivery:
     """A job handed to a worker; settling it changes the broker's state at once."""
 
-    __slots__ = ("_consumer", "_message", "attempt", "data", "seq", "stored_at")
+    __slots__ = ("_consumer", "_message", "attempt", "data", "renewed", "seq", "stored_at")
 
     def __init__(self, consumer: Consumer, message: Message) -> None:
         self._consumer = consumer
@@ -26,6 +27,7 @@ class MemoryDelivery:
         self.attempt = message.deliveries
         self.seq = message.seq
         self.stored_at = message.stored_at
+        self.renewed = time.monotonic()
 
     @property
     def msg_id(self) -> str | None:
@@ -42,6 +44,7 @@ class MemoryDelivery:
 
     async def in_progress(self) -> None:
         """Reset the lease (``ack_wait``, real time)."""
+        self.renewed = time.monotonic()
         self._consumer.extend(self._message, self.attempt)
 
     async def term(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import os
 import ssl
 import sys
 from collections.abc import (
@@ -82,7 +83,12 @@ class Aarq:
         token: Authentication token.
         user: User name (with `password`).
         password: Password (with `user`).
-        tls: TLS context for ``tls://`` servers.
+        tls: A ready TLS context (instead of `tls_ca`, `tls_cert` and `tls_key`).
+        tls_ca: CA file (PEM) that signed the servers' certificates; without it, ``tls://``
+            servers are checked against the system's trusted CAs.
+        tls_cert: Client certificate file (PEM) for mutual TLS, with `tls_key`.
+        tls_key: Its private key file (PEM, unencrypted).
+        nkey_seed: Path of an NKey seed file (``SU...``): authenticates as that NKey user.
         connect_timeout: Seconds to wait for each server on the first connect.
         ack_wait: Default lease of a delivered job (see `queue`).
         keep_result: Seconds job records and results are kept (one day; 0 keeps none). Set
@@ -108,6 +114,10 @@ class Aarq:
         user: str | None = None,
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        nkey_seed: str | os.PathLike[str] | None = None,
         connect_timeout: float = 2.0,
         ack_wait: float | timedelta = 30.0,
         keep_result: float | timedelta = 86_400.0,
@@ -122,6 +132,10 @@ class Aarq:
             password=password,
             tls=tls,
             connect_timeout=connect_timeout,
+            tls_ca=_path(tls_ca),
+            tls_cert=_path(tls_cert),
+            tls_key=_path(tls_key),
+            nkey_seed=_path(nkey_seed),
         )
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.state = State()
@@ -190,8 +204,12 @@ class Aarq:
         token: str | None = None,
         user: str | None = None,
         password: str | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        nkey_seed: str | os.PathLike[str] | None = None,
     ) -> None:
-        """Override the servers, prefix or credentials; only before the app connects.
+        """Override the servers, prefix, credentials or TLS files; only before it connects.
 
         Arguments left None keep the app's own value (used by the CLI's connection options).
         """
@@ -205,6 +223,10 @@ class Aarq:
                 token=s.token if token is None else token,
                 user=s.user if user is None else user,
                 password=s.password if password is None else password,
+                tls_ca=s.tls_ca if tls_ca is None else _path(tls_ca),
+                tls_cert=s.tls_cert if tls_cert is None else _path(tls_cert),
+                tls_key=s.tls_key if tls_key is None else _path(tls_key),
+                nkey_seed=s.nkey_seed if nkey_seed is None else _path(nkey_seed),
             ),
             names=Names(prefix) if prefix is not None else None,
         )
@@ -650,3 +672,7 @@ def _server_list(servers: str | Sequence[str]) -> list[str]:
     if not urls:
         raise ConfigError("no NATS server URL given")
     return urls
+
+
+def _path(value: str | os.PathLike[str] | None) -> str | None:
+    return None if value is None else os.fspath(value)

@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError
 from nats.js.kv import KeyValue
 
+from aioq._nats.auth import auth_options, connect_hint
 from aioq._nats.delivery import NatsDelivery
 from aioq._nats.inbox import PullInbox, connection_restored, pull_status
 from aioq._nats.inspection import NatsInspection
@@ -27,7 +28,7 @@ from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.errors import BrokerError, BrokerUnavailableError, EnqueueError, PayloadTooLargeError
 from aioq.naming import Names
 from aioq.options import QueueOptions
-from aioq.settings import NatsSettings
+from aioq.settings import NatsSettings, redact_urls
 from aioq.transport import Delivery, OutgoingJob
 
 __all__ = ["NatsBroker", "NatsSettings", "NatsSource"]
@@ -206,27 +207,28 @@ class NatsBroker:
     async def connect(self) -> None:
         """Connect, check that JetStream is on, and create the streams if missing."""
         s = self.settings
+        auth = auth_options(s)  # a bad TLS or key file is a ConfigError, before any attempt
+        servers = ", ".join(redact_urls(s.servers))
         nc = NatsClient()
         try:
-            await nc.connect(
-                servers=s.servers,
-                name=s.name,
-                user_credentials=s.credentials,
-                token=s.token,
-                user=s.user,
-                password=s.password,
-                tls=s.tls,
-                # nats-py annotates these as int but takes float seconds.
-                connect_timeout=s.connect_timeout,  # type: ignore[arg-type]
-                # Fail fast on the first connect; reconnect forever once connected.
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0.5,  # type: ignore[arg-type]
-                ping_interval=_PING_INTERVAL_S,
-                max_outstanding_pings=_MAX_OUTSTANDING_PINGS,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-            )
+            # nats-py can hang in its clean-up after a failed TLS handshake (it waits for the
+            # broken socket to close); the attempts it makes are over well before this.
+            async with asyncio.timeout((2 * s.connect_timeout + 1) * len(s.servers) + 1):
+                await nc.connect(
+                    servers=s.servers,
+                    name=s.name,
+                    **auth,
+                    # nats-py annotates these as int but takes float seconds.
+                    connect_timeout=s.connect_timeout,  # type: ignore[arg-type]
+                    # Fail fast on the first connect; reconnect forever once connected.
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                    ping_interval=_PING_INTERVAL_S,
+                    max_outstanding_pings=_MAX_OUTSTANDING_PINGS,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
         except asyncio.CancelledError:
             # nats-py leaves the socket of a cancelled connect attempt open.
             with contextlib.suppress(Exception):
@@ -234,10 +236,14 @@ class NatsBroker:
             raise
         except Exception as e:
             # "no servers available" says less than the error of the last attempt.
-            cause = self._connect_error if isinstance(e, nats.errors.NoServersError) else None
+            last = isinstance(e, nats.errors.NoServersError | TimeoutError)
+            cause = self._connect_error if last else None
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await nc.close()
+            why = cause or e
             raise BrokerUnavailableError(
-                f"cannot reach NATS at {', '.join(s.servers)}: {_describe(cause or e)} "
-                "(is nats-server running? `aioq server` starts a local one)"
+                f"cannot reach NATS at {servers}: {_describe(why)} {connect_hint(why)}"
             ) from e
         self._connected = True
         nc.options["max_reconnect_attempts"] = -1
@@ -250,7 +256,7 @@ class NatsBroker:
         except (nats.errors.NoRespondersError, NoStreamResponseError) as e:
             await nc.close()
             raise BrokerUnavailableError(
-                f"JetStream is not enabled on {', '.join(s.servers)}: start nats-server with -js "
+                f"JetStream is not enabled on {servers}: start nats-server with -js "
                 "(or a jetstream block in its config)"
             ) from e
         except BaseException:

@@ -19,9 +19,13 @@ from aioq.app import Aarq
 from aioq.cli._loader import load_app
 from aioq.cli._options import (
     CredsOption,
+    NkeyOption,
     PasswordOption,
     PrefixOption,
     ServerOption,
+    TlsCaOption,
+    TlsCertOption,
+    TlsKeyOption,
     TokenOption,
     UserOption,
 )
@@ -33,7 +37,7 @@ __all__ = ["CONNECTION_OPTIONS", "Connection", "command", "fail", "require_queue
 
 @dataclass(frozen=True, slots=True)
 class Connection:
-    """The connection options of a command: server, prefix and credentials."""
+    """The connection options of a command: server, prefix, credentials and TLS files."""
 
     server: str | None = None
     prefix: str | None = None
@@ -41,6 +45,10 @@ class Connection:
     token: str | None = None
     user: str | None = None
     password: str | None = None
+    nkey: Path | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def app(self, app_path: str | None = None) -> Aarq:
         """The app at `app_path` (or a bare one, prefix ``aioq``), with the options applied."""
@@ -52,6 +60,10 @@ class Connection:
             token=self.token,
             user=self.user,
             password=self.password,
+            nkey_seed=self.nkey,
+            tls_ca=self.tls_ca,
+            tls_cert=self.tls_cert,
+            tls_key=self.tls_key,
         )
         return app
 
@@ -75,6 +87,10 @@ _OPTION_TYPES: Final = {
     "token": TokenOption,
     "user": UserOption,
     "password": PasswordOption,
+    "nkey": NkeyOption,
+    "tls_ca": TlsCaOption,
+    "tls_cert": TlsCertOption,
+    "tls_key": TlsKeyOption,
 }
 assert list(_OPTION_TYPES) == [f.name for f in fields(Connection)]
 
@@ -83,7 +99,7 @@ def command(function: Callable[..., Any]) -> Callable[..., None]:
     """Make `function` a command.
 
     Its `Connection` parameter stands for the connection options (``--server`` ...
-    ``--password``), in its place on the command line; a coroutine function runs in a new
+    ``--tls-key``), in its place on the command line; a coroutine function runs in a new
     event loop; an `AioqError` becomes one line on stderr and exit status 1, Ctrl-C exit 130.
     """
     signature = inspect.signature(function, eval_str=True)

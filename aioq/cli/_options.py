@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,10 +14,14 @@ __all__ = [
     "CredsOption",
     "JsonOption",
     "LogLevelOption",
+    "NkeyOption",
     "PasswordOption",
     "PrefixOption",
     "QueueArgument",
     "ServerOption",
+    "TlsCaOption",
+    "TlsCertOption",
+    "TlsKeyOption",
     "TokenOption",
     "UserOption",
 ]
@@ -83,6 +87,34 @@ PasswordOption = Annotated[
         show_envvar=False,
         metavar="PASSWORD",
     ),
+]
+
+
+def _file_option(flag: str, envvar: str, what: str) -> Any:
+    return typer.Option(
+        flag,
+        envvar=envvar,
+        exists=True,
+        dir_okay=False,
+        help=rf"{what}. \[default: ${envvar}, else the app's]",
+        show_envvar=False,
+        metavar="FILE",
+    )
+
+
+NkeyOption = Annotated[
+    Path | None, _file_option("--nkey", "NATS_NKEY", "NKey seed file (SU...) to authenticate with")
+]
+TlsCaOption = Annotated[
+    Path | None,
+    _file_option("--tls-ca", "NATS_CA", "CA file (PEM) that signed the server's certificate"),
+]
+TlsCertOption = Annotated[
+    Path | None,
+    _file_option("--tls-cert", "NATS_CERT", "Client certificate (PEM) for mutual TLS"),
+]
+TlsKeyOption = Annotated[
+    Path | None, _file_option("--tls-key", "NATS_KEY", "Private key (PEM) of --tls-cert")
 ]
 AppOption = Annotated[
     str | None,

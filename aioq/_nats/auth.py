@@ -12,7 +12,7 @@ import nats.errors
 from aioq.errors import ConfigError
 from aioq.settings import NatsSettings
 
-__all__ = ["auth_options", "connect_hint", "tls_context"]
+__all__ = ["auth_options", "connect_hint", "says_why", "tls_context"]
 
 
 def tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
@@ -76,6 +76,9 @@ def auth_options(settings: NatsSettings) -> dict[str, Any]:
     return options
 
 
+_UNREACHABLE_HINT = "(is nats-server running? `aioq server` starts a local one)"
+
+
 def connect_hint(error: BaseException) -> str:
     """What to check after a failed first connect, in parentheses."""
     text = str(error).lower()
@@ -89,7 +92,12 @@ def connect_hint(error: BaseException) -> str:
             "(TLS failed: check the CA file that signed the server's certificate, the "
             "client certificate and key if the server requires one, and the tls:// URL)"
         )
-    return "(is nats-server running? `aioq server` starts a local one)"
+    return _UNREACHABLE_HINT
+
+
+def says_why(error: BaseException) -> bool:
+    """Whether `error` names a cause (credentials, TLS) that a later reset would hide."""
+    return connect_hint(error) != _UNREACHABLE_HINT
 
 
 def _existing(path: str, what: str) -> str:

@@ -16,7 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError
 from nats.js.kv import KeyValue
 
-from aioq._nats.auth import auth_options, connect_hint
+from aioq._nats.auth import auth_options, connect_hint, says_why
 from aioq._nats.delivery import NatsDelivery
 from aioq._nats.inbox import PullInbox, connection_restored, pull_status
 from aioq._nats.inspection import NatsInspection
@@ -268,7 +268,8 @@ class NatsBroker:
         if not self._connected:
             # A failed first connect ends in one BrokerUnavailableError naming this error;
             # a warning per attempt would only repeat it.
-            self._connect_error = error
+            if self._connect_error is None or not says_why(self._connect_error):
+                self._connect_error = error
             log.debug("nats: %s", _describe(error))
             return
         message = _describe(error)

@@ -18,6 +18,7 @@ from nats.js.kv import KeyValue
 
 from aioq._nats.auth import auth_options, connect_hint, says_why
 from aioq._nats.delivery import NatsDelivery
+from aioq._nats.denials import DenialAwareClient, Denials
 from aioq._nats.inbox import PullInbox, connection_restored, pull_status
 from aioq._nats.inspection import NatsInspection
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
@@ -144,6 +145,7 @@ class NatsBroker:
         self._connected = False
         self._connect_error: BaseException | None = None
         self._error_log = LogThrottle()
+        self._denials = Denials()
         # While the connection is down: when it went, and the errors of reconnect attempts.
         self._down_since: float | None = None
         self._down_errors = 0
@@ -209,7 +211,8 @@ class NatsBroker:
         s = self.settings
         auth = auth_options(s)  # a bad TLS or key file is a ConfigError, before any attempt
         servers = ", ".join(redact_urls(s.servers))
-        nc = NatsClient()
+        nc = DenialAwareClient()
+        self._denials = nc.denials
         try:
             # nats-py can hang in its clean-up after a failed TLS handshake (it waits for the
             # broken socket to close); the attempts it makes are over well before this.
@@ -273,6 +276,17 @@ class NatsBroker:
             log.debug("nats: %s", _describe(error))
             return
         message = _describe(error)
+        ended = self._denials.report(message)
+        if ended:
+            log.debug("nats: %s (raised as PermissionDeniedError)", message)
+            return
+        if ended is not None:
+            # No request waits on it (a publish without reply: a record, an event): the log
+            # is the only place it shows, once a second at most.
+            repeats = self._error_log.admit(message)
+            if repeats is not None:
+                log.error("nats: %s%s", message, f" (and {repeats} more)" if repeats else "")
+            return
         if self._down_since is not None:
             # Each reconnect attempt fails the same way: the first says why, the rest are counted.
             self._down_errors += 1

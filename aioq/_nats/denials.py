@@ -1,0 +1,116 @@
+"""Permission violations turned into one clear error for the request that caused them.
+
+The server answers a publish to a denied subject with an asynchronous ``-ERR`` (which nats-py
+hands to the error callback) and never replies, so a JetStream request would only time
+out. `DenialAwareClient` tracks its open requests by subject; when the server reports a
+violation for one of them (or for the reply inbox, which every request needs), that request
+ends at once with a `PermissionDeniedError` naming the subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from aioq.errors import PermissionDeniedError
+from aioq.permissions import describe_subject
+
+__all__ = ["DenialAwareClient", "Denials", "parse_violation"]
+
+# nats-py lower-cases the server's error text.
+_VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"')
+_HINT = "grant it in the server's config (`aioq permissions --role ROLE` prints each role's lists)"
+
+
+def parse_violation(text: str) -> tuple[str, str] | None:
+    """``(kind, subject)`` of a permission-violation error text, lower-cased, else None."""
+    match = _VIOLATION.search(text.lower())
+    return (match[1], match[2]) if match else None
+
+
+class _Request:
+    __slots__ = ("denied", "subject", "task")
+
+    def __init__(self, subject: str, task: asyncio.Task[Any]) -> None:
+        self.subject = subject
+        self.task = task
+        self.denied: PermissionDeniedError | None = None
+
+
+class Denials:
+    """The open requests of one connection, ended by the violations reported for them."""
+
+    def __init__(self) -> None:
+        self._open: set[_Request] = set()
+
+    def report(self, text: str) -> int | None:
+        """End the requests a violation is about and return how many (None: not a violation)."""
+        parsed = parse_violation(text)
+        if parsed is None:
+            return None
+        kind, subject = parsed
+        ended = 0
+        for request in list(self._open):
+            if request.denied is not None:
+                continue
+            if kind == "publish" and request.subject.lower() == subject:
+                what = describe_subject(request.subject)
+                request.denied = PermissionDeniedError(
+                    f"permission denied: this NATS user may not publish to "
+                    f'"{request.subject}" ({what}); {_HINT}',
+                    request.subject,
+                )
+            elif kind == "subscription" and subject.startswith("_inbox"):
+                request.denied = PermissionDeniedError(
+                    f"permission denied: this NATS user may not subscribe to its reply inbox "
+                    f'"{subject}", so no request gets an answer; allow "_INBOX.>"; {_HINT}',
+                    subject,
+                )
+            else:
+                continue
+            request.task.cancel()
+            ended += 1
+        return ended
+
+    async def guard(self, subject: str, coroutine: Any) -> Any:
+        """Await `coroutine`, a request to `subject`, ending it early if the subject is denied."""
+        task = asyncio.current_task()
+        if task is None:
+            return await coroutine
+        request = _Request(subject, task)
+        self._open.add(request)
+        try:
+            return await coroutine
+        except asyncio.CancelledError:
+            if request.denied is None:
+                raise
+            task.uncancel()
+            raise request.denied from None
+        finally:
+            self._open.discard(request)
+
+
+class DenialAwareClient(NatsClient):
+    """A nats-py client whose requests fail fast with `PermissionDeniedError` when denied."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.denials = Denials()
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        timeout: float = 0.5,
+        old_style: bool = False,
+        headers: dict[str, Any] | None = None,
+    ) -> Msg:
+        """`nats.aio.client.Client.request`, failing fast on a permission violation."""
+        result: Msg = await self.denials.guard(
+            subject, super().request(subject, payload, timeout, old_style, headers)
+        )
+        return result

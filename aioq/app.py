@@ -93,6 +93,9 @@ class Aarq:
         ack_wait: Default lease of a delivered job (see `queue`).
         keep_result: Seconds job records and results are kept (one day; 0 keeps none). Set
             when the results bucket is created.
+        max_queued: Most jobs waiting in each queue (delayed ones not counted): an enqueue
+            beyond it raises `QueueFullError` and stores nothing. Set on the jobs stream when
+            the app connects; -1 removes the cap, None (default) leaves the stream's as is.
 
     The app connects on first use; ``async with app:`` or `connect`/`close` make the lifecycle
     explicit. It holds one connection per event loop, so it works from any loop (successive
@@ -121,8 +124,19 @@ class Aarq:
         connect_timeout: float = 2.0,
         ack_wait: float | timedelta = 30.0,
         keep_result: float | timedelta = 86_400.0,
+        max_queued: int | None = None,
     ) -> None:
         self.names = Names(prefix)
+        if max_queued is not None and (
+            not isinstance(max_queued, int)
+            or isinstance(max_queued, bool)
+            or max_queued == 0
+            or max_queued < -1
+        ):
+            raise ConfigError(
+                f"max_queued must be a positive number of jobs or -1, got {max_queued!r}"
+            )
+        self.max_queued = max_queued
         self.settings = NatsSettings(
             servers=_server_list(servers),
             name=name,
@@ -520,7 +534,7 @@ class Aarq:
             return self._chosen_broker
         from aioq._nats import NatsBroker  # loads nats only for an app that uses it
 
-        return NatsBroker(self.settings, self.names, self.keep_result)
+        return NatsBroker(self.settings, self.names, self.keep_result, self.max_queued)
 
     async def close(self) -> None:
         """Flush and close the running loop's connection; the app reconnects if used again.

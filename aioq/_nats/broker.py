@@ -17,10 +17,12 @@ from nats.js.errors import APIError, NoStreamResponseError
 from nats.js.kv import KeyValue
 
 from aioq._nats.auth import auth_options, connect_hint, says_why
+from aioq._nats.client import AioqNatsClient
 from aioq._nats.delivery import NatsDelivery
-from aioq._nats.denials import DenialAwareClient, Denials
+from aioq._nats.denials import Denials
 from aioq._nats.inbox import PullInbox, connection_restored, pull_status
 from aioq._nats.inspection import NatsInspection
+from aioq._nats.limits import full_or_failed
 from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
@@ -133,10 +135,17 @@ class NatsSource:
 class NatsBroker:
     """JetStream storage of jobs, dead letters and worker heartbeats for one app prefix."""
 
-    def __init__(self, settings: NatsSettings, names: Names, keep_result: float = 86_400.0) -> None:
+    def __init__(
+        self,
+        settings: NatsSettings,
+        names: Names,
+        keep_result: float = 86_400.0,
+        max_queued: int | None = None,
+    ) -> None:
         self.settings = settings
         self.names = names
         self.keep_result = keep_result
+        self.max_queued = max_queued
         self._store: NatsStore | None = None
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -211,7 +220,7 @@ class NatsBroker:
         s = self.settings
         auth = auth_options(s)  # a bad TLS or key file is a ConfigError, before any attempt
         servers = ", ".join(redact_urls(s.servers))
-        nc = DenialAwareClient()
+        nc = AioqNatsClient()
         self._denials = nc.denials
         try:
             # nats-py can hang in its clean-up after a failed TLS handshake (it waits for the
@@ -254,7 +263,7 @@ class NatsBroker:
         js = nc.jetstream()
         try:
             await js.account_info()
-            await ensure_streams(js, self.names)
+            await ensure_streams(js, self.names, self.max_queued)
             self._store = await NatsStore.open(nc, js, self.names, self.keep_result)
         except (nats.errors.NoRespondersError, NoStreamResponseError) as e:
             await nc.close()
@@ -349,7 +358,9 @@ class NatsBroker:
             ack = await self.js.publish(
                 self.names.job_subject(queue), data, headers={_MSG_ID: job_id}
             )
-        except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
+        except APIError as e:
+            raise full_or_failed(e, queue, job_id) from e
+        except (NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
             raise EnqueueError(
                 f"cannot enqueue job {job_id} on queue {queue!r}: {_describe(e)}; "
                 "retrying with the same job id is safe"
@@ -376,7 +387,14 @@ class NatsBroker:
         for job, result in zip(jobs, results, strict=True):
             if not isinstance(result, BaseException) and not result.duplicate:
                 await store.put_queued(job.job_id, job.queue, result.seq, job.task)
-        return [r if isinstance(r, BaseException) else bool(r.duplicate) for r in results]
+        return [
+            full_or_failed(r, job.queue, job.job_id)
+            if isinstance(r, APIError)
+            else r
+            if isinstance(r, BaseException)
+            else bool(r.duplicate)
+            for job, r in zip(jobs, results, strict=True)
+        ]
 
     async def open_source(self, queue: str, options: QueueOptions) -> NatsSource:
         """Create or update the queue's consumer and bind a pull subscription to it."""

@@ -2,7 +2,7 @@
 
 The server answers a publish to a denied subject with an asynchronous ``-ERR`` (which nats-py
 hands to the error callback) and never replies, so a JetStream request would only time
-out. `DenialAwareClient` tracks its open requests by subject; when the server reports a
+out. `Denials` tracks a connection's open requests by subject; when the server reports a
 violation for one of them (or for the reply inbox, which every request needs), that request
 ends at once with a `PermissionDeniedError` naming the subject.
 """
@@ -13,13 +13,10 @@ import asyncio
 import re
 from typing import Any
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-
 from aioq.errors import PermissionDeniedError
 from aioq.permissions import describe_subject
 
-__all__ = ["DenialAwareClient", "Denials", "parse_violation"]
+__all__ = ["Denials", "parse_violation"]
 
 # nats-py lower-cases the server's error text.
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"')
@@ -92,25 +89,3 @@ class Denials:
             raise request.denied from None
         finally:
             self._open.discard(request)
-
-
-class DenialAwareClient(NatsClient):
-    """A nats-py client whose requests fail fast with `PermissionDeniedError` when denied."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.denials = Denials()
-
-    async def request(
-        self,
-        subject: str,
-        payload: bytes = b"",
-        timeout: float = 0.5,
-        old_style: bool = False,
-        headers: dict[str, Any] | None = None,
-    ) -> Msg:
-        """`nats.aio.client.Client.request`, failing fast on a permission violation."""
-        result: Msg = await self.denials.guard(
-            subject, super().request(subject, payload, timeout, old_style, headers)
-        )
-        return result

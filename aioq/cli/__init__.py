@@ -12,6 +12,7 @@ from typer.core import TyperGroup
 from aioq._version import __version__
 from aioq.cli.dashboard import dashboard
 from aioq.cli.dead import dead_cli
+from aioq.cli.doctor import doctor
 from aioq.cli.events import events
 from aioq.cli.inspect import queues, workers
 from aioq.cli.jobs import enqueue, job_cli
@@ -113,6 +114,7 @@ cli.add_typer(dead_cli, name="dead")
 cli.command()(events)
 cli.command(no_args_is_help=True)(dashboard)
 cli.command("permissions", no_args_is_help=True)(permissions_command)
+cli.command()(doctor)
 
 
 def main() -> None:

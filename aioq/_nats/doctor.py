@@ -22,7 +22,7 @@ from aioq.errors import BrokerUnavailableError
 from aioq.naming import Names
 from aioq.settings import NatsSettings, redact_urls
 
-__all__ = ["gather_facts"]
+__all__ = ["gather_facts", "read_sync_setting"]
 
 _MONITOR_TIMEOUT_S = 3.0
 
@@ -49,7 +49,7 @@ async def gather_facts(
             version=(version.major, version.minor, version.patch),
             jetstream=False,
             max_payload=nc.max_payload,
-            sync=await asyncio.to_thread(_sync_setting, monitor) if monitor else None,
+            sync=await asyncio.to_thread(read_sync_setting, monitor) if monitor else None,
             clustered=bool(info.get("cluster")),
             account_storage_limit=-1,
             account_storage_used=0,
@@ -105,7 +105,7 @@ async def _connect(settings: NatsSettings) -> AioqNatsClient:
     return nc
 
 
-def _sync_setting(monitor: str) -> bool | float | None:
+def read_sync_setting(monitor: str) -> bool | float | None:
     """True for sync_interval always, else the interval in seconds; None if unknown."""
     url = monitor.rstrip("/") + "/varz"
     try:

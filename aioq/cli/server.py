@@ -71,6 +71,7 @@ def server(
             f"nats-server running at {embedded.url} (monitoring {monitoring}, store {store_dir}, "
             f"config {config}); Ctrl-C stops it"
         )
+        print(_fsync_statement(embedded.monitor_url))
         sys.stdout.flush()
         stopped = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -85,6 +86,23 @@ def server(
                     raise typer.Exit(1)
         finally:
             embedded.stop()
+
+
+def _fsync_statement(monitor_url: str | None) -> str:
+    """What the running server's sync_interval means for acknowledged jobs, in one line."""
+    from aioq._nats.doctor import read_sync_setting
+
+    sync = read_sync_setting(monitor_url) if monitor_url else None
+    if sync is True:
+        return "fsync: sync_interval always: every job is on disk before its enqueue returns"
+    if sync is None:
+        return "fsync: unknown (no monitoring port); see sync_interval in the config"
+    interval = 120.0 if sync is False else sync
+    return (
+        f"fsync: every {interval:g}s (sync_interval): a power loss or OS crash loses up to the "
+        f"last {interval:g}s of acknowledged jobs; production: sync_interval always "
+        "(docs/deployment.md#durability)"
+    )
 
 
 def _start(config: Path, port: int, store_dir: Path, monitor_port: int | None) -> EmbeddedNats:

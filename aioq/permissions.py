@@ -182,7 +182,8 @@ def permissions(role: Role | str, queues: Sequence[str] = (), prefix: str = "aio
     else:
         publish = _admin(names)
         subscribe.append(f"{names.prefix}.>")
-    publish = _common(names) + publish
+    if chosen is not Role.ADMIN:  # the admin's wildcards cover these
+        publish = _common(names) + publish
     return Permissions(chosen, tuple(dict.fromkeys(publish)), tuple(subscribe))
 
 

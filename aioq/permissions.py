@@ -75,7 +75,7 @@ def _kv_read(bucket: str) -> list[str]:
     return [
         *_api(f"STREAM.INFO.{stream}", f"DIRECT.GET.{stream}.>", f"STREAM.MSG.GET.{stream}"),
         *_api(f"CONSUMER.CREATE.{stream}", f"CONSUMER.CREATE.{stream}.>"),
-        *_api(f"CONSUMER.DELETE.{stream}.>", f"CONSUMER.INFO.{stream}.>"),
+        *_api(f"CONSUMER.INFO.{stream}.>"),
         f"$JS.FC.{stream}.>",
     ]
 

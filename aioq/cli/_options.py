@@ -46,17 +46,22 @@ PrefixOption = Annotated[
         show_default=False,
     ),
 ]
-CredsOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--creds",
-        envvar="NATS_CREDS",
+
+
+def _file_option(flag: str, envvar: str, what: str) -> Any:
+    return typer.Option(
+        flag,
+        envvar=envvar,
         exists=True,
         dir_okay=False,
-        help=r"NATS credentials file (JWT and nkey). \[default: $NATS_CREDS, else the app's]",
+        help=rf"{what}. \[default: ${envvar}, else the app's]",
         show_envvar=False,
         metavar="FILE",
-    ),
+    )
+
+
+CredsOption = Annotated[
+    Path | None, _file_option("--creds", "NATS_CREDS", "NATS credentials file (JWT and nkey)")
 ]
 TokenOption = Annotated[
     str | None,
@@ -88,18 +93,6 @@ PasswordOption = Annotated[
         metavar="PASSWORD",
     ),
 ]
-
-
-def _file_option(flag: str, envvar: str, what: str) -> Any:
-    return typer.Option(
-        flag,
-        envvar=envvar,
-        exists=True,
-        dir_okay=False,
-        help=rf"{what}. \[default: ${envvar}, else the app's]",
-        show_envvar=False,
-        metavar="FILE",
-    )
 
 
 NkeyOption = Annotated[

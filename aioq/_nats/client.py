@@ -7,16 +7,19 @@ Two nats-py 2.16 behaviours are mended here, in one place:
   `PermissionDeniedError` instead.
 - `JetStreamContext.publish_async` leaves its future pending forever when the server answers
   with an error (a full queue, a full stream): nats-py raises the error in the reply
-  handler instead of setting it on the future. Here it is set on the future.
+  handler instead of setting it on the future. Here it is set on the future; and a denied
+  subject, which gets no answer at all, fails the future with `PermissionDeniedError`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from nats.js.errors import APIError
 
 from aioq._nats.denials import Denials
@@ -25,6 +28,24 @@ __all__ = ["AioqNatsClient"]
 
 
 class _JetStream(JetStreamContext):
+    def __init__(self, conn: AioqNatsClient, **opts: Any) -> None:
+        super().__init__(conn, **opts)
+        self._denials = conn.denials
+
+    async def publish_async(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        wait_stall: float | None = None,
+        stream: str | None = None,
+        headers: dict[str, Any] | None = None,
+        msg_ttl: float | None = None,
+    ) -> asyncio.Future[PubAck]:
+        """`JetStreamContext.publish_async`; the future fails if the subject is denied."""
+        future = await super().publish_async(subject, payload, wait_stall, stream, headers, msg_ttl)
+        self._denials.watch(subject, future)
+        return future
+
     async def _handle_async_reply(self, msg: Msg) -> None:
         try:
             await super()._handle_async_reply(msg)

@@ -30,12 +30,27 @@ def parse_violation(text: str) -> tuple[str, str] | None:
 
 
 class _Request:
-    __slots__ = ("denied", "subject", "task")
+    """A request awaited by `task`, or an async publish whose ack is `future`."""
 
-    def __init__(self, subject: str, task: asyncio.Task[Any]) -> None:
+    __slots__ = ("denied", "future", "subject", "task")
+
+    def __init__(
+        self,
+        subject: str,
+        task: asyncio.Task[Any] | None = None,
+        future: asyncio.Future[Any] | None = None,
+    ) -> None:
         self.subject = subject
         self.task = task
+        self.future = future
         self.denied: PermissionDeniedError | None = None
+
+    def end(self) -> None:
+        if self.future is not None:
+            if not self.future.done():
+                self.future.set_exception(self.denied or PermissionDeniedError("", self.subject))
+        elif self.task is not None:
+            self.task.cancel()
 
 
 class Denials:
@@ -69,9 +84,15 @@ class Denials:
                 )
             else:
                 continue
-            request.task.cancel()
+            request.end()
             ended += 1
         return ended
+
+    def watch(self, subject: str, future: asyncio.Future[Any]) -> None:
+        """End `future`, the ack of an async publish to `subject`, if the subject is denied."""
+        request = _Request(subject, future=future)
+        self._open.add(request)
+        future.add_done_callback(lambda _: self._open.discard(request))
 
     async def guard(self, subject: str, coroutine: Any) -> Any:
         """Await `coroutine`, a request to `subject`, ending it early if the subject is denied."""

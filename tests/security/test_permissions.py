@@ -7,7 +7,15 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from aioq import Aarq, Context, JobFailedError, PermissionDeniedError, Scheduler, Task
+from aioq import (
+    Aarq,
+    Context,
+    JobFailedError,
+    PartialEnqueueError,
+    PermissionDeniedError,
+    Scheduler,
+    Task,
+)
 from aioq.embedded import EmbeddedNats
 from aioq.permissions import Role, permissions
 from aioq.testing.harness import start_worker
@@ -108,6 +116,15 @@ async def test_a_producer_cannot_pull_or_enqueue_elsewhere(app_for: AppFor) -> N
     with pytest.raises(PermissionDeniedError, match=r'"perm\.jobs\.billing"') as denied:
         await _task(producer, "charge").enqueue(100)
     assert "aioq permissions" in str(denied.value)
+    with pytest.raises(PartialEnqueueError) as partial:
+        await producer.enqueue_many(
+            [
+                _task(producer, "send").prepare("ada@example.com"),
+                _task(producer, "charge").prepare(1),
+            ]
+        )
+    assert len(partial.value.enqueued) == 1
+    assert isinstance(partial.value.failed[0][1], PermissionDeniedError)
 
 
 async def test_a_worker_of_email_cannot_pull_billing(app_for: AppFor) -> None:

@@ -250,9 +250,7 @@ class NatsBroker:
             # "no servers available" says less than the error of the last attempt.
             last = isinstance(e, nats.errors.NoServersError | TimeoutError)
             cause = self._connect_error if last else None
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(1):
-                    await nc.close()
+            await self._discard(nc)
             why = cause or e
             raise BrokerUnavailableError(
                 f"cannot reach NATS at {servers}: {_describe(why)} {connect_hint(why)}"
@@ -275,6 +273,16 @@ class NatsBroker:
             await nc.close()
             raise
         self._nc, self._js = nc, js
+
+    async def _discard(self, nc: NatsClient) -> None:
+        """Close the client of a failed first connect, quietly and within a second."""
+        closing, self._closing = self._closing, True  # no "disconnected" warning for it
+        try:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await nc.close()
+        finally:
+            self._closing = closing
 
     async def _on_error(self, error: Exception) -> None:
         if not self._connected:

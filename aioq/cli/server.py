@@ -65,18 +65,19 @@ def server(
         config = local if local.is_file() else _PACKAGED_CONFIG
     store_dir.mkdir(parents=True, exist_ok=True)
     with _store_lock(store_dir):
-        embedded = _start(config, port, store_dir, monitor_port)
-        monitoring = embedded.monitor_url or "off"
-        print(
-            f"nats-server running at {embedded.url} (monitoring {monitoring}, store {store_dir}, "
-            f"config {config}); Ctrl-C stops it"
-        )
-        print(_fsync_statement(embedded.monitor_url))
-        sys.stdout.flush()
         stopped = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopped.set())
+        embedded = _start(config, port, store_dir, monitor_port)
         try:
+            monitoring = embedded.monitor_url or "off"
+            fsync = _fsync_statement(embedded.monitor_url)
+            print(
+                f"nats-server running at {embedded.url} (monitoring {monitoring}, "
+                f"store {store_dir}, config {config}); Ctrl-C stops it"
+            )
+            print(fsync)
+            sys.stdout.flush()
             while not stopped.wait(0.5):
                 if not embedded.running:
                     print(

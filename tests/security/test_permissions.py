@@ -168,6 +168,10 @@ async def test_cli_reports_a_denial_as_one_line(
     done = await asyncio.to_thread(run_cli, "queues", *login, "--user", "dashboard")
     assert done.returncode == 0, done.stderr
     assert "email" in done.stdout
+    # aioq doctor reads all it needs as the dashboard.
+    done = await asyncio.to_thread(run_cli, "doctor", *login, "--user", "dashboard")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "queue 'email': ack_wait 5s" in done.stdout
 
 
 async def test_permissions_cli_prints_a_block_the_server_accepts(

@@ -37,7 +37,7 @@ from aioq.errors import (
 )
 from aioq.inspection import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.job import Job
-from aioq.naming import Names, validate_queue, validate_task_name
+from aioq.naming import Names, validate_inbox_prefix, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.publishing import pause_end
 from aioq.ratelimit import check_rate
@@ -89,6 +89,8 @@ class Aarq:
         tls_cert: Client certificate file (PEM) for mutual TLS, with `tls_key`.
         tls_key: Its private key file (PEM, unencrypted).
         nkey_seed: Path of an NKey seed file (``SU...``): authenticates as that NKey user.
+        inbox_prefix: Subject prefix of the reply inboxes (default ``_INBOX``): give each
+            role its own, and allow each user only its own (see `aioq.permissions`).
         connect_timeout: Seconds to wait for each server on the first connect.
         ack_wait: Default lease of a delivered job (see `queue`).
         keep_result: Seconds job records and results are kept (one day; 0 keeps none). Set
@@ -121,6 +123,7 @@ class Aarq:
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
         nkey_seed: str | os.PathLike[str] | None = None,
+        inbox_prefix: str | None = None,
         connect_timeout: float = 2.0,
         ack_wait: float | timedelta = 30.0,
         keep_result: float | timedelta = 86_400.0,
@@ -150,6 +153,7 @@ class Aarq:
             tls_cert=_path(tls_cert),
             tls_key=_path(tls_key),
             nkey_seed=_path(nkey_seed),
+            inbox_prefix=_inbox(inbox_prefix),
         )
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.state = State()
@@ -222,6 +226,7 @@ class Aarq:
         tls_cert: str | os.PathLike[str] | None = None,
         tls_key: str | os.PathLike[str] | None = None,
         nkey_seed: str | os.PathLike[str] | None = None,
+        inbox_prefix: str | None = None,
     ) -> None:
         """Override the servers, prefix, credentials or TLS files; only before it connects.
 
@@ -241,6 +246,7 @@ class Aarq:
                 tls_cert=s.tls_cert if tls_cert is None else _path(tls_cert),
                 tls_key=s.tls_key if tls_key is None else _path(tls_key),
                 nkey_seed=s.nkey_seed if nkey_seed is None else _path(nkey_seed),
+                inbox_prefix=s.inbox_prefix if inbox_prefix is None else _inbox(inbox_prefix),
             ),
             names=Names(prefix) if prefix is not None else None,
         )
@@ -686,6 +692,10 @@ def _server_list(servers: str | Sequence[str]) -> list[str]:
     if not urls:
         raise ConfigError("no NATS server URL given")
     return urls
+
+
+def _inbox(prefix: str | None) -> str | None:
+    return None if prefix is None else validate_inbox_prefix(prefix)
 
 
 def _path(value: str | os.PathLike[str] | None) -> str | None:

@@ -12,8 +12,10 @@ subscribe to; `server_block` renders them as a nats-server ``permissions`` block
   job records and dead letters (they hold arguments and errors), but change nothing.
 - ``admin``: everything under the app's prefix: create streams, purge, delete, retry.
 
-Replies come on ``_INBOX.>`` for every role: a user can subscribe to other users' replies
-there; put roles that must not see each other's traffic in separate accounts.
+Replies come on the client's inbox prefix (``_INBOX.>`` by default). A user allowed
+``_INBOX.>`` could subscribe to other users' replies, fetched jobs included: give each role
+its own prefix (``Aarq(inbox_prefix="_INBOX_worker")``, ``--inbox-prefix``) and pass the same
+to `permissions`, so that each user may subscribe only to its own inboxes.
 """
 
 from __future__ import annotations
@@ -24,11 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aioq.errors import ConfigError
-from aioq.naming import Names, validate_queue
+from aioq.naming import Names, validate_inbox_prefix, validate_queue
 
 __all__ = ["Permissions", "Role", "describe_subject", "permissions"]
-
-_INBOX = "_INBOX.>"
 
 
 class Role(enum.StrEnum):
@@ -152,8 +152,16 @@ def _admin(names: Names) -> list[str]:
     return ["$JS.API.>", f"$JS.ACK.{names.jobs_stream}.>", "$JS.FC.>", f"{names.prefix}.>", *kv]
 
 
-def permissions(role: Role | str, queues: Sequence[str] = (), prefix: str = "aioq") -> Permissions:
+def permissions(
+    role: Role | str,
+    queues: Sequence[str] = (),
+    prefix: str = "aioq",
+    inbox_prefix: str = "_INBOX",
+) -> Permissions:
     """The allow lists of `role` for `queues` (producer and worker) under `prefix`.
+
+    The user may subscribe to replies under `inbox_prefix` only: the same value the role's
+    clients connect with (``Aarq(inbox_prefix=...)``).
 
     Raises:
         ConfigError: An unknown role, a bad queue name, or a producer or worker without queues.
@@ -164,11 +172,12 @@ def permissions(role: Role | str, queues: Sequence[str] = (), prefix: str = "aio
         known = ", ".join(r.value for r in Role)
         raise ConfigError(f"unknown role {role!r}: use one of {known}") from None
     names = Names(prefix)
+    validate_inbox_prefix(inbox_prefix)
     for queue in queues:
         validate_queue(queue)
     if chosen in (Role.PRODUCER, Role.WORKER) and not queues:
         raise ConfigError(f"the {chosen} role needs its queues: name at least one")
-    subscribe = [_INBOX]
+    subscribe = [f"{inbox_prefix}.>"]
     if chosen is Role.PRODUCER:
         publish = _producer(names, queues)
     elif chosen is Role.WORKER:

@@ -29,6 +29,8 @@ class NatsSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     nkey_seed: str | None = None
+    #: Subject prefix of this client's reply inboxes (nats-py's default: ``_INBOX``).
+    inbox_prefix: str | None = None
 
     def __repr__(self) -> str:
         # Passwords and tokens stay out of logs and tracebacks that print the settings.
@@ -38,7 +40,8 @@ class NatsSettings:
             f"credentials={self.credentials!r}, token={secret if self.token else None}, "
             f"user={self.user!r}, password={secret if self.password else None}, "
             f"tls={self.tls!r}, tls_ca={self.tls_ca!r}, tls_cert={self.tls_cert!r}, "
-            f"tls_key={self.tls_key!r}, nkey_seed={self.nkey_seed!r})"
+            f"tls_key={self.tls_key!r}, nkey_seed={self.nkey_seed!r}, "
+            f"inbox_prefix={self.inbox_prefix!r})"
         )
 
 

@@ -73,6 +73,8 @@ def auth_options(settings: NatsSettings) -> dict[str, Any]:
         options["nkeys_seed"] = _existing(s.nkey_seed, "NKey seed file")
     if s.credentials or s.nkey_seed:
         _require_nkeys()
+    if s.inbox_prefix:
+        options["inbox_prefix"] = s.inbox_prefix
     return options
 
 

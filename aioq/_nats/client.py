@@ -62,7 +62,7 @@ class AioqNatsClient(NatsClient):
 
     def __init__(self) -> None:
         super().__init__()
-        self.denials = Denials()
+        self.denials = Denials(lambda: bytes(self._inbox_prefix).decode())
 
     async def request(
         self,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from typing import Any
 
 from aioq.errors import PermissionDeniedError
@@ -56,8 +57,9 @@ class _Request:
 class Denials:
     """The open requests of one connection, ended by the violations reported for them."""
 
-    def __init__(self) -> None:
+    def __init__(self, inbox_prefix: Callable[[], str] = lambda: "_INBOX") -> None:
         self._open: set[_Request] = set()
+        self._inbox_prefix = inbox_prefix
 
     def report(self, text: str) -> int | None:
         """End the requests a violation is about and return how many (None: not a violation)."""
@@ -76,10 +78,11 @@ class Denials:
                     f'"{request.subject}" ({what}); {_HINT}',
                     request.subject,
                 )
-            elif kind == "subscription" and subject.startswith("_inbox"):
+            elif kind == "subscription" and subject.startswith(self._inbox_prefix().lower()):
                 request.denied = PermissionDeniedError(
                     f"permission denied: this NATS user may not subscribe to its reply inbox "
-                    f'"{subject}", so no request gets an answer; allow "_INBOX.>"; {_HINT}',
+                    f'"{subject}", so no request gets an answer; allow its inbox prefix '
+                    f"(`aioq permissions --inbox-prefix`); {_HINT}",
                     subject,
                 )
             else:

@@ -19,6 +19,7 @@ from aioq.app import Aarq
 from aioq.cli._loader import load_app
 from aioq.cli._options import (
     CredsOption,
+    InboxPrefixOption,
     NkeyOption,
     PasswordOption,
     PrefixOption,
@@ -49,6 +50,7 @@ class Connection:
     tls_ca: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    inbox_prefix: str | None = None
 
     def app(self, app_path: str | None = None) -> Aarq:
         """The app at `app_path` (or a bare one, prefix ``aioq``), with the options applied."""
@@ -64,6 +66,7 @@ class Connection:
             tls_ca=self.tls_ca,
             tls_cert=self.tls_cert,
             tls_key=self.tls_key,
+            inbox_prefix=self.inbox_prefix,
         )
         return app
 
@@ -91,6 +94,7 @@ _OPTION_TYPES: Final = {
     "tls_ca": TlsCaOption,
     "tls_cert": TlsCertOption,
     "tls_key": TlsKeyOption,
+    "inbox_prefix": InboxPrefixOption,
 }
 assert list(_OPTION_TYPES) == [f.name for f in fields(Connection)]
 
@@ -99,7 +103,7 @@ def command(function: Callable[..., Any]) -> Callable[..., None]:
     """Make `function` a command.
 
     Its `Connection` parameter stands for the connection options (``--server`` ...
-    ``--tls-key``), in its place on the command line; a coroutine function runs in a new
+    ``--inbox-prefix``), in its place on the command line; a coroutine function runs in a new
     event loop; an `AioqError` becomes one line on stderr and exit status 1, Ctrl-C exit 130.
     """
     signature = inspect.signature(function, eval_str=True)

@@ -12,6 +12,7 @@ from aioq.cli._logging import LogLevel
 __all__ = [
     "AppOption",
     "CredsOption",
+    "InboxPrefixOption",
     "JsonOption",
     "LogLevelOption",
     "NkeyOption",
@@ -108,6 +109,17 @@ TlsCertOption = Annotated[
 ]
 TlsKeyOption = Annotated[
     Path | None, _file_option("--tls-key", "NATS_KEY", "Private key (PEM) of --tls-cert")
+]
+InboxPrefixOption = Annotated[
+    str | None,
+    typer.Option(
+        "--inbox-prefix",
+        envvar="NATS_INBOX_PREFIX",
+        help=r"Subject prefix of the reply inboxes, for a user allowed only its own. "
+        r"\[default: $NATS_INBOX_PREFIX, else the app's, else _INBOX]",
+        show_envvar=False,
+        metavar="PREFIX",
+    ),
 ]
 AppOption = Annotated[
     str | None,

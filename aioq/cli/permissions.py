@@ -38,14 +38,25 @@ def permissions_command(
         str,
         typer.Option("--prefix", help="The app's prefix.", metavar="PREFIX"),
     ] = "aioq",
+    inbox_prefix: Annotated[
+        str,
+        typer.Option(
+            "--inbox-prefix",
+            help="The inbox prefix the role's clients connect with (--inbox-prefix, "
+            "Aarq(inbox_prefix=...)): give each role its own.",
+            metavar="PREFIX",
+        ),
+    ] = "_INBOX",
 ) -> None:
     """Print the nats-server permissions block of a role, to put in its user's entry.
 
     Everything not listed is denied. See docs/security.md for a whole configuration.
     """
-    chosen = permissions(role, queues or [], prefix)
+    chosen = permissions(role, queues or [], prefix, inbox_prefix)
     scope = f" of queues {', '.join(queues)}" if queues else ""
     print(f"# aioq {chosen.role}{scope}, prefix {prefix}: inside a user's {{ ... }} entry")
+    if inbox_prefix == "_INBOX":
+        print("# replies on _INBOX.>: give each role its own --inbox-prefix (docs/security.md)")
     if chosen.role is Role.WORKER:
         print("# run these workers with --no-scheduler; the scheduler role runs the scheduler")
     print(chosen.server_block())

@@ -28,7 +28,10 @@ def test_the_role_blocks_are_what_aioq_permissions_prints() -> None:
         role = re.search(r"--role (\w+)", command)
         assert role is not None
         queues = re.findall(r"-q (\S+)", command)
-        assert permissions(role[1], queues).server_block(indent=6) in chunk, role[1]
+        inbox = re.search(r"--inbox-prefix (\S+)", command)
+        assert inbox is not None
+        expected = permissions(role[1], queues, inbox_prefix=inbox[1])
+        assert expected.server_block(indent=6) in chunk, role[1]
 
 
 @pytest.fixture
@@ -69,6 +72,7 @@ async def test_the_deploy_config_runs_jobs_over_mutual_tls(
             tls_ca=pki.ca,
             tls_cert=pki.client_cert,
             tls_key=pki.client_key,
+            inbox_prefix=f"_INBOX_{user}",
         )
 
         @app.task(queue="email")

@@ -37,13 +37,18 @@ USERS = {
 def _config() -> str:
     entries = [
         f'  {{ user: "{user}", password: "{PASSWORD}"\n'
-        f"{permissions(role, queues, PREFIX).server_block(indent=4)}\n  }}"
+        f"{permissions(role, queues, PREFIX, _inbox(user)).server_block(indent=4)}\n  }}"
         for user, (role, queues) in USERS.items()
     ]
     return "authorization {\n users = [\n" + "\n".join(entries) + "\n ]\n}"
 
 
-AppFor = Callable[[str], Aarq]
+AppFor = Callable[..., Aarq]
+
+
+def _inbox(user: str) -> str:
+    """Each user receives its replies under its own prefix, and may subscribe to no other."""
+    return f"_INBOX_{user}"
 
 
 @pytest.fixture
@@ -56,8 +61,15 @@ async def app_for(matrix_server: EmbeddedNats) -> AsyncIterator[AppFor]:
     server = matrix_server
     apps: list[Aarq] = []
 
-    def make(user: str) -> Aarq:
-        app = Aarq(server.url, prefix=PREFIX, user=user, password=PASSWORD, ack_wait=5)
+    def make(user: str, inbox_prefix: str | None = None) -> Aarq:
+        app = Aarq(
+            server.url,
+            prefix=PREFIX,
+            user=user,
+            password=PASSWORD,
+            ack_wait=5,
+            inbox_prefix=inbox_prefix or _inbox(user),
+        )
         _define_tasks(app)
         apps.append(app)
         return app
@@ -159,19 +171,30 @@ async def test_cli_reports_a_denial_as_one_line(
     worker = await start_worker(app_for("worker-email"), ["email"], scheduler=False)
     await worker.stop()  # its queue's consumer stays
     login = ["-s", matrix_server.url, "--prefix", PREFIX, "--password", PASSWORD]
-    done = await asyncio.to_thread(
-        run_cli, "queue", "pause", "email", *login, "--user", "dashboard"
-    )
+    login += ["--user", "dashboard", "--inbox-prefix", _inbox("dashboard")]
+    done = await asyncio.to_thread(run_cli, "queue", "pause", "email", *login)
     assert done.returncode == 1
     assert done.stderr.startswith("error: permission denied:")
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    done = await asyncio.to_thread(run_cli, "queues", *login, "--user", "dashboard")
+    done = await asyncio.to_thread(run_cli, "queues", *login)
     assert done.returncode == 0, done.stderr
     assert "email" in done.stdout
     # aioq doctor reads all it needs as the dashboard.
-    done = await asyncio.to_thread(run_cli, "doctor", *login, "--user", "dashboard")
+    done = await asyncio.to_thread(run_cli, "doctor", *login)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "queue 'email': ack_wait 5s" in done.stdout
+
+
+async def test_no_user_may_read_another_users_replies(app_for: AppFor) -> None:
+    # The producer's user may subscribe only to _INBOX_producer.>: with the shared default
+    # prefix it gets no reply at all, and aioq says why at once.
+    producer = app_for("producer", inbox_prefix="_INBOX")
+    with pytest.raises(PermissionDeniedError, match="may not subscribe to its reply inbox"):
+        await producer.connect()
+    # Nor may it listen in on the worker's inbox, where fetched jobs arrive.
+    sneaky = app_for("producer", inbox_prefix=_inbox("worker-email"))
+    with pytest.raises(PermissionDeniedError, match="reply inbox"):
+        await sneaky.connect()
 
 
 async def test_permissions_cli_prints_a_block_the_server_accepts(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aioq import Aarq
 from aioq._nats.denials import parse_violation
 from aioq.errors import ConfigError
 from aioq.permissions import Role, describe_subject, permissions
@@ -44,3 +45,12 @@ def test_violation_parsing_and_descriptions() -> None:
     assert parse_violation("nats: slow consumer") is None
     assert describe_subject("$JS.API.STREAM.PURGE.AIOQ_DEAD") == "purge a stream (AIOQ_DEAD)"
     assert describe_subject("aioq.jobs.email") == "aioq.jobs.email"
+
+
+def test_inbox_prefix() -> None:
+    assert permissions("dashboard", inbox_prefix="_INBOX_dash").subscribe[0] == "_INBOX_dash.>"
+    with pytest.raises(ConfigError, match="invalid inbox prefix"):
+        permissions("dashboard", inbox_prefix="_INBOX.>")
+    with pytest.raises(ConfigError, match="invalid inbox prefix"):
+        Aarq(inbox_prefix="a b")
+    assert "inbox_prefix='_I'" in repr(Aarq(inbox_prefix="_I").settings)

@@ -9,6 +9,7 @@ import msgspec
 import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
+from aioq.cli._moments import MOMENT_HELP, moment
 from aioq.cli._options import JsonOption, QueueArgument, argument, option
 from aioq.cli._output import fields, indent, one_line, show, stamp, table
 from aioq.deadletter import DeadEntry
@@ -37,9 +38,20 @@ class Filters:
     reason: Annotated[DeadReason | None, option("--reason", case_sensitive=False, metavar="REASON",
         help="Only this reason: failed, expired, bad_payload, unknown_task, bad_args, crashed.",
     )] = None  # fmt: skip
+    since: Annotated[float | None, option("--since", parser=moment, metavar="TIME",
+        help=f"Only jobs dead-lettered at or after TIME: {MOMENT_HELP}.",
+    )] = None  # fmt: skip
+    until: Annotated[float | None, option("--until", parser=moment, metavar="TIME",
+        help="Only jobs dead-lettered before TIME (same forms as --since).",
+    )] = None  # fmt: skip
     limit: Annotated[int | None, option("--limit", min=1, metavar="N",
         help="At most this many, oldest first.", default="all",
     )] = None  # fmt: skip
+
+    def check(self) -> None:
+        """Refuse a window that holds no time."""
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise typer.BadParameter("--until must be later than --since", param_hint="--until")
 
 
 ALL: Final = Filters()
@@ -61,6 +73,7 @@ async def list_dead(
 
     Exit status: 0 listed (also when none match); 1 unknown queue (or another error).
     """
+    filters.check()
     async with connection.open() as app:
         entries = await app.dead.list(queue, **dataclasses.asdict(filters))
         if not entries:
@@ -140,12 +153,14 @@ async def retry(
 ) -> None:
     """Put dead jobs back on QUEUE, keeping their ids: the IDs named, or --all (filtered).
 
-    Filters without --all select too: `dead retry email --error-type TimeoutError`.
+    Filters without --all select too: `dead retry email --error-type TimeoutError`, or a
+    window: `dead retry email --since 2026-12-01T10:00 --until 2026-12-01T11:00 --reason failed`.
 
     Exit status: 0 re-enqueued (also when no dead letter matched); 1 a named job has no
     dead letter (nothing is re-enqueued then), or unknown queue; 2 IDs and --all together,
     or neither IDs, --all nor a filter.
     """
+    filters.check()
     selected = retry_all or filters != ALL
     if bool(job_ids) == selected:
         problem = "name job ids, or use --all and filters; not both" if job_ids else (

@@ -101,6 +101,8 @@ def test_bad_flag_is_a_usage_error(args: list[str], expected: str) -> None:
         (["enqueue", APP_PATH, "echo", "--delay", "soon"], "'--delay'"),
         (["queue", "delete"], "Missing argument 'QUEUE'"),
         (["dead", "list", "default", "--reason", "bored"], "'--reason'"),
+        (["dead", "retry", "default", "--since", "yesterday"], "'yesterday' is not a time"),
+        (["dead", "list", "default", "--since", "20", "--until", "10"], "later than --since"),
         (["no-such-command"], "No such command 'no-such-command'"),
     ],
     ids=lambda value: "-".join(value) if isinstance(value, list) else None,

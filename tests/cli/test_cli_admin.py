@@ -389,6 +389,29 @@ async def test_dead_letters_list_show_retry_purge(
     del stderr
 
 
+async def test_dead_retry_takes_a_window_of_time(
+    aioq: Cli, tasks: Aarq, start_worker: WorkerFactory, fixed: dict[str, bool]
+) -> None:
+    await start_worker()
+    first = await aioq.json_exit(1, "enqueue", APP, "fragile", '["one"]', "--wait")
+    second = await aioq.json_exit(1, "enqueue", APP, "fragile", '["two"]', "--wait")
+    dead = {d["id"]: d["dead_at"] for d in await aioq.json("dead", "list", "default")}
+    assert dead[first["id"]] < dead[second["id"]]
+
+    # ISO times (UTC unless an offset is given) and unix seconds select the same way.
+    long_ago = ["--since", "2000-01-01T00:00", "--until", "2000-01-02T00:00+02:00"]
+    assert await aioq.json("dead", "list", "default", *long_ago) == []
+    window = ["--since", "2000-01-01", "--until", repr(dead[second["id"]])]
+    assert [d["id"] for d in await aioq.json("dead", "list", "default", *window)] == [first["id"]]
+
+    fixed["yes"] = True
+    since = ["--since", repr(dead[second["id"]]), "--task", "fragile", "--reason", "failed"]
+    retried = await aioq.json("dead", "retry", "default", *since)
+    assert retried == [{"id": second["id"], "task": "fragile", "queue": "default"}]
+    await aioq.ok("job", "result", second["id"], "--wait", "--timeout", "10")
+    assert [d["id"] for d in await aioq.json("dead", "list", "default")] == [first["id"]]
+
+
 async def test_dead_letter_errors(aioq: Cli, tasks: Aarq, start_worker: WorkerFactory) -> None:
     await start_worker()
     job = await aioq.json_exit(1, "enqueue", APP, "fragile", '["x"]', "--wait")

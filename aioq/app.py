@@ -42,6 +42,7 @@ from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.publishing import pause_end
 from aioq.ratelimit import check_rate
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
+from aioq.replay import History
 from aioq.settings import NatsSettings
 from aioq.task import PreparedJob, Task
 from aioq.wire import Event
@@ -359,6 +360,7 @@ class Aarq:
         max_ack_pending: int | None = None,
         rate_limit: int | None = None,
         rate_interval: float | timedelta | None = None,
+        history: float | timedelta | None = None,
     ) -> QueueOptions:
         """Set (or read, with no options) the consumer settings of queue `name`.
 
@@ -371,6 +373,9 @@ class Aarq:
             rate_limit: Most job starts per `rate_interval` over all the queue's workers
                 together (0 pauses the queue; see docs/rate-limits.md).
             rate_interval: Seconds of the rate limit's window (default 1).
+            history: Keep the message of each job that succeeds for this long (seconds), so
+                that ``app.history.replay`` or ``aioq replay`` can run it again
+                (docs/replay.md). Off by default: nothing is kept.
         """
         validate_queue(name)
         current = self._queue_options.get(name, self._default_queue_options)
@@ -389,6 +394,9 @@ class Aarq:
                 current.rate_interval if rate_interval is None else rate_interval,
             )
             current = dataclasses.replace(current, rate_limit=limit, rate_interval=interval)
+            self._queue_options[name] = current
+        if history is not None:
+            current = dataclasses.replace(current, history=seconds(history, "history"))
             self._queue_options[name] = current
         return current
 
@@ -646,6 +654,11 @@ class Aarq:
                     yield event
         finally:
             await listener.close()
+
+    @property
+    def history(self) -> History:
+        """The succeeded jobs kept by queues with a history: list and replay them."""
+        return History(self)
 
     @property
     def dead(self) -> DeadLetters:

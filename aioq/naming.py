@@ -108,6 +108,15 @@ class Names:
         """Subject of a dead letter of `queue` (all of them with the default ``*``)."""
         return f"{self.prefix}.dead.{queue}.{job_id}"
 
+    @property
+    def history_stream(self) -> str:
+        """Stream keeping the messages of succeeded jobs, of queues whose history is on."""
+        return f"{self.jobs_stream.removesuffix('_JOBS')}_HISTORY"
+
+    def history_subject(self, queue: str, job_id: str = "*") -> str:
+        """Subject of a kept message: ``<prefix>.history.<queue>.<job id>``."""
+        return f"{self.prefix}.history.{queue}.{job_id}"
+
     def event_subject(self, queue: str = "*", kind: str = "*") -> str:
         """Subject of lifecycle events (``*`` matches every queue or kind)."""
         return f"{self.prefix}.events.{queue}.{kind}"

@@ -149,9 +149,12 @@ class QueueOptions:
     #: Job starts allowed per `rate_interval` over all the queue's workers (None: no limit).
     rate_limit: int | None = None
     rate_interval: float = 1.0
+    #: Seconds the messages of succeeded jobs are kept for replay (None: not kept).
+    history: float | None = None
 
     def __post_init__(self) -> None:
         seconds(self.ack_wait, "ack_wait")
+        seconds(self.history, "history")
         check_rate(self.rate_limit, self.rate_interval)
         if self.max_ack_pending == 0 or self.max_ack_pending < -1:
             raise ConfigError(

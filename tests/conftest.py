@@ -56,7 +56,7 @@ async def _delete_prefix(url: str, application: Aarq) -> None:
     nc = await nats.connect(url)
     js = nc.jetstream()
     names = application.names
-    streams = [names.jobs_stream, names.dead_stream]
+    streams = [names.jobs_stream, names.dead_stream, names.history_stream]
     streams += [f"KV_{names.workers_bucket}", f"KV_{names.results_bucket}"]
     streams += [f"KV_{names.schedules_bucket}", f"KV_{names.limits_bucket}"]
     for stream in streams:

@@ -22,6 +22,7 @@ from aioq._nats.dead import NatsDead
 from aioq._nats.denials import Denials
 from aioq._nats.events import NatsEvents
 from aioq._nats.held import NatsHeld
+from aioq._nats.history import NatsHistory
 from aioq._nats.inbox import connection_restored
 from aioq._nats.inspection import NatsInspection
 from aioq._nats.jobs import NatsJobs
@@ -58,6 +59,7 @@ class _Parts:
         self.events = NatsEvents(nc, names)
         self.dead = NatsDead(js, names)
         self.held = NatsHeld(nc, js, names, records)
+        self.history = NatsHistory(js, names)
         self.control = NatsControl(nc, js, names)
         self.workers = NatsWorkers(js, names)
         self.inspection = NatsInspection(js, names, self.dead)
@@ -121,6 +123,11 @@ class NatsBroker:
     def events(self) -> NatsEvents:
         """Lifecycle events and aborts; only valid once connected."""
         return (self._parts or self._not_connected()).events
+
+    @property
+    def history(self) -> NatsHistory:
+        """Succeeded jobs kept for replay; only valid once connected."""
+        return (self._parts or self._not_connected()).history
 
     @property
     def dead(self) -> NatsDead:

@@ -1,8 +1,9 @@
 """The seam between aioq's logic and a broker, as Protocols grouped by concept (no I/O here).
 
 jobs (publish, pull, settle, find), records (job state), events (lifecycle events, aborts),
-dead (dead letters), held (delayed jobs), control (rate limits, pauses, repeatable ticks),
-workers (heartbeat registry) and inspection (read-only views for operators and dashboards);
+dead (dead letters), held (delayed jobs), history (succeeded jobs kept for replay),
+control (rate limits, pauses, repeatable ticks), workers (heartbeat registry) and inspection
+(read-only views for operators and dashboards);
 `Broker` is a connection holding one of each as attributes.
 """
 
@@ -11,6 +12,7 @@ from aioq.backend.control import Control
 from aioq.backend.dead import DeadLetterStore, StoredMessage
 from aioq.backend.events import EventListener, Events
 from aioq.backend.held import HeldJob, HeldJobs, HeldStore
+from aioq.backend.history import History
 from aioq.backend.inspection import HeldEntry, Inspection, QueueStats
 from aioq.backend.jobs import ConsumerGoneError, Delivery, Jobs, JobSource, OutgoingJob
 from aioq.backend.records import Records
@@ -28,6 +30,7 @@ __all__ = [
     "HeldJob",
     "HeldJobs",
     "HeldStore",
+    "History",
     "Inspection",
     "JobSource",
     "Jobs",

@@ -8,6 +8,7 @@ from aioq.backend.control import Control
 from aioq.backend.dead import DeadLetterStore
 from aioq.backend.events import Events
 from aioq.backend.held import HeldStore
+from aioq.backend.history import History
 from aioq.backend.inspection import Inspection
 from aioq.backend.jobs import Jobs
 from aioq.backend.records import Records
@@ -46,6 +47,11 @@ class Broker(Protocol):
     @property
     def held(self) -> HeldStore:
         """Delayed jobs held until they are due."""
+        ...
+
+    @property
+    def history(self) -> History:
+        """Messages of succeeded jobs, kept on queues that keep a history."""
         ...
 
     @property

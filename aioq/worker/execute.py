@@ -15,6 +15,7 @@ from aioq.backend import Broker, Delivery
 from aioq.context import Context
 from aioq.errors import Retry
 from aioq.options import resolve
+from aioq.replay import keep_succeeded
 from aioq.task import Task
 from aioq.wire import (
     DeadReason,
@@ -328,6 +329,7 @@ class Executor:
         if not await self.reporter.report(record, duration=time.perf_counter() - run.started):
             ran_twice(run.ctx, None)
             return
+        await keep_succeeded(self.broker, run, self.app.queue(run.ctx.queue))
         await run.delivery.ack()
         self.stats.processed += 1
         log_outcome(logging.INFO, run, "succeeded")

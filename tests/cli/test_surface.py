@@ -29,9 +29,11 @@ SURFACE = {
     "job status": f"ID --json --app {CONNECTION}",
     "job result": f"ID --wait --timeout --app {CONNECTION}",
     "job abort": f"ID --app {CONNECTION}",
-    "dead list": f"QUEUE --task --error-type --reason --since --until --limit --json --app {CONNECTION}",
+    "dead list": "QUEUE --task --error-type --reason --since --until --limit --json "
+    f"--app {CONNECTION}",
     "dead show": f"QUEUE ID --json --app {CONNECTION}",
-    "dead retry": f"QUEUE ID --all --task --error-type --reason --since --until --limit --json --app {CONNECTION}",
+    "dead retry": "QUEUE ID --all --task --error-type --reason --since --until --limit --json "
+    f"--app {CONNECTION}",
     "dead purge": f"QUEUE --yes --app {CONNECTION}",
     "doctor": f"--monitor --json --app {CONNECTION}",
     "permissions": "--role --queue --prefix --inbox-prefix",

@@ -13,6 +13,7 @@ from aioq.testing.memory.control import MemoryControl
 from aioq.testing.memory.dead import MemoryDead
 from aioq.testing.memory.events import MemoryEvents
 from aioq.testing.memory.held import MemoryHeld
+from aioq.testing.memory.history import MemoryHistory
 from aioq.testing.memory.inspection import MemoryInspection
 from aioq.testing.memory.jobs import MemoryJobs
 from aioq.testing.memory.records import MemoryRecords
@@ -66,6 +67,7 @@ class MemoryBroker:
         self.events = MemoryEvents()
         self.dead = MemoryDead(self._clock, duplicate_window)
         self.held = MemoryHeld(self.stream)
+        self.history = MemoryHistory(self._clock, duplicate_window)
         self.control = MemoryControl(self.stream)
         self.workers = MemoryWorkers()
         self.inspection = MemoryInspection(self.stream, self.records, self.dead)

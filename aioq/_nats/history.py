@@ -1,0 +1,57 @@
+"""`NatsHistory`: succeeded jobs' messages in the history stream, each with its own TTL.
+
+One stream holds every queue's history; each message carries its queue's retention as a
+per-message TTL (``Nats-TTL``, nats-server 2.11+), so queues may keep theirs for different
+times and the server removes each message when its time is up.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+
+from nats.js import JetStreamContext
+from nats.js.api import StorageType, StreamConfig
+
+from aioq._nats.streams import MSG_ID, next_message
+from aioq.backend.dead import StoredMessage
+from aioq.naming import Names
+
+__all__ = ["NatsHistory"]
+
+_TTL = "Nats-TTL"
+
+
+class NatsHistory:
+    """Keeps and reads back the messages of succeeded jobs."""
+
+    def __init__(self, js: JetStreamContext, names: Names) -> None:
+        self.js = js
+        self.names = names
+        self._ready = False
+
+    async def keep(self, queue: str, job_id: str, data: bytes, retention: float) -> None:
+        """Store the message of a succeeded job, once per job id (within the dedupe window)."""
+        if not self._ready:
+            await self.js.add_stream(
+                StreamConfig(
+                    name=self.names.history_stream,
+                    subjects=[self.names.history_subject("*", "*")],
+                    storage=StorageType.FILE,
+                    allow_msg_ttl=True,
+                )
+            )
+            self._ready = True
+        headers = {MSG_ID: f"{job_id}:history", _TTL: str(max(1, math.ceil(retention)))}
+        await self.js.publish(self.names.history_subject(queue, job_id), data, headers=headers)
+
+    async def list(self, queue: str) -> AsyncIterator[StoredMessage]:
+        """The kept messages of `queue`, oldest first, one read each."""
+        stream, subject = self.names.history_stream, self.names.history_subject(queue)
+        seq = 1
+        while True:
+            message = await next_message(self.js, stream, subject, seq)
+            if message is None:
+                return
+            yield message
+            seq = message.seq + 1

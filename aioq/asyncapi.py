@@ -38,6 +38,16 @@ _RUN_AT_HEADERS: Final = {
     },
     "required": ["Aioq-Run-At"],
 }
+_TTL_HEADERS: Final = {
+    "type": "object",
+    "properties": {
+        "Nats-Msg-Id": {"type": "string", "description": "<job id>:history"},
+        "Nats-TTL": {
+            "type": "string",
+            "description": "Whole seconds the message is kept (the queue's retention).",
+        },
+    },
+}
 _MSG_ID_HEADERS: Final = {
     "type": "object",
     "properties": {
@@ -109,6 +119,13 @@ def _channels(names: Names) -> dict[str, Any]:
             "deadLetter",
             {"queue": _QUEUE, "jobId": _JOB_ID},
         ),
+        "history": _channel(
+            f"{p}.history.{{queue}}.{{jobId}}",
+            f"Succeeded jobs of queues that keep a history, in stream {names.history_stream}, "
+            "each removed after its queue's retention (header Nats-TTL).",
+            "keptJob",
+            {"queue": _QUEUE, "jobId": _JOB_ID},
+        ),
         "events": _channel(
             f"{p}.events.{{queue}}.{{kind}}",
             "Lifecycle events on core NATS (not stored).",
@@ -160,6 +177,7 @@ _MESSAGES: Final = {
     "job": _message("job", _ref("JobMessage"), _MSG_ID_HEADERS),
     "heldJob": _message("heldJob", _ref("JobMessage"), _RUN_AT_HEADERS),
     "deadLetter": _message("deadLetter", _ref("DeadLetter")),
+    "keptJob": _message("keptJob", _ref("JobMessage"), _TTL_HEADERS),
     "event": _message("event", _ref("Event")),
     "abort": _message("abort", {"type": "string", "maxLength": 0}),
     "record": _message("record", _ref("JobRecord")),
@@ -175,6 +193,8 @@ _OPERATIONS: Final = (
     ("hold", "send", "heldJobs", "A producer stores a delayed job."),
     ("release", "receive", "heldJobs", "A scheduler moves a due job to its queue."),
     ("deadLetter", "send", "deadLetters", "A worker stores a job that will not run again."),
+    ("keepJob", "send", "history", "A worker keeps a succeeded job for replay."),
+    ("replay", "receive", "history", "A client reads kept jobs and enqueues them again."),
     ("publishEvent", "send", "events", "Producers and workers announce lifecycle changes."),
     ("listenEvents", "receive", "events", "Anyone may listen."),
     ("abortJob", "send", "abort", "A client asks for a job to stop."),

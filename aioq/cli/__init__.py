@@ -19,6 +19,7 @@ from aioq.cli.inspect import queues, workers
 from aioq.cli.jobs import enqueue, job_cli
 from aioq.cli.permissions import permissions_command
 from aioq.cli.queue import queue_app
+from aioq.cli.replay import replay
 from aioq.cli.scheduler import scheduler, schedules
 from aioq.cli.server import server
 from aioq.cli.worker import worker
@@ -101,6 +102,7 @@ cli.add_typer(job_cli, name="job")
 cli.command()(queues)
 cli.command()(workers)
 cli.add_typer(dead_cli, name="dead")
+cli.command(no_args_is_help=True)(replay)
 cli.command()(events)
 cli.command(no_args_is_help=True)(dashboard)
 cli.command("permissions", no_args_is_help=True)(permissions_command)

@@ -103,6 +103,8 @@ def test_bad_flag_is_a_usage_error(args: list[str], expected: str) -> None:
         (["dead", "list", "default", "--reason", "bored"], "'--reason'"),
         (["dead", "retry", "default", "--since", "yesterday"], "'yesterday' is not a time"),
         (["dead", "list", "default", "--since", "20", "--until", "10"], "later than --since"),
+        (["replay", "default"], "Missing option '--since'"),
+        (["replay", "default", "--since", "20", "--until", "20"], "later than --since"),
         (["no-such-command"], "No such command 'no-such-command'"),
     ],
     ids=lambda value: "-".join(value) if isinstance(value, list) else None,

@@ -389,6 +389,28 @@ async def test_dead_letters_list_show_retry_purge(
     del stderr
 
 
+async def test_replay_runs_again_the_jobs_that_succeeded_in_a_window(
+    aioq: Cli, tasks: Aarq, start_worker: WorkerFactory
+) -> None:
+    tasks.queue("default", history=600)
+    await start_worker()
+    first = await aioq.json("enqueue", APP, "add", "[2, 3]", "--wait")
+    kept = await tasks.history.list("default")
+    assert [k.job_id for k in kept] == [first["id"]]
+
+    replayed = await aioq.json("replay", "default", "--since", repr(kept[0].at))
+    assert [(j["task"], j["queue"]) for j in replayed] == [("add", "default")]
+    assert replayed[0]["id"] != first["id"]
+    assert (await aioq.ok("job", "result", replayed[0]["id"], "--wait")).stdout == "5\n"
+
+    past = await aioq.ok("replay", "default", "--since", "2000-01-01", "--until", "2000-01-02")
+    assert past.stdout == (
+        "no kept job of queue 'default' succeeded in that window; nothing replayed\n"
+    )
+    assert await aioq.json("replay", "default", "--since", "2000-01-01", "--task", "fragile") == []
+    await aioq.fails(1, "replay", "nowhere", "--since", "2000-01-01")
+
+
 async def test_dead_retry_takes_a_window_of_time(
     aioq: Cli, tasks: Aarq, start_worker: WorkerFactory, fixed: dict[str, bool]
 ) -> None:
@@ -541,6 +563,7 @@ DOCUMENTED = {
     "dead retry": ["dead", "retry"],
     "dead purge": ["dead", "purge"],
     "events": ["events"],
+    "replay": ["replay"],
 }
 
 

@@ -34,6 +34,7 @@ SURFACE = {
     "dead show": f"QUEUE ID --json --app {CONNECTION}",
     "dead retry": "QUEUE ID --all --task --error-type --reason --since --until --limit --json "
     f"--app {CONNECTION}",
+    "replay": f"QUEUE --since --until --task --json --app {CONNECTION}",
     "dead purge": f"QUEUE --yes --app {CONNECTION}",
     "doctor": f"--monitor --json --app {CONNECTION}",
     "permissions": "--role --queue --prefix --inbox-prefix",

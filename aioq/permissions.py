@@ -110,6 +110,8 @@ def _producer(names: Names, queues: Sequence[str]) -> list[str]:
     # Looking a job up by id reads its queue's consumer state and the stored message.
     subjects += _api(f"CONSUMER.INFO.{names.jobs_stream}.*", "STREAM.NAMES")
     subjects += _api(f"STREAM.MSG.GET.{names.jobs_stream}", f"DIRECT.GET.{names.jobs_stream}")
+    # Replaying reads the queues' history (kept only for queues with a history).
+    subjects += _api(f"STREAM.MSG.GET.{names.history_stream}")
     return subjects
 
 
@@ -120,7 +122,9 @@ def _worker(names: Names, queues: Sequence[str]) -> list[str]:
     for queue in queues:
         subjects += _consumer(names.jobs_stream, names.consumer(queue))
         subjects += [names.dead_subject(queue), names.event_subject(queue, "*")]
+        subjects.append(names.history_subject(queue))
     subjects += _api(f"STREAM.MSG.GET.{names.jobs_stream}", f"DIRECT.GET.{names.jobs_stream}")
+    subjects += _api(f"STREAM.CREATE.{names.history_stream}")
     return subjects
 
 
@@ -134,6 +138,7 @@ def _scheduler(names: Names) -> list[str]:
 
 def _dashboard(names: Names) -> list[str]:
     subjects = _api("STREAM.NAMES", "STREAM.LIST")
+    subjects += _api(f"STREAM.MSG.GET.{names.history_stream}")
     for stream in (names.jobs_stream, names.dead_stream):
         subjects += _api(f"STREAM.MSG.GET.{stream}", f"DIRECT.GET.{stream}")
     subjects += _api(

@@ -40,7 +40,7 @@ from aioq.job import Job
 from aioq.naming import Names, validate_inbox_prefix, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.publishing import pause_end
-from aioq.ratelimit import check_rate
+from aioq.ratelimit import check_rate, running_cap
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
 from aioq.replay import History
 from aioq.settings import NatsSettings
@@ -358,6 +358,7 @@ class Aarq:
         *,
         ack_wait: float | timedelta | None = None,
         max_ack_pending: int | None = None,
+        max_running: int | None = None,
         rate_limit: int | None = None,
         rate_interval: float | timedelta | None = None,
         history: float | timedelta | None = None,
@@ -370,6 +371,10 @@ class Aarq:
                 this long is delivered again. Running jobs are kept leased by their worker.
             max_ack_pending: Cap on jobs delivered and not yet settled, over all workers
                 (-1: no cap). Jobs waiting out a retry delay count against it.
+            max_running: Most jobs of the queue running at once over all its workers, held
+                by the server whatever the workers' concurrency (docs/rate-limits.md): the
+                consumer's ``max_ack_pending``, so jobs waiting out a retry delay hold a
+                place too.
             rate_limit: Most job starts per `rate_interval` over all the queue's workers
                 together (0 pauses the queue; see docs/rate-limits.md).
             rate_interval: Seconds of the rate limit's window (default 1).
@@ -378,6 +383,7 @@ class Aarq:
                 (docs/replay.md). Off by default: nothing is kept.
         """
         validate_queue(name)
+        max_ack_pending = running_cap(max_running, max_ack_pending)
         current = self._queue_options.get(name, self._default_queue_options)
         if ack_wait is not None or max_ack_pending is not None:
             current = dataclasses.replace(

@@ -19,7 +19,15 @@ from datetime import timedelta
 
 from aioq.errors import ConfigError
 
-__all__ = ["Grant", "TokenBucket", "check_rate", "free_tokens", "next_token_in", "prune"]
+__all__ = [
+    "Grant",
+    "TokenBucket",
+    "check_rate",
+    "free_tokens",
+    "next_token_in",
+    "prune",
+    "running_cap",
+]
 
 Grant = tuple[float, int]
 """``(time, tokens)``: tokens taken at one moment; they return one interval later."""
@@ -131,3 +139,16 @@ class TokenBucket:
         if self._used < self.limit:
             return 0.0
         return max(0.0, self._grants[0][0] + self.interval - now)
+
+
+def running_cap(max_running: int | None, max_ack_pending: int | None) -> int | None:
+    """The consumer's ``max_ack_pending`` for a queue's `max_running` (None: unchanged)."""
+    if max_running is None:
+        return max_ack_pending
+    if isinstance(max_running, bool) or not isinstance(max_running, int) or max_running < 1:
+        raise ConfigError(f"max_running must be a whole number >= 1, got {max_running!r}")
+    if max_ack_pending is not None and max_ack_pending != max_running:
+        raise ConfigError(
+            "max_running is the consumer's max_ack_pending: give one of them, not both"
+        )
+    return max_running

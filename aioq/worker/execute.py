@@ -326,10 +326,11 @@ class Executor:
             return
         record = run.record
         record.state, record.finished_at = JobState.SUCCEEDED, self.clock.time()
+        # Kept before the outcome is visible: a client that saw the result finds it kept.
+        await keep_succeeded(self.broker, run, self.app.queue(run.ctx.queue))
         if not await self.reporter.report(record, duration=time.perf_counter() - run.started):
             ran_twice(run.ctx, None)
             return
-        await keep_succeeded(self.broker, run, self.app.queue(run.ctx.queue))
         await run.delivery.ack()
         self.stats.processed += 1
         log_outcome(logging.INFO, run, "succeeded")

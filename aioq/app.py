@@ -41,7 +41,7 @@ from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.publishing import pause_end
 from aioq.ratelimit import check_rate
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
-from aioq.settings import NatsSettings
+from aioq.settings import NatsSettings, Replication
 from aioq.task import PreparedJob, Task
 from aioq.transport import Broker
 from aioq.wire import Event, JobRecord
@@ -87,6 +87,10 @@ class Aarq:
         ack_wait: Default lease of a delivered job (see `queue`).
         keep_result: Seconds job records and results are kept (one day; 0 keeps none). Set
             when the results bucket is created.
+        replicas: Copies the servers keep of every stream and bucket the app creates (3 on
+            a 3-node cluster survives a node loss). None: one, and existing ones unchanged;
+            a number also changes existing ones to it.
+        placement_tags: Server tags that every node holding the app's streams must carry.
 
     The app connects on first use; ``async with app:`` or `connect`/`close` make the lifecycle
     explicit. It holds one connection per event loop, so it works from any loop (successive
@@ -111,6 +115,8 @@ class Aarq:
         connect_timeout: float = 2.0,
         ack_wait: float | timedelta = 30.0,
         keep_result: float | timedelta = 86_400.0,
+        replicas: int | None = None,
+        placement_tags: Sequence[str] | None = None,
     ) -> None:
         self.names = Names(prefix)
         self.settings = NatsSettings(
@@ -122,6 +128,7 @@ class Aarq:
             password=password,
             tls=tls,
             connect_timeout=connect_timeout,
+            replication=Replication.build(replicas, placement_tags),
         )
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.state = State()

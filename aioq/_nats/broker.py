@@ -174,7 +174,9 @@ class NatsBroker:
         nc, js = self.nc, self.js
         current = getattr(self, "_scheduling", None)
         if current is None or current.nc is not nc:
-            current = NatsScheduling(nc, js, self.names, self.store.put_queued)
+            current = NatsScheduling(
+                nc, js, self.names, self.store.put_queued, self.settings.replication
+            )
             self._scheduling = current
         return current
 
@@ -245,8 +247,9 @@ class NatsBroker:
         js = nc.jetstream()
         try:
             await js.account_info()
-            await ensure_streams(js, self.names)
-            self._store = await NatsStore.open(nc, js, self.names, self.keep_result)
+            replication = s.replication
+            await ensure_streams(js, self.names, replication)
+            self._store = await NatsStore.open(nc, js, self.names, self.keep_result, replication)
         except (nats.errors.NoRespondersError, NoStreamResponseError) as e:
             await nc.close()
             raise BrokerUnavailableError(
@@ -397,7 +400,9 @@ class NatsBroker:
 
     async def _workers(self, ttl: float) -> KeyValue:
         if self._workers_kv is None:
-            self._workers_kv = await ensure_workers_bucket(self.js, self.names, ttl)
+            self._workers_kv = await ensure_workers_bucket(
+                self.js, self.names, ttl, self.settings.replication
+            )
         return self._workers_kv
 
     async def put_worker(self, worker_id: str, data: bytes, ttl: float) -> None:

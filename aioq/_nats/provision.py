@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -11,6 +14,7 @@ from nats.js.api import (
     DeliverPolicy,
     DiscardPolicy,
     KeyValueConfig,
+    Placement,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -21,8 +25,9 @@ from nats.js.kv import KeyValue
 from aioq.errors import ProvisioningError
 from aioq.naming import Names
 from aioq.options import QueueOptions
+from aioq.settings import Replication
 
-__all__ = ["ensure_consumer", "ensure_streams", "ensure_workers_bucket"]
+__all__ = ["ensure_bucket", "ensure_consumer", "ensure_streams", "ensure_workers_bucket"]
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +35,52 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_S = 120.0
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+# A stream whose replica count changed elects a new group and copies its data first.
+_SETTLE_TIMEOUT_S = 30.0
+_SETTLE_POLL_S = 0.1
+# JetStream API error codes.
+_ALREADY_EXISTS = 10058
+_NO_PEERS = 10005  # fewer suitable servers than replicas (or than match the tags)
+_NOT_CLUSTERED = 10074  # replicas > 1 on a server that is not in a cluster
+
+
+def _replicated(config: StreamConfig, replication: Replication) -> StreamConfig:
+    placement = Placement(tags=list(replication.tags)) if replication.tags else None
+    return config.evolve(num_replicas=replication.count, placement=placement)
+
+
+def _placement_error(what: str, replication: Replication, e: APIError) -> ProvisioningError:
+    """One actionable message for the server refusing where or how often to store `what`."""
+    wanted = f"replicas={replication.count}"
+    if e.err_code == _NOT_CLUSTERED:
+        return ProvisioningError(
+            f"cannot create {what} with {wanted}: JetStream on this server is not clustered, "
+            "so it keeps one copy only; use replicas=1 or connect to a cluster (`aioq server "
+            "--cluster 3` starts one locally)"
+        )
+    if e.err_code == _NO_PEERS:
+        tags = f" carrying the tags {list(replication.tags)}" if replication.tags else ""
+        return ProvisioningError(
+            f"cannot place {what} with {wanted}: the cluster has fewer than "
+            f"{replication.count} JetStream servers{tags} up ({e.description}); lower "
+            "replicas, fix placement_tags, or add servers"
+        )
+    return ProvisioningError(f"cannot create {what}: {e}")
+
+
+async def _ensure_stream(
+    js: JetStreamContext, config: StreamConfig, replication: Replication
+) -> None:
     assert config.name is not None
     try:
         info = await js.stream_info(config.name)
     except NotFoundError:
         try:
-            await js.add_stream(config)
+            await js.add_stream(_replicated(config, replication))
             return
         except APIError as e:
-            if e.err_code != 10058:  # created concurrently by another process
-                raise ProvisioningError(f"cannot create stream {config.name}: {e}") from e
+            if e.err_code != _ALREADY_EXISTS:  # created concurrently by another process
+                raise _placement_error(f"stream {config.name}", replication, e) from e
             info = await js.stream_info(config.name)
     missing = set(config.subjects or ()) - set(info.config.subjects or ())
     if missing:
@@ -51,9 +91,86 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
                 f"stream {config.name} lacks subjects {sorted(missing)} and cannot take them "
                 f"({e}); delete it or use another prefix"
             ) from e
+    await _match_replicas(js, info.config, replication)
 
 
-async def ensure_streams(js: JetStreamContext, names: Names) -> None:
+async def _match_replicas(
+    js: JetStreamContext, current: StreamConfig, replication: Replication
+) -> None:
+    """Change an existing stream to the replica count the app asks for, if it asks for one."""
+    wanted = replication.replicas
+    have = current.num_replicas or 1
+    if wanted is None or have == wanted:
+        return
+    try:
+        await js.update_stream(current.evolve(num_replicas=wanted))
+    except APIError as e:
+        if e.err_code in (_NOT_CLUSTERED, _NO_PEERS):
+            raise _placement_error(f"stream {current.name}", replication, e) from e
+        raise ProvisioningError(
+            f"stream {current.name} has {have} replicas, the app asks for {wanted}, and the "
+            f"server refused the change ({e}); run `nats stream edit {current.name} "
+            f"--replicas {wanted}` or give the app replicas={have}"
+        ) from e
+    log.warning("stream %s changed from %d to %d replicas", current.name, have, wanted)
+    assert current.name is not None
+    await _settled(js, current.name, wanted)
+
+
+async def _settled(js: JetStreamContext, stream: str, wanted: int) -> None:
+    """Wait until `stream` has a leader and `wanted` current copies (writes pause until then)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _SETTLE_TIMEOUT_S
+    while loop.time() < deadline:
+        with contextlib.suppress(APIError, TimeoutError, nats.errors.Error):
+            info = await js.stream_info(stream)
+            group = info.cluster
+            peers = (group.replicas or []) if group is not None else []
+            if (
+                group is not None
+                and group.leader
+                and len(peers) + 1 == wanted
+                and all(p.current for p in peers)
+            ):
+                return
+        await asyncio.sleep(_SETTLE_POLL_S)
+    log.warning(
+        "stream %s has not settled on %d replicas after %.0f s; writes may pause meanwhile",
+        stream,
+        wanted,
+        _SETTLE_TIMEOUT_S,
+    )
+
+
+async def ensure_bucket(
+    js: JetStreamContext, config: KeyValueConfig, replication: Replication
+) -> KeyValue:
+    """Bind KV bucket `config.bucket`, creating it if missing, with the app's replication.
+
+    Binding first lets operators create the bucket themselves (``nats kv add``).
+    """
+    bucket = config.bucket
+    try:
+        kv = await js.key_value(bucket)
+    except BucketNotFoundError:
+        pass
+    else:
+        if replication.replicas is not None:
+            info = await js.stream_info(f"KV_{bucket}")
+            await _match_replicas(js, info.config, replication)
+        return kv
+    placement = Placement(tags=list(replication.tags)) if replication.tags else None
+    try:
+        return await js.create_key_value(
+            config.evolve(replicas=replication.count, placement=placement)
+        )
+    except APIError as e:
+        if e.err_code == _ALREADY_EXISTS:
+            return await js.key_value(bucket)
+        raise _placement_error(f"KV bucket {bucket}", replication, e) from e
+
+
+async def ensure_streams(js: JetStreamContext, names: Names, replication: Replication) -> None:
     """Create the jobs stream (work queue) and the dead-letter stream if they are missing."""
     await _ensure_stream(
         js,
@@ -66,6 +183,7 @@ async def ensure_streams(js: JetStreamContext, names: Names) -> None:
             discard=DiscardPolicy.NEW,
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
+        replication,
     )
     await _ensure_stream(
         js,
@@ -77,6 +195,7 @@ async def ensure_streams(js: JetStreamContext, names: Names) -> None:
             discard=DiscardPolicy.NEW,
             duplicate_window=DUPLICATE_WINDOW_S,
         ),
+        replication,
     )
 
 
@@ -106,26 +225,11 @@ async def ensure_consumer(
         ) from e
 
 
-async def ensure_workers_bucket(js: JetStreamContext, names: Names, ttl: float) -> KeyValue:
-    """Bind the heartbeat bucket, creating it (history 1, TTL `ttl`) if it is missing.
-
-    Binding first lets operators create the bucket themselves (``nats kv add``).
-    """
-    try:
-        return await js.key_value(names.workers_bucket)
-    except BucketNotFoundError:
-        pass
-    try:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=names.workers_bucket,
-                history=1,
-                ttl=ttl,
-                direct=True,
-                storage=StorageType.FILE,
-            )
-        )
-    except APIError as e:
-        if e.err_code == 10058:
-            return await js.key_value(names.workers_bucket)
-        raise ProvisioningError(f"cannot create KV bucket {names.workers_bucket}: {e}") from e
+async def ensure_workers_bucket(
+    js: JetStreamContext, names: Names, ttl: float, replication: Replication
+) -> KeyValue:
+    """Bind the heartbeat bucket, creating it (history 1, TTL `ttl`) if it is missing."""
+    config = KeyValueConfig(
+        bucket=names.workers_bucket, history=1, ttl=ttl, direct=True, storage=StorageType.FILE
+    )
+    return await ensure_bucket(js, config, replication)

@@ -36,7 +36,6 @@ from nats.js.api import (
 )
 from nats.js.errors import (
     APIError,
-    BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NoStreamResponseError,
@@ -45,9 +44,11 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from aioq._nats.inbox import PullInbox, pull_status
+from aioq._nats.provision import ensure_bucket
 from aioq.errors import BrokerError, EnqueueError, ProvisioningError
 from aioq.naming import Names
 from aioq.options import MAX_RUN_AT
+from aioq.settings import Replication
 from aioq.transport import HeldJob, OutgoingJob
 
 __all__ = [
@@ -273,12 +274,18 @@ class NatsScheduling:
     """The scheduler's, the rate limiter's and the pause commands' side of the broker."""
 
     def __init__(
-        self, nc: NatsClient, js: JetStreamContext, names: Names, queued: QueuedHook
+        self,
+        nc: NatsClient,
+        js: JetStreamContext,
+        names: Names,
+        queued: QueuedHook,
+        replication: Replication,
     ) -> None:
         self.nc = nc
         self.js = js
         self.names = names
         self._queued = queued
+        self._replication = replication
         self._buckets: dict[str, KeyValue] = {}
 
     # -- delayed jobs ----------------------------------------------------------------------
@@ -397,16 +404,8 @@ class NatsScheduling:
         kv = self._buckets.get(name)
         if kv is not None:
             return kv
-        try:
-            kv = await self.js.key_value(name)
-        except BucketNotFoundError:
-            config = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, direct=True)
-            try:
-                kv = await self.js.create_key_value(config)
-            except APIError as e:
-                if e.err_code != 10058:
-                    raise ProvisioningError(f"cannot create KV bucket {name}: {e}") from e
-                kv = await self.js.key_value(name)
+        config = KeyValueConfig(bucket=name, history=1, storage=StorageType.FILE, direct=True)
+        kv = await ensure_bucket(self.js, config, self._replication)
         self._buckets[name] = kv
         return kv
 

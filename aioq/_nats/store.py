@@ -17,7 +17,6 @@ from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
     APIError,
-    BucketNotFoundError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NotFoundError,
@@ -25,8 +24,9 @@ from nats.js.errors import (
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
 from aioq._nats.listener import NatsListener
-from aioq.errors import ProvisioningError
+from aioq._nats.provision import ensure_bucket
 from aioq.naming import Names
+from aioq.settings import Replication
 from aioq.transport import StoredMessage
 from aioq.wire import JobRecord, JobState, encode
 
@@ -73,26 +73,22 @@ class NatsStore:
 
     @classmethod
     async def open(
-        cls, nc: NatsClient, js: JetStreamContext, names: Names, keep_result: float
+        cls,
+        nc: NatsClient,
+        js: JetStreamContext,
+        names: Names,
+        keep_result: float,
+        replication: Replication,
     ) -> NatsStore:
         """Bind the results bucket, creating it with TTL `keep_result` if it is missing."""
-        bucket = names.results_bucket
-        try:
-            kv = await js.key_value(bucket)
-        except BucketNotFoundError:
-            config = KeyValueConfig(
-                bucket=bucket,
-                history=1,
-                ttl=keep_result or _DEFAULT_RESULT_TTL_S,
-                storage=StorageType.FILE,
-                direct=True,
-            )
-            try:
-                kv = await js.create_key_value(config)
-            except APIError as e:
-                if e.err_code != 10058:
-                    raise ProvisioningError(f"cannot create KV bucket {bucket}: {e}") from e
-                kv = await js.key_value(bucket)
+        config = KeyValueConfig(
+            bucket=names.results_bucket,
+            history=1,
+            ttl=keep_result or _DEFAULT_RESULT_TTL_S,
+            storage=StorageType.FILE,
+            direct=True,
+        )
+        kv = await ensure_bucket(js, config, replication)
         return cls(nc, js, names, kv, keep_result)
 
     # -- records ---------------------------------------------------------------------------

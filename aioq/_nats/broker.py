@@ -333,7 +333,7 @@ class NatsBroker:
             )
         except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
             raise EnqueueError(
-                f"cannot enqueue job {job_id} on queue {queue!r}: {_describe(e)}; "
+                f"cannot enqueue job {job_id} on queue {queue!r}: {_describe(e)}{_unanswered(e)}; "
                 "retrying with the same job id is safe"
             ) from e
         if not ack.duplicate:
@@ -414,6 +414,16 @@ class NatsBroker:
         """Remove a worker's heartbeat so it leaves the list at once."""
         if self._workers_kv is not None:
             await self._workers_kv.purge(worker_id)
+
+
+def _unanswered(error: BaseException) -> str:
+    """Why a publish got no answer, for the errors that mean the stream had no leader."""
+    if isinstance(error, NoStreamResponseError | TimeoutError | nats.errors.NoRespondersError):
+        return (
+            " (no stream leader answered: a cluster electing one, which takes seconds, or "
+            "without a quorum, i.e. fewer than 2 of 3 nodes up; or the server is down)"
+        )
+    return ""
 
 
 def _describe(error: BaseException) -> str:

@@ -43,13 +43,26 @@ class Heartbeat:
         await self.broker.put_worker(self.worker_id, encode(self.snapshot()), self.ttl)
 
     async def run(self) -> None:
-        """Beat every `interval` seconds until cancelled; failures are logged and retried."""
+        """Beat every `interval` seconds until cancelled; failures are logged and retried.
+
+        An outage (a cluster electing a leader, a lost quorum) fails every beat: the first
+        failure is a warning, the rest are counted in the line that says beats work again.
+        """
+        failed = 0
         while True:
             await asyncio.sleep(self.interval)
             try:
                 await self.beat()
             except Exception as e:
-                log.warning("worker %s: heartbeat failed: %s", self.worker_id, e)
+                failed += 1
+                level = logging.WARNING if failed == 1 else logging.DEBUG
+                log.log(level, "worker %s: heartbeat failed: %s", self.worker_id, e)
+                continue
+            if failed:
+                log.warning(
+                    "worker %s: heartbeats work again after %d failed", self.worker_id, failed
+                )
+                failed = 0
 
     async def remove(self) -> None:
         """Delete the heartbeat key so the worker leaves the list at once."""

@@ -148,6 +148,9 @@ def parse_run_at(value: str | None) -> float | None:
         return None
 
 
+_PAUSE_VISIBLE_S: Final = 2.0
+
+
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -478,7 +481,17 @@ class NatsScheduling:
         self._check_pause_support()
         await self._require_consumer(queue)
         stamp = _FOREVER if until is None else _rfc3339(until)
-        await self.js.pause_consumer(self.names.jobs_stream, self.names.consumer(queue), stamp)
+        answer = await self.js.pause_consumer(
+            self.names.jobs_stream, self.names.consumer(queue), stamp
+        )
+        # A cluster applies the pause through its meta leader: the consumer reports it a few
+        # milliseconds after the answer. Return once it does, so a read that follows sees it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _PAUSE_VISIBLE_S
+        while answer.paused and await self.paused_until(queue) is None:
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
 
     async def resume_queue(self, queue: str) -> None:
         """Resume the queue's consumer at once.

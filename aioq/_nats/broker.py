@@ -13,13 +13,13 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NoStreamResponseError
+from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 from nats.js.kv import KeyValue
 
 from aioq._nats.delivery import NatsDelivery
 from aioq._nats.inbox import PullInbox, connection_restored, pull_status
 from aioq._nats.inspection import NatsInspection
-from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
+from aioq._nats.provision import api_prefix, ensure_consumer, ensure_streams, ensure_workers_bucket
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
 from aioq._nats.throttle import LogThrottle
@@ -244,17 +244,18 @@ class NatsBroker:
         self._connected = True
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = 1.0
-        js = nc.jetstream()
+        js = nc.jetstream(domain=s.domain)
         try:
             await js.account_info()
             replication = s.replication
             await ensure_streams(js, self.names, replication)
             self._store = await NatsStore.open(nc, js, self.names, self.keep_result, replication)
-        except (nats.errors.NoRespondersError, NoStreamResponseError) as e:
+        except (nats.errors.NoRespondersError, NoStreamResponseError, ServiceUnavailableError) as e:
             await nc.close()
             raise BrokerUnavailableError(
                 f"JetStream is not enabled on {', '.join(s.servers)}: start nats-server with -js "
-                "(or a jetstream block in its config)"
+                "(or a jetstream block in its config); on a leaf node, its link to the cluster "
+                "is down"
             ) from e
         except BaseException:
             await nc.close()
@@ -364,7 +365,8 @@ class NatsBroker:
         """Create or update the queue's consumer and bind a pull subscription to it."""
         await ensure_consumer(self.js, self.names, queue, options)
         next_subject = (
-            f"$JS.API.CONSUMER.MSG.NEXT.{self.names.jobs_stream}.{self.names.consumer(queue)}"
+            f"{api_prefix(self.js)}.CONSUMER.MSG.NEXT.{self.names.jobs_stream}."
+            f"{self.names.consumer(queue)}"
         )
         source = NatsSource(self.nc, next_subject)
         await source.start()

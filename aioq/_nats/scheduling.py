@@ -44,7 +44,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from aioq._nats.inbox import PullInbox, pull_status
-from aioq._nats.provision import ensure_bucket
+from aioq._nats.provision import api_prefix, ensure_bucket
 from aioq.errors import BrokerError, EnqueueError, ProvisioningError
 from aioq.naming import Names
 from aioq.options import MAX_RUN_AT
@@ -228,9 +228,8 @@ class NatsHeldJobs:
         self._js = js
         self._names = names
         self._queued = queued
-        self._inbox = PullInbox(
-            nc, f"$JS.API.CONSUMER.MSG.NEXT.{names.jobs_stream}.{names.scheduler_consumer}"
-        )
+        pull = f"{api_prefix(js)}.CONSUMER.MSG.NEXT.{names.jobs_stream}.{names.scheduler_consumer}"
+        self._inbox = PullInbox(nc, pull)
         self._open_until = 0.0  # monotonic end of the open pull; 0 when none is open
         self._left = 0
 

@@ -126,9 +126,9 @@ async def leaders(cluster: LocalCluster, app: Aarq) -> tuple[ClusterNode, Cluste
     return cluster.node(str(stream.cluster.leader)), cluster.node(str(consumer.cluster.leader))
 
 
-async def connected_node(cluster: LocalCluster, app: Aarq) -> ClusterNode:
-    """The node the app's connection in this loop is on."""
+async def connected_node(cluster: LocalCluster, app: Aarq) -> ClusterNode | None:
+    """The node the app's connection in this loop is on (None while it reconnects)."""
     broker = await app.connect()
     url = getattr(broker, "nc").connected_url  # noqa: B009 - NATS brokers only
     port = url.port if url is not None else None
-    return next(n for n in cluster.nodes if n.ports.client == port)
+    return next((n for n in cluster.nodes if n.ports.client == port), None)

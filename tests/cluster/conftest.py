@@ -15,12 +15,16 @@ from aioq.local_cluster import LocalCluster
 from aioq.testing.harness import delete_prefix
 
 ZONES = [["az:1"], ["az:2"], ["az:3"]]
+# The cluster's JetStream domain, named by apps connected through a leaf node.
+DOMAIN = "hub"
 
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    """Three nats-server nodes (tagged ``az:1``..``az:3``) routed to each other."""
-    nodes = LocalCluster(tmp_path_factory.mktemp("cluster"), tags=ZONES, name="aioq-test")
+    """Three nats-server nodes (tagged ``az:1``..``az:3``, domain ``hub``) routed together."""
+    nodes = LocalCluster(
+        tmp_path_factory.mktemp("cluster"), tags=ZONES, name="aioq-test", domain=DOMAIN
+    )
     nodes.start()
     try:
         yield nodes

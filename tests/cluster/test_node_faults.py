@@ -70,7 +70,7 @@ async def test_a_worker_whose_node_dies_goes_on_through_another(
     producer = build_app(live_cluster.urls, prefix, ledger)
     [worker] = await _workers([app])
     try:
-        node = await connected_node(live_cluster, app)
+        node = await eventually(lambda: connected_node(live_cluster, app), what="a connection")
         await produce(producer, ledger, 20, rate=200)
         await eventually(lambda: not ledger.lost, timeout=20, what="the first jobs")
         node.kill()
@@ -88,7 +88,7 @@ async def test_a_worker_whose_node_dies_goes_on_through_another(
 
 async def _other_node(cluster: LocalCluster, app: Aarq, dead: str) -> str | None:
     node = await connected_node(cluster, app)
-    return node.name if node.name != dead and node.running else None
+    return node.name if node is not None and node.name != dead and node.running else None
 
 
 async def test_follower_kill_and_return_do_not_pause_the_queue(
@@ -134,7 +134,7 @@ async def test_lost_quorum_fails_enqueue_fast_and_workers_resume(
     try:
         # 40 jobs of 0.3 s on 10 slots: most are queued or running when the quorum goes.
         await produce(producer, ledger, 40, rate=500, pause=0.3)
-        survivor = await connected_node(live_cluster, producer)
+        survivor = await eventually(lambda: connected_node(live_cluster, producer))
         down = [n for n in live_cluster.nodes if n is not survivor]
         for node in down:
             node.kill()

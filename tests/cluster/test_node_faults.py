@@ -3,11 +3,16 @@
 Each test SIGKILLs real nats-server nodes while in-process workers run and a producer
 enqueues (retrying the same job id on `EnqueueError`), then checks that every acknowledged
 job ran, and that duplicates stay within the jobs in flight at the kill.
+
+CI kills the stream leader once. The longer run kills it again after each recovery:
+
+    AIOQ_CLUSTER_KILLS=10 .venv/bin/python -m pytest -q -s tests/cluster/test_node_faults.py
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 
@@ -22,6 +27,8 @@ from ..helpers import eventually
 from .chaos import QUEUE, Ledger, build_app, connected_node, drained, leaders, produce
 
 CONCURRENCY = 10
+# Leader kills of the leader test (AIOQ_CLUSTER_KILLS; 1 in CI).
+KILLS = int(os.environ.get("AIOQ_CLUSTER_KILLS", "1"))
 
 
 async def _workers(apps: list[Aarq]) -> list[RunningWorker]:
@@ -48,18 +55,26 @@ async def test_stream_leader_sigkill_loses_no_acknowledged_job(
     apps = [build_app(_rotated(urls, i), prefix, ledger) for i in range(2)]
     await producer.connect()
     workers = await _workers(apps)
+    killed = []
     try:
-        producing = asyncio.create_task(produce(producer, ledger, 300, rate=100))
-        await eventually(lambda: len(ledger.runs) >= 50, timeout=20, what="jobs running")
-        stream_leader, _ = await leaders(live_cluster, producer)
-        stream_leader.kill()
+        producing = asyncio.create_task(produce(producer, ledger, 300 * KILLS, rate=100))
+        for kill in range(KILLS):
+            await eventually(
+                lambda k=kill: len(ledger.runs) >= 50 + 300 * k, timeout=60, what="jobs running"
+            )
+            if kill:  # the last victim is back and caught up before the next kill
+                await asyncio.to_thread(killed[-1].start)
+                await asyncio.to_thread(live_cluster.wait_ready)
+            stream_leader, _ = await leaders(live_cluster, producer)
+            stream_leader.kill()
+            killed.append(stream_leader)
         await producing
         left = await drained(ledger, 60)
     finally:
         await _stop(workers, [*apps, producer])
-    print(f"\nstream leader {stream_leader.name} SIGKILLed: {ledger.summary()}")
+    print(f"\nstream leader SIGKILLed {KILLS}x ({[n.name for n in killed]}): {ledger.summary()}")
     assert not left, f"acknowledged jobs never ran: {sorted(left)[:5]}"
-    assert ledger.duplicates <= CONCURRENCY * len(workers)
+    assert ledger.duplicates <= CONCURRENCY * len(workers) * KILLS
 
 
 async def test_a_worker_whose_node_dies_goes_on_through_another(

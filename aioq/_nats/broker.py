@@ -17,9 +17,10 @@ from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableEr
 from nats.js.kv import KeyValue
 
 from aioq._nats.delivery import NatsDelivery
+from aioq._nats.domain import api_prefix
 from aioq._nats.inbox import PullInbox, connection_restored, pull_status
 from aioq._nats.inspection import NatsInspection
-from aioq._nats.provision import api_prefix, ensure_consumer, ensure_streams, ensure_workers_bucket
+from aioq._nats.provision import ensure_consumer, ensure_streams, ensure_workers_bucket
 from aioq._nats.scheduling import NatsScheduling
 from aioq._nats.store import NatsStore
 from aioq._nats.throttle import LogThrottle

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any, cast
 
 import nats.errors
 from nats.js import JetStreamContext
@@ -23,19 +22,13 @@ from nats.js.api import (
 from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
+from aioq._nats.domain import in_domain
 from aioq.errors import ProvisioningError
 from aioq.naming import Names
 from aioq.options import QueueOptions
 from aioq.settings import Replication
 
-__all__ = [
-    "api_prefix",
-    "ensure_bucket",
-    "ensure_consumer",
-    "ensure_streams",
-    "ensure_workers_bucket",
-    "kv_write_prefix",
-]
+__all__ = ["ensure_bucket", "ensure_consumer", "ensure_streams", "ensure_workers_bucket"]
 
 log = logging.getLogger(__name__)
 
@@ -43,52 +36,6 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_S = 120.0
 
 
-def api_prefix(js: JetStreamContext) -> str:
-    """The JetStream API subject prefix: ``$JS.API``, or ``$JS.<domain>.API`` with a domain."""
-    return str(getattr(js, "_prefix", _DEFAULT_API))
-
-
-def kv_write_prefix(js: JetStreamContext, bucket: str) -> str:
-    """Where writes to `bucket` go: ``$KV.<bucket>.``, behind the API prefix in a domain.
-
-    A leaf node passes ``$KV.>`` on to its cluster only addressed to the cluster's domain
-    (``$JS.<domain>.API.$KV...``), as nats.go's key-value store does; reads and watches keep
-    the bucket's own subjects.
-    """
-    prefix = api_prefix(js)
-    own = f"$KV.{bucket}."
-    return own if prefix == _DEFAULT_API else f"{prefix}.{own}"
-
-
-class _DomainWrites:
-    """A JetStream context whose publishes to ``$KV.`` subjects go through the domain."""
-
-    def __init__(self, js: JetStreamContext) -> None:
-        self._js = js
-        self._api = api_prefix(js)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._js, name)
-
-    async def publish(self, subject: str, *args: Any, **kwargs: Any) -> Any:
-        if subject.startswith("$KV."):
-            subject = f"{self._api}.{subject}"
-        return await self._js.publish(subject, *args, **kwargs)
-
-
-def _in_domain(js: JetStreamContext, kv: KeyValue) -> KeyValue:
-    if api_prefix(js) == _DEFAULT_API:
-        return kv
-    return KeyValue(
-        name=kv._name,
-        stream=kv._stream,
-        pre=kv._pre,
-        js=cast(JetStreamContext, _DomainWrites(js)),
-        direct=kv._direct,
-    )
-
-
-_DEFAULT_API = "$JS.API"
 # A stream whose replica count changed elects a new group and copies its data first.
 _SETTLE_TIMEOUT_S = 30.0
 _SETTLE_POLL_S = 0.1
@@ -212,7 +159,7 @@ async def ensure_bucket(
         if replication.replicas is not None:
             info = await js.stream_info(f"KV_{bucket}")
             await _match_replicas(js, info.config, replication)
-        return _in_domain(js, kv)
+        return in_domain(js, kv)
     placement = Placement(tags=list(replication.tags)) if replication.tags else None
     try:
         kv = await js.create_key_value(
@@ -222,7 +169,7 @@ async def ensure_bucket(
         if e.err_code != _ALREADY_EXISTS:
             raise _placement_error(f"KV bucket {bucket}", replication, e) from e
         kv = await js.key_value(bucket)
-    return _in_domain(js, kv)
+    return in_domain(js, kv)
 
 
 async def ensure_streams(js: JetStreamContext, names: Names, replication: Replication) -> None:

@@ -43,8 +43,9 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
+from aioq._nats.domain import api_prefix
 from aioq._nats.inbox import PullInbox, pull_status
-from aioq._nats.provision import api_prefix, ensure_bucket
+from aioq._nats.provision import ensure_bucket
 from aioq.errors import BrokerError, EnqueueError, ProvisioningError
 from aioq.naming import Names
 from aioq.options import MAX_RUN_AT

@@ -25,8 +25,9 @@ from nats.js.errors import (
 )
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from aioq._nats.domain import kv_write_prefix
 from aioq._nats.listener import NatsListener
-from aioq._nats.provision import ensure_bucket, kv_write_prefix
+from aioq._nats.provision import ensure_bucket
 from aioq.naming import Names
 from aioq.settings import Replication
 from aioq.transport import StoredMessage

@@ -45,6 +45,7 @@ class Figure:
     p50_ms: float
     p99_ms: float
     server_cpu_10k: float
+    worker_cpu_10k: float
 
 
 def _server_pids(servers: list[EmbeddedNats]) -> list[int]:
@@ -93,9 +94,13 @@ async def measure(
     ]  # fmt: skip
     group = infra.WorkerGroup.start(commands, env, record_dir)
     try:
-        cpu0 = _cpu(_server_pids(servers))
+        await _wait_records(record_dir, 1, 60, group)  # the workers are up
+        cpu0, worker0 = _cpu(_server_pids(servers)), _cpu(group.all_pids())
+        done0 = infra.count_records(record_dir)
         await _wait_records(record_dir, n, 30 + n / 200, group)
+        done = infra.count_records(record_dir) - done0
         server_cpu = _cpu(_server_pids(servers)) - cpu0
+        worker_cpu = _cpu(group.all_pids()) - worker0
         rate, busy = throughput(infra.read_records(record_dir))
         # Latency at a steady rate, one awaited enqueue at a time.
         started = time.time()
@@ -115,9 +120,9 @@ async def measure(
     finally:
         group.stop()
         await app.close()
-    return Figure(
-        setup, procs, rate, busy, quantile(lat, 0.5), quantile(lat, 0.99), server_cpu / n * 10_000
-    )
+    p50, p99 = quantile(lat, 0.5), quantile(lat, 0.99)
+    per10k = 10_000 / max(done, 1)
+    return Figure(setup, procs, rate, busy, p50, p99, server_cpu * per10k, worker_cpu * per10k)
 
 
 async def run_setup(setup: str, args: argparse.Namespace, root: Path) -> list[Figure]:
@@ -138,7 +143,8 @@ async def run_setup(setup: str, args: argparse.Namespace, root: Path) -> list[Fi
                     f"{setup:6} {procs} proc: {figure.rate:8,.0f} jobs/s"
                     f"{'' if figure.all_busy else ' (not all busy)'}, latency p50 "
                     f"{figure.p50_ms:.2f} ms p99 {figure.p99_ms:.2f} ms, server CPU "
-                    f"{figure.server_cpu_10k:.2f} s/10k jobs, load {os.getloadavg()[0]:.1f}",
+                    f"{figure.server_cpu_10k:.2f} s/10k jobs, workers "
+                    f"{figure.worker_cpu_10k:.2f}, load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
                 figures.append(figure)
@@ -150,8 +156,9 @@ async def run_setup(setup: str, args: argparse.Namespace, root: Path) -> list[Fi
 def table(figures: list[Figure]) -> str:
     """Median per setup and process count, as Markdown."""
     rows = [
-        "| setup | processes | jobs/s | x 1 process | p50 ms | p99 ms | server CPU s/10k jobs |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| setup | processes | jobs/s | x 1 process | p50 ms | p99 ms | server CPU s/10k jobs "
+        "| workers CPU s/10k jobs |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     base: dict[str, float] = {}
     keys = sorted(
@@ -168,7 +175,8 @@ def table(figures: list[Figure]) -> str:
         rows.append(
             f"| {setup} | {procs} | {rate:,.0f} | {rate / base[setup]:.2f} | "
             f"{med([f.p50_ms for f in runs]):.2f} | {med([f.p99_ms for f in runs]):.2f} | "
-            f"{med([f.server_cpu_10k for f in runs]):.2f} |"
+            f"{med([f.server_cpu_10k for f in runs]):.2f} | "
+            f"{med([f.worker_cpu_10k for f in runs]):.2f} |"
         )
     return "\n".join(rows)
 

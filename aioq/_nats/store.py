@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import math
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Final
+from typing import Final
 
 import msgspec
-import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -28,6 +26,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from aioq._nats.domain import kv_write_prefix
 from aioq._nats.listener import NatsListener
 from aioq._nats.provision import ensure_bucket
+from aioq._nats.record_writes import RecordWrites
 from aioq.naming import Names
 from aioq.settings import Replication
 from aioq.transport import StoredMessage
@@ -51,11 +50,6 @@ _EXPECT_NO_RECORD: Final = "Nats-Expected-Last-Subject-Sequence"
 _record_decoder: Final = msgspec.json.Decoder(JobRecord)
 # A results bucket with no retention still needs a bound: records of unfinished jobs.
 _DEFAULT_RESULT_TTL_S: Final = 86_400.0
-# A record write unanswered this long is taken as lost (its connection went) and rewritten.
-_RECORD_ACK_WAIT_S: Final = 5.0
-# Pauses before each rewrite of a record the server did not store: about a minute in all,
-# longer than a cluster's leader election.
-_RECORD_RETRY_S: Final = (0.2, 0.5, 1.0, 2.0, 2.0, 4.0, 4.0, 8.0, 8.0, 15.0, 15.0)
 
 
 class NatsStore:
@@ -75,11 +69,7 @@ class NatsStore:
         self.kv = kv
         self.keep_result = keep_result
         self._record_prefix = kv_write_prefix(js, names.results_bucket)
-        # The latest record write of each job whose acknowledgement is awaited, and the
-        # rewrites of records the server did not store.
-        self._writes = 0
-        self._latest: dict[str, int] = {}
-        self._rewrites: set[asyncio.Future[None]] = set()
+        self._records = RecordWrites(nc, js, self._record_prefix)
         # Where the jobs enqueued lately from here are, for a lookup that comes before their
         # "queued" record is stored (it is written without waiting for the server).
         self._recently_queued: OrderedDict[str, tuple[str, int, bytes]] = OrderedDict()
@@ -102,58 +92,19 @@ class NatsStore:
             direct=True,
         )
         kv = await ensure_bucket(js, config, replication)
-        return cls(nc, js, names, kv, keep_result)
+        store = cls(nc, js, names, kv, keep_result)
+        await store._records.start()
+        return store
 
     # -- records ---------------------------------------------------------------------------
 
     async def put_record(self, job_id: str, data: bytes) -> None:
         """Store a job record without waiting for the server (stored in publish order).
 
-        The server's acknowledgement comes back in the background. A record it did not store
-        (a cluster electing the bucket's leader, a connection lost) is written again, with
-        backoff, unless a later record of the job was written meanwhile.
+        A record the server did not store (a cluster electing the bucket's leader, a lost
+        connection) is written again in the background unless a later one replaced it.
         """
-        self._writes += 1
-        token = self._writes
-        self._latest[job_id] = token
-        future = await self.js.publish_async(self._record_prefix + job_id, data)
-        # A publish lost with its connection is never answered: give it up after a while.
-        timer = asyncio.get_running_loop().call_later(_RECORD_ACK_WAIT_S, future.cancel)
-        future.add_done_callback(lambda f: self._record_settled(f, timer, job_id, token, data))
-
-    def _record_settled(
-        self,
-        future: asyncio.Future[Any],
-        timer: asyncio.TimerHandle,
-        job_id: str,
-        token: int,
-        data: bytes,
-    ) -> None:
-        timer.cancel()
-        if self._latest.get(job_id) != token:
-            return  # a later record of the job was written
-        if not future.cancelled() and future.exception() is None:
-            del self._latest[job_id]
-            return
-        retry = asyncio.ensure_future(self._rewrite(job_id, token, data))
-        self._rewrites.add(retry)
-        retry.add_done_callback(self._rewrites.discard)
-
-    async def _rewrite(self, job_id: str, token: int, data: bytes) -> None:
-        """Write a record the server did not take until it does, or a later one replaces it."""
-        for pause in _RECORD_RETRY_S:
-            await asyncio.sleep(pause)
-            if self._latest.get(job_id) != token or self.nc.is_closed:
-                return
-            try:
-                await self.js.publish(self._record_prefix + job_id, data)
-            except (nats.errors.Error, TimeoutError) as e:
-                log.debug("job %s: record not stored yet (%s), retrying", job_id, e)
-                continue
-            if self._latest.get(job_id) == token:
-                del self._latest[job_id]
-            return
-        log.warning("job %s: its latest record could not be stored; its state is stale", job_id)
+        await self._records.write(job_id, data)
 
     async def put_queued(self, job_id: str, queue: str, seq: int, task: str | None) -> None:
         """Record a job just stored at stream sequence `seq` as queued, without waiting.

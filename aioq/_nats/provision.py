@@ -78,11 +78,13 @@ async def _ensure_stream(
     except NotFoundError:
         try:
             await js.add_stream(_replicated(config, replication))
-            return
         except APIError as e:
             if e.err_code != _ALREADY_EXISTS:  # created concurrently by another process
                 raise _placement_error(f"stream {config.name}", replication, e) from e
             info = await js.stream_info(config.name)
+        else:
+            await _settled(js, config.name, replication.count)
+            return
     missing = set(config.subjects or ()) - set(info.config.subjects or ())
     if missing:
         try:
@@ -119,7 +121,13 @@ async def _match_replicas(
 
 
 async def _settled(js: JetStreamContext, stream: str, wanted: int) -> None:
-    """Wait until `stream` has a leader and `wanted` current copies (writes pause until then)."""
+    """Wait until `stream` has a leader and `wanted` current copies (writes fail until then).
+
+    A stream created with one copy is ready at once; on a cluster its group elects a leader
+    first, and a write in between gets no answer.
+    """
+    if wanted == 1:
+        return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _SETTLE_TIMEOUT_S
     while loop.time() < deadline:
@@ -169,6 +177,8 @@ async def ensure_bucket(
         if e.err_code != _ALREADY_EXISTS:
             raise _placement_error(f"KV bucket {bucket}", replication, e) from e
         kv = await js.key_value(bucket)
+    else:
+        await _settled(js, f"KV_{bucket}", replication.count)
     return in_domain(js, kv)
 
 

@@ -95,6 +95,8 @@ async def _ensure_stream(
                 f"({e}); delete it or use another prefix"
             ) from e
     await _match_replicas(js, info.config, replication)
+    if replication.replicas is not None:
+        await _settled(js, config.name, replication.replicas)
 
 
 async def _match_replicas(
@@ -167,6 +169,8 @@ async def ensure_bucket(
         if replication.replicas is not None:
             info = await js.stream_info(f"KV_{bucket}")
             await _match_replicas(js, info.config, replication)
+            # Created a moment ago by another process, it may still be electing its leader.
+            await _settled(js, f"KV_{bucket}", replication.replicas)
         return in_domain(js, kv)
     placement = Placement(tags=list(replication.tags)) if replication.tags else None
     try:

@@ -226,7 +226,7 @@ class Worker:
                 await _run_hooks(self.app.startup_hooks, self.app.state, "startup")
                 sources = {q: await broker.open_source(q, self.app.queue(q)) for q in self.queues}
                 stop_listening = await broker.listen_aborts(self._executor.abort)
-                await heartbeat.beat()
+                await heartbeat.first()
                 self.ready = True
                 log.info(
                     "worker %s started: queues=%s concurrency=%d%s",

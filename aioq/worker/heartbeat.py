@@ -16,6 +16,8 @@ __all__ = ["Heartbeat"]
 
 log = logging.getLogger("aioq.worker")
 
+_FIRST_RETRIES_S = (0.1, 0.2, 0.4, 0.8)
+
 
 class Heartbeat:
     """Writes `record()` every `interval` seconds under the worker's id.
@@ -41,6 +43,21 @@ class Heartbeat:
     async def beat(self) -> None:
         """Write one heartbeat now."""
         await self.broker.put_worker(self.worker_id, encode(self.snapshot()), self.ttl)
+
+    async def first(self) -> None:
+        """Write the first heartbeat, retrying a few times over about two seconds.
+
+        On a cluster a bucket just created by another process can be unknown for a moment to
+        the node this worker is connected to; a failure that lasts is raised.
+        """
+        for pause in _FIRST_RETRIES_S:
+            try:
+                await self.beat()
+                return
+            except Exception as e:
+                log.debug("worker %s: first heartbeat failed (%s), retrying", self.worker_id, e)
+            await asyncio.sleep(pause)
+        await self.beat()
 
     async def run(self) -> None:
         """Beat every `interval` seconds until cancelled; failures are logged and retried.

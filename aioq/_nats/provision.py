@@ -125,24 +125,19 @@ async def _match_replicas(
 async def _settled(js: JetStreamContext, stream: str, wanted: int) -> None:
     """Wait until `stream` has a leader and `wanted` current copies (writes fail until then).
 
-    A stream created with one copy is ready at once; on a cluster its group elects a leader
-    first, and a write in between gets no answer.
+    On a cluster a new stream's group elects a leader first (even with one copy), and a
+    write in between gets no answer. A server that is not clustered reports no group.
     """
-    if wanted == 1:
-        return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _SETTLE_TIMEOUT_S
     while loop.time() < deadline:
         with contextlib.suppress(APIError, TimeoutError, nats.errors.Error):
             info = await js.stream_info(stream)
             group = info.cluster
-            peers = (group.replicas or []) if group is not None else []
-            if (
-                group is not None
-                and group.leader
-                and len(peers) + 1 == wanted
-                and all(p.current for p in peers)
-            ):
+            if group is None or (wanted == 1 and group.leader):
+                return
+            peers = group.replicas or []
+            if group.leader and len(peers) + 1 == wanted and all(p.current for p in peers):
                 return
         await asyncio.sleep(_SETTLE_POLL_S)
     log.warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import nats
 import pytest
@@ -12,6 +13,7 @@ from aioq.errors import ConfigError, ProvisioningError
 from aioq.local_cluster import LocalCluster
 from aioq.testing.harness import start_worker
 
+from ..helpers import eventually
 from .conftest import _cleanup
 
 
@@ -53,10 +55,19 @@ async def _use_everything(app: Aarq) -> None:
         assert await job.result(timeout=20) == 1
         await ok.with_options(delay=30).enqueue()
         broker = await app.connect()
-        await broker.scheduling.last_tick("nothing-yet")
+        # The scheduler retries reads; this one waits for the new bucket to answer the same way.
+        await eventually(lambda: _read_tick(broker), timeout=10, what="the schedules bucket")
         await app.pause_queue("r", timedelta(seconds=0.2))
     finally:
         await worker.stop()
+
+
+async def _read_tick(broker: Any) -> bool:
+    try:
+        await broker.scheduling.last_tick("nothing-yet")
+    except Exception:
+        return False
+    return True
 
 
 async def test_replicas_apply_to_every_stream_and_bucket(cluster: LocalCluster, capp: Aarq) -> None:

@@ -11,10 +11,11 @@ import json
 import os
 import signal
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -238,6 +239,27 @@ class LocalCluster:
                         if leader:
                             return self.node(leader)
         return None
+
+    def serve(self, stopped: threading.Event, say: Callable[[str], None] = print) -> None:
+        """Start, say where each node listens, run until `stopped` is set, stop every node.
+
+        A node that exits meanwhile (killed to try a node loss) is reported once; the others
+        keep running.
+        """
+        try:
+            self.start()
+            for node in self.nodes:
+                say(f"{node.name}: {node.url} (monitoring {node.monitor_url}, pid {node.pid})")
+            say(f"JetStream cluster of {len(self.nodes)} nodes, stores under {self.root}")
+            say(f"connect with: aioq worker app:app -s {','.join(self.urls)}; Ctrl-C stops it")
+            reported: set[str] = set()
+            while not stopped.wait(0.5):
+                for node in self.nodes:
+                    if not node.running and node.name not in reported:
+                        reported.add(node.name)
+                        say(f"node {node.name} exited; see {node.directory / 'nats.log'}")
+        finally:
+            self.stop()
 
     def leaf(self, directory: str | os.PathLike[str], name: str = "leaf") -> EmbeddedNats:
         """A leaf node linked to every node of this cluster, without JetStream of its own.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from aioq.backend import Broker
 from aioq.errors import ConfigError, PayloadTooLargeError
 from aioq.task import PreparedJob
-from aioq.transport import Broker
 
 __all__ = ["pause_end", "publish_many", "publish_one"]
 
@@ -16,8 +16,8 @@ async def publish_one(broker: Broker, job: PreparedJob) -> bool:
     """Store one job (held if it has a due time); True if its id was stored already."""
     if job.run_at is not None:
         _check_size(broker, job)
-        return await broker.scheduling.hold(job.queue, job.data, job.job_id, job.run_at)
-    return await broker.publish_job(job.queue, job.data, job.job_id, job.task)
+        return await broker.held.hold(job.queue, job.data, job.job_id, job.run_at)
+    return await broker.jobs.publish(job.queue, job.data, job.job_id, job.task)
 
 
 async def publish_many(broker: Broker, jobs: Sequence[PreparedJob]) -> list[bool | BaseException]:
@@ -27,17 +27,17 @@ async def publish_many(broker: Broker, jobs: Sequence[PreparedJob]) -> list[bool
     """
     held = [(i, job) for i, job in enumerate(jobs) if job.run_at is not None]
     if not held:
-        return await broker.publish_jobs(jobs)
+        return await broker.jobs.publish_many(jobs)
     now = [(i, job) for i, job in enumerate(jobs) if job.run_at is None]
     outcomes: list[bool | BaseException] = [False] * len(jobs)
     for job in jobs:
         _check_size(broker, job)
     if now:
         for (i, _), outcome in zip(
-            now, await broker.publish_jobs([job for _, job in now]), strict=True
+            now, await broker.jobs.publish_many([job for _, job in now]), strict=True
         ):
             outcomes[i] = outcome
-    held_outcomes = await broker.scheduling.hold_many(
+    held_outcomes = await broker.held.hold_many(
         [(job, job.run_at) for _, job in held if job.run_at is not None]
     )
     for (i, _), outcome in zip(held, held_outcomes, strict=True):

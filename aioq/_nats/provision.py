@@ -28,7 +28,7 @@ from aioq.naming import Names
 from aioq.options import QueueOptions
 from aioq.settings import Replication
 
-__all__ = ["ensure_bucket", "ensure_consumer", "ensure_streams", "ensure_workers_bucket"]
+__all__ = ["ensure_bucket", "ensure_consumer", "ensure_streams"]
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +149,20 @@ async def _settled(js: JetStreamContext, stream: str, wanted: int) -> None:
 
 
 async def ensure_bucket(
-    js: JetStreamContext, config: KeyValueConfig, replication: Replication
+    js: JetStreamContext,
+    bucket: str,
+    ttl: float | None = None,
+    replication: Replication | None = None,
 ) -> KeyValue:
-    """Bind KV bucket `config.bucket`, creating it if missing, with the app's replication.
+    """Bind KV bucket `bucket`, creating it (history 1, TTL `ttl` if given) if it is missing.
 
-    Binding first lets operators create the bucket themselves (``nats kv add``).
+    Binding first lets operators create the bucket themselves (``nats kv add``). With
+    `replication`, a new bucket gets its replicas and tags, an existing one its replica count.
     """
-    bucket = config.bucket
+    replication = replication or Replication()
+    config = KeyValueConfig(bucket=bucket, history=1, direct=True, storage=StorageType.FILE)
+    if ttl is not None:
+        config.ttl = ttl
     try:
         kv = await js.key_value(bucket)
     except BucketNotFoundError:
@@ -234,13 +241,3 @@ async def ensure_consumer(
         raise ProvisioningError(
             f"cannot create consumer {config.durable_name} on {names.jobs_stream}: {e}"
         ) from e
-
-
-async def ensure_workers_bucket(
-    js: JetStreamContext, names: Names, ttl: float, replication: Replication
-) -> KeyValue:
-    """Bind the heartbeat bucket, creating it (history 1, TTL `ttl`) if it is missing."""
-    config = KeyValueConfig(
-        bucket=names.workers_bucket, history=1, ttl=ttl, direct=True, storage=StorageType.FILE
-    )
-    return await ensure_bucket(js, config, replication)

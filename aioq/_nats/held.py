@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
+from aioq._nats.domain import api_prefix
 from aioq._nats.inbox import PullInbox, pull_status
 from aioq._nats.records import NatsRecords
 from aioq._nats.resend import publish_resent
@@ -133,9 +134,8 @@ class NatsHeldJobs:
         self._js = js
         self._names = names
         self._records = records
-        self._inbox = PullInbox(
-            nc, f"$JS.API.CONSUMER.MSG.NEXT.{names.jobs_stream}.{names.scheduler_consumer}"
-        )
+        pull = f"{api_prefix(js)}.CONSUMER.MSG.NEXT.{names.jobs_stream}.{names.scheduler_consumer}"
+        self._inbox = PullInbox(nc, pull)
         self._open_until = 0.0  # monotonic end of the open pull; 0 when none is open
         self._left = 0
 

@@ -10,6 +10,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
+from aioq._nats.domain import api_prefix
 from aioq._nats.limits import full_or_failed
 from aioq._nats.provision import ensure_consumer
 from aioq._nats.records import NatsRecords
@@ -55,7 +56,7 @@ class NatsJobs:
             raise full_or_failed(e, queue, job_id) from e
         except (NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
             raise EnqueueError(
-                f"cannot enqueue job {job_id} on queue {queue!r}: {describe(e)}; "
+                f"cannot enqueue job {job_id} on queue {queue!r}: {describe(e)}{_unanswered(e)}; "
                 "retrying with the same job id is safe"
             ) from e
         if not ack.duplicate:
@@ -96,7 +97,8 @@ class NatsJobs:
         """Create or update the queue's consumer and bind a pull subscription to it."""
         await ensure_consumer(self.js, self.names, queue, options)
         next_subject = (
-            f"$JS.API.CONSUMER.MSG.NEXT.{self.names.jobs_stream}.{self.names.consumer(queue)}"
+            f"{api_prefix(self.js)}.CONSUMER.MSG.NEXT.{self.names.jobs_stream}."
+            f"{self.names.consumer(queue)}"
         )
         source = NatsSource(self.nc, next_subject)
         await source.start()
@@ -161,3 +163,13 @@ class NatsJobs:
             if gone(e):  # acknowledged or removed in between
                 return False
             raise
+
+
+def _unanswered(error: BaseException) -> str:
+    """Why a publish got no answer, for the errors that mean the stream had no leader."""
+    if isinstance(error, NoStreamResponseError | TimeoutError | nats.errors.NoRespondersError):
+        return (
+            " (no stream leader answered: a cluster electing one, which takes seconds, or "
+            "without a quorum, i.e. fewer than 2 of 3 nodes up; or the server is down)"
+        )
+    return ""

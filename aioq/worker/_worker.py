@@ -229,7 +229,7 @@ class Worker:
                     q: await broker.jobs.open_source(q, self.app.queue(q)) for q in self.queues
                 }
                 stop_listening = await broker.events.listen_aborts(self._executor.abort)
-                await heartbeat.beat()
+                await heartbeat.first()
                 self.ready = True
                 log.info(
                     "worker %s started: queues=%s concurrency=%d%s",

@@ -15,7 +15,7 @@ CONNECTION = (
 SURFACE = {
     "worker": f"APP_PATH --queue --concurrency --log-level {CONNECTION} --shutdown-grace "
     "--heartbeat-interval --rate-limit --rate-interval --scheduler --scan-interval --burst",
-    "server": "--port --monitor-port --store-dir --config",
+    "server": "--port --monitor-port --store-dir --config --cluster",
     "scheduler": f"APP_PATH {CONNECTION} --repeatable --delayed --scan-interval --log-level",
     "schedules": "APP_PATH --next --json",
     "enqueue": f"APP_PATH TASK ARGS_JSON --kwargs --delay --wait --timeout --json {CONNECTION}",

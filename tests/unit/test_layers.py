@@ -23,7 +23,14 @@ CONFINED = {
     "opentelemetry": ("aioq.tracing",),
 }
 # Edges: they may import the testing package and the app.
-EDGES = ("aioq.cli", "aioq.testing", "aioq.dashboard", "aioq.embedded", "aioq.__main__")
+EDGES = (
+    "aioq.cli",
+    "aioq.testing",
+    "aioq.dashboard",
+    "aioq.embedded",
+    "aioq.local_cluster",
+    "aioq.__main__",
+)
 # Composition: where the app is assembled; with the edges, the only importers of aioq.app.
 COMPOSITION = ("aioq", "aioq.app", "aioq.task", "aioq.context", "aioq.runner")
 # Role modules that still take the app object; they move to narrow interfaces.

@@ -7,7 +7,7 @@ handles) is broker-agnostic.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -140,9 +140,14 @@ class Broker(Protocol):
         """Flush pending acknowledgements and disconnect."""
 
     async def publish_job(
-        self, queue: str, data: bytes, job_id: str, task: str | None = None
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        task: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> bool:
-        """Store one job of `task`; True if it was a duplicate of an earlier id."""
+        """Store one job of `task` (with `headers`); True if it was a duplicate of an earlier id."""
         ...
 
     async def publish_jobs(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
@@ -195,8 +200,15 @@ class Broker(Protocol):
 class Scheduling(Protocol):
     """Broker storage for the scheduler, rate limits and queue pauses."""
 
-    async def hold(self, queue: str, data: bytes, job_id: str, run_at: float) -> bool:
-        """Store a job to be moved to `queue` at `run_at`; True if the id was held already."""
+    async def hold(
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        run_at: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Store a job to be moved (with `headers`) to `queue` at `run_at`; True if held already."""
         ...
 
     async def hold_many(

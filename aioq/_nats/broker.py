@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import nats
 import nats.errors
@@ -320,13 +320,18 @@ class NatsBroker:
             )
 
     async def publish_job(
-        self, queue: str, data: bytes, job_id: str, task: str | None = None
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        task: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> bool:
         """Store one job, deduplicated by its id."""
         self._check_size(data)
         try:
             ack = await self.js.publish(
-                self.names.job_subject(queue), data, headers={_MSG_ID: job_id}
+                self.names.job_subject(queue), data, headers={**(headers or {}), _MSG_ID: job_id}
             )
         except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
             raise EnqueueError(
@@ -346,7 +351,7 @@ class NatsBroker:
             await js.publish_async(
                 self.names.job_subject(job.queue),
                 job.data,
-                headers={_MSG_ID: job.job_id},
+                headers={**(job.headers or {}), _MSG_ID: job.job_id},
             )
             for job in jobs
         ]

@@ -17,7 +17,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
@@ -64,6 +64,8 @@ log = logging.getLogger("aioq.nats")
 
 RUN_AT_HEADER: Final = "Aioq-Run-At"
 _MSG_ID: Final = "Nats-Msg-Id"
+# Headers of a held message that its released job does not keep.
+_HELD_ONLY: Final = frozenset((_MSG_ID, RUN_AT_HEADER))
 # A held message gets a dedupe id of its own: with the job id it would make the scheduler's
 # publish of the due job (same stream, same window) a duplicate, and the job would vanish.
 _HELD_ID_PREFIX: Final = "held:"
@@ -192,8 +194,11 @@ class NatsHeldJob:
         In that order: a scheduler dying in between leaves the held message to be delivered
         again after its lease, and that second publish is a duplicate the stream ignores.
         """
+        kept = {k: v for k, v in (self._msg.headers or {}).items() if k not in _HELD_ONLY}
         ack = await self._js.publish(
-            self._names.job_subject(self.queue), self._msg.data, headers={_MSG_ID: self.job_id}
+            self._names.job_subject(self.queue),
+            self._msg.data,
+            headers={**kept, _MSG_ID: self.job_id},
         )
         if not ack.duplicate:
             await self._queued(self.job_id, self.queue, ack.seq, task_name(self._msg.data))
@@ -283,16 +288,26 @@ class NatsScheduling:
 
     # -- delayed jobs ----------------------------------------------------------------------
 
-    def _held_headers(self, job_id: str, run_at: float) -> dict[str, str]:
-        return {_MSG_ID: _HELD_ID_PREFIX + job_id, RUN_AT_HEADER: f"{run_at:.6f}"}
+    def _held_headers(
+        self, job_id: str, run_at: float, headers: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        own = {_MSG_ID: _HELD_ID_PREFIX + job_id, RUN_AT_HEADER: f"{run_at:.6f}"}
+        return {**headers, **own} if headers else own
 
-    async def hold(self, queue: str, data: bytes, job_id: str, run_at: float) -> bool:
+    async def hold(
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        run_at: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Store a delayed job on its held subject; True if the id was held already."""
         try:
             ack = await self.js.publish(
                 self.names.sched_subject(queue, job_id),
                 data,
-                headers=self._held_headers(job_id, run_at),
+                headers=self._held_headers(job_id, run_at, headers),
             )
         except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
             raise EnqueueError(
@@ -309,7 +324,7 @@ class NatsScheduling:
             await self.js.publish_async(
                 self.names.sched_subject(job.queue, job.job_id),
                 job.data,
-                headers=self._held_headers(job.job_id, run_at),
+                headers=self._held_headers(job.job_id, run_at, job.headers),
             )
             for job, run_at in jobs
         ]

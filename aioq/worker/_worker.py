@@ -28,7 +28,9 @@ from aioq.worker.draining import cancel_until_done, drain, keep_running
 from aioq.worker.execute import Executor, Stats
 from aioq.worker.fetching import Fetching
 from aioq.worker.heartbeat import Heartbeat, host_identity, now
+from aioq.worker.instruments import attempt_tracer, open_metrics
 from aioq.worker.leases import keep_leases
+from aioq.worker.observe import SILENT
 from aioq.worker.scanners import Scanner, ScannerFunction
 from aioq.worker.signals import stop_on_signals
 from aioq.worker.slots import Slots
@@ -36,6 +38,7 @@ from aioq.worker.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from aioq.app import Aarq, Hook
+    from aioq.metrics import WorkerMetrics
 
 __all__ = ["Worker"]
 
@@ -110,6 +113,9 @@ class Worker:
             else _seconds(options.stall_warning)
         )
         self._scanners: list[Scanner] = []
+        #: Where the metrics are served, ``(host, port)``, once the worker runs with them.
+        self.metrics_address: tuple[str, int] | None = None
+        self._metrics: WorkerMetrics | None = None
         self._executor: Executor | None = None
         self._fetching: Fetching | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -201,14 +207,16 @@ class Worker:
         if self._stop_early:
             self._stop_early = False
             self._stop_requested.set()
+        metrics = self._serve_metrics()
         users = self.app._connections.workers
         users.join(self.app.connected)
         try:
             broker = await self.app.connect()
         except BaseException:
             users.leave()
+            self._close_metrics()
             raise
-        self._executor = Executor(self.app, broker, self.id)
+        self._executor = Executor(self.app, broker, self.id, metrics or SILENT, attempt_tracer())
         self._fetching = Fetching(
             self._executor,
             self.slots,
@@ -262,9 +270,16 @@ class Worker:
         background = [
             asyncio.create_task(heartbeat.run(), name="aioq-heartbeat"),
             asyncio.create_task(
-                keep_leases(self._executor.leases, smallest_ack_wait), name="aioq-leases"
+                keep_leases(
+                    self._executor.leases, smallest_ack_wait, self._executor.observer.renewed
+                ),
+                name="aioq-leases",
             ),
         ]
+        if self._metrics is not None:
+            background.append(
+                asyncio.create_task(self._metrics.sample(broker.backlog), name="aioq-metrics")
+            )
         helpers = self._start_helpers(broker)
         watchdog = LoopWatchdog(self.stall_warning, self._running_jobs, self.id)
         watchdog.start()
@@ -326,6 +341,7 @@ class Worker:
         try:
             await _run_hooks(self.app.shutdown_hooks, self.app.state, "shutdown")
         finally:
+            self._close_metrics()
             if self.app._connections.workers.leave():
                 await self.app.close()
             elif self.app.connected:
@@ -333,6 +349,22 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await broker.flush(timeout=5)
             log.info("worker %s stopped: %s", self.id, self.stats)
+
+    def _serve_metrics(self) -> WorkerMetrics | None:
+        """Start serving the metrics, if the options ask for them."""
+        self._metrics = metrics = open_metrics(
+            self.options, self.id, self.queues, lambda: self.concurrency
+        )
+        if metrics is not None:
+            host, port = metrics.serve(self.options.metrics_host, self.options.metrics_port or 0)
+            self.metrics_address = (host, port)
+            log.info("worker %s: metrics on http://%s:%d/metrics", self.id, host, port)
+        return metrics
+
+    def _close_metrics(self) -> None:
+        if self._metrics is not None:
+            self._metrics.close()
+            self._metrics, self.metrics_address = None, None
 
     def _info(self) -> WorkerInfo:
         hostname, pid = host_identity()

@@ -17,6 +17,7 @@ from aioq.task import Task
 from aioq.transport import Delivery
 from aioq.wire import DeadLetter, DeadReason, ErrorInfo, JobMessage, JobRecord
 from aioq.worker.leases import Lease
+from aioq.worker.observe import AttemptSpan
 from aioq.worker.outcome import PROGRESS_INTERVAL_S, Reporter
 
 __all__ = [
@@ -77,6 +78,8 @@ class Attempt:
     timeout: float | None
     #: `time.perf_counter()` when the task started.
     started: float = 0.0
+    #: The attempt's trace span, when tracing is on.
+    span: AttemptSpan | None = None
 
 
 class Progress:

@@ -38,6 +38,7 @@ from aioq.worker.attempt import (
     short,
 )
 from aioq.worker.leases import Lease
+from aioq.worker.observe import SILENT, UNKNOWN_TASK, AttemptTracer, JobObserver, Outcome
 from aioq.worker.outcome import (
     Reporter,
     ResultEncodingError,
@@ -70,8 +71,17 @@ _record_decoder: Final = msgspec.json.Decoder(JobRecord)
 class Executor:
     """Runs deliveries of one worker and settles each exactly once."""
 
-    def __init__(self, app: Aarq, broker: Broker, worker_id: str) -> None:
+    def __init__(
+        self,
+        app: Aarq,
+        broker: Broker,
+        worker_id: str,
+        observer: JobObserver = SILENT,
+        tracer: AttemptTracer | None = None,
+    ) -> None:
         self.app = app
+        self.observer = observer
+        self.tracer = tracer
         self.tasks = app.tasks
         self.broker = broker
         # Job times (store, start, retry, dead-letter) and the ttl live on the broker's clock.
@@ -172,6 +182,7 @@ class Executor:
             await self._dead(
                 delivery, queue, DeadReason.CRASHED, job, ErrorInfo("DeliveriesExhausted", message)
             )
+            self.observer.finished(queue, task.name, Outcome.CRASHED, None)
             return
         ttl = resolve(job.ttl, task.options.ttl)
         if ttl is not None and attempt == 1:
@@ -179,6 +190,7 @@ class Executor:
             if waited > ttl:
                 error = ErrorInfo("JobExpired", f"waited {waited:.3f}s before starting, ttl {ttl}s")
                 await self._dead(delivery, queue, DeadReason.EXPIRED, job, error)
+                self.observer.finished(queue, task.name, Outcome.EXPIRED, None)
                 return
         run = self._attempt(delivery, job, task, queue, max_attempts, lease_period)
         if run.ctx.job_id in self._aborted:
@@ -202,6 +214,7 @@ class Executor:
         except Exception as e:  # msgspec errors, and RecursionError on absurd nesting
             error = error_info(e, tb=False)
             await self._dead(delivery, queue, DeadReason.BAD_PAYLOAD, None, error)
+            self.observer.finished(queue, UNKNOWN_TASK, Outcome.BAD_INPUT, None)
             return None
         task = self.tasks.get(job.task)
         if task is None:
@@ -209,12 +222,14 @@ class Executor:
             message = f"unknown task {job.task!r} (registered: {known})"
             error = ErrorInfo("UnknownTaskError", message)
             await self._dead(delivery, queue, DeadReason.UNKNOWN_TASK, job, error)
+            self.observer.finished(queue, UNKNOWN_TASK, Outcome.BAD_INPUT, None)
             return None
         try:
             job.args, job.kwargs = task.arguments_from_json(job.args, job.kwargs)
         except TypeError as e:
             error = ErrorInfo("ArgumentsError", f"{task.describe()}: {e}")
             await self._dead(delivery, queue, DeadReason.BAD_ARGS, job, error)
+            self.observer.finished(queue, task.name, Outcome.BAD_INPUT, None)
             return None
         return job, task
 
@@ -262,7 +277,7 @@ class Executor:
         assert me is not None
         self._running[ctx.job_id] = (me, ctx.task)
         progress = ctx._on_progress = Progress(self.reporter, run.record, lease)
-        run.started = time.perf_counter()
+        self._begin(run)
         thread: asyncio.Future[Any] | None = None
         try:
             try:
@@ -302,9 +317,7 @@ class Executor:
         else:
             await self._succeeded(run)
         finally:
-            self.leases.discard(lease)
-            self._running.pop(ctx.job_id, None)
-            self.reporter.drop_guard(ctx.job_id)
+            self._left(run)
         await self._after_hooks(ctx, run.record)
         if thread is not None and not thread.done():
             # A thread cannot be interrupted. The attempt is settled already (it timed out);
@@ -318,6 +331,38 @@ class Executor:
             )
             await asyncio.wait([thread])
 
+    def _begin(self, run: Attempt) -> None:
+        """Tell the observers that `run` starts; start its trace span."""
+        ctx, delivery = run.ctx, run.delivery
+        if self.tracer is not None:
+            run.span = self.tracer.begin(
+                delivery.headers,
+                task=ctx.task,
+                queue=ctx.queue,
+                job_id=ctx.job_id,
+                attempt=ctx.attempt,
+            )
+        waited = max(0.0, self.clock.time() - delivery.stored_at) if ctx.attempt == 1 else None
+        self.observer.started(ctx.queue, ctx.task, waited)
+        run.started = time.perf_counter()
+
+    def _left(self, run: Attempt) -> None:
+        """Forget `run`, which ended (with an outcome, or handed back without one)."""
+        job_id = run.ctx.job_id
+        self.leases.discard(run.lease)
+        self._running.pop(job_id, None)
+        self.reporter.drop_guard(job_id)
+        self.observer.stopped(run.ctx.queue)
+        if run.span is not None:
+            run.span.end(None)  # a no-op once the outcome ended it
+
+    def _settled(self, run: Attempt, outcome: Outcome, error: BaseException | None = None) -> None:
+        """Tell the observers how `run` ended."""
+        duration = time.perf_counter() - run.started if run.started else None
+        self.observer.finished(run.ctx.queue, run.ctx.task, outcome, duration)
+        if run.span is not None:
+            run.span.end(outcome, error)
+
     async def _succeeded(self, run: Attempt) -> None:
         if await self._superseded(run):
             return
@@ -328,6 +373,7 @@ class Executor:
             return
         await run.delivery.ack()
         self.stats.processed += 1
+        self._settled(run, Outcome.SUCCEEDED)
         log_outcome(logging.INFO, run, "succeeded")
 
     async def _superseded(self, run: Attempt) -> bool:
@@ -358,6 +404,7 @@ class Executor:
         record.state, record.finished_at = JobState.ABORTED, self.clock.time()
         await self.reporter.report(record, duration=time.perf_counter() - run.started)
         await run.delivery.term()
+        self._settled(run, Outcome.ABORTED)
         log_outcome(logging.WARNING, run, "aborted")
 
     async def _failed(
@@ -383,9 +430,11 @@ class Executor:
                 return
             await run.delivery.nak(delay)
             self.stats.retried += 1
+            self._settled(run, Outcome.RETRIED, error)
             log_outcome(logging.INFO, run, f"failed ({short(error)}), retrying in {delay:.2f}s")
             return
         await self._dead(run.delivery, ctx.queue, DeadReason.FAILED, run.job, info, record=record)
+        self._settled(run, Outcome.FAILED, error)
         log_outcome(logging.WARNING, run, f"failed ({short(error)}), dead-lettered")
 
     async def _dead(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import msgspec
 
@@ -42,6 +42,11 @@ class MemoryDelivery:
     def msg_id(self) -> str | None:
         """The dedupe id it was published with."""
         return self._message.msg_id
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        """The headers it was published with."""
+        return self._message.headers
 
     async def ack(self) -> None:
         """Done: remove the job."""
@@ -174,17 +179,25 @@ class MemoryBroker:
             )
 
     async def publish_job(
-        self, queue: str, data: bytes, job_id: str, task: str | None = None
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        task: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> bool:
         """Store one job, deduplicated by its id."""
         self._check_size(data)
-        return self.jobs.publish(queue, job_id, data, job_id)
+        return self.jobs.publish(queue, job_id, data, job_id, headers)
 
     async def publish_jobs(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
         """Store many jobs; per job, its duplicate flag."""
         for job in jobs:
             self._check_size(job.data)
-        return [self.jobs.publish(job.queue, job.job_id, job.data, job.job_id) for job in jobs]
+        return [
+            self.jobs.publish(job.queue, job.job_id, job.data, job.job_id, job.headers)
+            for job in jobs
+        ]
 
     async def open_source(self, queue: str, options: QueueOptions) -> MemorySource:
         """Create or update the queue's consumer and return a puller on it."""

@@ -84,8 +84,9 @@ class WorkerMetrics:
             ["queue"],
             registry=r,
         )
-        info = Gauge("aioq_worker_info", "The worker's id and version.", ["worker", "version"])
-        r.register(info)
+        info = Gauge(
+            "aioq_worker_info", "The worker's id and version.", ["worker", "version"], registry=r
+        )
         info.labels(worker_id, __version__).set(1)
         for queue in queues:
             self.running.labels(queue)

@@ -195,7 +195,12 @@ class Worker:
             return
         self._asked_to_stop = True
         if not self._stop_requested.is_set():  # (a burst worker may be stopping already)
-            log.info("worker %s: stopping, waiting for %d running jobs", self.id, self.active)
+            log.info(
+                "worker %s: stopping, waiting for %d running jobs",
+                self.id,
+                self.active,
+                extra={"worker_id": self.id},
+            )
             self._stop_requested.set()
 
     async def run(self) -> None:
@@ -242,6 +247,7 @@ class Worker:
                     ",".join(self.queues),
                     self.concurrency,
                     " burst" if self.burst else "",
+                    extra={"worker_id": self.id},
                 )
                 _warn_queues_without_tasks(self.app, self.queues)
                 try:
@@ -348,7 +354,7 @@ class Worker:
                 broker = await self.app.connect()
                 with contextlib.suppress(Exception):
                     await broker.flush(timeout=5)
-            log.info("worker %s stopped: %s", self.id, self.stats)
+            log.info("worker %s stopped: %s", self.id, self.stats, extra={"worker_id": self.id})
 
     def _serve_metrics(self) -> WorkerMetrics | None:
         """Start serving the metrics, if the options ask for them."""
@@ -358,7 +364,13 @@ class Worker:
         if metrics is not None:
             host, port = metrics.serve(self.options.metrics_host, self.options.metrics_port or 0)
             self.metrics_address = (host, port)
-            log.info("worker %s: metrics on http://%s:%d/metrics", self.id, host, port)
+            log.info(
+                "worker %s: metrics on http://%s:%d/metrics",
+                self.id,
+                host,
+                port,
+                extra={"worker_id": self.id},
+            )
         return metrics
 
     def _close_metrics(self) -> None:

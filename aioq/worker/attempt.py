@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from aioq.context import Context
+from aioq.logs import job_fields
 from aioq.naming import JOB_ID_PATTERN
 from aioq.task import Task
 from aioq.transport import Delivery
@@ -160,13 +161,15 @@ def ran_twice(ctx: Context, newer: int | None) -> None:
         ctx.task,
         ctx.attempt,
         f"attempt {newer}" if newer is not None else "a newer attempt",
+        extra=job_fields(ctx.job_id, ctx.task, ctx.queue, ctx.attempt, ctx.worker_id),
     )
 
 
-def log_outcome(level: int, run: Attempt, outcome: str) -> None:
-    """Log how an attempt ended, with how long it took."""
+def log_outcome(level: int, run: Attempt, text: str, outcome: str) -> None:
+    """Log how an attempt ended (`text`; `outcome` in a word), with how long it took."""
     if log.isEnabledFor(level):
         ctx = run.ctx
+        took = time.perf_counter() - run.started
         log.log(
             level,
             "job %s task=%s queue=%s attempt=%d took=%.3fs %s",
@@ -174,8 +177,17 @@ def log_outcome(level: int, run: Attempt, outcome: str) -> None:
             ctx.task,
             ctx.queue,
             ctx.attempt,
-            time.perf_counter() - run.started,
-            outcome,
+            took,
+            text,
+            extra=job_fields(
+                ctx.job_id,
+                ctx.task,
+                ctx.queue,
+                ctx.attempt,
+                ctx.worker_id,
+                duration=took,
+                outcome=outcome,
+            ),
         )
 
 

@@ -13,6 +13,7 @@ import msgspec
 
 from aioq.context import Context
 from aioq.errors import Retry
+from aioq.logs import job_fields
 from aioq.options import resolve
 from aioq.task import Task
 from aioq.transport import Broker, Delivery
@@ -66,6 +67,14 @@ _REMEMBERED_ABORTS: Final = 1024
 
 _DEAD_STATE: Final = {DeadReason.EXPIRED: JobState.EXPIRED}
 _record_decoder: Final = msgspec.json.Decoder(JobRecord)
+_REASON_OUTCOME: Final = {
+    DeadReason.FAILED: Outcome.FAILED,
+    DeadReason.EXPIRED: Outcome.EXPIRED,
+    DeadReason.CRASHED: Outcome.CRASHED,
+    DeadReason.BAD_PAYLOAD: Outcome.BAD_INPUT,
+    DeadReason.UNKNOWN_TASK: Outcome.BAD_INPUT,
+    DeadReason.BAD_ARGS: Outcome.BAD_INPUT,
+}
 
 
 class Executor:
@@ -182,7 +191,6 @@ class Executor:
             await self._dead(
                 delivery, queue, DeadReason.CRASHED, job, ErrorInfo("DeliveriesExhausted", message)
             )
-            self.observer.finished(queue, task.name, Outcome.CRASHED, None)
             return
         ttl = resolve(job.ttl, task.options.ttl)
         if ttl is not None and attempt == 1:
@@ -190,7 +198,6 @@ class Executor:
             if waited > ttl:
                 error = ErrorInfo("JobExpired", f"waited {waited:.3f}s before starting, ttl {ttl}s")
                 await self._dead(delivery, queue, DeadReason.EXPIRED, job, error)
-                self.observer.finished(queue, task.name, Outcome.EXPIRED, None)
                 return
         run = self._attempt(delivery, job, task, queue, max_attempts, lease_period)
         if run.ctx.job_id in self._aborted:
@@ -214,7 +221,6 @@ class Executor:
         except Exception as e:  # msgspec errors, and RecursionError on absurd nesting
             error = error_info(e, tb=False)
             await self._dead(delivery, queue, DeadReason.BAD_PAYLOAD, None, error)
-            self.observer.finished(queue, UNKNOWN_TASK, Outcome.BAD_INPUT, None)
             return None
         task = self.tasks.get(job.task)
         if task is None:
@@ -222,14 +228,12 @@ class Executor:
             message = f"unknown task {job.task!r} (registered: {known})"
             error = ErrorInfo("UnknownTaskError", message)
             await self._dead(delivery, queue, DeadReason.UNKNOWN_TASK, job, error)
-            self.observer.finished(queue, UNKNOWN_TASK, Outcome.BAD_INPUT, None)
             return None
         try:
             job.args, job.kwargs = task.arguments_from_json(job.args, job.kwargs)
         except TypeError as e:
             error = ErrorInfo("ArgumentsError", f"{task.describe()}: {e}")
             await self._dead(delivery, queue, DeadReason.BAD_ARGS, job, error)
-            self.observer.finished(queue, task.name, Outcome.BAD_INPUT, None)
             return None
         return job, task
 
@@ -299,7 +303,9 @@ class Executor:
             if ctx.job_id not in self._aborted:
                 # The worker is stopping past its grace period: hand the job straight back.
                 await run.delivery.nak()
-                log_outcome(logging.WARNING, run, "cancelled by shutdown, returned to the queue")
+                log_outcome(
+                    logging.WARNING, run, "cancelled by shutdown, returned to the queue", "returned"
+                )
                 raise
             me.uncancel()
             await self._abort_settle(run)
@@ -374,7 +380,7 @@ class Executor:
         await run.delivery.ack()
         self.stats.processed += 1
         self._settled(run, Outcome.SUCCEEDED)
-        log_outcome(logging.INFO, run, "succeeded")
+        log_outcome(logging.INFO, run, "succeeded", Outcome.SUCCEEDED)
 
     async def _superseded(self, run: Attempt) -> bool:
         """Whether a newer attempt recorded the job while this one's lease had lapsed.
@@ -405,7 +411,7 @@ class Executor:
         await self.reporter.report(record, duration=time.perf_counter() - run.started)
         await run.delivery.term()
         self._settled(run, Outcome.ABORTED)
-        log_outcome(logging.WARNING, run, "aborted")
+        log_outcome(logging.WARNING, run, "aborted", Outcome.ABORTED)
 
     async def _failed(
         self,
@@ -431,11 +437,16 @@ class Executor:
             await run.delivery.nak(delay)
             self.stats.retried += 1
             self._settled(run, Outcome.RETRIED, error)
-            log_outcome(logging.INFO, run, f"failed ({short(error)}), retrying in {delay:.2f}s")
+            log_outcome(
+                logging.INFO,
+                run,
+                f"failed ({short(error)}), retrying in {delay:.2f}s",
+                Outcome.RETRIED,
+            )
             return
         await self._dead(run.delivery, ctx.queue, DeadReason.FAILED, run.job, info, record=record)
         self._settled(run, Outcome.FAILED, error)
-        log_outcome(logging.WARNING, run, f"failed ({short(error)}), dead-lettered")
+        log_outcome(logging.WARNING, run, f"failed ({short(error)}), dead-lettered", Outcome.FAILED)
 
     async def _dead(
         self,
@@ -483,7 +494,10 @@ class Executor:
         )
         await delivery.term()
         self.stats.failed += 1
-        if reason is not DeadReason.FAILED:
+        if reason is not DeadReason.FAILED:  # (a failed attempt is told by `_settled`)
+            outcome = _REASON_OUTCOME[reason]
+            label = dead.task if dead.task in self.tasks else UNKNOWN_TASK
+            self.observer.finished(queue, label, outcome, None)
             log.warning(
                 "job %s queue=%s task=%s dead-lettered: %s: %s",
                 job_id,
@@ -491,6 +505,9 @@ class Executor:
                 dead.task or "?",
                 reason.value,
                 error.message,
+                extra=job_fields(
+                    job_id, dead.task, queue, delivery.attempt, self.worker_id, outcome=outcome
+                ),
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job %s payload: %r", job_id, delivery.data[:2000])

@@ -6,7 +6,9 @@ import enum
 import logging
 import sys
 
-__all__ = ["LogLevel", "configure_logging"]
+from aioq.logs import JsonFormatter
+
+__all__ = ["LogFormat", "LogLevel", "configure_logging"]
 
 
 class LogLevel(enum.StrEnum):
@@ -18,10 +20,21 @@ class LogLevel(enum.StrEnum):
     error = "error"
 
 
-def configure_logging(level: LogLevel) -> None:
+class LogFormat(enum.StrEnum):
+    """Formats accepted by ``--log-format``."""
+
+    text = "text"
+    json = "json"
+
+
+def configure_logging(level: LogLevel, log_format: LogFormat = LogFormat.text) -> None:
     """Send log lines to stderr at `level`; nats-py's own logger stays at warning."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format is LogFormat.json
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

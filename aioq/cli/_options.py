@@ -7,13 +7,16 @@ from typing import Annotated
 
 import typer
 
-from aioq.cli._logging import LogLevel
+from aioq.cli._logging import LogFormat, LogLevel
 
 __all__ = [
     "AppOption",
     "CredsOption",
     "JsonOption",
+    "LogFormatOption",
     "LogLevelOption",
+    "MetricsHostOption",
+    "MetricsPortOption",
     "PasswordOption",
     "PrefixOption",
     "QueueArgument",
@@ -107,5 +110,35 @@ LogLevelOption = Annotated[
         case_sensitive=False,
         help="Log level: debug, info, warning or error.",
         metavar="LEVEL",
+    ),
+]
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        case_sensitive=False,
+        help="Log lines as readable text, or json: one object per line with the job's fields "
+        "(for log shippers).",
+        metavar="FORMAT",
+    ),
+]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus metrics on http://HOST:PORT/metrics; each worker on a host "
+        r"needs its own port (0 picks a free one and logs it). \[default: no metrics]",
+        metavar="PORT",
+        show_default=False,
+    ),
+]
+MetricsHostOption = Annotated[
+    str,
+    typer.Option(
+        "--metrics-host",
+        help="Address the metrics are served on (0.0.0.0 for a scraper on another host).",
+        metavar="HOST",
     ),
 ]

@@ -10,8 +10,8 @@ import typer
 
 from aioq.app import Aarq
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail
-from aioq.cli._logging import LogLevel, configure_logging
-from aioq.cli._options import LogLevelOption
+from aioq.cli._logging import LogFormat, LogLevel, configure_logging
+from aioq.cli._options import LogFormatOption, LogLevelOption
 
 __all__ = ["dashboard", "parse_auth"]
 
@@ -77,6 +77,7 @@ def dashboard(
         bool, typer.Option("--read-only", help="Hide and refuse every action.")
     ] = False,
     log_level: LogLevelOption = LogLevel.info,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Serve the web dashboard: queues, workers, jobs, dead letters, schedules, live.
 
@@ -85,7 +86,7 @@ def dashboard(
     Exit status: 0 stopped; 1 the app cannot be loaded or the extra is missing; 2 bad option.
     """
     credentials = parse_auth(auth)
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     try:
         from aioq.dashboard import create_dashboard
         from aioq.dashboard.serve import serve

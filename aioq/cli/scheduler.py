@@ -10,8 +10,8 @@ import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
 from aioq.cli._loader import load_app
-from aioq.cli._logging import LogLevel, configure_logging
-from aioq.cli._options import JsonOption, LogLevelOption
+from aioq.cli._logging import LogFormat, LogLevel, configure_logging
+from aioq.cli._options import JsonOption, LogFormatOption, LogLevelOption
 from aioq.cli._output import echo_json, table
 from aioq.cli._signals import until_stopped
 from aioq.cron import CronSchedule, EverySchedule
@@ -59,13 +59,14 @@ async def scheduler(
         ),
     ] = 1.0,
     log_level: LogLevelOption = LogLevel.info,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a scheduler alone (delayed and repeatable jobs, no job execution) until SIGTERM.
 
     Any number may run, beside workers with their own scheduler or with --no-scheduler:
     each delayed job and each tick of a repeatable is enqueued once.
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     async with connection.open(app_path) as app:
         runner = Scheduler(
             app, repeatables=repeatable or None, scan_interval=scan_interval, delayed=delayed

@@ -15,8 +15,13 @@ from typing import Annotated, Final
 import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
-from aioq.cli._logging import LogLevel, configure_logging
-from aioq.cli._options import LogLevelOption
+from aioq.cli._logging import LogFormat, LogLevel, configure_logging
+from aioq.cli._options import (
+    LogFormatOption,
+    LogLevelOption,
+    MetricsHostOption,
+    MetricsPortOption,
+)
 from aioq.options import WorkerOptions
 from aioq.worker import Worker
 
@@ -60,6 +65,9 @@ def worker(
         ),
     ] = DEFAULTS.concurrency,
     log_level: LogLevelOption = LogLevel.info,
+    log_format: LogFormatOption = LogFormat.text,
+    metrics_port: MetricsPortOption = DEFAULTS.metrics_port,
+    metrics_host: MetricsHostOption = DEFAULTS.metrics_host,
     connection: Connection = CONNECTION_OPTIONS,
     shutdown_grace: Annotated[
         float,
@@ -121,7 +129,7 @@ def worker(
 
     With --burst it exits by itself once its queues are empty.
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     app = dataclasses.replace(connection, server=connection.server or None).app(app_path)
     options = DEFAULTS.replace(
         concurrency=concurrency,
@@ -132,6 +140,8 @@ def worker(
         scheduler=scheduler,
         scan_interval=scan_interval,
         burst=burst,
+        metrics_port=metrics_port,
+        metrics_host=metrics_host,
     )
     if queue:
         options = options.replace(queues=queue)

@@ -22,6 +22,6 @@ def producer_spans(jobs: Sequence[PreparedJob]) -> ProducerSpans | None:
     """Producer spans of `jobs` about to be published, when tracing is on; else None."""
     if not tracing_configured():
         return None
-    from aioq.tracing import ProducerSpans
+    from aioq.tracing import ProducerSpans, active
 
-    return ProducerSpans(jobs)
+    return ProducerSpans(jobs) if active() else None

@@ -20,9 +20,11 @@ from aioq._version import __version__
 from aioq.task import PreparedJob
 from aioq.worker.observe import Outcome
 
-__all__ = ["ProducerSpans", "WorkerTracer"]
+__all__ = ["AttemptSpan", "ProducerSpans", "WorkerTracer", "active"]
 
 _SCOPE: Final = "aioq"
+_TRACEPARENT: Final = "traceparent"
+_NO_PROVIDER: Final = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 # Outcomes whose attempt failed: its span gets an error status.
 _FAILED: Final = frozenset((Outcome.RETRIED, Outcome.FAILED, Outcome.CRASHED))
 
@@ -30,6 +32,24 @@ _FAILED: Final = frozenset((Outcome.RETRIED, Outcome.FAILED, Outcome.CRASHED))
 def _tracer() -> trace.Tracer:
     # Looked up each time: the application may configure its provider after importing aioq.
     return trace.get_tracer(_SCOPE, __version__)
+
+
+def _unconfigured() -> bool:
+    """Whether no SDK is configured: spans would be neither recorded nor exported."""
+    return isinstance(trace.get_tracer_provider(), _NO_PROVIDER)
+
+
+def active(headers: Mapping[str, str] | None = None) -> bool:
+    """Whether a span is worth making: an SDK records it, or a trace context goes through.
+
+    With the API alone, a context (the current span's, or `headers`' traceparent) is still
+    passed on, so that a foreign publisher's trace continues in the task's own calls.
+    """
+    if not _unconfigured():
+        return True
+    if headers is not None:
+        return _TRACEPARENT in headers
+    return trace.get_current_span().get_span_context().is_valid
 
 
 class ProducerSpans:
@@ -81,8 +101,13 @@ class WorkerTracer:
         queue: str,
         job_id: str,
         attempt: int,
-    ) -> AttemptSpan:
-        """Start the attempt's span, a child of the enqueue's, current in the running task."""
+    ) -> AttemptSpan | None:
+        """Start the attempt's span, a child of the enqueue's, current in the running task.
+
+        None when the span would be neither recorded nor carry a trace context on.
+        """
+        if not active(headers or {}):
+            return None
         parent = propagate.extract(headers) if headers else None
         span = _tracer().start_span(
             f"run {task}",

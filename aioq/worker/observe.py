@@ -96,6 +96,6 @@ class AttemptTracer(Protocol):
         queue: str,
         job_id: str,
         attempt: int,
-    ) -> AttemptSpan:
-        """Start the attempt's span and make it current in the running task."""
+    ) -> AttemptSpan | None:
+        """Start the attempt's span and make it current in the running task (None: no span)."""
         ...

@@ -14,8 +14,9 @@ on one local nats-server, the modes interleaved so that a busy machine slows all
 
 Figures: one-by-one enqueue (``job.enqueue()`` awaited in turn), batch enqueue
 (``app.enqueue_many``), and a no-op worker draining the backlog (concurrency 100); the
-median of the repetitions and its ratio to ``off``; the CPU figures (process time of the
-enqueuing or working process per job) hold up better than rates on a busy machine. The ceiling drains the same backlog with
+median of the repetitions and its ratio to ``off``; the CPU figures (process time of
+the enqueuing or working process per job) hold up better than rates on a busy machine.
+The ceiling drains the same backlog with
 a hand-written nats-py pull consumer.
 """
 

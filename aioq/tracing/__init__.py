@@ -29,9 +29,19 @@ _NO_PROVIDER: Final = (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
 _FAILED: Final = frozenset((Outcome.RETRIED, Outcome.FAILED, Outcome.CRASHED))
 
 
+_cached: tuple[trace.TracerProvider, trace.Tracer] | None = None
+
+
 def _tracer() -> trace.Tracer:
-    # Looked up each time: the application may configure its provider after importing aioq.
-    return trace.get_tracer(_SCOPE, __version__)
+    """The tracer of the current provider, which the application may set after importing aioq.
+
+    Made again only when the provider changes: making one is slow.
+    """
+    global _cached
+    provider = trace.get_tracer_provider()
+    if _cached is None or _cached[0] is not provider:
+        _cached = (provider, provider.get_tracer(_SCOPE, __version__))
+    return _cached[1]
 
 
 def _unconfigured() -> bool:

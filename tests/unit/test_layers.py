@@ -229,7 +229,8 @@ async def main() -> None:
     await Worker(app, options=WorkerOptions.for_tests(burst=True)).run()
 
 asyncio.run(main())
-print(len(done), sorted({m.split('.')[0] for m in sys.modules} & {'opentelemetry', 'prometheus_client'}))
+loaded = {m.split('.')[0] for m in sys.modules}
+print(len(done), sorted(loaded & {'opentelemetry', 'prometheus_client'}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "1 []"

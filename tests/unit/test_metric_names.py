@@ -4,6 +4,8 @@ agree; histogram buckets count an observation on their bound."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import re
 from pathlib import Path
 
@@ -55,3 +57,20 @@ def test_outcomes_match_the_documented_list() -> None:
     page = (ROOT / "docs" / "observability.md").read_text()
     table = page.split("`outcome` is one of:")[1].split("\n\n")[1]
     assert set(re.findall(r"^\| `([a-z_]+)` \|", table, re.MULTILINE)) == {o.value for o in Outcome}
+
+
+def test_metrics_without_the_extra_is_one_clear_error() -> None:
+    code = """
+import sys
+sys.modules["prometheus_client"] = None  # as if the extra were not installed
+from aioq.errors import ConfigError
+from aioq.options import WorkerOptions
+from aioq.worker.instruments import open_metrics
+assert open_metrics(WorkerOptions(), "w", ["default"], lambda: 1) is None
+try:
+    open_metrics(WorkerOptions(metrics_port=0), "w", ["default"], lambda: 1)
+except ConfigError as e:
+    print(e)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "pip install 'aioq-nats[metrics]'" in out.stdout

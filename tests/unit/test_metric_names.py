@@ -4,9 +4,9 @@ agree; histogram buckets count an observation on their bound."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
-import re
 from pathlib import Path
 
 from prometheus_client import generate_latest

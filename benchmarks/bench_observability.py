@@ -15,7 +15,8 @@ on one local nats-server, the modes interleaved so that a busy machine slows all
 Figures: one-by-one enqueue (``job.enqueue()`` awaited in turn), batch enqueue
 (``app.enqueue_many``), and a no-op worker draining the backlog (concurrency 100); the
 median of the repetitions and its ratio to ``off``; the CPU figures (process time of
-the enqueuing or working process per job) hold up better than rates on a busy machine.
+the enqueuing or working process per job) hold up better than rates on a busy machine, and
+``hooks alone`` (what the mode adds to one job, timed without a broker) best of all.
 The ceiling drains the same backlog with
 a hand-written nats-py pull consumer.
 """
@@ -50,6 +51,7 @@ FIGURES = (
     "enqueue_many CPU [us/job]",
     "worker drain [jobs/s]",
     "worker CPU [us/job]",
+    "hooks alone [us/job]",
 )
 
 
@@ -123,7 +125,44 @@ async def child(mode: str, url: str, jobs: int, one_by_one: int, prefix: str) ->
     drain_cpu = (time.process_time() - cpu) / (jobs + one_by_one) * 1e6
     stop.set()
     assert worker.stats.processed == jobs + one_by_one, worker.stats
-    return dict(zip(FIGURES, (one, many, many_cpu, drain, drain_cpu), strict=True))
+    hooks = hooks_per_job(mode, "metrics" in mode)
+    return dict(zip(FIGURES, (one, many, many_cpu, drain, drain_cpu, hooks), strict=True))
+
+
+def hooks_per_job(mode: str, metrics: bool, number: int = 20_000) -> float:
+    """Microseconds per job of what the mode adds alone, without a broker: the enqueue's
+    producer span, and the worker's observer calls and attempt span (best of 5)."""
+    import timeit
+
+    from aioq.observing import producer_spans
+    from aioq.task import PreparedJob
+    from aioq.worker.instruments import attempt_tracer
+    from aioq.worker.observe import SILENT, JobObserver, Outcome
+
+    observer: JobObserver = SILENT
+    if metrics:
+        from aioq.metrics import WorkerMetrics
+
+        observer = WorkerMetrics("w", ["bench"], lambda: 100)
+    tracer = attempt_tracer()
+    job = PreparedJob("noop", "bench", "job-1", b"{}")
+
+    def one_job() -> None:
+        spans = producer_spans((job,))
+        headers = None
+        if spans is not None:
+            headers = spans.jobs[0].headers
+            spans.end([False])
+        span = None
+        if tracer is not None:
+            span = tracer.begin(headers, task="noop", queue="bench", job_id="job-1", attempt=1)
+        observer.started("bench", "noop", 0.001)
+        observer.finished("bench", "noop", Outcome.SUCCEEDED, 0.001)
+        observer.stopped("bench")
+        if span is not None:
+            span.end(Outcome.SUCCEEDED)
+
+    return min(timeit.repeat(one_job, number=number, repeat=5)) / number * 1e6
 
 
 async def ceiling(url: str, jobs: int) -> float:
@@ -196,7 +235,9 @@ def table(results: dict[str, list[dict[str, float]]], ceiling_rates: list[float]
         cells = []
         for mode in MODES:
             value, base = medians[mode][figure], medians["off"][figure]
-            cells.append(f"{value:,.0f}" + ("" if mode == "off" else f" ({value / base:.2f}x)"))
+            shown = f"{value:,.1f}" if value < 10 else f"{value:,.0f}"
+            ratio = "" if mode == "off" or figure.startswith("hooks") else f" ({value / base:.2f}x)"
+            cells.append(shown + ratio)
         top = (
             f"{statistics.median(ceiling_rates):,.0f}" if figure == "worker drain [jobs/s]" else "-"
         )

@@ -14,11 +14,12 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from aioq import Worker
+from aioq import Aarq, Worker
 from aioq.embedded import EmbeddedNats
 from aioq.testing.harness import bind_app
 from aioq.testing.pytest_plugin import AppFactory, WorkerFactory
@@ -144,7 +145,7 @@ def node_publisher_ready() -> str:
             "(then `npm ci --prefix examples/node`)"
         )
     packages = NODE_DIR / "node_modules" / "@nats-io"
-    if not all((packages / name).is_dir() for name in ("transport-node", "jetstream")):
+    if not all((packages / name).is_dir() for name in ("transport-node", "jetstream", "kv")):
         npm = shutil.which("npm")
         if npm is None:
             pytest.fail("npm is not installed: run `npm ci --prefix examples/node`")
@@ -159,28 +160,33 @@ def node_publisher_ready() -> str:
     return node
 
 
+async def run_node_publisher(app: Aarq, url: str, *args: str) -> list[dict[str, Any]]:
+    """Run examples/node/publish.mjs with `args` against `app`; its JSON output lines."""
+    proc = await asyncio.create_subprocess_exec(
+        node_publisher_ready(),
+        "examples/node/publish.mjs",
+        *args,
+        cwd=ROOT,
+        env=cli_env(NATS_URL=url, AIOQ_PREFIX=app.prefix, AIOQ_QUEUE="email"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(45):
+        stdout, stderr = await proc.communicate()
+    assert proc.returncode == 0, stderr.decode()
+    return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
 async def test_node_publisher_job_runs_on_a_python_worker(
     aioq_app_factory: AppFactory, aioq_worker: WorkerFactory, aioq_url: str
 ) -> None:
     from examples import tasks
 
-    node = node_publisher_ready()
     app = await aioq_app_factory(tasks.app)
     await aioq_worker(["email"])
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        "examples/node/publish.mjs",
-        "send_email",
-        '["grace@example.com", "hi from Node"]',
-        cwd=ROOT,
-        env=cli_env(NATS_URL=aioq_url, AIOQ_PREFIX=app.prefix, AIOQ_QUEUE="email"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+    (published,) = await run_node_publisher(
+        app, aioq_url, "send_email", '["grace@example.com", "hi from Node"]'
     )
-    async with asyncio.timeout(30):
-        stdout, stderr = await proc.communicate()
-    assert proc.returncode == 0, stderr.decode()
-    published = json.loads(stdout)
     assert published["stream"] == app.names.jobs_stream
     assert published["duplicate"] is False
 
@@ -189,3 +195,27 @@ async def test_node_publisher_job_runs_on_a_python_worker(
     assert ("grace@example.com", "hi from Node") in app.state.outbox
     record = await job.status()
     assert (record.state, record.task, record.attempts) == ("succeeded", "send_email", 1)
+
+
+async def test_node_publisher_follows_events_and_reads_the_result(
+    aioq_app_factory: AppFactory, aioq_worker: WorkerFactory, aioq_url: str
+) -> None:
+    from examples import tasks
+
+    app = await aioq_app_factory(tasks.app)
+    await aioq_worker(["email"])
+    lines = await run_node_publisher(
+        app, aioq_url, "--wait", "send_email", '["ada@example.com", "followed from Node"]'
+    )
+    # The job may start before the publish acknowledgement reaches Node: find each kind.
+    (published,) = [line for line in lines if "stream" in line]
+    events = [line["event"] for line in lines if "event" in line]
+    assert [event["kind"] for event in events] == ["started", "succeeded"], lines
+    assert {event["id"] for event in events} == {published["id"]}
+    record = lines[-1]["record"]
+    assert (record["id"], record["state"], record["task"]) == (
+        published["id"],
+        "succeeded",
+        "send_email",
+    )
+    assert ("ada@example.com", "followed from Node") in app.state.outbox

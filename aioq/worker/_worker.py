@@ -219,7 +219,7 @@ class Worker:
             broker = await self.app.connect()
         except BaseException:
             users.leave()
-            self._close_metrics()
+            await self._close_metrics()
             raise
         self._executor = Executor(self.app, broker, self.id, metrics or SILENT, attempt_tracer())
         self._fetching = Fetching(
@@ -347,7 +347,7 @@ class Worker:
         try:
             await _run_hooks(self.app.shutdown_hooks, self.app.state, "shutdown")
         finally:
-            self._close_metrics()
+            await self._close_metrics()
             if self.app._connections.workers.leave():
                 await self.app.close()
             elif self.app.connected:
@@ -373,10 +373,11 @@ class Worker:
             )
         return metrics
 
-    def _close_metrics(self) -> None:
+    async def _close_metrics(self) -> None:
         if self._metrics is not None:
-            self._metrics.close()
-            self._metrics, self.metrics_address = None, None
+            metrics, self._metrics, self.metrics_address = self._metrics, None, None
+            # In a thread: the server notices the shutdown at its next poll, up to 0.5 s.
+            await asyncio.to_thread(metrics.close)
 
     def _info(self) -> WorkerInfo:
         hostname, pid = host_identity()

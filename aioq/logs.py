@@ -3,22 +3,59 @@
 aioq's job log lines carry `JOB_FIELDS` as attributes of the record (``logging``'s `extra`):
 ``record.job_id``, ``record.task``, ... A handler of your own can read them; `JsonFormatter`
 writes them as one JSON object per line for log shippers (``aioq worker --log-format json``).
+Lines that a task logs itself get the fields of the job it runs: `JsonFormatter` adds them,
+and the `JobFields` filter puts them on the records for any other handler.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
-__all__ = ["JOB_FIELDS", "JsonFormatter", "job_fields"]
+__all__ = ["CURRENT_JOB", "JOB_FIELDS", "JobFields", "JsonFormatter", "job_fields"]
 
 #: Record attributes aioq sets on the log lines about a job (or a worker: only `worker_id`).
 JOB_FIELDS: Final = ("job_id", "task", "queue", "attempt", "duration", "worker_id", "outcome")
 _encoder: Final = msgspec.json.Encoder(enc_hook=repr)
+
+
+class RunningJob(Protocol):
+    """What the log fields need of a running job (its `aioq.Context`)."""
+
+    job_id: str
+    task: str
+    queue: str
+    attempt: int
+    worker_id: str
+
+
+#: The job whose task runs in the current asyncio task (or its thread), set by the worker.
+CURRENT_JOB: ContextVar[RunningJob | None] = ContextVar("aioq_current_job", default=None)
+
+
+def _current_fields() -> dict[str, Any]:
+    job = CURRENT_JOB.get()
+    if job is None:
+        return {}
+    return job_fields(job.job_id, job.task, job.queue, job.attempt, job.worker_id)
+
+
+class JobFields(logging.Filter):
+    """Puts the running job's fields on records that lack them (a task's own log lines).
+
+    Add it to a handler: ``handler.addFilter(JobFields())``.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Add the fields; never drops a record."""
+        if getattr(record, "job_id", None) is None:
+            record.__dict__.update(_current_fields())
+        return True
 
 
 def job_fields(
@@ -66,8 +103,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        fields = record.__dict__
+        if fields.get("job_id") is None:
+            fields = {**_current_fields(), **fields}
         for name in JOB_FIELDS:
-            found = record.__dict__.get(name)
+            found = fields.get(name)
             if found is not None:
                 line[name] = found
         if record.exc_info:

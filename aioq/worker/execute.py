@@ -13,7 +13,7 @@ import msgspec
 
 from aioq.context import Context
 from aioq.errors import Retry
-from aioq.logs import job_fields
+from aioq.logs import CURRENT_JOB, job_fields
 from aioq.options import resolve
 from aioq.task import Task
 from aioq.transport import Broker, Delivery
@@ -348,6 +348,7 @@ class Executor:
                 job_id=ctx.job_id,
                 attempt=ctx.attempt,
             )
+        CURRENT_JOB.set(ctx)  # in the job's own asyncio task: the task's log lines name it
         waited = max(0.0, self.clock.time() - delivery.stored_at) if ctx.attempt == 1 else None
         self.observer.started(ctx.queue, ctx.task, waited)
         run.started = time.perf_counter()

@@ -5,7 +5,6 @@ The SDK's in-memory exporter collects the spans; the tracer provider is set once
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 
 import pytest
@@ -157,26 +156,3 @@ async def test_enqueue_many_gives_each_job_its_trace_context(
         assert attempt.parent is not None
         assert enqueue.context is not None
         assert attempt.parent.span_id == enqueue.context.span_id
-
-
-async def test_outcome_log_records_carry_the_job_fields(
-    app: Aarq, start_worker: WorkerFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="aioq")
-
-    @app.task
-    async def hello(ctx: Context) -> None:
-        pass
-
-    worker = await start_worker()
-    job = await hello.enqueue()
-    [found] = await eventually(
-        lambda: [r for r in caplog.records if getattr(r, "job_id", None) == job.id],
-        what="the outcome's log record",
-    )
-    assert found.task == "hello"  # type: ignore[attr-defined]
-    assert found.queue == "default"  # type: ignore[attr-defined]
-    assert found.attempt == 1  # type: ignore[attr-defined]
-    assert found.worker_id == worker.id  # type: ignore[attr-defined]
-    assert found.outcome == "succeeded"  # type: ignore[attr-defined]
-    assert found.duration >= 0  # type: ignore[attr-defined]

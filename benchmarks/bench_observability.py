@@ -129,9 +129,9 @@ async def child(mode: str, url: str, jobs: int, one_by_one: int, prefix: str) ->
     return dict(zip(FIGURES, (one, many, many_cpu, drain, drain_cpu, hooks), strict=True))
 
 
-def hooks_per_job(mode: str, metrics: bool, number: int = 20_000) -> float:
+def hooks_per_job(mode: str, metrics: bool, number: int = 5_000) -> float:
     """Microseconds per job of what the mode adds alone, without a broker: the enqueue's
-    producer span, and the worker's observer calls and attempt span (best of 5)."""
+    producer span, and the worker's observer calls and attempt span (best of 3)."""
     import timeit
 
     from aioq.observing import producer_spans
@@ -162,7 +162,7 @@ def hooks_per_job(mode: str, metrics: bool, number: int = 20_000) -> float:
         if span is not None:
             span.end(Outcome.SUCCEEDED)
 
-    return min(timeit.repeat(one_job, number=number, repeat=5)) / number * 1e6
+    return min(timeit.repeat(one_job, number=number, repeat=3)) / number * 1e6
 
 
 async def ceiling(url: str, jobs: int) -> float:

@@ -23,15 +23,29 @@ from ..helpers import eventually
 _EXPORTER = InMemorySpanExporter()
 
 
+class _WhileTesting(SimpleSpanProcessor):
+    """Exports only during these tests: the provider stays set for the rest of the session."""
+
+    on = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.on:
+            super().on_end(span)
+
+
+_PROCESSOR = _WhileTesting(_EXPORTER)
+
+
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    current = trace.get_tracer_provider()
-    if not isinstance(current, TracerProvider):
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
         provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(_EXPORTER))
+        provider.add_span_processor(_PROCESSOR)
         trace.set_tracer_provider(provider)
     _EXPORTER.clear()
+    _WhileTesting.on = True
     yield _EXPORTER
+    _WhileTesting.on = False
     _EXPORTER.clear()
 
 

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aioq.transport import Broker
+from aioq.backend import Broker
 
 __all__ = ["LoopConnections", "WorkerUsers"]
 

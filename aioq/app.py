@@ -8,7 +8,6 @@ import ssl
 import sys
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
     Coroutine,
     Iterable,
@@ -21,12 +20,13 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 import msgspec
 
-from aioq._connections import LoopConnections
+from aioq._connections import LoopConnections, WorkerUsers
 from aioq._sync import BackgroundLoop, running_loop
+from aioq.backend import Broker
 from aioq.backoff import BackoffLike
 from aioq.client import find_job, publish_many, publish_prepared
 from aioq.clock import SYSTEM_CLOCK, Clock
-from aioq.context import Context, State
+from aioq.context import AfterJobHook, BeforeJobHook, Context, Hook, State
 from aioq.cron import CronSchedule
 from aioq.deadletter import DeadLetters
 from aioq.errors import (
@@ -43,20 +43,12 @@ from aioq.ratelimit import check_rate
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
 from aioq.settings import NatsSettings
 from aioq.task import PreparedJob, Task
-from aioq.transport import Broker
-from aioq.wire import Event, JobRecord
+from aioq.wire import Event
 
 __all__ = ["Aarq", "AfterJobHook", "BeforeJobHook", "Hook"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-Hook = Callable[[State], Awaitable[None]]
-"""A startup or shutdown hook: ``async def hook(state) -> None``."""
-BeforeJobHook = Callable[[Context], Awaitable[None]]
-"""Runs before each attempt: ``async def hook(ctx) -> None``."""
-AfterJobHook = Callable[[Context, JobRecord], Awaitable[None]]
-"""Runs after each attempt is settled: ``async def hook(ctx, record) -> None``."""
 
 
 class TaskDecorator(Protocol):
@@ -460,20 +452,20 @@ class Aarq:
         validate_queue(queue)
         end = pause_end(until, datetime.fromtimestamp(self.clock.time(), UTC))
         broker = await self.connect()
-        await broker.scheduling.pause_queue(queue, end)
+        await broker.control.pause(queue, end)
         return end
 
     async def resume_queue(self, queue: str) -> None:
         """End a pause of `queue` at once."""
         validate_queue(queue)
         broker = await self.connect()
-        await broker.scheduling.resume_queue(queue)
+        await broker.control.resume(queue)
 
     async def queue_paused_until(self, queue: str) -> datetime | None:
         """When the pause of `queue` ends, or None if it is not paused."""
         validate_queue(queue)
         broker = await self.connect()
-        return await broker.scheduling.paused_until(queue)
+        return await broker.control.paused_until(queue)
 
     # -- connection -----------------------------------------------------------------------
 
@@ -483,6 +475,11 @@ class Aarq:
         if running_loop() is not None:
             return self._connections.current() is not None
         return self._connections.any() is not None
+
+    @property
+    def worker_users(self) -> WorkerUsers:
+        """The workers running on this app's connections (the last one closes what it opened)."""
+        return self._connections.workers
 
     async def connect(self) -> Broker:
         """Connect to NATS (once per event loop) and make sure the job streams exist.
@@ -595,7 +592,7 @@ class Aarq:
         """
         broker = await self.connect()
         wanted = set(kinds) if kinds else None
-        listener = await broker.store.listen_events(validate_queue(queue) if queue else None)
+        listener = await broker.events.listen(validate_queue(queue) if queue else None)
         decoder = msgspec.json.Decoder(Event)
         try:
             async for data in listener.messages():

@@ -11,13 +11,13 @@ from typing import Any, Protocol
 
 import msgspec
 
+from aioq.backend import Broker
 from aioq.errors import JobNotFoundError, PartialEnqueueError
 from aioq.job import Job
 from aioq.ports import BrokerAccess
 from aioq.publishing import publish_many as publish_all
 from aioq.publishing import publish_one
 from aioq.task import PreparedJob
-from aioq.transport import Broker
 from aioq.wire import Event, EventKind, JobRecord, encode
 
 __all__ = ["ClientApp", "find_job", "publish_many", "publish_prepared"]
@@ -85,11 +85,11 @@ async def find_job(app: ClientApp, job_id: str, queue: str | None = None) -> Job
     Raises:
         JobNotFoundError: No queued, held or recorded job has this id.
     """
-    store = (await app.connect()).store
-    raw = await store.get_record(job_id)
+    broker = await app.connect()
+    raw = await broker.records.get(job_id)
     record = msgspec.json.decode(raw, type=JobRecord) if raw else None
     found = queue or (record.queue if record else None)
-    found = found or await store.find_queued(job_id) or await store.find_held(job_id)
+    found = found or await broker.jobs.find(job_id) or await broker.held.find(job_id)
     if found is None:
         raise JobNotFoundError(f"no job {job_id!r} is queued, held or on record", job_id)
     task = record.task if record and record.task else ""
@@ -120,4 +120,4 @@ async def _announce(broker: Broker, job: PreparedJob) -> None:
         at=broker.clock.time(),
         task=job.task,
     )
-    await broker.publish_event(job.queue, EventKind.ENQUEUED.value, encode(event))
+    await broker.events.publish(job.queue, EventKind.ENQUEUED.value, encode(event))

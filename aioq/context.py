@@ -5,16 +5,25 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from aioq.wire import JobRecord
 
 if TYPE_CHECKING:
     from aioq.app import Aarq
 
-__all__ = ["Context", "State"]
+__all__ = ["AfterJobHook", "BeforeJobHook", "Context", "Hook", "State"]
 
 
 class State(SimpleNamespace):
     """App-wide shared state, filled by startup hooks (``state.http = httpx.AsyncClient()``)."""
+
+
+class _HasState(Protocol):
+    @property
+    def state(self) -> State:
+        """The app's shared state."""
+        ...
 
 
 class Context:
@@ -48,7 +57,7 @@ class Context:
     def __init__(
         self,
         *,
-        app: Aarq,
+        app: _HasState,
         job_id: str,
         task: str,
         queue: str,
@@ -57,7 +66,8 @@ class Context:
         enqueued_at: datetime,
         worker_id: str,
     ) -> None:
-        self.app = app
+        # The worker knows its app through a narrow interface; the app it runs is an `Aarq`.
+        self.app: Aarq = app  # type: ignore[assignment]
         self.job_id = job_id
         self.task = task
         self.queue = queue
@@ -84,3 +94,11 @@ class Context:
             f"Context(job_id={self.job_id!r}, task={self.task!r}, queue={self.queue!r}, "
             f"attempt={self.attempt})"
         )
+
+
+Hook = Callable[[State], Awaitable[None]]
+"""A startup or shutdown hook: ``async def hook(state) -> None``."""
+BeforeJobHook = Callable[[Context], Awaitable[None]]
+"""Runs before each attempt: ``async def hook(ctx) -> None``."""
+AfterJobHook = Callable[[Context, JobRecord], Awaitable[None]]
+"""Runs after each attempt is settled: ``async def hook(ctx, record) -> None``."""

@@ -14,9 +14,9 @@ from aioq.naming import validate_queue
 from aioq.wire import DeadLetter, Event, EventKind, JobMessage, JobRecord, JobState, encode
 
 if TYPE_CHECKING:
+    from aioq.backend import Broker, StoredMessage
     from aioq.job import Job
     from aioq.ports import DeadLetterApp
-    from aioq.transport import JobStore, StoredMessage
 
 __all__ = ["DeadEntry", "DeadLetters"]
 
@@ -37,12 +37,12 @@ class DeadLetters:
     def __init__(self, app: DeadLetterApp) -> None:
         self.app = app
 
-    async def _store(self) -> JobStore:
-        return (await self.app.connect()).store
+    async def _broker(self) -> Broker:
+        return await self.app.connect()
 
     async def counts(self) -> dict[str, int]:
         """How many dead letters each queue has."""
-        return await (await self._store()).dead_queues()
+        return await (await self._broker()).dead.counts()
 
     async def list(
         self,
@@ -66,9 +66,9 @@ class DeadLetters:
             until: Only jobs dead-lettered before this unix time.
             limit: At most this many.
         """
-        store = await self._store()
+        broker = await self._broker()
         found: list[DeadEntry] = []
-        async for message in store.dead_letters(validate_queue(queue)):
+        async for message in broker.dead.list(validate_queue(queue)):
             entry = dead_entry(message)
             if _matches(entry.letter, task, error_type, reason, since, until):
                 found.append(entry)
@@ -78,7 +78,7 @@ class DeadLetters:
 
     async def get(self, queue: str, job_id: str) -> DeadEntry:
         """The dead letter of job `job_id`; raises `JobNotFoundError` if there is none."""
-        message = await (await self._store()).dead_letter(validate_queue(queue), job_id)
+        message = await (await self._broker()).dead.get(validate_queue(queue), job_id)
         if message is None:
             raise JobNotFoundError(f"no dead letter for job {job_id!r} on queue {queue!r}", job_id)
         return dead_entry(message)
@@ -102,12 +102,12 @@ class DeadLetters:
             entries = [await self.get(queue, job_id) for job_id in job_ids]
         else:
             entries = await self.list(queue, **filters)
-        store = await self._store()
-        jobs = [await self._requeue(store, entry) for entry in entries]
-        await store.flush()
+        broker = await self._broker()
+        jobs = [await self._requeue(broker, entry) for entry in entries]
+        await broker.flush()
         return jobs
 
-    async def _requeue(self, store: JobStore, entry: DeadEntry) -> Job[Any]:
+    async def _requeue(self, broker: Broker, entry: DeadEntry) -> Job[Any]:
         from aioq.job import Job
 
         letter = entry.letter
@@ -130,8 +130,8 @@ class DeadLetters:
         )
         # The record is stored first: a worker on another connection can run the job as soon
         # as it is queued, and a "queued" record stored after its outcome would replace it.
-        await store.store_record(letter.id, encode(record))
-        await store.republish(letter.queue, letter.id, data, f"{letter.id}:retry:{entry.seq}")
+        await broker.records.store(letter.id, encode(record))
+        await broker.jobs.republish(letter.queue, letter.id, data, f"{letter.id}:retry:{entry.seq}")
         event = Event(
             kind=EventKind.ENQUEUED,
             id=letter.id,
@@ -139,15 +139,15 @@ class DeadLetters:
             at=self.app.clock.time(),
             task=letter.task,
         )
-        await store.publish_event(letter.queue, EventKind.ENQUEUED.value, encode(event))
-        await store.delete_dead(entry.seq)
+        await broker.events.publish(letter.queue, EventKind.ENQUEUED.value, encode(event))
+        await broker.dead.delete(entry.seq)
         task = letter.task or ""
         result_type = self.app.tasks[task].result_type if task in self.app.tasks else Any
         return Job(letter.id, task, letter.queue, app=self.app, result_type=result_type)
 
     async def purge(self, queue: str) -> int:
         """Delete every dead letter of `queue`; returns how many there were."""
-        return await (await self._store()).purge_dead(validate_queue(queue))
+        return await (await self._broker()).dead.purge(validate_queue(queue))
 
 
 def dead_entry(message: StoredMessage) -> DeadEntry:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 import msgspec
 
+from aioq.backend import Broker, EventListener
 from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.deadletter import DeadEntry, DeadLetters, dead_entry
 from aioq.naming import Names, validate_queue
-from aioq.transport import Broker, EventListener
 from aioq.wire import Event, JobRecord, JobState, WorkerInfo
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ async def worker_statuses(
     decoder = msgspec.json.Decoder(WorkerInfo)
     now = time.time()
     statuses: list[WorkerStatus] = []
-    for raw in await broker.inspection.workers():
+    for raw in await broker.workers.list():
         try:
             info = decoder.decode(raw)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
@@ -146,7 +146,7 @@ async def delete_queue_consumer(app: InspectedApp, queue: str) -> bool:
     """
     validate_queue(queue)
     broker = await app.connect()
-    return await broker.scheduling.delete_consumer(queue)
+    return await broker.jobs.delete_consumer(queue)
 
 
 async def list_records(
@@ -201,7 +201,7 @@ async def list_dead(
         raise ValueError(f"limit must be at least 1, not {limit}")
     broker = await app.connect()
     entries: list[DeadEntry] = []
-    async for message in broker.store.dead_letters(validate_queue(queue), _read_cursor(cursor)):
+    async for message in broker.dead.list(validate_queue(queue), _read_cursor(cursor)):
         if len(entries) >= limit:
             return entries, str(entries[-1].seq)
         entries.append(dead_entry(message))
@@ -232,7 +232,7 @@ async def schedules(app: InspectedApp) -> list[ScheduleStatus]:
     now = broker.clock.time()
     found: list[ScheduleStatus] = []
     for name, repeatable in sorted(app.repeatables.items()):
-        last = await broker.scheduling.last_tick(name)
+        last = await broker.control.last_tick(name)
         found.append(
             ScheduleStatus(
                 name=name,
@@ -292,7 +292,7 @@ class EventStream(Generic[AppT]):
 
     async def __aenter__(self) -> EventStream[AppT]:
         broker = await self.app.connect()
-        self._listener = await broker.store.listen_events(self.queue)
+        self._listener = await broker.events.listen(self.queue)
         return self
 
     async def __aexit__(

@@ -17,8 +17,8 @@ from aioq.errors import (
 from aioq.wire import TERMINAL_STATES, Event, EventKind, JobRecord, JobState, encode
 
 if TYPE_CHECKING:
+    from aioq.backend import Broker
     from aioq.ports import BrokerAccess
-    from aioq.transport import JobStore
 
 __all__ = ["Job"]
 
@@ -73,10 +73,10 @@ class Job(Generic[R]):
     def __hash__(self) -> int:
         return hash((self.id, self.queue))
 
-    async def _store(self) -> JobStore:
+    async def _broker(self) -> Broker:
         if self._app is None:
             raise RuntimeError("this Job handle has no app: get one from enqueue or app.job()")
-        return (await self._app.connect()).store
+        return await self._app.connect()
 
     async def status(self) -> JobRecord:
         """The job's state now: queued, deferred, running, retrying or an outcome.
@@ -87,16 +87,16 @@ class Job(Generic[R]):
             JobNotFoundError: The job is not queued, held or on record (never enqueued, or its
                 record is older than the app's `keep_result`).
         """
-        store = await self._store()
-        raw = await store.get_record(self.id)
+        broker = await self._broker()
+        raw = await broker.records.get(self.id)
         record = _record_decoder.decode(raw) if raw else None
         if record is not None and record.state in TERMINAL_STATES | {JobState.RUNNING}:
             return record
-        if await store.find_queued(self.id, self.queue):
+        if await broker.jobs.find(self.id, self.queue):
             if record is not None:  # between attempts, or requeued by a stopping worker
                 return record
             return JobRecord(id=self.id, state=JobState.QUEUED, task=self.task, queue=self.queue)
-        if await store.find_held(self.id, self.queue):
+        if await broker.held.find(self.id, self.queue):
             return JobRecord(id=self.id, state=JobState.DEFERRED, task=self.task, queue=self.queue)
         if record is not None:
             return record
@@ -105,10 +105,10 @@ class Job(Generic[R]):
         # and the "queued" record of a job enqueued a moment ago is stored without waiting.
         # Look once more, a moment later, before calling it unknown.
         await asyncio.sleep(_LOOK_AGAIN_S)
-        raw = await store.get_record(self.id)
+        raw = await broker.records.get(self.id)
         if raw:
             return _record_decoder.decode(raw)
-        if await store.find_queued(self.id, self.queue):
+        if await broker.jobs.find(self.id, self.queue):
             return JobRecord(id=self.id, state=JobState.QUEUED, task=self.task, queue=self.queue)
         raise JobNotFoundError(f"job {self.id} on queue {self.queue!r} is not known", self.id)
 
@@ -123,10 +123,10 @@ class Job(Generic[R]):
             JobExpiredError: The job expired before it started.
             ResultTimeoutError: No outcome within `timeout` seconds.
         """
-        store = await self._store()
+        broker = await self._broker()
         try:
             async with asyncio.timeout(timeout):
-                async for raw in store.watch_record(self.id):
+                async for raw in broker.records.watch(self.id):
                     if raw is None:
                         continue
                     record = _record_decoder.decode(raw)
@@ -159,41 +159,41 @@ class Job(Generic[R]):
         A running task sees `asyncio.CancelledError`; the job ends as aborted and is never
         retried. Returns False if the job had already finished (or is unknown).
         """
-        store = await self._store()
-        raw = await store.get_record(self.id)
+        broker = await self._broker()
+        raw = await broker.records.get(self.id)
         record = _record_decoder.decode(raw) if raw else None
         if record is not None and record.state in TERMINAL_STATES:
             return False
-        await store.announce_abort(self.id)
-        removed = await store.remove_queued(self.queue, self.id)
-        removed |= await store.remove_held(self.queue, self.id)
+        await broker.events.announce_abort(self.id)
+        removed = await broker.jobs.remove(self.queue, self.id)
+        removed |= await broker.held.remove(self.queue, self.id)
         running = record is not None and record.state is JobState.RUNNING
         # A worker that runs the job cancels it and records the abort itself.
         wait = _ABORT_CONFIRM_S if running else _ABORT_CONFIRM_SHORT_S
-        if await self._confirmed_aborted(store, wait):
+        if await self._confirmed_aborted(broker, wait):
             return True
         if removed:
-            await self._record_aborted(store, record)
+            await self._record_aborted(broker, record)
         return removed
 
-    async def _confirmed_aborted(self, store: JobStore, wait: float) -> bool:
+    async def _confirmed_aborted(self, broker: Broker, wait: float) -> bool:
         try:
             async with asyncio.timeout(wait):
-                async for raw in store.watch_record(self.id):
+                async for raw in broker.records.watch(self.id):
                     if raw and _record_decoder.decode(raw).state is JobState.ABORTED:
                         return True
         except TimeoutError:
             pass
         return False
 
-    async def _record_aborted(self, store: JobStore, record: JobRecord | None) -> None:
+    async def _record_aborted(self, broker: Broker, record: JobRecord | None) -> None:
         assert self._app is not None
         now = self._app.clock.time()
         if record is None:
             record = JobRecord(id=self.id, state=JobState.ABORTED, task=self.task, queue=self.queue)
         record.state, record.finished_at = JobState.ABORTED, now
         # Acknowledged: a status() right after abort() must find the record.
-        await store.store_record(self.id, encode(record))
+        await broker.records.store(self.id, encode(record))
         event = Event(kind=EventKind.ABORTED, id=self.id, queue=self.queue, at=now, task=self.task)
-        await store.publish_event(self.queue, EventKind.ABORTED.value, encode(event))
-        await store.flush()
+        await broker.events.publish(self.queue, EventKind.ABORTED.value, encode(event))
+        await broker.flush()

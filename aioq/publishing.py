@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from aioq.backend import Broker
 from aioq.errors import ConfigError, PayloadTooLargeError
 from aioq.observing import producer_spans
 from aioq.task import PreparedJob
-from aioq.transport import Broker
 
 __all__ = ["pause_end", "publish_many", "publish_one"]
 
@@ -30,10 +30,8 @@ async def publish_one(broker: Broker, job: PreparedJob) -> bool:
 async def _publish_one(broker: Broker, job: PreparedJob) -> bool:
     if job.run_at is not None:
         _check_size(broker, job)
-        return await broker.scheduling.hold(
-            job.queue, job.data, job.job_id, job.run_at, job.headers
-        )
-    return await broker.publish_job(job.queue, job.data, job.job_id, job.task, job.headers)
+        return await broker.held.hold(job.queue, job.data, job.job_id, job.run_at, job.headers)
+    return await broker.jobs.publish(job.queue, job.data, job.job_id, job.task, job.headers)
 
 
 async def publish_many(broker: Broker, jobs: Sequence[PreparedJob]) -> list[bool | BaseException]:
@@ -56,17 +54,17 @@ async def publish_many(broker: Broker, jobs: Sequence[PreparedJob]) -> list[bool
 async def _publish_many(broker: Broker, jobs: Sequence[PreparedJob]) -> list[bool | BaseException]:
     held = [(i, job) for i, job in enumerate(jobs) if job.run_at is not None]
     if not held:
-        return await broker.publish_jobs(jobs)
+        return await broker.jobs.publish_many(jobs)
     now = [(i, job) for i, job in enumerate(jobs) if job.run_at is None]
     outcomes: list[bool | BaseException] = [False] * len(jobs)
     for job in jobs:
         _check_size(broker, job)
     if now:
         for (i, _), outcome in zip(
-            now, await broker.publish_jobs([job for _, job in now]), strict=True
+            now, await broker.jobs.publish_many([job for _, job in now]), strict=True
         ):
             outcomes[i] = outcome
-    held_outcomes = await broker.scheduling.hold_many(
+    held_outcomes = await broker.held.hold_many(
         [(job, job.run_at) for _, job in held if job.run_at is not None]
     )
     for (i, _), outcome in zip(held, held_outcomes, strict=True):

@@ -27,7 +27,7 @@ from aioq.worker import Worker
 
 if TYPE_CHECKING:
     from aioq.app import Aarq
-    from aioq.transport import Broker
+    from aioq.backend import Broker
 
 __all__ = ["RUNNER_OPTIONS", "run_scheduler", "run_worker", "start_worker", "worker_loop"]
 

@@ -18,11 +18,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
+from aioq.backend import Broker, ConsumerGoneError, Control, HeldJob, HeldJobs
 from aioq.cron import ticks_between
 from aioq.errors import ConfigError
 from aioq.options import seconds
 from aioq.repeatable import Missed, Repeatable
-from aioq.transport import Broker, ConsumerGoneError, HeldJob, HeldJobs, Scheduling
 from aioq.wire import DeadLetter, DeadReason, ErrorInfo, encode
 
 if TYPE_CHECKING:
@@ -134,7 +134,6 @@ class Scheduler:
     async def run(self) -> None:
         """Schedule until cancelled."""
         broker = await self.app.connect()
-        scheduling = broker.scheduling
         loops = len(self.repeatables) + (1 if self.delayed else 0)
         self._starting = loops
         self.ready = loops == 0
@@ -149,7 +148,7 @@ class Scheduler:
                 group.create_task(self._move_delayed(broker), name="aioq-delayed")
             for repeatable in self.repeatables:
                 group.create_task(
-                    self._repeat(scheduling, repeatable), name=f"aioq-repeat-{repeatable.name}"
+                    self._repeat(broker.control, repeatable), name=f"aioq-repeat-{repeatable.name}"
                 )
             if loops == 0:
                 await asyncio.Event().wait()  # nothing to do, but live as long as asked to
@@ -162,7 +161,6 @@ class Scheduler:
     # -- delayed jobs --------------------------------------------------------------------------
 
     async def _move_delayed(self, broker: Broker) -> None:
-        scheduling = broker.scheduling
         source: HeldJobs | None = None
         pause = _HELD_RETRY_FIRST_S
         outage_since: float | None = None  # monotonic start of the failure being retried
@@ -172,7 +170,7 @@ class Scheduler:
             while True:
                 try:
                     if source is None:
-                        source = await scheduling.open_held()
+                        source = await broker.held.open()
                         if not announced:
                             announced = True
                             self._started()
@@ -253,7 +251,7 @@ class Scheduler:
             letter.payload = job.data[: max(0, room * 3 // 4)]
             letter.payload_truncated = True
         try:
-            await broker.publish_dead(
+            await broker.dead.publish(
                 job.queue, job.job_id, encode(letter), f"{job.job_id}:held:{job.seq}"
             )
             await job.discard()
@@ -308,13 +306,13 @@ class Scheduler:
 
     # -- repeatable jobs ---------------------------------------------------------------------
 
-    async def _repeat(self, scheduling: Scheduling, repeatable: Repeatable) -> None:
-        handled = await self._start_point(scheduling, repeatable)
+    async def _repeat(self, control: Control, repeatable: Repeatable) -> None:
+        handled = await self._start_point(control, repeatable)
         if repeatable.schedule.next_after(handled) <= self.clock():
             # Ticks due at the start (missed ones) are fired before `ready`, so that a burst
             # worker, which starts its idle checks once its scheduler is ready, runs them.
             try:
-                handled = await self._fire_due(scheduling, repeatable, handled)
+                handled = await self._fire_due(control, repeatable, handled)
             except Exception as e:
                 log.warning(
                     "scheduler: repeatable %s: cannot fire (%s), retrying", repeatable.name, e
@@ -324,7 +322,7 @@ class Scheduler:
         while True:
             await self._sleep_until(repeatable.schedule.next_after(handled))
             try:
-                handled = await self._fire_due(scheduling, repeatable, handled)
+                handled = await self._fire_due(control, repeatable, handled)
             except Exception as e:
                 log.warning(
                     "scheduler: repeatable %s: cannot fire (%s), retrying in %.1fs",
@@ -337,10 +335,10 @@ class Scheduler:
                 continue
             pause = _RETRY_FIRST_S
 
-    async def _start_point(self, scheduling: Scheduling, repeatable: Repeatable) -> float:
+    async def _start_point(self, control: Control, repeatable: Repeatable) -> float:
         """Ticks up to the returned time are settled: the last recorded tick, else now."""
         try:
-            recorded = await scheduling.last_tick(repeatable.name)
+            recorded = await control.last_tick(repeatable.name)
         except Exception as e:
             log.warning("scheduler: repeatable %s: cannot read its record (%s)", repeatable.name, e)
             recorded = None
@@ -352,16 +350,14 @@ class Scheduler:
         while (left := moment - self.clock()) > 0:
             await self._sleep(min(left, self.scan_interval))
 
-    async def _fire_due(
-        self, scheduling: Scheduling, repeatable: Repeatable, handled: float
-    ) -> float:
+    async def _fire_due(self, control: Control, repeatable: Repeatable, handled: float) -> float:
         """Fire what is due after `handled`; returns the new `handled`."""
         now = self.clock()
         due = ticks_between(repeatable.schedule, handled, now, MAX_CATCH_UP)  # newest first
         if not due:
             return handled
         try:
-            recorded = await scheduling.last_tick(repeatable.name)
+            recorded = await control.last_tick(repeatable.name)
         except Exception as e:
             # Publishing without the record is still safe within the dedupe window.
             log.debug("scheduler: repeatable %s: record unreadable: %s", repeatable.name, e)
@@ -389,7 +385,7 @@ class Scheduler:
                     _iso(tick),
                 )
         if fire:
-            await scheduling.record_tick(repeatable.name, max(fire))
+            await control.record_tick(repeatable.name, max(fire))
         return due[0]
 
 

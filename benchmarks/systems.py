@@ -168,7 +168,7 @@ class Aioq(System):
 
     async def pending(self) -> int | None:
         broker = await self.app.connect()
-        return await broker.backlog("bench")
+        return await broker.jobs.backlog("bench")
 
     async def close(self) -> None:
         await self.app.close()

@@ -15,9 +15,9 @@ from nats.aio.client import Client as NatsClient
 
 from aioq import Aarq, Worker
 from aioq.embedded import EmbeddedNats
-from aioq.testing.harness import TEST_WORKER_OPTIONS
+from aioq.testing.harness import TEST_WORKER_OPTIONS, RunningWorker
+from aioq.testing.harness import start_worker as start_running_worker
 
-from .helpers import eventually
 from .procs import Procs, cli_env
 
 
@@ -78,28 +78,29 @@ WorkerFactory = Callable[..., Awaitable[Worker]]
 
 @pytest.fixture
 async def start_worker(app: Aarq) -> AsyncIterator[WorkerFactory]:
-    """Start in-process workers (stopped at teardown): ``await start_worker(queues=[...])``."""
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
+    """Start in-process workers (stopped at teardown): ``await start_worker(queues=[...])``.
+
+    Each is started by `aioq.testing.start_worker` with `TEST_WORKER_OPTIONS`; it pulls from
+    the queues given, or ``default``.
+    """
+    running: list[RunningWorker] = []
 
     async def start(application: Aarq | None = None, **options: Any) -> Worker:
-        worker = Worker(application or app, options=TEST_WORKER_OPTIONS, **options)
-        task = asyncio.create_task(worker.run())
-        running.append((worker, task))
-        await eventually(lambda: worker.ready or task.done(), timeout=10)
-        if task.done():
-            task.result()
-        return worker
+        queues = options.pop("queues", TEST_WORKER_OPTIONS.queues)
+        started = await start_running_worker(application or app, queues, **options)
+        running.append(started)
+        return started.worker
 
     yield start
-    for worker, _ in running:
-        worker.stop()
-    for worker, task in running:
+    for started in running:
+        started.worker.stop()
+    for started in running:
         try:
             async with asyncio.timeout(15):
-                await task
+                await started.task
         except TimeoutError:
-            worker.stop()
-            await task
+            started.worker.stop()
+            await started.task
 
 
 @pytest.fixture

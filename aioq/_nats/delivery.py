@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Final
 
@@ -19,11 +20,12 @@ class NatsDelivery:
     from headers a publisher could forge.
     """
 
-    __slots__ = ("_msg", "attempt", "data", "seq", "stored_at")
+    __slots__ = ("_msg", "attempt", "data", "renewed", "seq", "stored_at")
 
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
         self.data: bytes = msg.data
+        self.renewed = time.monotonic()
         self.attempt, self.seq, self.stored_at = _parse_ack_subject(msg.reply)
 
     @property
@@ -52,6 +54,7 @@ class NatsDelivery:
 
     async def in_progress(self) -> None:
         """Reset the lease: the job is still running."""
+        self.renewed = time.monotonic()
         await self._msg.in_progress()
 
     async def term(self) -> None:

@@ -14,7 +14,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from aioq.transport import ConsumerGoneError
+from aioq.backend import ConsumerGoneError
 
 __all__ = ["PullInbox", "close_pull_inbox", "connection_restored", "pull_status"]
 

@@ -1,30 +1,37 @@
-"""`NatsInspection`: queue stats, workers, job records and held jobs read from JetStream."""
+"""`NatsInspection`: queue stats, job records and held jobs read from JetStream."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
+from typing import Final
 
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
-from aioq._nats.scheduling import RUN_AT_HEADER, parse_run_at, task_name
-from aioq._nats.store import NatsStore
+from aioq._nats.dead import NatsDead
+from aioq._nats.run_at import RUN_AT_HEADER, parse_run_at, task_name
 from aioq._nats.stream_state import StreamState
+from aioq._nats.streams import gone
 from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.naming import Names, validate_queue
 
 __all__ = ["NatsInspection"]
 
+# Records `records_between` reads at once (one direct get each).
+_READ_AT_ONCE: Final = 64
+
 
 class NatsInspection:
     """Reads stream, consumer and bucket state for one app prefix; changes nothing."""
 
-    def __init__(self, js: JetStreamContext, names: Names, store: NatsStore) -> None:
+    def __init__(self, js: JetStreamContext, names: Names, dead: NatsDead) -> None:
         self.js = js
         self.names = names
-        self.store = store
+        self._dead = dead
         self._admin = StreamState(js, names)
+        self._direct = True
 
     async def queues(self, known: Iterable[str] = ()) -> list[QueueStats]:
         """Every queue with a consumer, jobs, delayed jobs or dead letters, plus `known`."""
@@ -32,7 +39,7 @@ class NatsInspection:
         stream, (held_in, held), dead = await asyncio.gather(
             admin.jobs_stream(),
             admin.per_queue(names.sched_subject("*", "*")),
-            self.store.dead_queues(),
+            self._dead.counts(),
         )
         consumers = {c.name: c for c in stream.consumers if _is_queue(c.name)}
         covered = sum(c.pending + c.ack_pending for c in consumers.values())
@@ -70,10 +77,6 @@ class NatsInspection:
             )
         return found
 
-    async def workers(self) -> list[bytes]:
-        """The value of every key in the workers bucket."""
-        return await self._admin.worker_records()
-
     async def records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         """The results bucket's records after stream sequence `after`, one read each."""
         stream, subject = f"KV_{self.names.results_bucket}", f"$KV.{self.names.results_bucket}.>"
@@ -87,6 +90,42 @@ class NatsInspection:
             if msg.data:  # a delete or purge marker has no data
                 yield seq, msg.data
             seq += 1
+
+    async def record_span(self) -> tuple[int, int]:
+        """The results stream's first sequence and the one after its last."""
+        try:
+            info = await self.js.stream_info(f"KV_{self.names.results_bucket}")
+        except NotFoundError:
+            return 1, 1
+        return info.state.first_seq or 1, info.state.last_seq + 1
+
+    async def records_between(self, bottom: int, top: int) -> list[tuple[int, bytes]]:
+        """The records at sequences [bottom, top), `_READ_AT_ONCE` direct gets at a time.
+
+        A sequence whose record was replaced or deleted answers "not found" at once.
+        """
+        found: list[tuple[int, bytes]] = []
+        for first in range(bottom, top, _READ_AT_ONCE):
+            chunk = range(first, min(first + _READ_AT_ONCE, top))
+            for got in await asyncio.gather(*(self._record_at(seq) for seq in chunk)):
+                if got is not None and got[1]:  # a delete or purge marker has no data
+                    found.append(got)
+        return found
+
+    async def _record_at(self, seq: int) -> tuple[int, bytes] | None:
+        stream = f"KV_{self.names.results_bucket}"
+        try:
+            msg = await self.js.get_msg(stream, seq=seq, direct=self._direct)
+        except NoRespondersError:
+            if not self._direct:
+                raise
+            self._direct = False  # a bucket created without direct gets: ask the stream leader
+            return await self._record_at(seq)
+        except APIError as e:
+            if gone(e):
+                return None
+            raise
+        return seq, msg.data or b""
 
     async def held(self, queue: str | None = None, after: int = 0) -> AsyncIterator[HeldEntry]:
         """The held jobs (of `queue`, or all) after sequence `after`, in stored order."""

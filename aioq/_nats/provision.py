@@ -22,7 +22,7 @@ from aioq.errors import ProvisioningError
 from aioq.naming import Names
 from aioq.options import QueueOptions
 
-__all__ = ["ensure_consumer", "ensure_streams", "ensure_workers_bucket"]
+__all__ = ["ensure_bucket", "ensure_consumer", "ensure_streams"]
 
 log = logging.getLogger(__name__)
 
@@ -106,26 +106,21 @@ async def ensure_consumer(
         ) from e
 
 
-async def ensure_workers_bucket(js: JetStreamContext, names: Names, ttl: float) -> KeyValue:
-    """Bind the heartbeat bucket, creating it (history 1, TTL `ttl`) if it is missing.
+async def ensure_bucket(js: JetStreamContext, bucket: str, ttl: float | None = None) -> KeyValue:
+    """Bind KV bucket `bucket`, creating it (history 1, TTL `ttl` if given) if it is missing.
 
     Binding first lets operators create the bucket themselves (``nats kv add``).
     """
     try:
-        return await js.key_value(names.workers_bucket)
+        return await js.key_value(bucket)
     except BucketNotFoundError:
         pass
+    config = KeyValueConfig(bucket=bucket, history=1, direct=True, storage=StorageType.FILE)
+    if ttl is not None:
+        config.ttl = ttl
     try:
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=names.workers_bucket,
-                history=1,
-                ttl=ttl,
-                direct=True,
-                storage=StorageType.FILE,
-            )
-        )
+        return await js.create_key_value(config)
     except APIError as e:
-        if e.err_code == 10058:
-            return await js.key_value(names.workers_bucket)
-        raise ProvisioningError(f"cannot create KV bucket {names.workers_bucket}: {e}") from e
+        if e.err_code == 10058:  # created meanwhile by another process
+            return await js.key_value(bucket)
+        raise ProvisioningError(f"cannot create KV bucket {bucket}: {e}") from e

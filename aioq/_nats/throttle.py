@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-__all__ = ["LogThrottle"]
+__all__ = ["LogThrottle", "describe"]
 
 
 class LogThrottle:
@@ -32,3 +32,9 @@ class LogThrottle:
             self._last = {m: t for m, t in self._last.items() if now - t < self.interval}
         self._last[message] = now
         return self._held.pop(message, 0)
+
+
+def describe(error: BaseException) -> str:
+    """An error as one log phrase: its type, and its text if it has one."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

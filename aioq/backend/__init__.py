@@ -2,9 +2,11 @@
 
 jobs (publish, pull, settle, find), records (job state), events (lifecycle events, aborts),
 dead (dead letters), held (delayed jobs), control (rate limits, pauses, repeatable ticks),
-workers (heartbeat registry) and inspection (read-only views for operators and dashboards).
+workers (heartbeat registry) and inspection (read-only views for operators and dashboards);
+`Broker` is a connection holding one of each as attributes.
 """
 
+from aioq.backend.broker import Broker
 from aioq.backend.control import Control
 from aioq.backend.dead import DeadLetterStore, StoredMessage
 from aioq.backend.events import EventListener, Events
@@ -15,6 +17,7 @@ from aioq.backend.records import Records
 from aioq.backend.workers import WorkerRegistry
 
 __all__ = [
+    "Broker",
     "ConsumerGoneError",
     "Control",
     "DeadLetterStore",

@@ -59,14 +59,21 @@ class Inspection(Protocol):
         """Every queue with a consumer, jobs, delayed jobs or dead letters, plus `known`."""
         ...
 
-    async def workers(self) -> list[bytes]:
-        """The heartbeat (encoded `aioq.wire.WorkerInfo`) of every registered worker."""
-        ...
-
     def records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         """Every job record stored after position `after`, oldest write first, lazily.
 
         Yields ``(position, record)``; a record rewritten later moves to its new position.
+        """
+        ...
+
+    async def record_span(self) -> tuple[int, int]:
+        """Positions of the job records: ``(first, after last)``; ``(1, 1)`` if none yet."""
+        ...
+
+    async def records_between(self, bottom: int, top: int) -> list[tuple[int, bytes]]:
+        """The records whose latest write is at a position in ``[bottom, top)``, oldest first.
+
+        Costs one read per position (a rewritten or deleted record leaves a gap).
         """
         ...
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+from aioq.backend.dead import StoredMessage
 from aioq.errors import BrokerError
 from aioq.options import QueueOptions
 
@@ -25,6 +26,9 @@ class Delivery(Protocol):
     seq: int
     #: When the broker stored the message (unix seconds, broker clock).
     stored_at: float
+    #: When its lease was last known fresh (`time.monotonic`): its arrival, or the last
+    #: `in_progress`. A job that waits before it starts is already using up its lease.
+    renewed: float
 
     @property
     def msg_id(self) -> str | None:
@@ -118,12 +122,20 @@ class Jobs(Protocol):
         """Create (idempotently) the queue's shared consumer and return a puller on it."""
         ...
 
+    async def delete_consumer(self, queue: str) -> bool:
+        """Delete the queue's consumer and its pause (its jobs stay); False if it had none."""
+        ...
+
     async def backlog(self, queue: str) -> int:
         """Jobs of `queue` waiting, being run, or waiting out a retry delay (not held ones)."""
         ...
 
     async def find(self, job_id: str, queue: str | None = None) -> str | None:
         """The queue that still holds job `job_id` (waiting, running or between attempts)."""
+        ...
+
+    async def get(self, queue: str, job_id: str) -> StoredMessage | None:
+        """The stored message of a job still in its queue, or None."""
         ...
 
     async def remove(self, queue: str, job_id: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 __all__ = ["WorkerRegistry"]
@@ -18,4 +19,16 @@ class WorkerRegistry(Protocol):
 
     async def list(self) -> list[bytes]:
         """The heartbeat of every worker still registered."""
+        ...
+
+    async def ttl(self) -> float | None:
+        """Seconds a heartbeat lasts without a new write; None while no worker registered."""
+        ...
+
+    def watch(self) -> AsyncIterator[tuple[str, bytes | None] | None]:
+        """Every heartbeat, None once they are all delivered, then each change as it comes.
+
+        A change is ``(worker id, heartbeat)``, with None for a removed heartbeat (one that
+        expired may produce nothing). Ends at once while no worker ever registered.
+        """
         ...

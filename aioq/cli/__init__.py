@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Annotated, Any, Final, Protocol, cast
+from typing import Annotated, Any, Final
 
 import typer
 from typer.core import TyperGroup
 
 from aioq._version import __version__
+from aioq.cli._options import option
 from aioq.cli.dashboard import dashboard
 from aioq.cli.dead import dead_cli
 from aioq.cli.events import events
@@ -22,21 +23,10 @@ from aioq.cli.worker import worker
 
 __all__ = ["cli", "main"]
 
-
-class _ClickError(Protocol):
-    exit_code: int
-
-    def format_message(self) -> str: ...
-
-    def show(self) -> None: ...
-
-
-def _click_class(name: str) -> type[Exception]:
-    """A click exception class, from wherever this typer takes click (recent ones bundle it)."""
-    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
-
-
-_CLICK_EXCEPTION: Final = _click_class("ClickException")
+# Click's exception base, from wherever this typer takes click (recent ones bundle it).
+_CLICK_EXCEPTION: Final[type[Exception]] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
 
 
 class _Commands(TyperGroup):
@@ -59,7 +49,7 @@ class _Commands(TyperGroup):
         try:
             code = super().main(args, prog_name, complete_var, False, *more, **extra)
         except _CLICK_EXCEPTION as e:
-            error = cast(_ClickError, e)
+            error: Any = e
             if type(e).__name__ == "NoArgsIsHelpError":  # a command run bare: its help
                 error.show()
             else:
@@ -91,7 +81,7 @@ def _print_version(value: bool) -> None:
 def root(
     version: Annotated[
         bool,
-        typer.Option(
+        option(
             "--version", callback=_print_version, is_eager=True, help="Show the version and exit."
         ),
     ] = False,

@@ -1,50 +1,63 @@
-"""How a command runs: its connection options as one value, its errors as one line."""
+"""How a command runs: its option groups as values, its errors as one line."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import inspect
 import logging
 import sys
+import typing
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Annotated, Any, Final, NoReturn
 
 import typer
 
 from aioq.app import Aarq
 from aioq.cli._loader import load_app
-from aioq.cli._options import (
-    CredsOption,
-    PasswordOption,
-    PrefixOption,
-    ServerOption,
-    TokenOption,
-    UserOption,
-)
+from aioq.cli._options import option
 from aioq.errors import AioqError
 from aioq.naming import validate_queue
 
 __all__ = ["CONNECTION_OPTIONS", "Connection", "command", "fail", "require_queue", "unknown_queue"]
 
 
-@dataclass(frozen=True, slots=True)
+def _nats(*flags: str, help: str, env: str = "", own: str = "", **more: Any) -> Any:
+    """A connection option read from ``$NATS_<FLAG>`` (or `env`) when not given."""
+    name = flags[0].lstrip("-").upper()
+    env = env or f"NATS_{name}"
+    more.setdefault("metavar", name)
+    default = f"${env}, else the app's{own}"
+    return option(*flags, envvar=env, show_envvar=False, help=help, default=default, **more)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Connection:
-    """The connection options of a command: server, prefix and credentials."""
+    """The connection options of a command: its app, server, prefix and credentials."""
 
-    server: str | None = None
-    prefix: str | None = None
-    creds: Path | None = None
-    token: str | None = None
-    user: str | None = None
-    password: str | None = None
+    app_path: Annotated[str | None, option("--app", metavar="APP_PATH", show_default=False,
+        help="Your app, as module:attribute: its servers, prefix and credentials become the "
+        "defaults, and results decode to its tasks' types.",
+    )] = None  # fmt: skip
+    server: Annotated[str | None, _nats("--server", "-s", env="NATS_URL", metavar="URL",
+        help="NATS server URL(s), comma-separated.", own=" own",
+    )] = None  # fmt: skip
+    prefix: Annotated[str | None, option("--prefix", metavar="PREFIX",
+        help="Namespace of the subjects, streams and buckets.", default="the app's, else aioq",
+    )] = None  # fmt: skip
+    creds: Annotated[Path | None, _nats("--creds", metavar="FILE", exists=True, dir_okay=False,
+        help="NATS credentials file (JWT and nkey).",
+    )] = None  # fmt: skip
+    token: Annotated[str | None, _nats("--token", help="NATS authentication token.")] = None
+    user: Annotated[str | None, _nats("--user", help="NATS user name.")] = None
+    password: Annotated[str | None, _nats("--password", help="NATS password.")] = None
 
-    def app(self, app_path: str | None = None) -> Aarq:
-        """The app at `app_path` (or a bare one, prefix ``aioq``), with the options applied."""
-        app = load_app(app_path) if app_path is not None else Aarq()
+    def app(self) -> Aarq:
+        """The app (``--app`` or APP_PATH; else a bare one, prefix ``aioq``), options applied."""
+        app = load_app(self.app_path) if self.app_path is not None else Aarq()
         app.use_connection(
             servers=self.server,
             prefix=self.prefix,
@@ -56,9 +69,9 @@ class Connection:
         return app
 
     @contextlib.asynccontextmanager
-    async def open(self, app_path: str | None = None) -> AsyncIterator[Aarq]:
-        """`app(app_path)`, closed on the way out."""
-        app = self.app(app_path)
+    async def open(self) -> AsyncIterator[Aarq]:
+        """`app()`, closed on the way out."""
+        app = self.app()
         try:
             yield app
         finally:
@@ -68,40 +81,37 @@ class Connection:
 #: The default of a command's `Connection` parameter, which `command` turns into the options.
 CONNECTION_OPTIONS: Final = Connection()
 
-_OPTION_TYPES: Final = {
-    "server": ServerOption,
-    "prefix": PrefixOption,
-    "creds": CredsOption,
-    "token": TokenOption,
-    "user": UserOption,
-    "password": PasswordOption,
-}
-assert list(_OPTION_TYPES) == [f.name for f in fields(Connection)]
-
 
 def command(function: Callable[..., Any]) -> Callable[..., None]:
     """Make `function` a command.
 
-    Its `Connection` parameter stands for the connection options (``--server`` ...
-    ``--password``), in its place on the command line; a coroutine function runs in a new
-    event loop; an `AioqError` becomes one line on stderr and exit status 1, Ctrl-C exit 130.
+    A parameter typed with an option group (a dataclass whose fields are typer options, such
+    as `Connection`) stands for the group's options, in its place on the command line, and
+    receives them as one value; a field named like a parameter of the command takes that
+    parameter's value instead (APP_PATH replaces ``--app``). A coroutine function runs in a
+    new event loop; an `AioqError` becomes one line on stderr and exit status 1, Ctrl-C 130.
     """
     signature = inspect.signature(function, eval_str=True)
-    names = [name for name, p in signature.parameters.items() if p.annotation is Connection]
+    own = signature.parameters
+    groups: dict[str, tuple[type, list[str]]] = {}
     parameters: list[inspect.Parameter] = []
-    for p in signature.parameters.values():
-        if p.annotation is not Connection:
+    for p in own.values():
+        group = p.annotation
+        if not (isinstance(group, type) and dataclasses.is_dataclass(group)):
             parameters.append(p)
             continue
+        hints = typing.get_type_hints(group, include_extras=True)
+        groups[p.name] = (group, [f.name for f in dataclasses.fields(group)])
         parameters += [
-            inspect.Parameter(name, p.kind, default=None, annotation=option)
-            for name, option in _OPTION_TYPES.items()
+            inspect.Parameter(f.name, p.kind, default=f.default, annotation=hints[f.name])
+            for f in dataclasses.fields(group)
+            if f.name not in own
         ]
 
     @functools.wraps(function)
     def run(**options: Any) -> None:
-        for name in names:
-            options[name] = Connection(*(options.pop(o) for o in _OPTION_TYPES))
+        for name, (group, fields) in groups.items():
+            options[name] = group(**{f: options[f] if f in own else options.pop(f) for f in fields})
         with _fail_on_errors():
             outcome = function(**options)
             if inspect.iscoroutine(outcome):
@@ -118,8 +128,7 @@ def _fail_on_errors() -> Iterator[None]:
         yield
     except AioqError as e:
         logging.getLogger("aioq").debug("error details", exc_info=True)
-        print(f"error: {e}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        fail(str(e))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 import msgspec
 import typer
 
-__all__ = ["ago", "duration", "echo_json", "fields", "indent", "one_line", "stamp", "table"]
+__all__ = ["duration", "echo_json", "fields", "indent", "one_line", "show", "stamp", "table"]
 
 # Beyond this a pause is open-ended (nats-server's "forever" is the year 9999).
 _FAR_FUTURE: Final = 32_503_680_000.0  # 3000-01-01
@@ -19,20 +19,18 @@ _FAR_FUTURE: Final = 32_503_680_000.0  # 3000-01-01
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """Columns separated by two spaces; columns of numbers are right-aligned."""
     data = [list(row) for row in rows]
+    cells = [list(headers)] + [[_cell(value) for value in row] for row in data]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     numeric = [
         bool(data) and all(_is_number(row[i]) or row[i] is None for row in data)
         for i in range(len(headers))
     ]
-    cells = [list(headers)] + [[_cell(value) for value in row] for row in data]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = []
-    for row in cells:
-        parts = [
-            row[i].rjust(widths[i]) if numeric[i] else row[i].ljust(widths[i])
-            for i in range(len(headers))
-        ]
-        lines.append("  ".join(parts).rstrip())
-    return "\n".join(lines)
+    return "\n".join(
+        "  ".join(
+            c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric, strict=True)
+        ).rstrip()
+        for row in cells
+    )
 
 
 def _is_number(value: object) -> bool:
@@ -80,13 +78,6 @@ def duration(seconds: float) -> str:
     return f"{whole // 86_400}d{whole % 86_400 // 3600:02d}h"
 
 
-def ago(unix: float | None, now: float | None = None) -> str | None:
-    """How long ago `unix` was: ``12s``."""
-    if unix is None:
-        return None
-    return duration((time.time() if now is None else now) - unix)
-
-
 def one_line(text: str, width: int = 60) -> str:
     """`text` on one line, cut to `width` characters."""
     flat = " ".join(text.split())
@@ -101,3 +92,11 @@ def indent(text: str, prefix: str = "  ") -> str:
 def echo_json(value: Any) -> None:
     """Print `value` (wire structs included) as one line of JSON."""
     typer.echo(msgspec.json.encode(value).decode())
+
+
+def show(as_json: bool, value: Any, text: Callable[[], str], empty: str | None = None) -> None:
+    """Print `value` as JSON; else `empty` if given and `value` is empty; else `text()`."""
+    if as_json:
+        echo_json(value)
+    else:
+        typer.echo(empty if empty is not None and not value else text())

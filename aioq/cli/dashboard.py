@@ -10,8 +10,15 @@ import typer
 
 from aioq.app import Aarq
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail
-from aioq.cli._logging import LogFormat, LogLevel, configure_logging
-from aioq.cli._options import LogFormatOption, LogLevelOption
+from aioq.cli._options import (
+    AppArgument,
+    LogFormat,
+    LogFormatOption,
+    LogLevel,
+    LogLevelOption,
+    configure_logging,
+    option,
+)
 
 __all__ = ["dashboard", "parse_auth"]
 
@@ -47,35 +54,23 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+HostOption = Annotated[str, option("--host",
+    help="Address to listen on (loopback only by default).",
+)]  # fmt: skip
+AuthOption = Annotated[str | None, option("--auth", envvar="AIOQ_DASHBOARD_AUTH",
+    show_envvar=False, metavar="USER:PASSWORD", default="$AIOQ_DASHBOARD_AUTH, else none",
+    help="USER:PASSWORD for HTTP basic auth on every page and the API.",
+)]  # fmt: skip
+
+
 @command
 def dashboard(
-    app_path: Annotated[
-        str,
-        typer.Argument(
-            help="The app, as module:attribute (e.g. myapp.tasks:app).",
-            metavar="APP_PATH",
-            show_default=False,
-        ),
-    ],
+    app_path: AppArgument,
     connection: Connection = CONNECTION_OPTIONS,
-    host: Annotated[
-        str, typer.Option("--host", help="Address to listen on (loopback only by default).")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 8080,
-    auth: Annotated[
-        str | None,
-        typer.Option(
-            "--auth",
-            envvar="AIOQ_DASHBOARD_AUTH",
-            help="USER:PASSWORD for HTTP basic auth on every page and the API. "
-            r"\[default: $AIOQ_DASHBOARD_AUTH, else none]",
-            show_envvar=False,
-            metavar="USER:PASSWORD",
-        ),
-    ] = None,
-    read_only: Annotated[
-        bool, typer.Option("--read-only", help="Hide and refuse every action.")
-    ] = False,
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, option("--port", min=0, max=65535, help="Port.")] = 8080,
+    auth: AuthOption = None,
+    read_only: Annotated[bool, option("--read-only", help="Hide and refuse every action.")] = False,
     log_level: LogLevelOption = LogLevel.info,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
@@ -92,7 +87,7 @@ def dashboard(
         from aioq.dashboard.serve import serve
     except ImportError:
         fail(_MISSING)
-    app = connection.app(app_path)
+    app = connection.app()
     asyncio.run(_reachable(app))  # one clear error now rather than a failed startup
     web = create_dashboard(app, read_only, auth=credentials)
     scope = "loopback only" if _is_loopback(host) else "reachable from the network"

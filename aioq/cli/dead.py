@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import dataclasses
+from typing import Annotated, Any, Final
 
 import msgspec
 import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
-from aioq.cli._options import AppOption, JsonOption, QueueArgument
-from aioq.cli._output import echo_json, fields, indent, one_line, stamp, table
+from aioq.cli._options import JsonOption, QueueArgument, argument, option
+from aioq.cli._output import fields, indent, one_line, show, stamp, table
 from aioq.deadletter import DeadEntry
 from aioq.errors import JobNotFoundError
 from aioq.wire import DeadReason
@@ -22,139 +23,96 @@ dead_cli = typer.Typer(
     no_args_is_help=True,
 )
 
-TaskFilter = Annotated[
-    str | None, typer.Option("--task", help="Only jobs of this task.", metavar="TASK")
-]
-ErrorTypeFilter = Annotated[
-    str | None,
-    typer.Option(
-        "--error-type",
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Filters:
+    """Which dead letters a command takes."""
+
+    task: Annotated[
+        str | None, option("--task", help="Only jobs of this task.", metavar="TASK")
+    ] = None
+    error_type: Annotated[str | None, option("--error-type", metavar="TYPE",
         help="Only jobs whose last error has this type name (e.g. ValueError).",
-        metavar="TYPE",
-    ),
-]
-ReasonFilter = Annotated[
-    DeadReason | None,
-    typer.Option(
-        "--reason",
-        case_sensitive=False,
+    )] = None  # fmt: skip
+    reason: Annotated[DeadReason | None, option("--reason", case_sensitive=False, metavar="REASON",
         help="Only this reason: failed, expired, bad_payload, unknown_task, bad_args, crashed.",
-        metavar="REASON",
-    ),
-]
-LimitOption = Annotated[
-    int | None,
-    typer.Option(
-        "--limit", min=1, help=r"At most this many, oldest first. \[default: all]", metavar="N"
-    ),
-]
+    )] = None  # fmt: skip
+    limit: Annotated[int | None, option("--limit", min=1, metavar="N",
+        help="At most this many, oldest first.", default="all",
+    )] = None  # fmt: skip
 
 
-def _filters(
-    task: str | None, error_type: str | None, reason: DeadReason | None, limit: int | None
-) -> dict[str, Any]:
-    return {
-        "task": task,
-        "error_type": error_type,
-        "reason": reason.value if reason is not None else None,
-        "limit": limit,
-    }
+ALL: Final = Filters()
 
 
 def _entry_json(entry: DeadEntry) -> dict[str, Any]:
-    record: dict[str, Any] = {"seq": entry.seq}
-    record.update(msgspec.to_builtins(entry.letter))
-    return record
+    return {"seq": entry.seq, **msgspec.to_builtins(entry.letter)}
 
 
 @dead_cli.command("list")
 @command
 async def list_dead(
     queue: QueueArgument,
-    task: TaskFilter = None,
-    error_type: ErrorTypeFilter = None,
-    reason: ReasonFilter = None,
-    limit: LimitOption = None,
+    filters: Filters = ALL,
     as_json: JsonOption = False,
-    app_path: AppOption = None,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """List the dead letters of QUEUE, oldest first.
 
     Exit status: 0 listed (also when none match); 1 unknown queue (or another error).
     """
-    async with connection.open(app_path) as app:
-        entries = await app.dead.list(queue, **_filters(task, error_type, reason, limit))
+    async with connection.open() as app:
+        entries = await app.dead.list(queue, **dataclasses.asdict(filters))
         if not entries:
             await require_queue(app, queue)
-    if as_json:
-        echo_json([_entry_json(e) for e in entries])
-        return
-    if not entries:
-        typer.echo(f"no dead letters on queue {queue!r} match")
-        return
-    rows = [
-        [
-            e.seq,
-            e.letter.id,
-            e.letter.task,
-            e.letter.reason.value,
-            e.letter.attempts,
-            stamp(e.letter.dead_at),
-            one_line(f"{e.letter.error.type}: {e.letter.error.message}")
-            if e.letter.error
-            else None,
-        ]
-        for e in entries
-    ]
     headers = ["SEQ", "JOB", "TASK", "REASON", "ATTEMPTS", "DEAD SINCE", "ERROR"]
-    typer.echo(table(headers, rows))
+    rows = [
+        [e.seq, e.letter.id, e.letter.task, e.letter.reason.value, e.letter.attempts,
+         stamp(e.letter.dead_at), _error(e, cut=True)] for e in entries
+    ]  # fmt: skip
+    empty = f"no dead letters on queue {queue!r} match"
+    show(as_json, [_entry_json(e) for e in entries], lambda: table(headers, rows), empty)
+
+
+def _error(entry: DeadEntry, cut: bool = False) -> str | None:
+    error = entry.letter.error
+    text = f"{error.type}: {error.message}" if error else None
+    return one_line(text) if text and cut else text
 
 
 @dead_cli.command("show")
 @command
-async def show(
+async def show_dead(
     queue: QueueArgument,
-    job_id: Annotated[str, typer.Argument(help="The job id.", metavar="ID", show_default=False)],
+    job_id: Annotated[str, argument("The job id.", "ID")],
     as_json: JsonOption = False,
-    app_path: AppOption = None,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Show one dead letter: its reason, error, traceback and payload.
 
     Exit status: 0 shown; 1 no dead letter for that job on that queue, or unknown queue.
     """
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         try:
             entry = await app.dead.get(queue, job_id)
         except JobNotFoundError:
             await require_queue(app, queue)
             raise
-    if as_json:
-        echo_json(_entry_json(entry))
-        return
+    show(as_json, _entry_json(entry), lambda: _describe(entry))
+
+
+def _describe(entry: DeadEntry) -> str:
     letter = entry.letter
-    error = f"{letter.error.type}: {letter.error.message}" if letter.error else None
-    typer.echo(
-        fields(
-            [
-                ("job", letter.id),
-                ("queue", letter.queue),
-                ("task", letter.task),
-                ("reason", letter.reason.value),
-                ("attempts", letter.attempts),
-                ("dead since", stamp(letter.dead_at)),
-                ("enqueued", stamp(letter.enqueued_at)),
-                ("worker", letter.worker),
-                ("sequence", entry.seq),
-                ("error", error),
-            ]
-        )
-    )
+    text = fields([
+        ("job", letter.id), ("queue", letter.queue), ("task", letter.task),
+        ("reason", letter.reason.value), ("attempts", letter.attempts),
+        ("dead since", stamp(letter.dead_at)), ("enqueued", stamp(letter.enqueued_at)),
+        ("worker", letter.worker), ("sequence", entry.seq), ("error", _error(entry))
+    ])  # fmt: skip
     if letter.error and letter.error.traceback:
-        typer.echo("traceback:\n" + indent(letter.error.traceback))
+        text += "\ntraceback:\n" + indent(letter.error.traceback)
     cut = " (truncated)" if letter.payload_truncated else ""
-    typer.echo(f"payload{cut}:\n" + indent(_payload_text(letter.payload)))
+    return f"{text}\npayload{cut}:\n" + indent(_payload_text(letter.payload))
 
 
 def _payload_text(payload: bytes) -> str:
@@ -172,22 +130,12 @@ def _payload_text(payload: bytes) -> str:
 @command
 async def retry(
     queue: QueueArgument,
-    job_ids: Annotated[
-        list[str] | None,
-        typer.Argument(help="Job ids to re-enqueue.", metavar="ID", show_default=False),
-    ] = None,
+    job_ids: Annotated[list[str] | None, argument("Job ids to re-enqueue.", "ID")] = None,
     retry_all: Annotated[
-        bool,
-        typer.Option(
-            "--all", help="Re-enqueue every dead letter of QUEUE (that the filters keep)."
-        ),
+        bool, option("--all", help="Re-enqueue every dead letter of QUEUE (that the filters keep).")
     ] = False,
-    task: TaskFilter = None,
-    error_type: ErrorTypeFilter = None,
-    reason: ReasonFilter = None,
-    limit: LimitOption = None,
+    filters: Filters = ALL,
     as_json: JsonOption = False,
-    app_path: AppOption = None,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Put dead jobs back on QUEUE, keeping their ids: the IDs named, or --all (filtered).
@@ -198,42 +146,33 @@ async def retry(
     dead letter (nothing is re-enqueued then), or unknown queue; 2 IDs and --all together,
     or neither IDs, --all nor a filter.
     """
-    filters = _filters(task, error_type, reason, limit)
-    filtered = any(value is not None for value in filters.values())
-    if job_ids and (retry_all or filtered):
-        raise typer.BadParameter(
-            "name job ids, or use --all and filters; not both", param_hint="ID / --all"
-        )
-    if not job_ids and not (retry_all or filtered):
-        raise typer.BadParameter(
-            "name the job ids to retry, or pass --all (or a filter)", param_hint="ID / --all"
-        )
-    async with connection.open(app_path) as app:
+    selected = retry_all or filters != ALL
+    if bool(job_ids) == selected:
+        problem = "name job ids, or use --all and filters; not both" if job_ids else (
+            "name the job ids to retry, or pass --all (or a filter)")  # fmt: skip
+        raise typer.BadParameter(problem, param_hint="ID / --all")
+    async with connection.open() as app:
         try:
-            jobs = await (
-                app.dead.retry(queue, job_ids) if job_ids else app.dead.retry(queue, **filters)
-            )
+            chosen = {"job_ids": job_ids} if job_ids else dataclasses.asdict(filters)
+            jobs = await app.dead.retry(queue, **chosen)
         except JobNotFoundError:
             await require_queue(app, queue)
             raise
         if not jobs:
             await require_queue(app, queue)
-    if as_json:
-        echo_json([{"id": j.id, "task": j.task, "queue": j.queue} for j in jobs])
-        return
-    if not jobs:
-        typer.echo(f"no dead letters on queue {queue!r} match; nothing re-enqueued")
-        return
-    for job in jobs:
-        typer.echo(f"re-enqueued job {job.id} (task {job.task or '-'}, queue {job.queue})")
+    done = [{"id": j.id, "task": j.task, "queue": j.queue} for j in jobs]
+    text = "\n".join(
+        f"re-enqueued job {j.id} (task {j.task or '-'}, queue {j.queue})" for j in jobs
+    )
+    empty = f"no dead letters on queue {queue!r} match; nothing re-enqueued"
+    show(as_json, done, lambda: text, empty)
 
 
 @dead_cli.command("purge")
 @command
 async def purge(
     queue: QueueArgument,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    app_path: AppOption = None,
+    yes: Annotated[bool, option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Delete every dead letter of QUEUE, after asking (unless --yes).
@@ -241,7 +180,7 @@ async def purge(
     Exit status: 0 purged (or there was nothing to purge); 1 unknown queue, or the question
     was answered no (or could not be asked: use --yes in scripts).
     """
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         found = (await app.dead.counts()).get(queue, 0)
         if not found:
             await require_queue(app, queue)

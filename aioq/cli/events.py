@@ -7,12 +7,10 @@ import sys
 from datetime import datetime
 from typing import Annotated
 
-import typer
-
 from aioq.app import Aarq
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
-from aioq.cli._options import AppOption
-from aioq.cli._output import echo_json, one_line
+from aioq.cli._options import argument, option
+from aioq.cli._output import one_line, show
 from aioq.cli._signals import until_stopped
 from aioq.inspection import EventStream
 from aioq.wire import Event, EventKind
@@ -20,36 +18,23 @@ from aioq.wire import Event, EventKind
 __all__ = ["events", "format_event"]
 
 
+QueueFilter = Annotated[str | None, argument(r"Only this queue's events. \[default: all]", "QUEUE")]
+KindOption = Annotated[list[EventKind] | None, option(
+    "--kind", case_sensitive=False, metavar="KIND",
+    help="Only this kind (enqueued, started, progress, succeeded, retrying, failed, expired, "
+    "aborted); repeat for several.")]  # fmt: skip
+CountOption = Annotated[int | None, option(
+    "--count", "-n", min=1, metavar="N", help="Stop after this many events.", default="no limit"
+)]  # fmt: skip
+JsonLinesOption = Annotated[bool, option("--json", help="Print each event as one line of JSON.")]
+
+
 @command
 async def events(
-    queue: Annotated[
-        str | None,
-        typer.Argument(help=r"Only this queue's events. \[default: all]", metavar="QUEUE"),
-    ] = None,
-    kind: Annotated[
-        list[EventKind] | None,
-        typer.Option(
-            "--kind",
-            case_sensitive=False,
-            help="Only this kind (enqueued, started, progress, succeeded, retrying, failed, "
-            "expired, aborted); repeat for several.",
-            metavar="KIND",
-        ),
-    ] = None,
-    count: Annotated[
-        int | None,
-        typer.Option(
-            "--count",
-            "-n",
-            min=1,
-            help=r"Stop after this many events. \[default: no limit]",
-            metavar="N",
-        ),
-    ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print each event as one line of JSON.")
-    ] = False,
-    app_path: AppOption = None,
+    queue: QueueFilter = None,
+    kind: KindOption = None,
+    count: CountOption = None,
+    as_json: JsonLinesOption = False,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Follow job events as they happen, one line each, until Ctrl-C or SIGTERM.
@@ -60,7 +45,7 @@ async def events(
     Exit status: 0 stopped by Ctrl-C, SIGTERM, or after --count events; 1 an error.
     """
     try:
-        async with connection.open(app_path) as app:
+        async with connection.open() as app:
             stream = EventStream(app, queue, [k.value for k in kind] if kind else None)
             await until_stopped(_follow(stream, count, as_json))
     except BrokenPipeError:  # `aioq events | head`: the reader is gone, not an error
@@ -77,10 +62,7 @@ async def _follow(stream: EventStream[Aarq], count: int | None, as_json: bool) -
         sys.stderr.flush()
         seen = 0
         async for event in stream:
-            if as_json:
-                echo_json(event)
-            else:
-                typer.echo(format_event(event))
+            show(as_json, event, lambda: format_event(event))  # noqa: B023 (called at once)
             sys.stdout.flush()
             seen += 1
             if count is not None and seen >= count:

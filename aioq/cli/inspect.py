@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
-from aioq.cli._options import AppOption, JsonOption
-from aioq.cli._output import duration, echo_json, stamp, table
+from aioq.cli._options import JsonOption, argument
+from aioq.cli._output import duration, show, stamp, table
 from aioq.inspection import QueueStats, WorkerStatus
 
 __all__ = ["queues", "workers"]
@@ -19,50 +18,28 @@ __all__ = ["queues", "workers"]
 @command
 async def queues(
     names: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help=r"Only these queues. \[default: all]", metavar="QUEUE", show_default=False
-        ),
+        list[str] | None, argument(r"Only these queues. \[default: all]", "QUEUE")
     ] = None,
     as_json: JsonOption = False,
-    app_path: AppOption = None,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """List the queues: pending, in-flight, redelivered, delayed and dead jobs, consumer state.
 
     Exit status: 0 listed; 1 a named queue is unknown (or another error).
     """
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         found = await app.queues()
-    if names:
-        unknown = [n for n in names if n not in {q.name for q in found}]
-        if unknown:
-            fail(unknown_queue(unknown[0], app.prefix, [q.name for q in found]))
-        found = [q for q in found if q.name in names]
-    if as_json:
-        echo_json(found)
-    elif not found:
-        typer.echo(f"no queues under prefix {app.prefix!r}")
-    else:
-        _print_queues(found)
-
-
-def _print_queues(found: list[QueueStats]) -> None:
+    unknown = [n for n in names or () if n not in {q.name for q in found}]
+    if unknown:
+        fail(unknown_queue(unknown[0], app.prefix, [q.name for q in found]))
+    found = [q for q in found if not names or q.name in names]
     headers = ["QUEUE", "PENDING", "IN FLIGHT", "REDELIVERED", "DELAYED", "DEAD", "PULLS", "STATE"]
     rows = [
-        [
-            q.name,
-            q.pending,
-            q.in_flight,
-            q.redelivered,
-            q.delayed,
-            q.dead,
-            q.waiting_pulls,
-            _state(q),
-        ]
-        for q in found
-    ]
-    typer.echo(table(headers, rows))
+        [q.name, q.pending, q.in_flight, q.redelivered, q.delayed, q.dead, q.waiting_pulls,
+         _state(q)] for q in found
+    ]  # fmt: skip
+    empty = f"no queues under prefix {app.prefix!r}"
+    show(as_json, found, lambda: table(headers, rows), empty)
 
 
 def _state(queue: QueueStats) -> str:
@@ -75,43 +52,30 @@ def _state(queue: QueueStats) -> str:
 
 
 @command
-async def workers(
-    as_json: JsonOption = False,
-    app_path: AppOption = None,
-    connection: Connection = CONNECTION_OPTIONS,
-) -> None:
+async def workers(as_json: JsonOption = False, connection: Connection = CONNECTION_OPTIONS) -> None:
     """List the live workers: host, pid, queues, jobs running, counts, last heartbeat.
 
     Exit status: 0 listed (also when there are none); 1 an error.
     """
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         found = await app.workers()
-    if as_json:
-        echo_json([_flat(w) for w in found])
-    elif not found:
-        typer.echo(f"no live workers under prefix {app.prefix!r}")
-    else:
-        _print_workers(found)
+    empty = f"no live workers under prefix {app.prefix!r}"
+    flat = [{**msgspec.to_builtins(w.info), "age": round(w.age, 3)} for w in found]
+    show(as_json, flat, lambda: _table(found), empty)
 
 
-def _print_workers(found: list[WorkerStatus]) -> None:
+def _table(found: list[WorkerStatus]) -> str:
     now = time.time()
     headers = [
         "WORKER", "HOST", "PID", "QUEUES", "RUNNING", "PROCESSED", "FAILED", "RETRIED", "UP",
-        "HEARTBEAT",
+        "HEARTBEAT"
     ]  # fmt: skip
     rows = [
         [
             w.info.id, w.info.hostname, w.info.pid, ",".join(w.info.queues),
             f"{w.info.active}/{w.info.concurrency}", w.info.processed, w.info.failed,
-            w.info.retried, duration(now - w.info.started_at), f"{duration(w.age)} ago",
+            w.info.retried, duration(now - w.info.started_at), f"{duration(w.age)} ago"
         ]
         for w in found
     ]  # fmt: skip
-    typer.echo(table(headers, rows))
-
-
-def _flat(worker: WorkerStatus) -> dict[str, Any]:
-    record: dict[str, Any] = msgspec.to_builtins(worker.info)
-    record["age"] = round(worker.age, 3)
-    return record
+    return table(headers, rows)

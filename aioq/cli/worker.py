@@ -12,15 +12,15 @@ import time
 from datetime import timedelta
 from typing import Annotated, Final
 
-import typer
-
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
-from aioq.cli._logging import LogFormat, LogLevel, configure_logging
 from aioq.cli._options import (
+    AppArgument,
+    LogFormat,
     LogFormatOption,
+    LogLevel,
     LogLevelOption,
-    MetricsHostOption,
-    MetricsPortOption,
+    configure_logging,
+    option,
 )
 from aioq.options import WorkerOptions
 from aioq.worker import Worker
@@ -39,110 +39,70 @@ def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else value
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """The worker settings given after the connection options, named as in `WorkerOptions`."""
+
+    shutdown_grace: Annotated[float, option(min=0, metavar="SECONDS",
+        help="Seconds running jobs get to finish on SIGTERM before they are requeued.",
+    )] = _seconds(DEFAULTS.shutdown_grace)  # fmt: skip
+    heartbeat_interval: Annotated[float, option(min=0.05, metavar="SECONDS",
+        help="Seconds between heartbeats in the workers KV bucket.",
+    )] = _seconds(DEFAULTS.heartbeat_interval)  # fmt: skip
+    rate_limit: Annotated[int | None, option(min=0, metavar="N", default="no limit",
+        help="Most job starts per --rate-interval for this worker, bursts included (0 starts none)."
+    )] = DEFAULTS.rate_limit  # fmt: skip
+    rate_interval: Annotated[float, option(min=0.001, metavar="SECONDS",
+        help="Seconds of the --rate-limit window.",
+    )] = _seconds(DEFAULTS.rate_interval)  # fmt: skip
+    scheduler: Annotated[bool, option("--scheduler/--no-scheduler",
+        help="Run the scheduler (delayed and repeatable jobs) in this worker.",
+    )] = DEFAULTS.scheduler  # fmt: skip
+    scan_interval: Annotated[float, option(min=0.01, metavar="SECONDS",
+        help="The scheduler's polling period: how long a lost wake-up of a delayed job or a "
+        "wall-clock jump can go unnoticed.",
+    )] = _seconds(DEFAULTS.scan_interval)  # fmt: skip
+    burst: Annotated[bool, option("--burst",
+        help="Exit with status 0 once the queues are empty and no job runs (batch and "
+        "cron-driven runs). Retries and delayed jobs already due are waited for; delayed "
+        "jobs not yet due are left for a later worker.",
+    )] = DEFAULTS.burst  # fmt: skip
+    metrics_port: Annotated[int | None, option(min=0, max=65535, metavar="PORT",
+        default="no metrics",
+        help="Serve Prometheus metrics on http://HOST:PORT/metrics; each worker on a host "
+        "needs its own port (0 picks a free one and logs it).",
+    )] = DEFAULTS.metrics_port  # fmt: skip
+    metrics_host: Annotated[str, option(metavar="HOST",
+        help="Address the metrics are served on (0.0.0.0 for a scraper on another host).",
+    )] = DEFAULTS.metrics_host  # fmt: skip
+
+
+SETTINGS: Final = Settings()
+QueuesOption = Annotated[list[str] | None, option("--queue", "-q", metavar="QUEUE",
+    help="Queue to pull from; repeat for several.", default="default",
+)]  # fmt: skip
+ConcurrencyOption = Annotated[int, option("--concurrency", "-c", min=1, metavar="N",
+    help="Jobs run at once, over all the queues.",
+)]  # fmt: skip
+
+
 @command
 def worker(
-    app_path: Annotated[
-        str,
-        typer.Argument(
-            help="The app to run, as module:attribute (e.g. myapp.tasks:app).",
-            metavar="APP_PATH",
-            show_default=False,
-        ),
-    ],
-    queue: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--queue",
-            "-q",
-            help=r"Queue to pull from; repeat for several. \[default: default]",
-            metavar="QUEUE",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int,
-        typer.Option(
-            "--concurrency", "-c", min=1, help="Jobs run at once, over all the queues.", metavar="N"
-        ),
-    ] = DEFAULTS.concurrency,
+    app_path: AppArgument,
+    queue: QueuesOption = None,
+    concurrency: ConcurrencyOption = DEFAULTS.concurrency,
     log_level: LogLevelOption = LogLevel.info,
     log_format: LogFormatOption = LogFormat.text,
-    metrics_port: MetricsPortOption = DEFAULTS.metrics_port,
-    metrics_host: MetricsHostOption = DEFAULTS.metrics_host,
     connection: Connection = CONNECTION_OPTIONS,
-    shutdown_grace: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="Seconds running jobs get to finish on SIGTERM before they are requeued.",
-            metavar="SECONDS",
-        ),
-    ] = _seconds(DEFAULTS.shutdown_grace),
-    heartbeat_interval: Annotated[
-        float,
-        typer.Option(
-            min=0.05,
-            help="Seconds between heartbeats in the workers KV bucket.",
-            metavar="SECONDS",
-        ),
-    ] = _seconds(DEFAULTS.heartbeat_interval),
-    rate_limit: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            help="Most job starts per --rate-interval for this worker, bursts included "
-            r"(0 starts none). \[default: no limit]",
-            metavar="N",
-            show_default=False,
-        ),
-    ] = DEFAULTS.rate_limit,
-    rate_interval: Annotated[
-        float,
-        typer.Option(min=0.001, help="Seconds of the --rate-limit window.", metavar="SECONDS"),
-    ] = _seconds(DEFAULTS.rate_interval),
-    scheduler: Annotated[
-        bool,
-        typer.Option(
-            "--scheduler/--no-scheduler",
-            help="Run the scheduler (delayed and repeatable jobs) in this worker.",
-        ),
-    ] = DEFAULTS.scheduler,
-    scan_interval: Annotated[
-        float,
-        typer.Option(
-            min=0.01,
-            help="The scheduler's polling period: how long a lost wake-up of a delayed job or "
-            "a wall-clock jump can go unnoticed.",
-            metavar="SECONDS",
-        ),
-    ] = _seconds(DEFAULTS.scan_interval),
-    burst: Annotated[
-        bool,
-        typer.Option(
-            "--burst",
-            help="Exit with status 0 once the queues are empty and no job runs (batch and "
-            "cron-driven runs). Retries and delayed jobs already due are waited for; delayed "
-            "jobs not yet due are left for a later worker.",
-        ),
-    ] = DEFAULTS.burst,
+    settings: Settings = SETTINGS,
 ) -> None:
     """Run a worker: pull jobs from the queues and run them until SIGTERM or SIGINT.
 
     With --burst it exits by itself once its queues are empty.
     """
     configure_logging(log_level, log_format)
-    app = dataclasses.replace(connection, server=connection.server or None).app(app_path)
-    options = DEFAULTS.replace(
-        concurrency=concurrency,
-        shutdown_grace=shutdown_grace,
-        heartbeat_interval=heartbeat_interval,
-        rate_limit=rate_limit,
-        rate_interval=rate_interval,
-        scheduler=scheduler,
-        scan_interval=scan_interval,
-        burst=burst,
-        metrics_port=metrics_port,
-        metrics_host=metrics_host,
-    )
+    app = dataclasses.replace(connection, server=connection.server or None).app()
+    options = DEFAULTS.replace(concurrency=concurrency, **dataclasses.asdict(settings))
     if queue:
         options = options.replace(queues=queue)
     asyncio.run(_run(Worker(app, options=options)))

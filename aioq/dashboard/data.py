@@ -1,14 +1,13 @@
 """Every read and every change the dashboard makes, in one place.
 
 The dashboard's pages, API and live feed call only this module. It builds on the app's
-public API (`Aarq.queues`, `Aarq.dead`, `Aarq.job`, pauses, enqueue) and reads JetStream
-directly only for what that API has no call for yet: pages of job records, the workers
-bucket's watch, and the due times of delayed jobs.
+public API (`Aarq.queues`, `Aarq.dead`, `Aarq.job`, pauses, enqueue) and on the broker
+seam (`aioq.backend`) for the rest: pages of job records, the workers' heartbeats as they
+change, and the delayed jobs; so it works on any backend.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
@@ -17,15 +16,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
-from nats.errors import NoRespondersError
-from nats.js import JetStreamContext
-from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
-from nats.js.kv import KV_DEL, KV_PURGE
 
-from aioq._nats import NatsBroker
-from aioq._nats.scheduling import RUN_AT_HEADER, parse_run_at
+from aioq.backend import Inspection
 from aioq.deadletter import DeadEntry
-from aioq.errors import BrokerError, JobNotFoundError
+from aioq.errors import JobNotFoundError
 from aioq.inspection import EventStream, QueueStats
 from aioq.naming import validate_queue
 from aioq.wire import DeadLetter, JobMessage, JobRecord, JobState, WorkerInfo
@@ -44,10 +38,6 @@ __all__ = [
 
 #: Job records one page request reads at most (each read is one direct get).
 MAX_SCAN: Final = 2000
-#: Records read at once while paging.
-_READ_AT_ONCE: Final = 64
-# The server's error code for a message that is not there (it may come as a 500).
-_NO_MESSAGE_FOUND: Final = 10057
 #: Delayed jobs the schedules page lists at most.
 MAX_DELAYED: Final = 100
 
@@ -120,12 +110,6 @@ class DashboardData:
     def __init__(self, app: Aarq) -> None:
         self.app = app
 
-    async def _js(self) -> JetStreamContext:
-        broker = await self.app.connect()
-        if not isinstance(broker, NatsBroker):
-            raise BrokerError(f"the dashboard needs the NATS broker, not {type(broker).__name__}")
-        return broker.js
-
     async def connect(self) -> None:
         """Connect the app (once)."""
         await self.app.connect()
@@ -142,40 +126,29 @@ class DashboardData:
         return options.rate_limit, options.rate_interval
 
     async def workers_ttl(self) -> float | None:
-        """Seconds after its last heartbeat a worker's key expires (the bucket's TTL)."""
-        js = await self._js()
-        try:
-            info = await js.stream_info(f"KV_{self.app.names.workers_bucket}")
-        except NotFoundError:
-            return None
-        return info.config.max_age or None
+        """Seconds after its last heartbeat a worker's key expires (the registry's TTL)."""
+        return await (await self.app.connect()).workers.ttl()
 
     async def watch_workers(self) -> AsyncIterator[WorkerChange | None]:
         """Every worker's heartbeat, then each change as it happens.
 
-        Yields None once the current heartbeats have been delivered. Raises
-        `BucketNotFoundError` while no worker has ever run (the caller retries later).
-        An expired key produces nothing here: the caller judges expiry by heartbeat age.
+        Yields None once the current heartbeats have been delivered. Ends at once while no
+        worker has ever run (the caller looks again later). An expired heartbeat may produce
+        nothing here: the caller judges expiry by heartbeat age.
         """
-        js = await self._js()
-        kv = await js.key_value(self.app.names.workers_bucket)
-        watcher = await kv.watchall()
-        try:
-            while True:
-                entry = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
-                if entry is None:
-                    yield None
-                    continue
-                if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
-                    yield WorkerChange(entry.key, None)
-                    continue
-                try:
-                    yield WorkerChange(entry.key, _worker_decoder.decode(entry.value))
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    continue
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+        broker = await self.app.connect()
+        async for change in broker.workers.watch():
+            if change is None:
+                yield None
+                continue
+            key, data = change
+            if data is None:
+                yield WorkerChange(key, None)
+                continue
+            try:
+                yield WorkerChange(key, _worker_decoder.decode(data))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                continue
 
     def events(self) -> EventStream[Aarq]:
         """Lifecycle events of every queue: ``async with data.events() as stream:``."""
@@ -194,28 +167,25 @@ class DashboardData:
     ) -> JobPage:
         """A page of job records, most recently updated first, optionally filtered.
 
-        Records live in the results bucket, one key per job (history 1), so the stream's
-        sequence order is the order of last update. A page reads backwards from `cursor` in
-        windows of sequence numbers that double until the page is full, one direct get per
-        sequence (64 at a time), at most `MAX_SCAN` per call: the cost of a page depends on
+        Each job has one record, at the position of its last write, so position order is
+        the order of last update. A page reads backwards from `cursor` in windows of
+        positions that double until the page is full, one read per position, at most
+        `MAX_SCAN` per call: the cost of a page depends on
         the page size, the filter's selectivity and how many records were replaced since,
         never on the number of records stored.
         """
-        js = await self._js()
-        stream = f"KV_{self.app.names.results_bucket}"
-        try:
-            info = await js.stream_info(stream)
-        except NotFoundError:
+        inspection = (await self.app.connect()).inspection
+        first, end = await inspection.record_span()
+        if end <= first:
             return JobPage([], None)
-        first = info.state.first_seq or 1
-        top = _cursor(cursor, info.state.last_seq + 1)
+        top = _cursor(cursor, end)
         wanted = _Filter(queue, status, task)
         found: list[tuple[int, JobRecord]] = []
         scanned, window = 0, max(limit * 2, 16)
         while top > first and len(found) < limit and scanned < MAX_SCAN:
             window = min(window, MAX_SCAN - scanned)
             bottom = max(first, top - window)
-            batch, read = await _scan(js, stream, bottom, top, wanted)
+            batch, read = await _scan(inspection, bottom, top, wanted)
             scanned += read
             found.extend(reversed(batch))
             top, window = bottom, window * 2
@@ -235,10 +205,9 @@ class DashboardData:
         record = await handle.status()
         broker = await self.app.connect()
         message: JobMessage | None = None
-        if isinstance(broker, NatsBroker):
-            stored = await broker.store.get_queued(handle.queue, job_id)
-            if stored is not None:
-                message = _job_message(stored.data)
+        stored = await broker.jobs.get(handle.queue, job_id)
+        if stored is not None:
+            message = _job_message(stored.data)
         dead: DeadLetter | None = None
         if record.state in (JobState.FAILED, JobState.EXPIRED):
             with contextlib.suppress(JobNotFoundError):
@@ -324,38 +293,19 @@ class DashboardData:
                     queue=rep.queue,
                     schedule=rep.schedule.describe(),
                     next_fire=fires[0].timestamp() if fires else None,
-                    last_fire=await broker.scheduling.last_tick(rep.name),
+                    last_fire=await broker.control.last_tick(rep.name),
                 )
             )
         return views
 
     async def delayed(self, limit: int = MAX_DELAYED) -> list[DelayedJob]:
-        """Delayed jobs still held (at most `limit`, earliest due first).
-
-        The held subjects are listed in one request (one subject per held job), then the
-        due time of the first `limit` is read, one direct get each.
-        """
-        js = await self._js()
-        names = self.app.names
-        try:
-            info = await js.stream_info(names.jobs_stream, subjects_filter=names.sched_subject())
-        except NotFoundError:
-            return []
-        subjects = list(info.state.subjects or {})[:limit]
-        reading = asyncio.Semaphore(32)
-
-        async def read(subject: str) -> DelayedJob | None:
-            _, _, queue, job_id = subject.split(".", 3)
-            async with reading:
-                try:
-                    msg = await js.get_msg(names.jobs_stream, subject=subject)
-                except NotFoundError:
-                    return None  # released meanwhile
-            message = _job_message(msg.data or b"")
-            due = parse_run_at((msg.headers or {}).get(RUN_AT_HEADER))
-            return DelayedJob(job_id, queue, message.task if message else None, due)
-
-        found = [d for d in await asyncio.gather(*(read(s) for s in subjects)) if d]
+        """Delayed jobs still held (the first `limit` held, earliest due first)."""
+        inspection = (await self.app.connect()).inspection
+        found: list[DelayedJob] = []
+        async for entry in inspection.held():
+            found.append(DelayedJob(entry.job_id, entry.queue, entry.task, entry.run_at))
+            if len(found) >= limit:
+                break
         found.sort(key=lambda d: d.due_at or 0.0)
         return found
 
@@ -373,42 +323,17 @@ class _Filter:
 
 
 async def _scan(
-    js: JetStreamContext, stream: str, bottom: int, top: int, wanted: _Filter
+    inspection: Inspection, bottom: int, top: int, wanted: _Filter
 ) -> tuple[list[tuple[int, JobRecord]], int]:
-    """The matching records stored at sequences [bottom, top), oldest first; and reads made.
-
-    Every sequence is asked for (`_READ_AT_ONCE` at a time): a sequence whose record was
-    replaced or deleted answers "not found" at once.
-    """
+    """The matching records stored at positions [bottom, top), oldest first; and reads made."""
     found: list[tuple[int, JobRecord]] = []
-    direct = True
-
-    async def read(seq: int) -> tuple[int, bytes] | None:
-        nonlocal direct
+    for position, data in await inspection.records_between(bottom, top):
         try:
-            msg = await js.get_msg(stream, seq=seq, direct=direct)
-        except NoRespondersError:
-            direct = False  # a bucket created without direct gets: ask the stream leader
-            return await read(seq)
-        except NotFoundError:
-            return None
-        except APIError as e:
-            if e.err_code == _NO_MESSAGE_FOUND:
-                return None
-            raise
-        return seq, msg.data or b""
-
-    for first in range(bottom, top, _READ_AT_ONCE):
-        chunk = range(first, min(first + _READ_AT_ONCE, top))
-        for got in await asyncio.gather(*(read(seq) for seq in chunk)):
-            if got is None or not got[1]:
-                continue  # replaced, expired or deleted
-            try:
-                record = _record_decoder.decode(got[1])
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
-            if wanted(record):
-                found.append((got[0], record))
+            record = _record_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if wanted(record):
+            found.append((position, record))
     return found, top - bottom
 
 
@@ -429,7 +354,3 @@ def _job_message(data: bytes) -> JobMessage | None:
         return _job_decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
-
-
-# Exported for the live module's retry of a missing bucket.
-WorkersBucketMissing: Final = (BucketNotFoundError, NotFoundError)

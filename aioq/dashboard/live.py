@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import msgspec
 
-from aioq.dashboard.data import DashboardData, WorkerChange, WorkersBucketMissing
+from aioq.dashboard.data import DashboardData, WorkerChange
 from aioq.inspection import QueueStats
 from aioq.wire import Event, WorkerInfo
 
@@ -288,8 +288,6 @@ class LiveHub:
                 async for change in self.data.watch_workers():
                     if change is not None:
                         self.tracker.apply(change)
-            except WorkersBucketMissing:
-                pass  # no worker ever ran on this prefix: look again later
             except Exception as e:
                 log.warning("dashboard: watching the workers bucket failed: %s", e)
             await asyncio.sleep(max(self.refresh, 1.0))

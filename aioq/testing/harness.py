@@ -22,7 +22,7 @@ import dataclasses
 import time
 import uuid
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import msgspec
 
@@ -31,6 +31,7 @@ from aioq.naming import Names
 from aioq.options import WorkerOptions
 from aioq.wire import TERMINAL_STATES, JobRecord, JobState
 from aioq.worker import Worker
+from aioq.worker.execute import STOPPED_ERROR
 
 if TYPE_CHECKING:
     from aioq.app import Aarq
@@ -143,9 +144,9 @@ async def queue_backlog(
     moment = broker.clock.time()
     backlog: dict[str, int] = {}
     for queue in queues:
-        count = await broker.backlog(queue)
+        count = await broker.jobs.backlog(queue)
         if delayed:
-            due, later = await broker.scheduling.held_jobs(queue, moment)
+            due, later = await broker.held.counts(queue, moment)
             count += due + later
         backlog[queue] = count
     return backlog
@@ -193,9 +194,10 @@ async def wait_until_idle(
 class RunningWorker:
     """An in-process `Worker` running as an asyncio task; see `start_worker`."""
 
-    def __init__(self, worker: Worker, task: asyncio.Task[None]) -> None:
+    def __init__(self, worker: Worker, task: asyncio.Task[None], app: Aarq | None = None) -> None:
         self.worker = worker
         self.task = task
+        self._app = app
 
     def __repr__(self) -> str:
         state = "stopped" if self.stopped else f"running, {self.worker.active} active"
@@ -204,7 +206,7 @@ class RunningWorker:
     @property
     def app(self) -> Aarq:
         """The app the worker runs."""
-        return self.worker.app
+        return self._app if self._app is not None else cast("Aarq", self.worker.app)
 
     @property
     def queues(self) -> list[str]:
@@ -333,18 +335,23 @@ class ShutdownReport:
 
     async def account(self, app: Aarq, jobs: Iterable[Job[Any]]) -> None:
         """Sort `jobs` into finished, waiting, interrupted and lost, from the server's view."""
-        store = (await app.connect()).store
+        broker = await app.connect()
         for job in jobs:
-            raw = await store.get_record(job.id)
+            raw = await broker.records.get(job.id)
             record = msgspec.json.decode(raw, type=JobRecord) if raw else None
             state = record.state if record is not None else None
             self.states[job.id] = state
             if state in TERMINAL_STATES:
                 self.finished.append(job)
-            elif await store.find_queued(job.id, job.queue) or await store.find_held(
+            elif await broker.jobs.find(job.id, job.queue) or await broker.held.find(
                 job.id, job.queue
             ):
-                bucket = self.interrupted if state is JobState.RUNNING else self.waiting
+                cut_short = state is JobState.RUNNING or (
+                    record is not None
+                    and record.error is not None
+                    and record.error.type == STOPPED_ERROR
+                )
+                bucket = self.interrupted if cut_short else self.waiting
                 bucket.append(job)
             else:
                 self.lost.append(job)
@@ -397,4 +404,4 @@ async def start_worker(
         task.result()
         if not worker.burst_done:  # a burst worker on empty queues may be done already
             raise RuntimeError("the worker returned before it was ready")
-    return RunningWorker(worker, task)
+    return RunningWorker(worker, task, app)

@@ -16,12 +16,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from aioq._version import __version__
+from aioq.backend import Broker, JobSource
 from aioq.context import State
 from aioq.errors import ConfigError
 from aioq.options import WorkerOptions
 from aioq.ratelimit import TokenBucket
 from aioq.scheduler import Scheduler
-from aioq.transport import Broker, JobSource
 from aioq.wire import WorkerInfo
 from aioq.worker.burst import BurstWatch
 from aioq.worker.draining import cancel_until_done, drain, keep_running
@@ -37,8 +37,9 @@ from aioq.worker.slots import Slots
 from aioq.worker.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
-    from aioq.app import Aarq, Hook
+    from aioq.context import Hook
     from aioq.metrics import WorkerMetrics
+    from aioq.ports import WorkerApp
 
 __all__ = ["Worker"]
 
@@ -59,7 +60,7 @@ class Worker:
 
     def __init__(
         self,
-        app: Aarq,
+        app: WorkerApp,
         queues: Sequence[str] | None = None,
         concurrency: int | None = None,
         *,
@@ -213,7 +214,7 @@ class Worker:
             self._stop_early = False
             self._stop_requested.set()
         metrics = self._serve_metrics()
-        users = self.app._connections.workers
+        users = self.app.worker_users
         users.join(self.app.connected)
         try:
             broker = await self.app.connect()
@@ -237,8 +238,10 @@ class Worker:
             # Signals are handled from here on, so a stop during start-up is graceful too.
             with stop_on_signals(self._loop, self.stop, enabled=self.handle_signals):
                 await _run_hooks(self.app.startup_hooks, self.app.state, "startup")
-                sources = {q: await broker.open_source(q, self.app.queue(q)) for q in self.queues}
-                stop_listening = await broker.listen_aborts(self._executor.abort)
+                sources = {
+                    q: await broker.jobs.open_source(q, self.app.queue(q)) for q in self.queues
+                }
+                stop_listening = await broker.events.listen_aborts(self._executor.abort)
                 await heartbeat.beat()
                 self.ready = True
                 log.info(
@@ -284,7 +287,7 @@ class Worker:
         ]
         if self._metrics is not None:
             background.append(
-                asyncio.create_task(self._metrics.sample(broker.backlog), name="aioq-metrics")
+                asyncio.create_task(self._metrics.sample(broker.jobs.backlog), name="aioq-metrics")
             )
         helpers = self._start_helpers(broker)
         watchdog = LoopWatchdog(self.stall_warning, self._running_jobs, self.id)
@@ -348,7 +351,7 @@ class Worker:
             await _run_hooks(self.app.shutdown_hooks, self.app.state, "shutdown")
         finally:
             await self._close_metrics()
-            if self.app._connections.workers.leave():
+            if self.app.worker_users.leave():
                 await self.app.close()
             elif self.app.connected:
                 broker = await self.app.connect()
@@ -403,7 +406,7 @@ def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-async def _run_hooks(hooks: list[Hook], state: State, stage: str) -> None:
+async def _run_hooks(hooks: Sequence[Hook], state: State, stage: str) -> None:
     for hook in hooks:
         try:
             await hook(state)
@@ -412,7 +415,7 @@ async def _run_hooks(hooks: list[Hook], state: State, stage: str) -> None:
             raise ConfigError(f"{stage} hook {name} failed: {type(e).__name__}: {e}") from e
 
 
-def _warn_queues_without_tasks(app: Aarq, queues: Sequence[str]) -> None:
+def _warn_queues_without_tasks(app: WorkerApp, queues: Sequence[str]) -> None:
     """Warn about queues that no task of the app sends jobs to (a typo in ``-q``?)."""
     used = sorted({task.queue for task in app.tasks.values()})
     for queue in queues:

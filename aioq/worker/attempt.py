@@ -11,11 +11,11 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Final
 
+from aioq.backend import Delivery
 from aioq.context import Context
 from aioq.logs import job_fields
 from aioq.naming import JOB_ID_PATTERN
 from aioq.task import Task
-from aioq.transport import Delivery
 from aioq.wire import DeadLetter, DeadReason, ErrorInfo, JobMessage, JobRecord
 from aioq.worker.leases import Lease
 from aioq.worker.observe import AttemptSpan

@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
-from aioq.transport import Broker
+from aioq.backend import Broker
 
 if TYPE_CHECKING:
     from aioq.scheduler import Scheduler
@@ -91,13 +91,13 @@ class BurstWatch:
         if self.active():
             return None
         for queue in self.queues:
-            if await broker.backlog(queue) and not await self._is_paused(broker, queue):
+            if await broker.jobs.backlog(queue) and not await self._is_paused(broker, queue):
                 return None
         left = 0
         if self.scheduler is not None:
             moment = self.scheduler.clock()
             for queue in self.queues:
-                due, later = await broker.scheduling.held_jobs(queue, moment)
+                due, later = await broker.held.counts(queue, moment)
                 if due:
                     return None
                 left += later
@@ -105,7 +105,7 @@ class BurstWatch:
 
     async def _is_paused(self, broker: Broker, queue: str) -> bool:
         """Whether `queue` is paused; logs it the first time a burst worker finds it so."""
-        until = await broker.scheduling.paused_until(queue)
+        until = await broker.control.paused_until(queue)
         if until is None:
             self._paused.discard(queue)
             return False

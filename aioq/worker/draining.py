@@ -8,7 +8,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
-from aioq.transport import Delivery
+from aioq.backend import Delivery
 
 __all__ = ["cancel_all", "cancel_until_done", "drain", "hand_back", "keep_running"]
 

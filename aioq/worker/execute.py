@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 
+from aioq.backend import Broker, Delivery
 from aioq.context import Context
 from aioq.errors import Retry
 from aioq.logs import CURRENT_JOB, job_fields
 from aioq.options import resolve
 from aioq.task import Task
-from aioq.transport import Broker, Delivery
 from aioq.wire import (
     DeadReason,
     ErrorInfo,
@@ -49,9 +49,9 @@ from aioq.worker.outcome import (
 from aioq.worker.threads import run_in_thread
 
 if TYPE_CHECKING:
-    from aioq.app import Aarq
+    from aioq.ports import WorkerApp
 
-__all__ = ["UNSETTLED_DELIVERIES", "Executor", "Lease", "Previous", "Stats"]
+__all__ = ["STOPPED_ERROR", "UNSETTLED_DELIVERIES", "Executor", "Lease", "Previous", "Stats"]
 
 log = logging.getLogger("aioq.worker")
 
@@ -66,6 +66,8 @@ _DEAD_LETTER_RETRY_S: Final = 5.0
 _REMEMBERED_ABORTS: Final = 1024
 
 _DEAD_STATE: Final = {DeadReason.EXPIRED: JobState.EXPIRED}
+#: The error type in the record of a job a stopping worker cancelled and handed back.
+STOPPED_ERROR: Final = "WorkerStopped"
 _record_decoder: Final = msgspec.json.Decoder(JobRecord)
 _REASON_OUTCOME: Final = {
     DeadReason.FAILED: Outcome.FAILED,
@@ -82,7 +84,7 @@ class Executor:
 
     def __init__(
         self,
-        app: Aarq,
+        app: WorkerApp,
         broker: Broker,
         worker_id: str,
         observer: JobObserver = SILENT,
@@ -128,7 +130,7 @@ class Executor:
         """What the job's record says about the delivery before `delivery`."""
         try:
             job_id = job_id_of(decode_job(delivery.data), delivery)
-            raw = await self.broker.store.get_record(job_id)
+            raw = await self.broker.records.get(job_id)
             record = _record_decoder.decode(raw) if raw else None
         except Exception:  # an undecodable job is dead-lettered when it runs
             return Previous.UNKNOWN
@@ -268,7 +270,7 @@ class Executor:
             retry_of=job.retry_of,
             seq=delivery.seq,
         )
-        lease = Lease(delivery, lease_period, time.monotonic())
+        lease = Lease.of(delivery, lease_period)
         return Attempt(
             delivery, job, task, ctx, record, lease, resolve(job.timeout, task.options.timeout)
         )
@@ -302,10 +304,7 @@ class Executor:
         except asyncio.CancelledError:
             if ctx.job_id not in self._aborted:
                 # The worker is stopping past its grace period: hand the job straight back.
-                await run.delivery.nak()
-                log_outcome(
-                    logging.WARNING, run, "cancelled by shutdown, returned to the queue", "returned"
-                )
+                await self._handed_back(run)
                 raise
             me.uncancel()
             await self._abort_settle(run)
@@ -382,6 +381,27 @@ class Executor:
         self.stats.processed += 1
         self._settled(run, Outcome.SUCCEEDED)
         log_outcome(logging.INFO, run, "succeeded", Outcome.SUCCEEDED)
+
+    async def _handed_back(self, run: Attempt) -> None:
+        """Return a job cancelled by the worker's stop to its queue, its record saying so.
+
+        The record is the attempt's outcome: the next worker sees that this delivery ended
+        (`Previous.SETTLED`) and runs the job at once, instead of setting it aside as a
+        possible crash.
+        """
+        record = run.record
+        record.state = JobState.RETRYING
+        record.error = ErrorInfo(STOPPED_ERROR, "cancelled by the worker's stop; it runs again")
+        try:
+            superseded = not await self.reporter.report(record)
+        except Exception as e:  # the job still goes back; it is only run more carefully
+            log.debug("job %s: cannot record its hand-back: %s", run.ctx.job_id, e)
+            superseded = False
+        if not superseded:  # else the message belongs to a newer attempt
+            await run.delivery.nak()
+        log_outcome(
+            logging.WARNING, run, "cancelled by shutdown, returned to the queue", "returned"
+        )
 
     async def _superseded(self, run: Attempt) -> bool:
         """Whether a newer attempt recorded the job while this one's lease had lapsed.
@@ -469,7 +489,7 @@ class Executor:
             dead.payload = delivery.data[: max(0, room * 3 // 4)]
             dead.payload_truncated = True
         try:
-            await self.broker.publish_dead(queue, job_id, encode(dead), f"{job_id}:{delivery.seq}")
+            await self.broker.dead.publish(queue, job_id, encode(dead), f"{job_id}:{delivery.seq}")
         except Exception as e:
             log.error(
                 "job %s queue=%s: cannot store its dead letter (%s); it stays queued and comes "
@@ -497,7 +517,7 @@ class Executor:
         self.stats.failed += 1
         if reason is not DeadReason.FAILED:  # (a failed attempt is told by `_settled`)
             outcome = _REASON_OUTCOME[reason]
-            label = dead.task if dead.task in self.tasks else UNKNOWN_TASK
+            label = dead.task if dead.task is not None and dead.task in self.tasks else UNKNOWN_TASK
             self.observer.finished(queue, label, outcome, None)
             log.warning(
                 "job %s queue=%s task=%s dead-lettered: %s: %s",

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from aioq.backend import Broker, ConsumerGoneError, Delivery, JobSource
 from aioq.options import QueueOptions
 from aioq.ratelimit import TokenBucket
-from aioq.transport import Broker, ConsumerGoneError, Delivery, JobSource
 from aioq.worker.draining import cancel_until_done, hand_back
 from aioq.worker.execute import Executor, Previous
 from aioq.worker.leases import LEASE_RENEW_FRACTION, Lease
@@ -80,7 +80,7 @@ class Fetching:
             options = self.queue_options(queue)
             shared = (
                 SharedLimit(
-                    broker.scheduling,
+                    broker.control,
                     queue,
                     options.rate_limit,
                     options.rate_interval,
@@ -185,14 +185,14 @@ class Fetching:
         while True:
             await asyncio.sleep(pause)
             try:
-                return await broker.open_source(queue, self.queue_options(queue))
+                return await broker.jobs.open_source(queue, self.queue_options(queue))
             except Exception as e:
                 pause = outage.failed(e)
 
     async def _slots_for(self, deliveries: Sequence[Delivery], queue: str, period: float) -> int:
         """Wait for a slot for each of `deliveries`, keeping their leases meanwhile."""
         leases = self.executor.leases
-        waiting = [Lease(d, period, time.monotonic()) for d in deliveries]
+        waiting = [Lease.of(d, period) for d in deliveries]
         leases.update(waiting)
         taken = 0
         try:
@@ -275,7 +275,7 @@ class Fetching:
         took the tokens in between.
         """
         leases = self.executor.leases
-        waiting = [Lease(d, period, time.monotonic()) for d in deliveries]
+        waiting = [Lease.of(d, period) for d in deliveries]
         leases.update(waiting)
         try:
             while waiting:
@@ -347,7 +347,7 @@ class _Held:
     lease: Lease = field(init=False)
 
     def __post_init__(self) -> None:
-        self.lease = Lease(self.delivery, self.period, time.monotonic())
+        self.lease = Lease.of(self.delivery, self.period)
 
 
 def _one_line(error: BaseException) -> str:

@@ -9,7 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 
-from aioq.transport import Broker
+from aioq.backend import Broker
 from aioq.wire import WorkerInfo, encode
 
 __all__ = ["Heartbeat"]
@@ -40,7 +40,7 @@ class Heartbeat:
 
     async def beat(self) -> None:
         """Write one heartbeat now."""
-        await self.broker.put_worker(self.worker_id, encode(self.snapshot()), self.ttl)
+        await self.broker.workers.put(self.worker_id, encode(self.snapshot()), self.ttl)
 
     async def run(self) -> None:
         """Beat every `interval` seconds until cancelled; failures are logged and retried."""
@@ -54,7 +54,7 @@ class Heartbeat:
     async def remove(self) -> None:
         """Delete the heartbeat key so the worker leaves the list at once."""
         try:
-            await self.broker.delete_worker(self.worker_id)
+            await self.broker.workers.delete(self.worker_id)
         except Exception as e:
             log.warning("worker %s: cannot remove its heartbeat: %s", self.worker_id, e)
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Set
 from dataclasses import dataclass
 from typing import Final
 
-from aioq.transport import Delivery
+from aioq.backend import Delivery
 
 __all__ = ["LEASE_RENEW_FRACTION", "Lease", "keep_leases"]
 
@@ -27,6 +27,11 @@ class Lease:
     #: Set once the lease went unrenewed long enough that the broker may have handed the
     #: job to another worker (the event loop was blocked, or the process was frozen).
     lapsed: bool = False
+
+    @classmethod
+    def of(cls, delivery: Delivery, period: float) -> Lease:
+        """The lease of `delivery`, counted from its last renewal (or its arrival), not from now."""
+        return cls(delivery, period, delivery.renewed)
 
     def check(self, moment: float) -> bool:
         """Whether the lease lapsed: unrenewed for two periods (two thirds of the ack wait)."""

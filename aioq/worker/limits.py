@@ -17,8 +17,8 @@ from typing import Final
 
 import msgspec
 
+from aioq.backend import Control
 from aioq.ratelimit import Grant, TokenBucket, free_tokens, next_token_in, prune
-from aioq.transport import Scheduling
 
 __all__ = ["SharedLimit", "StartGate"]
 
@@ -57,21 +57,21 @@ class SharedLimit:
 
     def __init__(
         self,
-        scheduling: Scheduling,
+        control: Control,
         queue: str,
         limit: int,
         interval: float,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.scheduling = scheduling
+        self.control = control
         self.queue = queue
         self.limit = limit
         self.interval = interval
         self.clock = clock
 
     async def _read(self) -> tuple[list[Grant], int]:
-        data, revision = await self.scheduling.read_limit(self.queue)
+        data, revision = await self.control.read_limit(self.queue)
         if not data:
             return [], revision
         try:
@@ -100,7 +100,7 @@ class SharedLimit:
                 return 0, next_token_in(live, now, self.interval, self.limit)
             got = min(want, free)
             state = _State(grants=[*live, (now, got)], limit=self.limit, interval=self.interval)
-            if await self.scheduling.write_limit(self.queue, _encoder.encode(state), revision):
+            if await self.control.write_limit(self.queue, _encoder.encode(state), revision):
                 return got, 0.0
         return 0, _JITTER_S  # lost every race: another worker is taking tokens right now
 

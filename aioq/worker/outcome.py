@@ -9,7 +9,7 @@ from typing import Any, Final
 
 import msgspec
 
-from aioq.transport import Broker
+from aioq.backend import Broker
 from aioq.wire import ErrorInfo, Event, EventKind, JobRecord, JobState, encode
 
 __all__ = ["Reporter", "ResultEncodingError", "encode_result", "error_record"]
@@ -74,12 +74,12 @@ class Reporter:
         if self.keep_result or not final:
             data = encode(record)
             if revision is None:
-                await self.broker.put_record(record.id, data)
+                await self.broker.records.put(record.id, data)
             elif not await self._swap(record, data, revision):
                 return False
         elif record.attempts > 1 or record.id in self._stored:
             # Nothing is kept: only forget the record an earlier state of this job left.
-            await self.broker.delete_record(record.id)
+            await self.broker.records.delete(record.id)
         self._stored.discard(record.id)
         await self._announce(
             _STATE_EVENT[record.state], record, duration=duration, error=record.error, delay=delay
@@ -97,7 +97,7 @@ class Reporter:
         pending = self._pending.get(job_id)
         if pending is not None:
             await pending
-        found = await self.broker.store.get_record_revision(job_id)
+        found = await self.broker.records.get_revision(job_id)
         if found is not None:
             stored = _record_decoder.decode(found[0])
             if stored.attempts > attempt and stored.seq in (None, seq):
@@ -111,11 +111,11 @@ class Reporter:
 
     async def _swap(self, record: JobRecord, data: bytes, revision: int) -> bool:
         """Store `record` over revision `revision`; False if a newer attempt's record is there."""
-        store = self.broker.store
+        records = self.broker.records
         for _ in range(_SWAP_TRIES):
-            if await store.swap_record(record.id, data, revision):
+            if await records.swap(record.id, data, revision):
                 return True
-            found = await store.get_record_revision(record.id)
+            found = await records.get_revision(record.id)
             if found is None:
                 revision = 0
                 continue
@@ -140,7 +140,7 @@ class Reporter:
         if store_now:
             if not self.keep_result:
                 self._stored.add(record.id)
-            await self.broker.store.store_record(record.id, encode(record))
+            await self.broker.records.store(record.id, encode(record))
             await self._announce(EventKind.STARTED, record)
             return loop.call_soon(_nothing)
         await self._announce(EventKind.STARTED, record)
@@ -155,7 +155,7 @@ class Reporter:
         job_id = record.id
         if not self.keep_result:
             self._stored.add(job_id)
-        task = asyncio.ensure_future(self.broker.put_record(job_id, encode(record)))
+        task = asyncio.ensure_future(self.broker.records.put(job_id, encode(record)))
         self._pending[job_id] = task
         task.add_done_callback(lambda _: self._pending.pop(job_id, None))
 
@@ -164,7 +164,7 @@ class Reporter:
         record.progress, record.progress_message = fraction, message
         if not self.keep_result:
             self._stored.add(record.id)
-        await self.broker.put_record(record.id, encode(record))
+        await self.broker.records.put(record.id, encode(record))
         await self._announce(EventKind.PROGRESS, record, progress=fraction, message=message)
 
     async def _announce(self, kind: EventKind, record: JobRecord, **details: Any) -> None:
@@ -179,7 +179,7 @@ class Reporter:
             worker=self.worker_id,
             **details,
         )
-        await self.broker.publish_event(event.queue, kind.value, encode(event))
+        await self.broker.events.publish(event.queue, kind.value, encode(event))
 
 
 def _nothing() -> None:

@@ -24,25 +24,19 @@ from ..procs import APP_PATH, Procs, delete_prefix, read_events, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
-WORKER_OPTIONS: dict[str, Any] = {
-    "handle_signals": False,
-    "heartbeat_interval": 0.5,
-    "shutdown_grace": 5.0,
-}
-
 
 async def run_burst(app: Aarq, timeout: float = 20.0, **options: Any) -> Worker:
     """Run a burst worker on `app` until it returns by itself (the test fails after `timeout`)."""
     await app.connect()  # the test's connection: the worker leaves it open
-    worker = Worker(app, burst=True, **{**WORKER_OPTIONS, **options})
-    async with asyncio.timeout(timeout):
-        await worker.run()
-    assert worker.burst_done
-    return worker
+    queues = options.pop("queues", harness.TEST_WORKER_OPTIONS.queues)
+    started = await harness.start_worker(app, queues, burst=True, **options)
+    await started.wait_stopped(timeout)
+    assert started.worker.burst_done
+    return started.worker
 
 
 async def held(app: Aarq, queue: str = "default") -> tuple[int, int]:
-    return await (await app.connect()).scheduling.held_jobs(queue, time.time())
+    return await (await app.connect()).held.counts(queue, time.time())
 
 
 async def test_on_an_empty_queue_it_exits_at_once_without_waiting_for_future_ticks(
@@ -58,7 +52,7 @@ async def test_on_an_empty_queue_it_exits_at_once_without_waiting_for_future_tic
     assert time.monotonic() - started < 10  # in practice well under a second
     assert worker.stats == Stats()
     assert worker.left_delayed == 0
-    assert await (await app.connect()).backlog("default") == 0
+    assert await (await app.connect()).jobs.backlog("default") == 0
 
 
 async def test_on_a_backlog_it_exits_right_after_the_last_job(
@@ -126,8 +120,8 @@ async def test_delayed_jobs_due_are_run_and_those_not_yet_due_are_left(
     assert sorted(ran) == ["due-before-the-start", "due-while-busy", "slow"]
     assert worker.left_delayed == 1
     assert await held(app) == (0, 1)  # left held for a later worker
-    store = (await app.connect()).store
-    assert await store.find_held(later.id, "default") == "default"
+    broker = await app.connect()
+    assert await broker.held.find(later.id, "default") == "default"
     assert "left 1 delayed jobs that are not yet due" in caplog.text
 
 
@@ -159,8 +153,8 @@ async def test_it_runs_the_repeatable_ticks_missed_before_its_start(app: Aarq) -
 
     app.add_repeatable(tick, every=3600, name="hourly")
     latest = math.floor(time.time() / 3600) * 3600
-    scheduling = (await app.connect()).scheduling
-    await scheduling.record_tick("hourly", latest - 3600)  # the latest tick was missed
+    control = (await app.connect()).control
+    await control.record_tick("hourly", latest - 3600)  # the latest tick was missed
 
     await run_burst(app)
     assert ran == [f"cron-hourly-{latest}"]
@@ -178,7 +172,7 @@ async def test_it_does_not_wait_for_a_paused_queue(app: Aarq) -> None:
     await app.pause_queue("default")
     await run_burst(app)
     assert ran == []
-    assert await (await app.connect()).backlog("default") == 1
+    assert await (await app.connect()).jobs.backlog("default") == 1
 
     await app.resume_queue("default")
     await run_burst(app)
@@ -221,7 +215,7 @@ async def test_cli_burst_worker_exits_0_after_running_the_backlog(
     started = sorted(e["job"] for e in read_events(events) if e["event"] == "start")
     assert started == sorted(job.id for job in jobs)
     assert "burst done, its queues are empty: ran 5 jobs" in proc.log()
-    assert await (await client.connect()).backlog("default") == 0
+    assert await (await client.connect()).jobs.backlog("default") == 0
 
 
 def test_cli_help_lists_burst() -> None:

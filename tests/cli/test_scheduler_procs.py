@@ -107,7 +107,7 @@ async def test_queue_pause_and_resume_commands(
     async def send(ctx: Context) -> None: ...
 
     broker = await client.connect()
-    await broker.open_source("email", client.queue("email"))  # what a worker does first
+    await broker.jobs.open_source("email", client.queue("email"))  # what a worker does first
     js = nc.jetstream()
     connection = ["-s", nats_url, "--prefix", prefix]
 

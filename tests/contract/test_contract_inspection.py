@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import msgspec
 import pytest
 
 from aioq import Context, JobFailedError, JobState
@@ -13,6 +16,7 @@ from aioq.inspection import (
     schedules,
     worker_statuses,
 )
+from aioq.wire import JobMessage, JobRecord, WorkerInfo
 
 from ..helpers import eventually
 from .conftest import Backend
@@ -38,7 +42,9 @@ async def test_queue_stats_count_pending_delayed_and_dead_jobs(backend: Backend)
     assert not before["listed"].consumer
     assert before["unused"].pending == 0  # a task's queue is listed before any job
 
-    await backend.worker(["listed"])
+    # No scheduler: in memory the clock jumps ahead while the test waits, and a scheduler
+    # would then move the delayed job to its queue.
+    await backend.worker(["listed"], scheduler=False)
     with pytest.raises(JobFailedError):
         await (await work.enqueue(True)).result(timeout=10)
 
@@ -155,3 +161,66 @@ async def test_delayed_jobs_and_repeatables_are_listed_with_their_times(
     [schedule] = await schedules(app)
     assert (schedule.name, schedule.task, schedule.last_fire) == ("hourly", later.name, None)
     assert now < schedule.next_fire <= now + 3601
+
+
+async def test_records_are_read_back_by_position(backend: Backend) -> None:
+    app = backend.app
+
+    @app.task
+    async def noop(ctx: Context, n: int) -> int:
+        return n
+
+    jobs = [await noop.enqueue(n) for n in range(3)]
+    await backend.worker()
+    for job in jobs:
+        await job.result(timeout=10)
+    inspection = (await app.connect()).inspection
+    first, end = await inspection.record_span()
+    found = await inspection.records_between(first, end)
+    records = [msgspec.json.decode(data, type=JobRecord) for _, data in found]
+    # Each job once, at the position of its latest write.
+    assert sorted(r.id for r in records) == sorted(job.id for job in jobs)
+    assert {r.state for r in records} == {JobState.SUCCEEDED}
+    positions = [position for position, _ in found]
+    assert positions == sorted(positions)
+    assert all(first <= p < end for p in positions)
+    assert await inspection.records_between(positions[-1], end) == found[-1:]
+    assert await inspection.records_between(first, positions[0]) == []
+    assert await inspection.records_between(end, end + 10) == []
+
+
+async def test_worker_heartbeats_are_watched_until_the_worker_leaves(backend: Backend) -> None:
+    broker = await backend.app.connect()
+    assert await broker.workers.ttl() is None  # no worker ever registered
+    assert [change async for change in broker.workers.watch()] == []
+    running = await backend.worker()
+    worker_id = running.worker.id
+    assert await broker.workers.ttl() == pytest.approx(running.worker.heartbeat_ttl)
+    seen: list[tuple[str, bytes | None] | None] = []
+    async with asyncio.timeout(15):
+        async for change in broker.workers.watch():
+            seen.append(change)
+            if change is None:
+                await running.stop()  # its heartbeat is removed at once
+            elif change[1] is None:
+                break
+    current = [change for change in seen[: seen.index(None)] if change is not None]
+    assert [key for key, _ in current] == [worker_id]
+    assert msgspec.json.decode(current[0][1] or b"", type=WorkerInfo).id == worker_id
+    assert seen[-1] == (worker_id, None)
+
+
+async def test_the_message_of_a_queued_job_is_read_back(backend: Backend) -> None:
+    app = backend.app
+
+    @app.task(queue="kept")
+    async def later(ctx: Context) -> None: ...
+
+    job = await later.enqueue()
+    broker = await app.connect()
+    stored = await broker.jobs.get("kept", job.id)
+    assert stored is not None
+    assert msgspec.json.decode(stored.data, type=JobMessage).task == later.name
+    assert await broker.jobs.get("other", job.id) is None
+    assert await broker.jobs.remove("kept", job.id)
+    assert await broker.jobs.get("kept", job.id) is None

@@ -179,7 +179,7 @@ async def test_unknown_task_and_bad_arguments_are_dead_lettered(backend: Backend
 async def test_a_payload_that_is_not_a_job_is_dead_lettered(backend: Backend) -> None:
     await backend.worker()
     broker = await backend.app.connect()
-    assert not await broker.publish_job("default", b"{not json", "garbage-1")
+    assert not await broker.jobs.publish("default", b"{not json", "garbage-1")
     await eventually(lambda: backend.app.dead.counts())
     [entry] = await backend.app.dead.list("default")
     assert (entry.letter.id, entry.letter.reason) == ("garbage-1", DeadReason.BAD_PAYLOAD)
@@ -223,16 +223,16 @@ async def test_a_job_above_the_payload_limit_is_refused(backend: Backend) -> Non
 async def test_headers_travel_with_a_job_through_a_hold_and_a_retry(backend: Backend) -> None:
     broker = await backend.app.connect()
     parent = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
-    await broker.publish_job("default", b'{"task": "t"}', "now-1", "t", parent)
+    await broker.jobs.publish("default", b'{"task": "t"}', "now-1", "t", parent)
     due = backend.clock.time() - 1
-    await broker.scheduling.hold("default", b'{"task": "t"}', "held-1", due, parent)
-    held = await broker.scheduling.open_held()
+    await broker.held.hold("default", b'{"task": "t"}', "held-1", due, parent)
+    held = await broker.held.open()
     try:
         [released] = await eventually(lambda: held.fetch(0.2), what="the held job")
         assert not await released.release()
     finally:
         await held.close()
-    source = await broker.open_source("default", backend.app.queue("default"))
+    source = await broker.jobs.open_source("default", backend.app.queue("default"))
     try:
         for attempt in (1, 2):
             taken = await fetch_all(source, 2, what=f"both jobs, attempt {attempt}")

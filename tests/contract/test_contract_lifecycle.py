@@ -152,7 +152,7 @@ async def test_abort_a_queued_a_deferred_and_a_running_job(backend: Backend) -> 
     assert not await kept.abort()  # over already
     await eventually(lambda: worker.worker.active == 0)
     broker = await app.connect()
-    assert await broker.backlog("default") == 0
+    assert await broker.jobs.backlog("default") == 0
 
 
 async def test_dead_letters_retry_and_purge(backend: Backend) -> None:
@@ -235,9 +235,9 @@ async def test_a_job_whose_lease_runs_out_is_delivered_again(backend: Backend) -
     job = await once.enqueue()
     broker = await app.connect()
     # A worker that takes the job and goes silent (it died): no ack, no in-progress.
-    silent = await broker.open_source("leased", app.queue("leased"))
+    silent = await broker.jobs.open_source("leased", app.queue("leased"))
     [taken] = await silent.fetch_now(1)
-    assert (taken.attempt, await broker.backlog("leased")) == (1, 1)
+    assert (taken.attempt, await broker.jobs.backlog("leased")) == (1, 1)
     await backend.worker(["leased"])
     assert await job.result(timeout=10) == 2
     assert attempts == [2]

@@ -57,7 +57,7 @@ async def test_delayed_jobs_run_when_due_never_early(backend: Backend) -> None:
     assert record.started_at is not None
     assert record.started_at >= start + 1.2 - 0.001
     broker = await app.connect()
-    assert await broker.scheduling.held_jobs("default", app.clock.time()) == (0, 0)
+    assert await broker.held.counts("default", app.clock.time()) == (0, 0)
 
 
 async def test_held_jobs_counts_due_and_not_yet_due(backend: Backend) -> None:
@@ -70,10 +70,10 @@ async def test_held_jobs_counts_due_and_not_yet_due(backend: Backend) -> None:
     await later.with_options(delay=30).enqueue()
     await later.with_options(delay=60).enqueue()
     broker = await app.connect()
-    assert await broker.scheduling.held_jobs("default", start) == (0, 2)
-    assert await broker.scheduling.held_jobs("default", start + 45) == (1, 1)
-    assert await broker.scheduling.held_jobs("other", start + 90) == (0, 0)
-    assert await broker.backlog("default") == 0  # held jobs are not in the queue yet
+    assert await broker.held.counts("default", start) == (0, 2)
+    assert await broker.held.counts("default", start + 45) == (1, 1)
+    assert await broker.held.counts("other", start + 90) == (0, 0)
+    assert await broker.jobs.backlog("default") == 0  # held jobs are not in the queue yet
 
 
 async def test_a_repeatable_fires_once_per_tick_with_two_schedulers(backend: Backend) -> None:
@@ -204,7 +204,7 @@ async def test_a_job_held_by_a_dead_connection_comes_back(backend: Backend) -> N
     crashed = Aarq(backend.url or "", prefix=app.prefix, ack_wait=0.5)
     crashed.queue("leased", ack_wait=0.5)
     broker = await crashed.connect()
-    source = await broker.open_source("leased", crashed.queue("leased"))
+    source = await broker.jobs.open_source("leased", crashed.queue("leased"))
     assert len(await source.fetch_now(1)) == 1
     await crashed.close()  # gone without settling the job, like a killed process
     await backend.worker(["leased"])

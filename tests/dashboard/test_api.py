@@ -85,7 +85,7 @@ async def test_a_foreign_task_name_is_escaped_on_the_dead_letter_page(
     broker = await client.connect()
     name = "<script>alert(2)</script>"
     payload = b'{"task": "%s", "id": "foreign-1"}' % name.encode()
-    await broker.publish_job(QUEUE, payload, "foreign-1", name)
+    await broker.jobs.publish(QUEUE, payload, "foreign-1", name)
 
     async def listed() -> bool:
         dead = (await http.get("/api/dead", params={"queue": QUEUE})).json()

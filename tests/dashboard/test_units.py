@@ -80,7 +80,7 @@ def test_a_delete_of_a_sequence_already_gone_counts_as_gone() -> None:
     # then answers the delete with 400 "sequence not found" (10043), not an error to show.
     from nats.js.errors import BadRequestError
 
-    from aioq._nats.store import _gone
+    from aioq._nats.streams import gone
 
-    assert _gone(BadRequestError(code=400, err_code=10043, description="sequence 18 not found"))
-    assert not _gone(BadRequestError(code=400, err_code=10071, description="wrong last seq"))
+    assert gone(BadRequestError(code=400, err_code=10043, description="sequence 18 not found"))
+    assert not gone(BadRequestError(code=400, err_code=10071, description="wrong last seq"))

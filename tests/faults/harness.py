@@ -25,6 +25,7 @@ from tests.procs import Proc, Procs, cli_env
 from . import fault_app
 from .checker import Report, check
 from .history import EXEC_GLOB, Recorder, load
+from .logs import log_problems
 from .proxy import Proxy
 
 APP_PATH = "tests.faults.fault_app:app"
@@ -320,7 +321,8 @@ class Lab:
         """Stop the workers, record the dead letters and check the history.
 
         A server that exited without the scenario stopping it (another process signalled
-        it, or it crashed) is reported as a problem of the run.
+        it, or it crashed) is reported as a problem of the run, and so is a worker that
+        wrote a warning more than once a second.
         """
         problems = []
         if not self.server.running:
@@ -329,7 +331,7 @@ class Lab:
         with contextlib.suppress(Exception):
             await self.read_dead()
         report = check(load(self.history_dir), expected_dead)
-        report.problems.extend(problems)
+        report.problems.extend(problems + log_problems(self.procs.started))
         return report
 
 

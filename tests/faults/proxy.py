@@ -4,7 +4,8 @@
 ``blackhole`` stops moving bytes in both directions and holds new connections silent, like a
 partition the peers only notice by their own timeouts; nothing is dropped, so a link restored
 before either side gives up carries on, unless it is restored ``stale``: then the connections
-of before stay silent for good and only new ones work.
+of before stay silent for good and only new ones work. `rate` makes the link slow: bytes from
+the server reach the client at most that fast.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Proxy:
         self._stale: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.connections = 0
+        #: Bytes per second from the server to the client (None: as fast as they come).
+        self.rate: float | None = None
 
     @property
     def url(self) -> str:
@@ -107,6 +110,8 @@ class Proxy:
                     continue  # a stale link swallows everything
                 sink.write(data)
                 await sink.drain()
+                if self.rate and sink is pair[0]:  # server to client
+                    await asyncio.sleep(len(data) / self.rate)
         except (ConnectionError, OSError):
             pass
         finally:

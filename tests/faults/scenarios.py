@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import signal
 import time
 from collections import Counter
@@ -23,6 +22,7 @@ from tests.procs import Proc
 from .checker import Report
 from .harness import Lab, wait_until
 from .history import load
+from .logs import outage_problems
 
 # The scheduler's scan interval (the worker's default): the bound on a lost delayed wake-up.
 SCAN_INTERVAL_S = 1.0
@@ -31,6 +31,12 @@ SCAN_INTERVAL_S = 1.0
 RESUME_BOUND_S = 30.0
 # A delayed job may start this much before its due time (clock resolution, not a delay).
 EARLY_TOLERANCE_S = 0.05
+# The client's pause between reconnect attempts: a worker is back this long after its server.
+RECONNECT_WAIT_S = 1.0
+# How late a delayed job may start after its due time, or after the workers reconnected when
+# it was not started before the server went down: the scan interval (which bounds a lost
+# wake-up) plus room for a loaded machine.
+DELAYED_LATE_S = SCAN_INTERVAL_S + 0.5
 
 
 @dataclass(frozen=True)
@@ -67,29 +73,6 @@ async def _drained(lab: Lab, timeout: float, problems: list[str], **kw: bool) ->
     left = await lab.drain(timeout, **kw)
     if left:
         problems.append(f"{len(left)} jobs not done after {timeout:g}s of draining")
-
-
-def repeated_log_lines(text: str, per_second: int = 1) -> list[str]:
-    """Warnings and errors (ids, numbers masked) written more than `per_second` times a second.
-
-    Per-job lines (``aioq.worker: job <id> ...``) are one per job outcome and are not counted.
-    """
-    stamp = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d+ (WARNING|ERROR|CRITICAL)(.*)$")
-    masks = re.compile(r"[0-9a-f]{6,}|\d+(\.\d+)?")
-    seen: Counter[tuple[str, str]] = Counter()
-    for line in text.splitlines():
-        match = stamp.match(line)
-        if match and not match[3].lstrip().startswith("aioq.worker: job "):
-            seen[(match[1], match[2] + masks.sub("N", match[3]))] += 1
-    return sorted({message for (_, message), n in seen.items() if n > per_second})
-
-
-def _log_problems(lab: Lab) -> list[str]:
-    found = []
-    for proc in lab.workers:
-        for message in repeated_log_lines(proc.log()):
-            found.append(f"worker {proc.pid} repeated within a second: {message[:160]}")
-    return found
 
 
 async def _resumed(lab: Lab, procs: list[Proc], since: float, problems: list[str]) -> float:
@@ -135,7 +118,7 @@ async def worker_sigkill_loop(lab: Lab, size: Size) -> Outcome:
     await _drained(lab, 60, problems)
     if not await lab.consumer_idle():
         problems.append("the consumer still has pending or unacknowledged jobs")
-    return Outcome("worker SIGKILL loop", await lab.finish(), problems + _log_problems(lab))
+    return Outcome("worker SIGKILL loop", await lab.finish(), problems)
 
 
 async def worker_sigstop(lab: Lab, size: Size) -> Outcome:
@@ -317,30 +300,36 @@ async def hostile_barrage(lab: Lab, size: Size) -> Outcome:
     report = await lab.finish(expected_dead=hostile_dead)
     reasons = Counter(hostile_dead.values())
     notes = [f"{stored} stored, dead letters by reason {dict(reasons)}, rejected {rejected}"]
-    return Outcome("hostile payload barrage", report, problems + _log_problems(lab), notes)
+    return Outcome("hostile payload barrage", report, problems, notes)
 
 
 # -- server faults ---------------------------------------------------------------------------
 
 
-async def server_restart(lab: Lab, size: Size, sig: signal.Signals) -> Outcome:
-    """Restart nats-server on the same store while the producer runs; workers keep going."""
+async def server_restart(
+    lab: Lab, size: Size, sig: signal.Signals, down: float = 1.0, name: str = ""
+) -> Outcome:
+    """Restart nats-server on the same store while the producer runs; workers keep going.
+
+    Each worker says once that its connection is lost and once that it is back.
+    """
     jobs = size.pick(400, 10_000)
     a, b = lab.worker(concurrency=20), lab.worker(concurrency=20)
     await lab.workers_started()
     duration = size.pick(4, 20)
     producer = asyncio.create_task(lab.produce(jobs, seconds=0.05, rate=jobs / duration))
     await asyncio.sleep(duration * 0.4)
-    await lab.restart_server(sig, down=1.0)
+    await lab.restart_server(sig, down=down)
     restarted = time.time()
     await producer
     problems: list[str] = []
     await _drained(lab, 60, problems)
     resumed = await _resumed(lab, [a, b], restarted, problems)
+    problems += outage_problems([a, b], outages=1)
     report = await lab.finish()
     notes = [f"producer retries: {lab.enqueue_failures}; workers resumed within {resumed:.1f}s"]
-    name = f"nats-server {sig.name} + restart, producer running"
-    return Outcome(name, report, problems + _log_problems(lab), notes)
+    name = name or f"nats-server {sig.name} + restart, producer running"
+    return Outcome(name, report, problems, notes)
 
 
 async def server_sigterm(lab: Lab, size: Size) -> Outcome:
@@ -349,6 +338,13 @@ async def server_sigterm(lab: Lab, size: Size) -> Outcome:
 
 async def server_sigkill(lab: Lab, size: Size) -> Outcome:
     return await server_restart(lab, size, signal.SIGKILL)
+
+
+async def server_down_long(lab: Lab, size: Size) -> Outcome:
+    """The server stays down long enough for many reconnect attempts: each said once."""
+    down = size.pick(5, 15)
+    name = f"nats-server down {down}s, producer running"
+    return await server_restart(lab, size, signal.SIGKILL, down=down, name=name)
 
 
 async def backlog_with_kills(lab: Lab, size: Size) -> Outcome:
@@ -404,25 +400,23 @@ async def delayed_across_restart(lab: Lab, size: Size) -> Outcome:
     for e in history.completions:
         first_start[e.job] = min(e.start, first_start.get(e.job, e.start))
     early = [j for j, s in first_start.items() if s < due[j] - EARLY_TOLERANCE_S]
-    late_outside, late_inside = [], []
-    bound = SCAN_INTERVAL_S + 0.5
-    for job, start in first_start.items():
-        lateness = start - due[job]
-        if outage_start - 0.5 <= due[job] <= outage_end + 0.5:
-            if start > outage_end + bound + lab.ack_wait:
-                late_inside.append(job)
-        elif lateness > bound + 1.0:
-            late_outside.append(job)
+    # A job not started when the server went down can start only once the workers reconnected.
+    back = outage_end + RECONNECT_WAIT_S
+    lateness = {
+        job: start - (due[job] if start < outage_start else max(due[job], back))
+        for job, start in first_start.items()
+    }
+    late = sorted(j for j, seconds in lateness.items() if seconds > DELAYED_LATE_S)
     if early:
         problems.append(f"{len(early)} delayed jobs started early: {early[:3]}")
     if report.duplicates:
         problems.append(f"{len(report.duplicates)} delayed jobs ran twice")
-    if late_outside:
-        problems.append(f"{len(late_outside)} jobs later than {bound + 1.0:g}s outside the outage")
-    if late_inside:
-        problems.append(f"{len(late_inside)} jobs due in the outage started too long after it")
-    lateness = sorted(first_start[j] - due[j] for j in first_start)
-    notes = [f"lateness max {lateness[-1]:.2f}s" if lateness else "nothing ran"]
+    if late:
+        worst = max(lateness.values())
+        problems.append(
+            f"{len(late)} jobs later than {DELAYED_LATE_S:g}s (worst {worst:.2f}s): {late[:3]}"
+        )
+    notes = [f"lateness max {max(lateness.values()):.2f}s" if lateness else "nothing ran"]
     return Outcome("delayed jobs across a server restart", report, problems, notes)
 
 
@@ -434,7 +428,7 @@ async def partition(lab: Lab, size: Size, mode: str = "reset") -> Outcome:
     jobs = size.pick(300, 3000)
     proxy = await lab.start_proxy()
     a = lab.worker(concurrency=20, url=proxy.url)
-    lab.worker(concurrency=20)
+    b = lab.worker(concurrency=20)
     await lab.workers_started()
     producer = asyncio.create_task(lab.produce(jobs, seconds=0.2, rate=jobs / 6))
     await wait_until(lambda: _started_on(lab, a.pid) >= 5, 20, "jobs running on worker A")
@@ -444,11 +438,12 @@ async def partition(lab: Lab, size: Size, mode: str = "reset") -> Outcome:
     problems: list[str] = []
     await _drained(lab, 60, problems)
     resumed = await _resumed(lab, [a], restored, problems)
+    problems += outage_problems([a], outages=1) + outage_problems([b], outages=0)
     report = await lab.finish()
     reconnects = a.log().count("nats: reconnected")
     notes = [f"A resumed {resumed:.1f}s after the restore, logged 'reconnected' {reconnects}x"]
     name = f"partition worker<->server ({mode})"
-    return Outcome(name, report, problems + _log_problems(lab), notes)
+    return Outcome(name, report, problems, notes)
 
 
 async def partition_reset(lab: Lab, size: Size) -> Outcome:
@@ -538,7 +533,7 @@ async def consumer_deleted(lab: Lab, size: Size) -> Outcome:
     said = worker.log().count("its consumer is gone")
     if said != 1:
         problems.append(f"the worker said its consumer is gone {said} times (want 1)")
-    return Outcome("consumer deleted under a worker", report, problems + _log_problems(lab))
+    return Outcome("consumer deleted under a worker", report, problems)
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -548,6 +543,7 @@ SCENARIOS: dict[str, Scenario] = {
     "worker-sigterm-no-grace": worker_sigterm_no_grace,
     "server-sigterm": server_sigterm,
     "server-sigkill": server_sigkill,
+    "server-down-long": server_down_long,
     "poison": poison_job,
     "hostile": hostile_barrage,
     "backlog": backlog_with_kills,

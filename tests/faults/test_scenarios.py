@@ -13,7 +13,8 @@ import pytest
 from .checker import check
 from .harness import Lab
 from .history import exec_log, load
-from .scenarios import SCENARIOS, Outcome, Size, repeated_log_lines
+from .logs import repeated_log_lines
+from .scenarios import SCENARIOS, Outcome, Size
 
 ACK_WAIT_S = 1.5
 
@@ -21,20 +22,16 @@ CI_SUBSET = [
     "worker-sigkill-loop",
     "worker-sigstop",
     "worker-sigterm-grace",
+    "worker-sigterm-no-grace",
     "server-sigkill",
+    "server-down-long",
     "hostile",
     "partition-reset",
     "partition-stale",
     "poison",
-    pytest.param(
-        "delayed-restart",
-        marks=pytest.mark.xfail(
-            strict=False,
-            reason="delayed jobs due just after a server restart start ~5 s late, beyond the "
-            "documented scan_interval bound: the scheduler's publish in flight at the restart "
-            "waits out its timeout and holds back every due job behind it",
-        ),
-    ),
+    "delayed-restart",
+    "slow-consumer",
+    "consumer-deleted",
 ]
 
 

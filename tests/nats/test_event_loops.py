@@ -14,14 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from aioq import Aarq, Context, Job, Task, Worker
+from aioq import Aarq, Context, Job, Task
 from aioq.errors import BrokerUnavailableError, EnqueueError, UnknownTaskError
+from aioq.testing import start_worker
 
 from ..conftest import _delete_prefix
 
 pytestmark = pytest.mark.timeout(60)
-
-WORKER_OPTIONS = {"handle_signals": False, "heartbeat_interval": 0.5, "shutdown_grace": 5.0}
 
 
 def define_add(app: Aarq) -> Task[[int, int], int]:
@@ -47,9 +46,8 @@ def sync_threads() -> list[threading.Thread]:
 
 async def run_all(app: Aarq, ids: list[str]) -> list[object]:
     """Run the queue dry with a burst worker; the results of the jobs `ids`."""
-    worker = Worker(app, burst=True, **WORKER_OPTIONS)  # type: ignore[arg-type]
-    async with asyncio.timeout(20):
-        await worker.run()
+    running = await start_worker(app, "default", burst=True)
+    await running.wait_stopped(20)
     results = [await (await app.job(job_id)).result(timeout=5) for job_id in ids]
     await app.close()
     return results

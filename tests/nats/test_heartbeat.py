@@ -16,6 +16,7 @@ from nats.js.kv import KeyValue
 
 import aioq
 from aioq import Aarq, Context
+from aioq.testing import start_worker
 
 from ..conftest import WorkerFactory
 from ..helpers import eventually
@@ -194,15 +195,13 @@ async def test_heartbeat_defaults(app: Aarq, start_worker: WorkerFactory, nc: Na
 
 async def test_stopped_worker_removes_its_key_at_once(app: Aarq, nc: NatsClient) -> None:
     # A 30 s TTL: the key can only be gone right after the stop if the worker deleted it.
-    worker = aioq.Worker(app, heartbeat_interval=10.0, handle_signals=False)
-    running = asyncio.create_task(worker.run())
+    started = await start_worker(app, ["default"], heartbeat_interval=10.0)
+    worker = started.worker
     try:
         kv = await bucket(nc, app, worker)
         assert await keys(kv) == [worker.id]
     finally:
-        worker.stop()
-        async with asyncio.timeout(15):
-            await running
+        await started.stop(timeout=15)
     with pytest.raises(KeyNotFoundError):
         await kv.get(worker.id)
     with pytest.raises(NoKeysError):

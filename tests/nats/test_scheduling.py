@@ -19,6 +19,8 @@ from nats.js.errors import NotFoundError
 
 from aioq import Aarq, Context, JobState, Scheduler, Worker, run_scheduler
 from aioq.embedded import EmbeddedNats
+from aioq.testing import RunningWorker
+from aioq.testing import start_worker as start_running_worker
 from aioq.wire import DeadReason, JobMessage
 
 from ..conftest import WorkerFactory
@@ -65,33 +67,24 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 @pytest.fixture
-async def run_workers() -> AsyncIterator[list[tuple[Worker, asyncio.Task[None]]]]:
+async def run_workers() -> AsyncIterator[list[RunningWorker]]:
     """Workers a test starts and stops itself; any left running are stopped at teardown."""
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
+    running: list[RunningWorker] = []
     yield running
-    for worker, _ in running:
-        worker.stop()
-    for _, task in running:
-        async with asyncio.timeout(15):
-            await task
+    for started in running:
+        await started.stop(timeout=15)
 
 
-async def start(running: list[tuple[Worker, asyncio.Task[None]]], app: Aarq) -> Worker:
-    worker = Worker(app, concurrency=10, heartbeat_interval=0.5, handle_signals=False)
-    task = asyncio.create_task(worker.run())
-    running.append((worker, task))
-    await eventually(lambda: worker.ready or task.done())
-    assert not task.done(), task.result()
-    return worker
+async def start(running: list[RunningWorker], app: Aarq) -> Worker:
+    started = await start_running_worker(app, ["default"], concurrency=10)
+    running.append(started)
+    return started.worker
 
 
-async def stop(running: list[tuple[Worker, asyncio.Task[None]]], worker: Worker) -> None:
-    worker.stop()
-    for w, task in running:
-        if w is worker:
-            async with asyncio.timeout(15):
-                await task
-    running[:] = [(w, t) for w, t in running if w is not worker]
+async def stop(running: list[RunningWorker], worker: Worker) -> None:
+    for started in [r for r in running if r.worker is worker]:
+        await started.stop(timeout=15)
+        running.remove(started)
 
 
 # -- delayed jobs ----------------------------------------------------------------------------
@@ -173,10 +166,8 @@ async def test_delayed_jobs_survive_a_server_restart(tmp_path: Path) -> None:
     async def due_at(ctx: Context, due: float) -> None:
         runs.append((ctx.job_id, time.time() - due))
 
-    worker = Worker(app, heartbeat_interval=0.5, handle_signals=False)
-    running = asyncio.create_task(worker.run())
+    worker = await start_running_worker(app, ["default"])
     try:
-        await eventually(lambda: worker.ready)
         now = time.time()
         during, after = now + 1.2, now + 4.0  # due while the server is down / after it is back
         ids = []
@@ -192,9 +183,7 @@ async def test_delayed_jobs_survive_a_server_restart(tmp_path: Path) -> None:
         assert Counter(job_id for job_id, _ in runs) == Counter(ids)
         assert all(late >= 0 for _, late in runs)
     finally:
-        worker.stop()
-        async with asyncio.timeout(15):
-            await running
+        await worker.stop(timeout=15)
         server.stop()
 
 
@@ -259,9 +248,9 @@ async def test_missed_tick_policies(app: Aarq, nc: NatsClient) -> None:
 
     latest_tick = now - 1800
     missed = [latest_tick - 7200, latest_tick - 3600, latest_tick]
-    scheduling = (await app.connect()).scheduling
+    control = (await app.connect()).control
     for policy in ("latest", "all", "skip"):
-        await scheduling.record_tick(policy, latest_tick - 3 * 3600)
+        await control.record_tick(policy, latest_tick - 3 * 3600)
 
     async def fired() -> set[str]:
         return set(await queued_ids(nc, app, "default"))
@@ -281,10 +270,10 @@ async def test_missed_tick_policies(app: Aarq, nc: NatsClient) -> None:
             assert await fired() == expected
         finally:
             await cancel(task)
-    assert await scheduling.last_tick("latest") == latest_tick
-    assert await scheduling.last_tick("all") == latest_tick
-    assert await scheduling.last_tick("skip") == latest_tick - 3 * 3600
-    assert await scheduling.last_tick("new") is None
+    assert await control.last_tick("latest") == latest_tick
+    assert await control.last_tick("all") == latest_tick
+    assert await control.last_tick("skip") == latest_tick - 3 * 3600
+    assert await control.last_tick("new") is None
 
 
 # -- far-future and unreadable due times ---------------------------------------------------
@@ -316,8 +305,8 @@ async def test_a_job_due_in_300_years_stays_held_at_no_cost(
     assert await deliveries() == 1, "the held job keeps coming back"
     print(f"CPU over 1.5 s with a job held for 300 years: {cpu:.3f}s")
     assert (await job.status()).state is JobState.DEFERRED
-    scheduling = (await app.connect()).scheduling
-    assert await scheduling.held_jobs("default", time.time()) == (0, 1)
+    held = (await app.connect()).held
+    assert await held.counts("default", time.time()) == (0, 1)
 
 
 @pytest.mark.parametrize(
@@ -430,10 +419,8 @@ async def test_delayed_jobs_due_around_a_server_restart_run_once_reconnected(
     async def due_at(ctx: Context, due: float) -> None:
         ran[ctx.job_id] = time.time()
 
-    worker = Worker(app, heartbeat_interval=0.5, handle_signals=False)
-    running = asyncio.create_task(worker.run())
+    worker = await start_running_worker(app, ["default"])
     try:
-        await eventually(lambda: worker.ready)
         now = time.time()
         dues = {}
         for k in range(6):  # due while the server is down, and in the 2 s after it is back
@@ -447,9 +434,7 @@ async def test_delayed_jobs_due_around_a_server_restart_run_once_reconnected(
         back = time.time()
         await eventually(lambda: len(ran) == 6, timeout=20)
     finally:
-        worker.stop()
-        async with asyncio.timeout(15):
-            await running
+        await worker.stop(timeout=15)
         server.stop()
     late = {job_id: ran[job_id] - max(due, back) for job_id, due in dues.items()}
     print(f"lateness after the restart: {sorted(round(v, 3) for v in late.values())}")

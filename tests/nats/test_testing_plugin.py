@@ -123,8 +123,8 @@ async def test_simulated_shutdown_with_a_short_grace_reports_the_cancelled_job(
 async def test_a_job_neither_settled_nor_queued_is_lost(aioq_app_factory: AppFactory) -> None:
     application = await aioq_app_factory(make_app())
     job = await application.enqueue("nap", 0)
-    store = (await application.connect()).store
-    assert await store.remove_queued("slow", job.id)
+    broker = await application.connect()
+    assert await broker.jobs.remove("slow", job.id)
     report = ShutdownReport()
     await report.account(application, [job])
     assert report.lost == [job]

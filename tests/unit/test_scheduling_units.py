@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from aioq import Aarq, ConfigError, Context, Missed
-from aioq._nats.scheduling import read_run_at
+from aioq._nats.run_at import read_run_at
 from aioq.cli.queue import parse_until
 from aioq.cron import CronSchedule, EverySchedule, tick_id, ticks_between
 from aioq.options import MAX_RUN_AT, CallOptions

@@ -28,8 +28,8 @@ async def main() -> None:
     await app.connect()
     parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     data = b'{"id": "foreign-1", "task": "probe"}'
-    await broker.publish_job("default", data, "foreign-1", "probe", {"traceparent": parent})
-    headers = [m.headers for q in broker.jobs.queues.values() for m in q.messages.values()]
+    await broker.jobs.publish("default", data, "foreign-1", "probe", {"traceparent": parent})
+    headers = [m.headers for q in broker.stream.queues.values() for m in q.messages.values()]
     print(sorted(h is None for h in headers))
     await Worker(app, options=WorkerOptions.for_tests(burst=True)).run()
 

@@ -3,6 +3,7 @@
 See `MemoryBroker`; `aioq.testing.FakeClock` drives its time.
 """
 
-from aioq.testing.memory._broker import MemoryBroker, MemoryDelivery, MemorySource
+from aioq.testing.memory._broker import MemoryBroker
+from aioq.testing.memory.jobs import MemoryDelivery, MemorySource
 
 __all__ = ["MemoryBroker", "MemoryDelivery", "MemorySource"]

@@ -18,11 +18,11 @@ from typing import Final
 from aioq.clock import Clock, SystemClock
 from aioq.testing.clock import FakeClock
 
-__all__ = ["Consumer", "JobsStream", "Message", "Signal", "after"]
+__all__ = ["Consumer", "DedupeWindow", "JobsStream", "Message", "Signal", "after"]
 
 # Timers on a real clock may fire a hair early; this margin makes the due check succeed.
 _TIMER_MARGIN_S: Final = 0.001
-# The lease of a held message in a scheduler's hands (as `aioq._nats.scheduling`).
+# The lease of a held message in a scheduler's hands (as `aioq._nats.held`).
 HELD_ACK_WAIT_S: Final = 10.0
 
 _background: set[asyncio.Task[None]] = set()
@@ -223,6 +223,27 @@ class Consumer:
         self.changed.fire()
 
 
+class DedupeWindow:
+    """The message ids stored within the last `window` seconds (broker clock)."""
+
+    def __init__(self, clock: Clock, window: float) -> None:
+        self.clock = clock
+        self.window = window
+        self._ids: dict[str, float] = {}
+
+    def seen(self, msg_id: str) -> bool:
+        """Whether `msg_id` was stored within the window; records it if not."""
+        now = self.clock.time()
+        for seen, at in list(self._ids.items()):
+            if at + self.window > now:
+                break
+            del self._ids[seen]
+        if msg_id in self._ids:
+            return True
+        self._ids[msg_id] = now
+        return False
+
+
 class JobsStream:
     """Every queue's messages and the held ones, with JetStream's dedupe by message id."""
 
@@ -233,7 +254,7 @@ class JobsStream:
         #: The schedulers' consumer of the held (delayed) jobs.
         self.held = Consumer(clock, HELD_ACK_WAIT_S)
         self._seq = 0
-        self._ids: dict[str, float] = {}
+        self._ids = DedupeWindow(clock, duplicate_window)
 
     def queue(self, name: str) -> Consumer:
         """The consumer of queue `name`, holding its messages (made on first use)."""
@@ -244,15 +265,7 @@ class JobsStream:
 
     def duplicate(self, msg_id: str) -> bool:
         """Whether `msg_id` was stored within the dedupe window; records it if not."""
-        now = self.clock.time()
-        for seen, at in list(self._ids.items()):
-            if at + self.duplicate_window > now:
-                break
-            del self._ids[seen]
-        if msg_id in self._ids:
-            return True
-        self._ids[msg_id] = now
-        return False
+        return self._ids.seen(msg_id)
 
     def _message(
         self, queue: str, job_id: str, data: bytes, msg_id: str, headers: Headers
@@ -290,20 +303,21 @@ class JobsStream:
 
     def find(self, job_id: str, queue: str | None, *, held: bool = False) -> str | None:
         """The queue holding job `job_id` (among the held jobs if `held`), or None."""
-        for message in self._matching(job_id, queue, held):
+        for message in self.matching(job_id, queue, held):
             return message.queue
         return None
 
     def remove(self, job_id: str, queue: str, *, held: bool = False) -> bool:
         """Drop every message of job `job_id` on `queue`; False if there was none."""
-        found = self._matching(job_id, queue, held)
+        found = self.matching(job_id, queue, held)
         consumer = self.held if held else self.queues.get(queue)
         for message in found:
             assert consumer is not None
             consumer.remove(message)
         return bool(found)
 
-    def _matching(self, job_id: str, queue: str | None, held: bool) -> list[Message]:
+    def matching(self, job_id: str, queue: str | None, held: bool) -> list[Message]:
+        """The stored messages of job `job_id` (on `queue` if given; held ones if `held`)."""
         if held:
             consumers = [self.held]
         elif queue is None:

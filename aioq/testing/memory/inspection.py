@@ -1,17 +1,15 @@
-"""`MemoryInspection`: queue stats, workers, job records and held jobs of the memory broker."""
+"""`MemoryInspection`: queue stats, job records and held jobs of the memory broker."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING
 
 import msgspec
 
 from aioq.backend.inspection import HeldEntry, QueueStats
-
-if TYPE_CHECKING:
-    from aioq.testing.memory._broker import MemoryBroker
+from aioq.testing.memory._stream import JobsStream
+from aioq.testing.memory.dead import MemoryDead
+from aioq.testing.memory.records import MemoryRecords
 
 __all__ = ["MemoryInspection"]
 
@@ -26,13 +24,20 @@ _task_decoder = msgspec.json.Decoder(_TaskName)
 class MemoryInspection:
     """Reads the memory broker's state as `aioq._nats.NatsInspection` reads JetStream's."""
 
-    def __init__(self, broker: MemoryBroker) -> None:
-        self._broker = broker
+    def __init__(
+        self,
+        stream: JobsStream,
+        records: MemoryRecords,
+        dead: MemoryDead,
+    ) -> None:
+        self._stream = stream
+        self._records = records
+        self._dead = dead
 
     async def queues(self, known: Iterable[str] = ()) -> list[QueueStats]:
         """Every queue with a consumer, jobs, delayed jobs or dead letters, plus `known`."""
-        stream = self._broker.jobs
-        dead = await self._broker.store.dead_queues()
+        stream = self._stream
+        dead = await self._dead.counts()
         held: dict[str, int] = {}
         for message in stream.held.messages.values():
             held[message.queue] = held.get(message.queue, 0) + 1
@@ -64,26 +69,35 @@ class MemoryInspection:
             )
         return found
 
-    async def workers(self) -> list[bytes]:
-        """The heartbeat of every worker that wrote one within its TTL."""
-        now = time.monotonic()
-        return [data for data, expires in self._broker.heartbeats.values() if expires > now]
-
     async def records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
         """The job records written after revision `after`, oldest write first."""
-        store = self._broker.store
+        async for found in self._current(after + 1, self._records.revision + 1):
+            yield found
+
+    async def record_span(self) -> tuple[int, int]:
+        """The first revision and the one after the latest."""
+        return 1, self._records.revision + 1
+
+    async def records_between(self, bottom: int, top: int) -> list[tuple[int, bytes]]:
+        """The records whose latest write is at a revision in [bottom, top), oldest first."""
+        return [found async for found in self._current(bottom, top)]
+
+    async def _current(self, bottom: int, top: int) -> AsyncIterator[tuple[int, bytes]]:
+        records = self._records
         later = sorted(
-            (r.revision, job_id) for job_id, r in store.records.items() if r.revision > after
+            (r.revision, job_id)
+            for job_id, r in records.stored.items()
+            if bottom <= r.revision < top
         )
         for revision, job_id in later:
-            data = await store.get_record(job_id)  # None once kept past `keep_result`
-            current = store.records.get(job_id)
+            data = await records.get(job_id)  # None once kept past `keep_result`
+            current = records.stored.get(job_id)
             if data is not None and current is not None and current.revision == revision:
                 yield revision, data
 
     async def held(self, queue: str | None = None, after: int = 0) -> AsyncIterator[HeldEntry]:
         """The held jobs (of `queue`, or all) after sequence `after`, in stored order."""
-        messages = sorted(self._broker.jobs.held.messages.values(), key=lambda m: m.seq)
+        messages = sorted(self._stream.held.messages.values(), key=lambda m: m.seq)
         for m in messages:
             if m.seq > after and (queue is None or m.queue == queue):
                 yield HeldEntry(m.queue, m.job_id, m.seq, m.run_at, _task_of(m.data))

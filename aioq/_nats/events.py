@@ -1,0 +1,45 @@
+"""`NatsEvents`: lifecycle events and abort announcements on core NATS (live only)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from aioq._nats.listener import NatsListener
+from aioq.naming import Names
+
+__all__ = ["NatsEvents"]
+
+
+class NatsEvents:
+    """Publishes and listens to events and aborts; nothing is stored."""
+
+    def __init__(self, nc: NatsClient, names: Names) -> None:
+        self.nc = nc
+        self.names = names
+
+    async def publish(self, queue: str, kind: str, data: bytes) -> None:
+        """Publish a lifecycle event to live listeners."""
+        await self.nc.publish(self.names.event_subject(queue, kind), data)
+
+    async def listen(self, queue: str | None = None) -> NatsListener:
+        """Subscribe to the events of `queue` (all if None); the server has it on return."""
+        return await NatsListener.open(self.nc, self.names.event_subject(queue or "*", "*"))
+
+    async def announce_abort(self, job_id: str) -> None:
+        """Tell every worker to cancel job `job_id` if it runs it."""
+        await self.nc.publish(self.names.abort_subject(job_id), b"")
+        await self.nc.flush()
+
+    async def listen_aborts(
+        self, handler: Callable[[str], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """Call `handler(job_id)` for every abort announced; returns an unsubscribe function."""
+
+        async def on_msg(msg: Msg) -> None:
+            await handler(msg.subject.rsplit(".", 1)[-1])
+
+        sub = await self.nc.subscribe(self.names.abort_subject(), cb=on_msg)
+        return sub.unsubscribe

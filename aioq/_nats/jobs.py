@@ -1,0 +1,162 @@
+"""`NatsJobs`: jobs on their queues' subjects of the jobs stream."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
+
+from aioq._nats.provision import ensure_consumer
+from aioq._nats.records import NatsRecords
+from aioq._nats.source import NatsSource
+from aioq._nats.streams import MSG_ID, gone, message_at, subjects
+from aioq._nats.throttle import describe
+from aioq.backend.dead import StoredMessage
+from aioq.backend.jobs import OutgoingJob
+from aioq.errors import EnqueueError, PayloadTooLargeError
+from aioq.naming import Names
+from aioq.options import QueueOptions
+
+__all__ = ["NatsJobs"]
+
+
+class NatsJobs:
+    """Publishes jobs (each with its "queued" record), pulls them, finds and removes them."""
+
+    def __init__(
+        self, nc: NatsClient, js: JetStreamContext, names: Names, records: NatsRecords
+    ) -> None:
+        self.nc = nc
+        self.js = js
+        self.names = names
+        self.records = records
+
+    def _check_size(self, data: bytes) -> None:
+        limit = self.nc.max_payload
+        if len(data) > limit:
+            raise PayloadTooLargeError(
+                f"job is {len(data)} bytes, above the server's max_payload of {limit} bytes: "
+                "pass a reference (a URL or object key) instead of the data itself"
+            )
+
+    async def publish(
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        task: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Store one job, deduplicated by its id."""
+        self._check_size(data)
+        try:
+            ack = await self.js.publish(
+                self.names.job_subject(queue), data, headers={**(headers or {}), MSG_ID: job_id}
+            )
+        except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
+            raise EnqueueError(
+                f"cannot enqueue job {job_id} on queue {queue!r}: {describe(e)}; "
+                "retrying with the same job id is safe"
+            ) from e
+        if not ack.duplicate:
+            await self.records.put_queued(job_id, queue, ack.seq, task)
+        return bool(ack.duplicate)
+
+    async def publish_many(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
+        """Publish every job before awaiting the acknowledgements."""
+        for job in jobs:
+            self._check_size(job.data)
+        js = self.js
+        futures = [
+            await js.publish_async(
+                self.names.job_subject(job.queue),
+                job.data,
+                headers={**(job.headers or {}), MSG_ID: job.job_id},
+            )
+            for job in jobs
+        ]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        records = self.records
+        for job, result in zip(jobs, results, strict=True):
+            if not isinstance(result, BaseException) and not result.duplicate:
+                await records.put_queued(job.job_id, job.queue, result.seq, job.task)
+        return [r if isinstance(r, BaseException) else bool(r.duplicate) for r in results]
+
+    async def republish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
+        """Put a job back on its queue with a fresh dedupe id."""
+        ack = await self.js.publish(self.names.job_subject(queue), data, headers={MSG_ID: msg_id})
+        await self.records.note_requeued(job_id, ack.seq)
+
+    async def open_source(self, queue: str, options: QueueOptions) -> NatsSource:
+        """Create or update the queue's consumer and bind a pull subscription to it."""
+        await ensure_consumer(self.js, self.names, queue, options)
+        next_subject = (
+            f"$JS.API.CONSUMER.MSG.NEXT.{self.names.jobs_stream}.{self.names.consumer(queue)}"
+        )
+        source = NatsSource(self.nc, next_subject)
+        await source.start()
+        return source
+
+    async def delete_consumer(self, queue: str) -> bool:
+        """Delete the queue's consumer (its jobs stay in the stream); False if it had none."""
+        try:
+            await self.js.delete_consumer(self.names.jobs_stream, self.names.consumer(queue))
+        except NotFoundError:
+            return False
+        return True
+
+    async def backlog(self, queue: str) -> int:
+        """Jobs of `queue` waiting, being run, or waiting out a retry delay.
+
+        Read from the queue's consumer (``num_pending + num_ack_pending``: a job waiting out
+        a retry delay is unacknowledged); before any worker created it, the jobs stored on
+        the queue's subjects.
+        """
+        try:
+            info = await self.js.consumer_info(self.names.jobs_stream, self.names.consumer(queue))
+        except NotFoundError:
+            count = 0
+            for pattern in self.names.job_filters(queue):
+                count += sum((await subjects(self.js, self.names.jobs_stream, pattern)).values())
+            return count
+        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+    async def _queued_at(self, job_id: str, queue: str | None) -> tuple[str, int] | None:
+        """The queue and stream sequence of job `job_id` if its message is still stored.
+
+        The job's record says where its message is (`NatsRecords.put_queued`); the message
+        is still there while the job waits, runs or waits out a retry delay.
+        """
+        record = await self.records.locate(job_id)
+        if record is None or (queue and record[0] != queue):
+            return None
+        message = await message_at(self.js, self.names.jobs_stream, record[1])
+        if message is None or not self.names.is_job_subject(message.subject, record[0]):
+            return None
+        return record
+
+    async def find(self, job_id: str, queue: str | None = None) -> str | None:
+        """The queue whose stream still holds job `job_id`, or None."""
+        found = await self._queued_at(job_id, queue)
+        return found[0] if found else None
+
+    async def get(self, queue: str, job_id: str) -> StoredMessage | None:
+        """The stored message of a job still in its queue, or None."""
+        found = await self._queued_at(job_id, queue)
+        return await message_at(self.js, self.names.jobs_stream, found[1]) if found else None
+
+    async def remove(self, queue: str, job_id: str) -> bool:
+        """Delete a job that is still in its queue (waiting, running or between attempts)."""
+        found = await self._queued_at(job_id, queue)
+        if found is None:
+            return False
+        try:
+            return bool(await self.js.delete_msg(self.names.jobs_stream, found[1]))
+        except APIError as e:
+            if gone(e):  # acknowledged or removed in between
+                return False
+            raise

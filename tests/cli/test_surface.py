@@ -1,0 +1,72 @@
+"""The command line's surface: each command's arguments and flags, in --help order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer.main
+
+from aioq.cli import cli
+
+CONNECTION = "--server --prefix --creds --token --user --password"
+SURFACE = {
+    "worker": f"APP_PATH --queue --concurrency --log-level --log-format {CONNECTION} "
+    "--shutdown-grace --heartbeat-interval --rate-limit --rate-interval --scheduler "
+    "--scan-interval --burst --metrics-port --metrics-host",
+    "server": "--port --monitor-port --store-dir --config",
+    "scheduler": f"APP_PATH {CONNECTION} --repeatable --delayed --scan-interval --log-level "
+    "--log-format",
+    "schedules": "APP_PATH --next --json",
+    "enqueue": f"APP_PATH TASK ARGS_JSON --kwargs --delay --wait --timeout --json {CONNECTION}",
+    "queues": f"QUEUE --json --app {CONNECTION}",
+    "workers": f"--json --app {CONNECTION}",
+    "events": f"QUEUE --kind --count --json --app {CONNECTION}",
+    "dashboard": f"APP_PATH {CONNECTION} --host --port --auth --read-only --log-level --log-format",
+    "queue pause": f"QUEUE --until --app {CONNECTION}",
+    "queue resume": f"QUEUE --app {CONNECTION}",
+    "queue delete": f"QUEUE --app {CONNECTION}",
+    "job status": f"ID --json --app {CONNECTION}",
+    "job result": f"ID --wait --timeout --app {CONNECTION}",
+    "job abort": f"ID --app {CONNECTION}",
+    "dead list": f"QUEUE --task --error-type --reason --limit --json --app {CONNECTION}",
+    "dead show": f"QUEUE ID --json --app {CONNECTION}",
+    "dead retry": f"QUEUE ID --all --task --error-type --reason --limit --json --app {CONNECTION}",
+    "dead purge": f"QUEUE --yes --app {CONNECTION}",
+}
+ENVVARS = {
+    "--server": "NATS_URL",
+    "--creds": "NATS_CREDS",
+    "--token": "NATS_TOKEN",
+    "--user": "NATS_USER",
+    "--password": "NATS_PASSWORD",
+}
+
+
+def _commands(group: Any, path: str = "") -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, command in group.commands.items():
+        where = f"{path} {name}".strip()
+        found.update(
+            _commands(command, where) if hasattr(command, "commands") else {where: command}
+        )
+    return found
+
+
+def _surface(command: Any) -> str:
+    names = [p.metavar if p.param_type_name == "argument" else p.opts[0] for p in command.params]
+    return " ".join(n for n in names if n != "--help")
+
+
+def test_every_command_keeps_its_arguments_and_flags() -> None:
+    commands = _commands(typer.main.get_command(cli))
+    assert {path: _surface(command) for path, command in commands.items()} == SURFACE
+
+
+def test_connection_options_keep_their_short_flag_and_variables() -> None:
+    for command in _commands(typer.main.get_command(cli)).values():
+        options = {p.opts[0]: p for p in command.params if p.param_type_name == "option"}
+        if "--server" not in options:
+            continue
+        assert options["--server"].opts == ["--server", "-s"]
+        assert {flag: options[flag].envvar for flag in ENVVARS} == ENVVARS
+        assert all(options[flag].default is None for flag in CONNECTION.split())

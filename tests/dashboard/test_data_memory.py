@@ -1,0 +1,51 @@
+"""The dashboard's data module on the memory broker: it reads through the seam only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aioq import Aarq, Context, JobState
+from aioq.dashboard.data import DashboardData
+from aioq.testing import MemoryBroker, start_worker
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[Aarq]:
+    application = Aarq("nats://127.0.0.1:1", prefix="dash-memory")
+    application.use_broker(MemoryBroker())
+    yield application
+    await application.close()
+
+
+async def test_pages_workers_delayed_and_details_without_a_server(app: Aarq) -> None:
+    @app.task
+    async def echo(ctx: Context, n: int) -> int:
+        return n
+
+    data = DashboardData(app)
+    assert await data.workers_ttl() is None
+    assert [change async for change in data.watch_workers()] == []
+    done = [await echo.enqueue(n) for n in range(5)]
+    later = await echo.with_options(delay=3600).enqueue(99)
+    running = await start_worker(app, "default")
+    for job in done:
+        await job.result(timeout=10)
+    first = await data.jobs(limit=3)
+    assert [r.id for r in first.jobs] == [j.id for j in reversed(done[2:])]  # newest first
+    assert first.cursor is not None
+    rest = await data.jobs(cursor=first.cursor, limit=10)
+    assert [r.id for r in rest.jobs] == [j.id for j in reversed(done[:2])]
+    assert rest.cursor is None
+    assert (await data.jobs(status="failed")).jobs == []
+    [delayed] = await data.delayed()
+    assert (delayed.id, delayed.task) == (later.id, echo.name)
+    detail = await data.job(later.id)
+    assert detail.record.state is JobState.DEFERRED
+    assert await data.workers_ttl() == running.worker.heartbeat_ttl
+    async for change in data.watch_workers():
+        assert change is not None
+        assert change.key == running.worker.id
+        break
+    await running.stop()

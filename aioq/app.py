@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import os
 import ssl
 import sys
 from collections.abc import (
@@ -36,7 +37,7 @@ from aioq.errors import (
 )
 from aioq.inspection import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.job import Job
-from aioq.naming import Names, validate_queue, validate_task_name
+from aioq.naming import Names, validate_inbox_prefix, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.publishing import pause_end
 from aioq.ratelimit import check_rate
@@ -74,11 +75,21 @@ class Aarq:
         token: Authentication token.
         user: User name (with `password`).
         password: Password (with `user`).
-        tls: TLS context for ``tls://`` servers.
+        tls: A ready TLS context (instead of `tls_ca`, `tls_cert` and `tls_key`).
+        tls_ca: CA file (PEM) that signed the servers' certificates; without it, ``tls://``
+            servers are checked against the system's trusted CAs.
+        tls_cert: Client certificate file (PEM) for mutual TLS, with `tls_key`.
+        tls_key: Its private key file (PEM, unencrypted).
+        nkey_seed: Path of an NKey seed file (``SU...``): authenticates as that NKey user.
+        inbox_prefix: Subject prefix of the reply inboxes (default ``_INBOX``): give each
+            role its own, and allow each user only its own (see `aioq.permissions`).
         connect_timeout: Seconds to wait for each server on the first connect.
         ack_wait: Default lease of a delivered job (see `queue`).
         keep_result: Seconds job records and results are kept (one day; 0 keeps none). Set
             when the results bucket is created.
+        max_queued: Most jobs waiting in each queue (delayed ones not counted): an enqueue
+            beyond it raises `QueueFullError` and stores nothing. Set on the jobs stream when
+            the app connects; -1 removes the cap, None (default) leaves the stream's as is.
 
     The app connects on first use; ``async with app:`` or `connect`/`close` make the lifecycle
     explicit. It holds one connection per event loop, so it works from any loop (successive
@@ -100,11 +111,27 @@ class Aarq:
         user: str | None = None,
         password: str | None = None,
         tls: ssl.SSLContext | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        nkey_seed: str | os.PathLike[str] | None = None,
+        inbox_prefix: str | None = None,
         connect_timeout: float = 2.0,
         ack_wait: float | timedelta = 30.0,
         keep_result: float | timedelta = 86_400.0,
+        max_queued: int | None = None,
     ) -> None:
         self.names = Names(prefix)
+        if max_queued is not None and (
+            not isinstance(max_queued, int)
+            or isinstance(max_queued, bool)
+            or max_queued == 0
+            or max_queued < -1
+        ):
+            raise ConfigError(
+                f"max_queued must be a positive number of jobs or -1, got {max_queued!r}"
+            )
+        self.max_queued = max_queued
         self.settings = NatsSettings(
             servers=_server_list(servers),
             name=name,
@@ -114,6 +141,11 @@ class Aarq:
             password=password,
             tls=tls,
             connect_timeout=connect_timeout,
+            tls_ca=_path(tls_ca),
+            tls_cert=_path(tls_cert),
+            tls_key=_path(tls_key),
+            nkey_seed=_path(nkey_seed),
+            inbox_prefix=_inbox(inbox_prefix),
         )
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.state = State()
@@ -182,8 +214,13 @@ class Aarq:
         token: str | None = None,
         user: str | None = None,
         password: str | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        nkey_seed: str | os.PathLike[str] | None = None,
+        inbox_prefix: str | None = None,
     ) -> None:
-        """Override the servers, prefix or credentials; only before the app connects.
+        """Override the servers, prefix, credentials or TLS files; only before it connects.
 
         Arguments left None keep the app's own value (used by the CLI's connection options).
         """
@@ -197,6 +234,11 @@ class Aarq:
                 token=s.token if token is None else token,
                 user=s.user if user is None else user,
                 password=s.password if password is None else password,
+                tls_ca=s.tls_ca if tls_ca is None else _path(tls_ca),
+                tls_cert=s.tls_cert if tls_cert is None else _path(tls_cert),
+                tls_key=s.tls_key if tls_key is None else _path(tls_key),
+                nkey_seed=s.nkey_seed if nkey_seed is None else _path(nkey_seed),
+                inbox_prefix=s.inbox_prefix if inbox_prefix is None else _inbox(inbox_prefix),
             ),
             names=Names(prefix) if prefix is not None else None,
         )
@@ -495,7 +537,7 @@ class Aarq:
             return self._chosen_broker
         from aioq._nats import NatsBroker  # loads nats only for an app that uses it
 
-        return NatsBroker(self.settings, self.names, self.keep_result)
+        return NatsBroker(self.settings, self.names, self.keep_result, self.max_queued)
 
     async def close(self) -> None:
         """Flush and close the running loop's connection; the app reconnects if used again.
@@ -647,3 +689,11 @@ def _server_list(servers: str | Sequence[str]) -> list[str]:
     if not urls:
         raise ConfigError("no NATS server URL given")
     return urls
+
+
+def _inbox(prefix: str | None) -> str | None:
+    return None if prefix is None else validate_inbox_prefix(prefix)
+
+
+def _path(value: str | os.PathLike[str] | None) -> str | None:
+    return None if value is None else os.fspath(value)

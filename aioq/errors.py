@@ -7,12 +7,14 @@ Every error derives from `AioqError`, so `except AioqError` catches them all::
     │   └── ServerNotFoundError      no nats-server binary to start an embedded server
     ├── BrokerError
     │   ├── BrokerUnavailableError   cannot reach NATS (names the URLs tried)
+    │   ├── PermissionDeniedError    the server denied this user a subject (names it)
     │   └── ProvisioningError        a stream, consumer or bucket cannot be created or bound
     ├── EnqueueError                 the job could not be published
     │   ├── UnknownTaskError         names the task and the registered ones
     │   ├── ArgumentsError           arguments do not fit the task's signature or annotations
     │   ├── SerializationError       arguments are not JSON-encodable, or NaN/infinity
     │   ├── PayloadTooLargeError     encoded job larger than the server's max_payload
+    │   ├── QueueFullError           the queue holds its `max_queued` jobs already
     │   └── PartialEnqueueError      some jobs of an `enqueue_many` batch were not stored
     └── JobError                     about one job
         ├── JobNotFoundError         no job with that id is known
@@ -47,7 +49,9 @@ __all__ = [
     "JobNotFoundError",
     "PartialEnqueueError",
     "PayloadTooLargeError",
+    "PermissionDeniedError",
     "ProvisioningError",
+    "QueueFullError",
     "ResultTimeoutError",
     "Retry",
     "SerializationError",
@@ -76,6 +80,18 @@ class BrokerUnavailableError(BrokerError, ConnectionError):
     """The NATS server cannot be reached."""
 
 
+class PermissionDeniedError(BrokerError):
+    """The NATS server denied this user a subject that the operation needs.
+
+    Attributes:
+        subject: The subject denied.
+    """
+
+    def __init__(self, message: str, subject: str) -> None:
+        super().__init__(message)
+        self.subject = subject
+
+
 class ProvisioningError(BrokerError):
     """A stream, consumer or KV bucket cannot be created or bound."""
 
@@ -98,6 +114,10 @@ class SerializationError(EnqueueError, TypeError):
 
 class PayloadTooLargeError(EnqueueError):
     """The encoded job is larger than the server accepts."""
+
+
+class QueueFullError(EnqueueError):
+    """The queue holds as many jobs as its `max_queued` allows; nothing was stored."""
 
 
 class PartialEnqueueError(EnqueueError):

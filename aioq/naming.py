@@ -11,10 +11,18 @@ from typing import Final
 
 from aioq.errors import ConfigError
 
-__all__ = ["JOB_ID_PATTERN", "Names", "validate_job_id", "validate_queue", "validate_task_name"]
+__all__ = [
+    "JOB_ID_PATTERN",
+    "Names",
+    "validate_inbox_prefix",
+    "validate_job_id",
+    "validate_queue",
+    "validate_task_name",
+]
 
 _PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _QUEUE_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_INBOX_RE: Final = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _TASK_RE: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,127}$")
 # Job ids are NATS subject tokens and KV keys: both charsets allow these.
 JOB_ID_PATTERN: Final = r"^[A-Za-z0-9_=/-]{1,128}$"
@@ -29,6 +37,16 @@ def validate_queue(queue: str) -> str:
             "(no dots, spaces or wildcards, since the name becomes a NATS subject token)"
         )
     return queue
+
+
+def validate_inbox_prefix(prefix: str) -> str:
+    """Return `prefix` if it can prefix reply subjects (no wildcards), else raise `ConfigError`."""
+    if not isinstance(prefix, str) or not _INBOX_RE.match(prefix):
+        raise ConfigError(
+            f"invalid inbox prefix {prefix!r}: use dot-separated tokens of letters, digits, "
+            "'_' or '-' (e.g. _INBOX_worker), no wildcards"
+        )
+    return prefix
 
 
 def validate_task_name(name: str) -> str:

@@ -15,8 +15,11 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError
 
+from aioq._nats.auth import auth_options, connect_hint, says_why
+from aioq._nats.client import AioqNatsClient
 from aioq._nats.control import NatsControl
 from aioq._nats.dead import NatsDead
+from aioq._nats.denials import Denials
 from aioq._nats.events import NatsEvents
 from aioq._nats.held import NatsHeld
 from aioq._nats.inbox import connection_restored
@@ -30,7 +33,7 @@ from aioq._nats.workers import NatsWorkers
 from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.errors import BrokerError, BrokerUnavailableError
 from aioq.naming import Names
-from aioq.settings import NatsSettings
+from aioq.settings import NatsSettings, redact_urls
 
 __all__ = ["NatsBroker", "NatsSettings"]
 
@@ -63,10 +66,17 @@ class _Parts:
 class NatsBroker:
     """JetStream storage of jobs, dead letters and worker heartbeats for one app prefix."""
 
-    def __init__(self, settings: NatsSettings, names: Names, keep_result: float = 86_400.0) -> None:
+    def __init__(
+        self,
+        settings: NatsSettings,
+        names: Names,
+        keep_result: float = 86_400.0,
+        max_queued: int | None = None,
+    ) -> None:
         self.settings = settings
         self.names = names
         self.keep_result = keep_result
+        self.max_queued = max_queued
         self._parts: _Parts | None = None
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
@@ -74,6 +84,7 @@ class NatsBroker:
         self._connected = False
         self._connect_error: BaseException | None = None
         self._error_log = LogThrottle()
+        self._denials = Denials()
         # While the connection is down: when it went, and the errors of reconnect attempts.
         self._down_since: float | None = None
         self._down_errors = 0
@@ -159,27 +170,29 @@ class NatsBroker:
     async def connect(self) -> None:
         """Connect, check that JetStream is on, and create the streams if missing."""
         s = self.settings
-        nc = NatsClient()
+        auth = auth_options(s)  # a bad TLS or key file is a ConfigError, before any attempt
+        servers = ", ".join(redact_urls(s.servers))
+        nc = AioqNatsClient()
+        self._denials = nc.denials
         try:
-            await nc.connect(
-                servers=s.servers,
-                name=s.name,
-                user_credentials=s.credentials,
-                token=s.token,
-                user=s.user,
-                password=s.password,
-                tls=s.tls,
-                # nats-py annotates these as int but takes float seconds.
-                connect_timeout=s.connect_timeout,  # type: ignore[arg-type]
-                # Fail fast on the first connect; reconnect forever once connected.
-                max_reconnect_attempts=1,
-                reconnect_time_wait=0.5,  # type: ignore[arg-type]
-                ping_interval=_PING_INTERVAL_S,
-                max_outstanding_pings=_MAX_OUTSTANDING_PINGS,
-                error_cb=self._on_error,
-                disconnected_cb=self._on_disconnected,
-                reconnected_cb=self._on_reconnected,
-            )
+            # nats-py can hang in its clean-up after a failed TLS handshake (it waits for the
+            # broken socket to close); the attempts it makes are over well before this.
+            async with asyncio.timeout((2 * s.connect_timeout + 1) * len(s.servers) + 1):
+                await nc.connect(
+                    servers=s.servers,
+                    name=s.name,
+                    **auth,
+                    # nats-py annotates these as int but takes float seconds.
+                    connect_timeout=s.connect_timeout,  # type: ignore[arg-type]
+                    # Fail fast on the first connect; reconnect forever once connected.
+                    max_reconnect_attempts=1,
+                    reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                    ping_interval=_PING_INTERVAL_S,
+                    max_outstanding_pings=_MAX_OUTSTANDING_PINGS,
+                    error_cb=self._on_error,
+                    disconnected_cb=self._on_disconnected,
+                    reconnected_cb=self._on_reconnected,
+                )
         except asyncio.CancelledError:
             # nats-py leaves the socket of a cancelled connect attempt open.
             with contextlib.suppress(Exception):
@@ -187,10 +200,12 @@ class NatsBroker:
             raise
         except Exception as e:
             # "no servers available" says less than the error of the last attempt.
-            cause = self._connect_error if isinstance(e, nats.errors.NoServersError) else None
+            last = isinstance(e, nats.errors.NoServersError | TimeoutError)
+            cause = self._connect_error if last else None
+            await self._discard(nc)
+            why = cause or e
             raise BrokerUnavailableError(
-                f"cannot reach NATS at {', '.join(s.servers)}: {describe(cause or e)} "
-                "(is nats-server running? `aioq server` starts a local one)"
+                f"cannot reach NATS at {servers}: {describe(why)} {connect_hint(why)}"
             ) from e
         self._connected = True
         nc.options["max_reconnect_attempts"] = -1
@@ -198,12 +213,12 @@ class NatsBroker:
         js = nc.jetstream()
         try:
             await js.account_info()
-            await ensure_streams(js, self.names)
+            await ensure_streams(js, self.names, self.max_queued)
             records = await NatsRecords.open(nc, js, self.names, self.keep_result)
         except (nats.errors.NoRespondersError, NoStreamResponseError) as e:
             await nc.close()
             raise BrokerUnavailableError(
-                f"JetStream is not enabled on {', '.join(s.servers)}: start nats-server with -js "
+                f"JetStream is not enabled on {servers}: start nats-server with -js "
                 "(or a jetstream block in its config)"
             ) from e
         except BaseException:
@@ -212,14 +227,36 @@ class NatsBroker:
         self._nc, self._js = nc, js
         self._parts = _Parts(nc, js, self.names, records)
 
+    async def _discard(self, nc: NatsClient) -> None:
+        """Close the client of a failed first connect, quietly and within a second."""
+        closing, self._closing = self._closing, True  # no "disconnected" warning for it
+        try:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await nc.close()
+        finally:
+            self._closing = closing
+
     async def _on_error(self, error: Exception) -> None:
         if not self._connected:
             # A failed first connect ends in one BrokerUnavailableError naming this error;
             # a warning per attempt would only repeat it.
-            self._connect_error = error
+            if self._connect_error is None or not says_why(self._connect_error):
+                self._connect_error = error
             log.debug("nats: %s", describe(error))
             return
         message = describe(error)
+        ended = self._denials.report(message)
+        if ended:
+            log.debug("nats: %s (raised as PermissionDeniedError)", message)
+            return
+        if ended is not None:
+            # No request waits on it (a publish without reply: a record, an event): the log
+            # is the only place it shows, once a second at most.
+            repeats = self._error_log.admit(message)
+            if repeats is not None:
+                log.error("nats: %s%s", message, f" (and {repeats} more)" if repeats else "")
+            return
         if self._down_since is not None:
             # Each reconnect attempt fails the same way: the first says why, the rest are counted.
             self._down_errors += 1

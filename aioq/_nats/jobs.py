@@ -10,6 +10,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
+from aioq._nats.limits import full_or_failed
 from aioq._nats.provision import ensure_consumer
 from aioq._nats.records import NatsRecords
 from aioq._nats.source import NatsSource
@@ -57,7 +58,9 @@ class NatsJobs:
             ack = await self.js.publish(
                 self.names.job_subject(queue), data, headers={**(headers or {}), MSG_ID: job_id}
             )
-        except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
+        except APIError as e:
+            raise full_or_failed(e, queue, job_id) from e
+        except (NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
             raise EnqueueError(
                 f"cannot enqueue job {job_id} on queue {queue!r}: {describe(e)}; "
                 "retrying with the same job id is safe"
@@ -84,7 +87,14 @@ class NatsJobs:
         for job, result in zip(jobs, results, strict=True):
             if not isinstance(result, BaseException) and not result.duplicate:
                 await records.put_queued(job.job_id, job.queue, result.seq, job.task)
-        return [r if isinstance(r, BaseException) else bool(r.duplicate) for r in results]
+        return [
+            full_or_failed(r, job.queue, job.job_id)
+            if isinstance(r, APIError)
+            else r
+            if isinstance(r, BaseException)
+            else bool(r.duplicate)
+            for job, r in zip(jobs, results, strict=True)
+        ]
 
     async def republish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
         """Put a job back on its queue with a fresh dedupe id."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -30,7 +31,10 @@ log = logging.getLogger(__name__)
 DUPLICATE_WINDOW_S = 120.0
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+async def _ensure_stream(
+    js: JetStreamContext, config: StreamConfig, enforce: dict[str, Any] | None = None
+) -> None:
+    """Create the stream, or give an existing one the missing subjects and `enforce`d fields."""
     assert config.name is not None
     try:
         info = await js.stream_info(config.name)
@@ -43,18 +47,28 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
                 raise ProvisioningError(f"cannot create stream {config.name}: {e}") from e
             info = await js.stream_info(config.name)
     missing = set(config.subjects or ()) - set(info.config.subjects or ())
+    changed = {k: v for k, v in (enforce or {}).items() if getattr(info.config, k) != v}
     if missing:
+        changed["subjects"] = sorted(set(config.subjects or ()) | set(info.config.subjects or ()))
+    if changed:
         try:
-            await js.update_stream(info.config.evolve(subjects=config.subjects))
+            await js.update_stream(info.config.evolve(**changed))
         except APIError as e:
             raise ProvisioningError(
-                f"stream {config.name} lacks subjects {sorted(missing)} and cannot take them "
-                f"({e}); delete it or use another prefix"
+                f"stream {config.name} cannot take {sorted(changed)} = {changed} ({e}); delete "
+                "it or use another prefix"
             ) from e
 
 
-async def ensure_streams(js: JetStreamContext, names: Names) -> None:
-    """Create the jobs stream (work queue) and the dead-letter stream if they are missing."""
+async def ensure_streams(js: JetStreamContext, names: Names, max_queued: int | None = None) -> None:
+    """Create the jobs stream (work queue) and the dead-letter stream if they are missing.
+
+    `max_queued` caps the jobs waiting on each queue's subject (-1: no cap; None: leave an
+    existing stream's cap as it is). A publish beyond it is refused, never an old job dropped.
+    """
+    cap: dict[str, Any] = {}
+    if max_queued is not None:
+        cap = {"max_msgs_per_subject": max_queued, "discard_new_per_subject": max_queued > 0}
     await _ensure_stream(
         js,
         StreamConfig(
@@ -65,7 +79,9 @@ async def ensure_streams(js: JetStreamContext, names: Names) -> None:
             storage=StorageType.FILE,
             discard=DiscardPolicy.NEW,
             duplicate_window=DUPLICATE_WINDOW_S,
+            **cap,
         ),
+        cap,
     )
     await _ensure_stream(
         js,

@@ -13,9 +13,11 @@ from aioq._version import __version__
 from aioq.cli._options import option
 from aioq.cli.dashboard import dashboard
 from aioq.cli.dead import dead_cli
+from aioq.cli.doctor import doctor
 from aioq.cli.events import events
 from aioq.cli.inspect import queues, workers
 from aioq.cli.jobs import enqueue, job_cli
+from aioq.cli.permissions import permissions_command
 from aioq.cli.queue import queue_app
 from aioq.cli.scheduler import scheduler, schedules
 from aioq.cli.server import server
@@ -101,6 +103,8 @@ cli.command()(workers)
 cli.add_typer(dead_cli, name="dead")
 cli.command()(events)
 cli.command(no_args_is_help=True)(dashboard)
+cli.command("permissions", no_args_is_help=True)(permissions_command)
+cli.command()(doctor)
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ __all__ = ["CONNECTION_OPTIONS", "Connection", "command", "fail", "require_queue
 
 def _nats(*flags: str, help: str, env: str = "", own: str = "", **more: Any) -> Any:
     """A connection option read from ``$NATS_<FLAG>`` (or `env`) when not given."""
-    name = flags[0].lstrip("-").upper()
+    name = flags[0].lstrip("-").upper().replace("-", "_")
     env = env or f"NATS_{name}"
     more.setdefault("metavar", name)
     default = f"${env}, else the app's{own}"
@@ -36,7 +36,7 @@ def _nats(*flags: str, help: str, env: str = "", own: str = "", **more: Any) -> 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Connection:
-    """The connection options of a command: its app, server, prefix and credentials."""
+    """The connection options of a command: its app, server, prefix, credentials and TLS files."""
 
     app_path: Annotated[str | None, option("--app", metavar="APP_PATH", show_default=False,
         help="Your app, as module:attribute: its servers, prefix and credentials become the "
@@ -54,6 +54,22 @@ class Connection:
     token: Annotated[str | None, _nats("--token", help="NATS authentication token.")] = None
     user: Annotated[str | None, _nats("--user", help="NATS user name.")] = None
     password: Annotated[str | None, _nats("--password", help="NATS password.")] = None
+    nkey: Annotated[Path | None, _nats("--nkey", metavar="FILE", exists=True, dir_okay=False,
+        help="NKey seed file (SU...) to authenticate with.",
+    )] = None  # fmt: skip
+    tls_ca: Annotated[Path | None, _nats("--tls-ca", env="NATS_CA", metavar="FILE", exists=True,
+        dir_okay=False, help="CA file (PEM) that signed the server's certificate.",
+    )] = None  # fmt: skip
+    tls_cert: Annotated[Path | None, _nats("--tls-cert", env="NATS_CERT", metavar="FILE",
+        exists=True, dir_okay=False, help="Client certificate (PEM) for mutual TLS.",
+    )] = None  # fmt: skip
+    tls_key: Annotated[Path | None, _nats("--tls-key", env="NATS_KEY", metavar="FILE",
+        exists=True, dir_okay=False, help="Private key (PEM) of --tls-cert.",
+    )] = None  # fmt: skip
+    inbox_prefix: Annotated[str | None, _nats("--inbox-prefix", metavar="PREFIX",
+        help="Subject prefix of the reply inboxes, for a user allowed only its own.",
+        own=", else _INBOX",
+    )] = None  # fmt: skip
 
     def app(self) -> Aarq:
         """The app (``--app`` or APP_PATH; else a bare one, prefix ``aioq``), options applied."""
@@ -65,6 +81,11 @@ class Connection:
             token=self.token,
             user=self.user,
             password=self.password,
+            nkey_seed=self.nkey,
+            tls_ca=self.tls_ca,
+            tls_cert=self.tls_cert,
+            tls_key=self.tls_key,
+            inbox_prefix=self.inbox_prefix,
         )
         return app
 

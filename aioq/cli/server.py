@@ -49,22 +49,41 @@ def server(
         config = local if local.is_file() else _PACKAGED_CONFIG
     store_dir.mkdir(parents=True, exist_ok=True)
     with _store_lock(store_dir):
-        embedded = _start(config, port, store_dir, monitor_port)
-        monitoring = embedded.monitor_url or "off"
-        print(
-            f"nats-server running at {embedded.url} (monitoring {monitoring}, store {store_dir}, "
-            f"config {config}); Ctrl-C stops it"
-        )
-        sys.stdout.flush()
         stopped = threading.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stopped.set())
+        embedded = _start(config, port, store_dir, monitor_port)
         try:
+            monitoring = embedded.monitor_url or "off"
+            fsync = _fsync_statement(embedded.monitor_url)
+            print(
+                f"nats-server running at {embedded.url} (monitoring {monitoring}, "
+                f"store {store_dir}, config {config}); Ctrl-C stops it"
+            )
+            print(fsync)
+            sys.stdout.flush()
             while not stopped.wait(0.5):
                 if not embedded.running:
                     fail(f"nats-server exited; see its log at {embedded.log_file}")
         finally:
             embedded.stop()
+
+
+def _fsync_statement(monitor_url: str | None) -> str:
+    """What the running server's sync_interval means for acknowledged jobs, in one line."""
+    from aioq._nats.doctor import read_sync_setting
+
+    sync = read_sync_setting(monitor_url) if monitor_url else None
+    if sync is True:
+        return "fsync: sync_interval always: every job is on disk before its enqueue returns"
+    if sync is None:
+        return "fsync: unknown (no monitoring port); see sync_interval in the config"
+    interval = 120.0 if sync is False else sync
+    return (
+        f"fsync: every {interval:g}s (sync_interval): a power loss or OS crash loses up to the "
+        f"last {interval:g}s of acknowledged jobs; production: sync_interval always "
+        "(docs/deployment.md#durability)"
+    )
 
 
 def _start(config: Path, port: int, store_dir: Path, monitor_port: int | None) -> EmbeddedNats:

@@ -29,6 +29,7 @@ import msgspec
 from aioq.errors import ConfigError
 from aioq.naming import Names
 from aioq.options import WorkerOptions
+from aioq.settings import redact_urls
 from aioq.wire import TERMINAL_STATES, JobRecord, JobState
 from aioq.worker import Worker
 from aioq.worker.execute import STOPPED_ERROR
@@ -101,7 +102,7 @@ def bind_app(app: Aarq, url: str, prefix: str | None = None) -> AppBinding:
     if app.connected:
         raise ConfigError(
             f"cannot bind {app!r} to the test server: it is already connected "
-            f"(to {', '.join(app.settings.servers)}); bind it before its first use"
+            f"(to {', '.join(redact_urls(app.settings.servers))}); bind it before its first use"
         )
     prefix = prefix or unique_prefix()
     names = Names(prefix)  # validates the prefix before anything changes

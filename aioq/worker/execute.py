@@ -41,6 +41,7 @@ from aioq.worker.attempt import (
 from aioq.worker.leases import Lease
 from aioq.worker.observe import SILENT, UNKNOWN_TASK, AttemptTracer, JobObserver, Outcome
 from aioq.worker.outcome import (
+    RECORD_ROOM,
     Reporter,
     ResultEncodingError,
     encode_result,
@@ -300,7 +301,7 @@ class Executor:
                 running_record.cancel()  # the outcome's record follows at once
                 progress.close()
                 ctx._on_progress = None
-            run.record.result = encode_result(value)
+            run.record.result = encode_result(value, self.broker.max_payload - RECORD_ROOM)
         except asyncio.CancelledError:
             if ctx.job_id not in self._aborted:
                 # The worker is stopping past its grace period: hand the job straight back.

@@ -12,7 +12,14 @@ import msgspec
 from aioq.backend import Broker
 from aioq.wire import ErrorInfo, Event, EventKind, JobRecord, JobState, encode
 
-__all__ = ["Reporter", "ResultEncodingError", "encode_result", "error_record"]
+__all__ = [
+    "RECORD_ROOM",
+    "Reporter",
+    "ResultEncodingError",
+    "ResultTooLargeError",
+    "encode_result",
+    "error_record",
+]
 
 log = logging.getLogger("aioq.worker")
 
@@ -186,19 +193,39 @@ def _nothing() -> None:
     pass
 
 
+#: Bytes of a job record besides its result (ids, times, progress message): a result may
+#: take the server's max_payload less this.
+RECORD_ROOM = 8192
+
+
 class ResultEncodingError(TypeError):
     """A task returned a value that cannot be stored as JSON."""
 
 
-def encode_result(value: Any) -> msgspec.Raw:
-    """A task's return value as raw JSON; raises `ResultEncodingError` if it cannot be."""
+class ResultTooLargeError(ResultEncodingError):
+    """A task returned a value too large for its job record."""
+
+
+def encode_result(value: Any, limit: int | None = None) -> msgspec.Raw:
+    """A task's return value as raw JSON, at most `limit` bytes.
+
+    Raises:
+        ResultEncodingError: It cannot be encoded, or (`ResultTooLargeError`) it is too large.
+    """
     try:
-        return msgspec.Raw(encode(value))
+        data = encode(value)
     except (TypeError, msgspec.EncodeError) as e:
         raise ResultEncodingError(
             f"the task's return value cannot be stored: {e}; return JSON-encodable values "
             "(str, numbers, bool, None, lists, dicts, dataclasses, msgspec Structs)"
         ) from None
+    if limit is not None and len(data) > limit:
+        raise ResultTooLargeError(
+            f"the task's result is {len(data)} bytes, above the {limit} bytes a job record "
+            "holds (the server's max_payload less room for the record's other fields): store "
+            "it elsewhere (a file, an object store) and return a reference to it"
+        )
+    return msgspec.Raw(data)
 
 
 def error_record(

@@ -247,6 +247,8 @@ async def test_server_command(procs: Procs, tmp_path: Path) -> None:
     await server.wait_log("nats-server running at ")
     match = re.search(r"running at (nats://\S+)", server.log())
     assert match, server.log()
+    # It states its fsync choice (the config's sync_interval) and what it means.
+    await server.wait_log("fsync: every 120s (sync_interval): a power loss")
     nc = await nats.connect(match[1], connect_timeout=5, max_reconnect_attempts=0)
     try:
         js = nc.jetstream()

@@ -8,7 +8,10 @@ import typer.main
 
 from aioq.cli import cli
 
-CONNECTION = "--server --prefix --creds --token --user --password"
+CONNECTION = (
+    "--server --prefix --creds --token --user --password --nkey --tls-ca --tls-cert --tls-key "
+    "--inbox-prefix"
+)
 SURFACE = {
     "worker": f"APP_PATH --queue --concurrency --log-level --log-format {CONNECTION} "
     "--shutdown-grace --heartbeat-interval --rate-limit --rate-interval --scheduler "
@@ -32,6 +35,8 @@ SURFACE = {
     "dead show": f"QUEUE ID --json --app {CONNECTION}",
     "dead retry": f"QUEUE ID --all --task --error-type --reason --limit --json --app {CONNECTION}",
     "dead purge": f"QUEUE --yes --app {CONNECTION}",
+    "doctor": f"--monitor --json --app {CONNECTION}",
+    "permissions": "--role --queue --prefix --inbox-prefix",
 }
 ENVVARS = {
     "--server": "NATS_URL",
@@ -39,6 +44,11 @@ ENVVARS = {
     "--token": "NATS_TOKEN",
     "--user": "NATS_USER",
     "--password": "NATS_PASSWORD",
+    "--nkey": "NATS_NKEY",
+    "--tls-ca": "NATS_CA",
+    "--tls-cert": "NATS_CERT",
+    "--tls-key": "NATS_KEY",
+    "--inbox-prefix": "NATS_INBOX_PREFIX",
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -45,12 +45,19 @@ class NatsJobs:
                 "pass a reference (a URL or object key) instead of the data itself"
             )
 
-    async def publish(self, queue: str, data: bytes, job_id: str, task: str | None = None) -> bool:
+    async def publish(
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        task: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Store one job, deduplicated by its id."""
         self._check_size(data)
         try:
             ack = await self.js.publish(
-                self.names.job_subject(queue), data, headers={MSG_ID: job_id}
+                self.names.job_subject(queue), data, headers={**(headers or {}), MSG_ID: job_id}
             )
         except APIError as e:
             raise full_or_failed(e, queue, job_id) from e
@@ -70,7 +77,9 @@ class NatsJobs:
         js = self.js
         futures = [
             await js.publish_async(
-                self.names.job_subject(job.queue), job.data, headers={MSG_ID: job.job_id}
+                self.names.job_subject(job.queue),
+                job.data,
+                headers={**(job.headers or {}), MSG_ID: job.job_id},
             )
             for job in jobs
         ]

@@ -44,6 +44,8 @@ class PreparedJob:
     data: bytes
     #: Unix time before which the job must not start; None to start at once.
     run_at: float | None = None
+    #: Message headers (a trace context), kept when a delayed job is released.
+    headers: Mapping[str, str] | None = None
 
 
 class Task(Generic[P, R]):

@@ -11,11 +11,12 @@ import math
 from collections.abc import AsyncIterator
 
 from nats.js import JetStreamContext
-from nats.js.api import StorageType, StreamConfig
 
+from aioq._nats.provision import ensure_history
 from aioq._nats.streams import MSG_ID, next_message
 from aioq.backend.dead import StoredMessage
 from aioq.naming import Names
+from aioq.settings import Replication
 
 __all__ = ["NatsHistory"]
 
@@ -25,22 +26,16 @@ _TTL = "Nats-TTL"
 class NatsHistory:
     """Keeps and reads back the messages of succeeded jobs."""
 
-    def __init__(self, js: JetStreamContext, names: Names) -> None:
+    def __init__(self, js: JetStreamContext, names: Names, replication: Replication) -> None:
         self.js = js
         self.names = names
+        self.replication = replication
         self._ready = False
 
     async def keep(self, queue: str, job_id: str, data: bytes, retention: float) -> None:
         """Store the message of a succeeded job, once per job id (within the dedupe window)."""
         if not self._ready:
-            await self.js.add_stream(
-                StreamConfig(
-                    name=self.names.history_stream,
-                    subjects=[self.names.history_subject("*", "*")],
-                    storage=StorageType.FILE,
-                    allow_msg_ttl=True,
-                )
-            )
+            await ensure_history(self.js, self.names, self.replication)
             self._ready = True
         headers = {MSG_ID: f"{job_id}:history", _TTL: str(max(1, math.ceil(retention)))}
         await self.js.publish(self.names.history_subject(queue, job_id), data, headers=headers)

@@ -25,6 +25,7 @@ __all__ = ["Job"]
 R = TypeVar("R")
 
 _record_decoder = msgspec.json.Decoder(JobRecord)
+_REWATCH_PAUSE_S = 0.2
 # How long `abort` waits for the worker running a job to confirm its cancellation.
 _ABORT_CONFIRM_S = 2.0
 # ... and for a job not known to run (it may have just started).
@@ -126,12 +127,20 @@ class Job(Generic[R]):
         broker = await self._broker()
         try:
             async with asyncio.timeout(timeout):
-                async for raw in broker.records.watch(self.id):
-                    if raw is None:
+                while True:
+                    try:
+                        async for raw in broker.records.watch(self.id):
+                            if raw is None:
+                                continue
+                            record = _record_decoder.decode(raw)
+                            if record.state in TERMINAL_STATES:
+                                return self._outcome(record)
+                    except TimeoutError:
+                        # A request of the watch went unanswered (the bucket's stream electing
+                        # a leader, say); the deadline above ends the wait, this does not.
+                        await asyncio.sleep(_REWATCH_PAUSE_S)
                         continue
-                    record = _record_decoder.decode(raw)
-                    if record.state in TERMINAL_STATES:
-                        return self._outcome(record)
+                    break
         except TimeoutError:
             raise ResultTimeoutError(
                 f"job {self.id} had no outcome within {timeout}s", self.id

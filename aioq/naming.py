@@ -152,6 +152,11 @@ class Names:
         return f"{self.prefix}-limits"
 
     @property
+    def unique_bucket(self) -> str:
+        """KV bucket of the unique keys held by queued and running jobs."""
+        return f"{self.prefix}-unique"
+
+    @property
     def jobs_wildcard(self) -> str:
         """Subjects of the jobs stream."""
         return f"{self.prefix}.jobs.>"

@@ -103,7 +103,7 @@ def _common(names: Names) -> list[str]:
 
 
 def _producer(names: Names, queues: Sequence[str]) -> list[str]:
-    subjects = _kv_write(names.results_bucket)
+    subjects = [*_kv_write(names.results_bucket), *_unique(names)]
     for queue in queues:
         subjects += [names.job_subject(queue), names.sched_subject(queue)]
         subjects.append(names.event_subject(queue, "*"))
@@ -116,12 +116,17 @@ def _producer(names: Names, queues: Sequence[str]) -> list[str]:
 def _worker(names: Names, queues: Sequence[str]) -> list[str]:
     subjects = [*_kv_write(names.results_bucket), *_kv_write(names.workers_bucket)]
     subjects += [*_kv_write(names.limits_bucket), *_api(f"STREAM.CREATE.KV_{names.workers_bucket}")]
-    subjects += _api(f"STREAM.CREATE.KV_{names.limits_bucket}")
+    subjects += [*_api(f"STREAM.CREATE.KV_{names.limits_bucket}"), *_unique(names)]
     for queue in queues:
         subjects += _consumer(names.jobs_stream, names.consumer(queue))
         subjects += [names.dead_subject(queue), names.event_subject(queue, "*")]
     subjects += _api(f"STREAM.MSG.GET.{names.jobs_stream}", f"DIRECT.GET.{names.jobs_stream}")
     return subjects
+
+
+def _unique(names: Names) -> list[str]:
+    """Claim and free unique keys (the bucket is created by whoever needs it first)."""
+    return [*_kv_write(names.unique_bucket), *_api(f"STREAM.CREATE.KV_{names.unique_bucket}")]
 
 
 def _scheduler(names: Names) -> list[str]:
@@ -141,14 +146,15 @@ def _dashboard(names: Names) -> list[str]:
         f"CONSUMER.NAMES.{names.jobs_stream}",
         f"CONSUMER.LIST.{names.jobs_stream}",
     )
-    for bucket in (names.workers_bucket, names.schedules_bucket, names.limits_bucket):
+    buckets = (names.workers_bucket, names.schedules_bucket, names.limits_bucket)
+    for bucket in (*buckets, names.unique_bucket):
         subjects += _kv_read(bucket)
     return subjects
 
 
 def _admin(names: Names) -> list[str]:
     buckets = (names.results_bucket, names.workers_bucket, names.schedules_bucket)
-    kv = [f"$KV.{b}.>" for b in (*buckets, names.limits_bucket)]
+    kv = [f"$KV.{b}.>" for b in (*buckets, names.limits_bucket, names.unique_bucket)]
     return ["$JS.API.>", f"$JS.ACK.{names.jobs_stream}.>", "$JS.FC.>", f"{names.prefix}.>", *kv]
 
 

@@ -18,7 +18,7 @@ from aioq.arguments import ArgumentTypes, find_non_finite, may_be_non_finite
 from aioq.context import Context
 from aioq.errors import ArgumentsError, ConfigError, SerializationError
 from aioq.job import Job
-from aioq.options import CallOptions, TaskOptions, seconds
+from aioq.options import CallOptions, TaskOptions, UniqueSpec, seconds
 from aioq.wire import JobMessage, encode
 
 if TYPE_CHECKING:
@@ -44,6 +44,8 @@ class PreparedJob:
     data: bytes
     #: Unix time before which the job must not start; None to start at once.
     run_at: float | None = None
+    #: The unique key the job claims before it is published (``with_options(unique=...)``).
+    unique: UniqueSpec | None = None
 
 
 class Task(Generic[P, R]):
@@ -128,6 +130,9 @@ class Task(Generic[P, R]):
         retries: int | None = None,
         delay: float | timedelta | None = None,
         run_at: datetime | None = None,
+        unique: bool = False,
+        unique_key: str | None = None,
+        unique_ttl: float | timedelta | None = None,
     ) -> TaskCall[P, R]:
         """Per-enqueue options, kept apart from the task's own arguments.
 
@@ -141,6 +146,11 @@ class Task(Generic[P, R]):
             delay: Hold the job this many seconds (from each enqueue) before it may start.
             run_at: Hold the job until this timezone-aware time. Held jobs wait in JetStream,
                 and the scheduler moves each to its queue when it is due (docs/scheduling.md).
+            unique: While a job of this task with the same arguments is queued, held or
+                running, enqueueing returns that job (``duplicate`` set) instead of a new one.
+            unique_key: Like `unique`, with this key (per task) instead of the arguments.
+            unique_ttl: Seconds after which the key is free even if its job has not ended
+                (default one day, at most 30 days; docs/flows.md).
         """
         return TaskCall(
             self,
@@ -151,6 +161,9 @@ class Task(Generic[P, R]):
                 retries=retries,
                 delay=seconds(delay, "delay", allow_zero=True),
                 run_at=_timestamp(run_at),
+                unique=unique,
+                unique_key=unique_key,
+                unique_ttl=seconds(unique_ttl, "unique_ttl"),
             ),
         )
 
@@ -220,6 +233,7 @@ def build_job(
     """Encode one job message for `task` on `queue`, enqueued at `now` (default: the time)."""
     job_id = call.job_id or uuid.uuid4().hex
     now = time.time() if now is None else now
+    unique = _unique(task, args, kwargs, call)
     message = JobMessage(
         task=task,
         args=args,
@@ -229,6 +243,7 @@ def build_job(
         ttl=call.ttl,
         timeout=call.timeout,
         retries=call.retries,
+        unique_key=unique.key if unique is not None else None,
     )
     try:
         data = encode(message)
@@ -237,7 +252,29 @@ def build_job(
             f"cannot encode the arguments of {task}: {e}; job arguments must be JSON-encodable "
             "(str, int, float, bool, None, lists, dicts, datetimes, dataclasses, msgspec Structs)"
         ) from None
-    return PreparedJob(task=task, queue=queue, job_id=job_id, data=data, run_at=call.due_time(now))
+    return PreparedJob(
+        task=task,
+        queue=queue,
+        job_id=job_id,
+        data=data,
+        run_at=call.due_time(now),
+        unique=unique,
+    )
+
+
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def _unique(
+    task: str, args: list[Any], kwargs: dict[str, Any], call: CallOptions
+) -> UniqueSpec | None:
+    if not call.unique and call.unique_key is None:
+        return None
+    try:
+        arguments = _sorted_encoder.encode([args, kwargs]) if call.unique_key is None else b""
+    except (TypeError, msgspec.EncodeError):
+        arguments = b""  # the job's own encoding below says what is wrong
+    return UniqueSpec.of(task, call, arguments)
 
 
 def _timestamp(run_at: datetime | None) -> float | None:

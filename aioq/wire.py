@@ -24,6 +24,7 @@ __all__ = [
     "JobMessage",
     "JobRecord",
     "JobState",
+    "UniqueHolder",
     "WorkerInfo",
     "decode_job",
     "encode",
@@ -49,6 +50,21 @@ class JobMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     timeout: _Seconds | None = None
     retries: Annotated[int, msgspec.Meta(ge=0)] | None = None
     retry_of: int | None = None
+    #: Key in ``<prefix>-unique`` that this job holds; the worker frees it when the job ends.
+    unique_key: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
+
+
+class UniqueHolder(msgspec.Struct, omit_defaults=True):
+    """The job holding a unique key: the value of its key in ``<prefix>-unique``."""
+
+    id: str
+    #: Unix time after which the key is free even if the job has not ended.
+    expires_at: float
+    claimed_at: float
+    queue: str | None = None
+    task: str | None = None
+    #: The key as the producer gave it (the KV key is its digest).
+    key: str | None = None
 
 
 class DeadReason(enum.StrEnum):
@@ -209,7 +225,7 @@ def json_schemas() -> dict[str, Any]:
     docstrings cleaned with `inspect.cleandoc`, and the alternatives of each ``anyOf`` are
     sorted (releases differ in both, and neither changes what a schema accepts).
     """
-    structs = (JobMessage, DeadLetter, WorkerInfo, JobRecord, Event)
+    structs = (JobMessage, DeadLetter, WorkerInfo, JobRecord, Event, UniqueHolder)
     _, components = msgspec.json.schema_components(structs, ref_template="#/$defs/{name}")
     return {name: _canonical(schema) for name, schema in components.items()}
 

@@ -1,4 +1,4 @@
-"""`NatsControl`: shared rate limits and repeatable ticks in KV buckets, queue pauses."""
+"""`NatsControl`: shared rate limits, repeatable ticks and unique keys in KV buckets, pauses."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from nats.js.kv import KeyValue
 from aioq._nats.provision import ensure_bucket
 from aioq.errors import BrokerError
 from aioq.naming import Names
+from aioq.options import MAX_UNIQUE_TTL
 
 __all__ = ["NatsControl"]
 
@@ -48,7 +49,9 @@ class NatsControl:
         kv = self._buckets.get(name)
         if kv is not None:
             return kv
-        kv = await ensure_bucket(self.js, name)
+        # Unique keys age out after the longest allowed hold, their delete markers with them.
+        ttl = MAX_UNIQUE_TTL if name == self.names.unique_bucket else None
+        kv = await ensure_bucket(self.js, name, ttl)
         self._buckets[name] = kv
         return kv
 
@@ -94,6 +97,23 @@ class NatsControl:
     async def write_limit(self, queue: str, data: bytes, revision: int) -> bool:
         """Compare-and-set the shared rate-limit state of `queue`."""
         return await self._write(self.names.limits_bucket, queue, data, revision)
+
+    async def read_unique(self, key: str) -> tuple[bytes | None, int]:
+        """The holder of unique key `key` and its revision (0: free)."""
+        return await self._read(self.names.unique_bucket, key)
+
+    async def write_unique(self, key: str, data: bytes, revision: int) -> bool:
+        """Compare-and-set the holder of unique key `key`."""
+        return await self._write(self.names.unique_bucket, key, data, revision)
+
+    async def delete_unique(self, key: str, revision: int) -> bool:
+        """Free unique key `key` if it is still at `revision`."""
+        kv = await self._bucket(self.names.unique_bucket)
+        try:
+            await kv.delete(key, last=revision)
+        except KeyWrongLastSequenceError:
+            return False
+        return True
 
     # -- pause -------------------------------------------------------------------------------
 

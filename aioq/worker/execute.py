@@ -16,6 +16,7 @@ from aioq.context import Context
 from aioq.errors import Retry
 from aioq.options import resolve
 from aioq.task import Task
+from aioq.unique import release
 from aioq.wire import (
     DeadReason,
     ErrorInfo,
@@ -329,6 +330,7 @@ class Executor:
             ran_twice(run.ctx, None)
             return
         await run.delivery.ack()
+        await release(self.broker, run.job, record.id)
         self.stats.processed += 1
         log_outcome(logging.INFO, run, "succeeded")
 
@@ -379,6 +381,7 @@ class Executor:
         record.state, record.finished_at = JobState.ABORTED, self.clock.time()
         await self.reporter.report(record, duration=time.perf_counter() - run.started)
         await run.delivery.term()
+        await release(self.broker, run.job, record.id)
         log_outcome(logging.WARNING, run, "aborted")
 
     async def _failed(
@@ -454,6 +457,7 @@ class Executor:
             error_record(record, _DEAD_STATE.get(reason, JobState.FAILED), error, self.clock.time())
         )
         await delivery.term()
+        await release(self.broker, job, job_id)
         self.stats.failed += 1
         if reason is not DeadReason.FAILED:
             log.warning(

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import msgspec
 
 from aioq.backend import Broker
+from aioq.dependencies import register
 from aioq.errors import JobNotFoundError, PartialEnqueueError
 from aioq.job import Job
 from aioq.ports import BrokerAccess
@@ -48,7 +49,7 @@ async def publish_prepared(app: ClientApp, job: PreparedJob) -> Job[Any]:
         if holder is not None:
             return _held_by(app, job, holder)
     try:
-        duplicate = await publish_one(broker, job)
+        duplicate = await (register if job.depends else publish_one)(broker, job)
     except BaseException:
         await unclaim(broker, job)
         raise
@@ -72,7 +73,7 @@ async def publish_many(app: ClientApp, jobs: Iterable[PreparedJob]) -> list[Job[
         holder = await claim(broker, job) if job.unique is not None else None
         if holder is not None:
             holders[i] = holder
-    fresh = [job for i, job in enumerate(prepared) if i not in holders]
+    fresh = [job for i, job in enumerate(prepared) if i not in holders and not job.depends]
     outcomes = iter(await publish_all(broker, fresh))
     done: list[Job[Any]] = []
     failed: list[tuple[PreparedJob, BaseException]] = []
@@ -80,7 +81,7 @@ async def publish_many(app: ClientApp, jobs: Iterable[PreparedJob]) -> list[Job[
         if i in holders:
             done.append(_held_by(app, job, holders[i]))
             continue
-        outcome = next(outcomes)
+        outcome = await _register(broker, job) if job.depends else next(outcomes)
         if isinstance(outcome, BaseException):
             await unclaim(broker, job)
             failed.append((job, outcome))
@@ -130,6 +131,13 @@ def _handle(app: ClientApp, job: PreparedJob, duplicate: bool) -> Job[Any]:
         app=app,
         result_type=_result_type(app, job.task),
     )
+
+
+async def _register(broker: Broker, job: PreparedJob) -> bool | BaseException:
+    try:
+        return await register(broker, job)
+    except Exception as e:
+        return e
 
 
 def _held_by(app: ClientApp, job: PreparedJob, holder: UniqueHolder) -> Job[Any]:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_RUN_AT",
     "CallOptions",
+    "DependencySpec",
     "QueueOptions",
     "TaskOptions",
     "UniqueSpec",
@@ -110,9 +111,14 @@ class CallOptions:
     unique_key: str | None = None
     #: Seconds a unique key is held at most, if its job has not ended by then.
     unique_ttl: float | None = None
+    #: Ids of the jobs that must succeed before this one is queued.
+    depends_on: tuple[str, ...] = ()
+    #: ``dead``: dead-letter the job if a dependency fails for good; ``run``: run it anyway.
+    on_dependency_failure: str = "dead"
 
     def __post_init__(self) -> None:
         _check_unique(self)
+        _check_dependencies(self)
         if self.job_id is not None:
             validate_job_id(self.job_id)
         if self.retries is not None and (isinstance(self.retries, bool) or self.retries < 0):
@@ -160,6 +166,36 @@ class UniqueSpec:
         source = call.unique_key.encode() if call.unique_key is not None else arguments
         digest = hashlib.sha256(task.encode() + b"\0" + source).hexdigest()[:40]
         return cls(f"u-{digest}", call.unique_key, call.unique_ttl or DEFAULT_UNIQUE_TTL)
+
+
+#: What a job does when one of its dependencies fails for good.
+DEPENDENCY_FAILURE_POLICIES: Final = ("dead", "run")
+
+
+@dataclass(frozen=True, slots=True)
+class DependencySpec:
+    """The jobs a job waits for, and what it does when one of them fails."""
+
+    ids: tuple[str, ...]
+    on_failure: str = "dead"
+    #: ``first``: the dependency's result goes first in the arguments (a chain); ``list``: the
+    #: list of the results does (a group's callback); None: nothing is passed.
+    pass_results: str | None = None
+
+
+def _check_dependencies(call: CallOptions) -> None:
+    if call.on_dependency_failure not in DEPENDENCY_FAILURE_POLICIES:
+        raise ConfigError(
+            f"on_dependency_failure must be 'dead' or 'run', got {call.on_dependency_failure!r}"
+        )
+    if not call.depends_on:
+        return
+    for job_id in call.depends_on:
+        validate_job_id(job_id)
+    if call.delay is not None or call.run_at is not None:
+        raise ConfigError("give depends_on=... or a delay/run_at, not both")
+    if call.job_id is not None and call.job_id in call.depends_on:
+        raise ConfigError(f"job {call.job_id} cannot depend on itself")
 
 
 def _check_unique(call: CallOptions) -> None:

@@ -18,7 +18,7 @@ from aioq.arguments import ArgumentTypes, find_non_finite, may_be_non_finite
 from aioq.context import Context
 from aioq.errors import ArgumentsError, ConfigError, SerializationError
 from aioq.job import Job
-from aioq.options import CallOptions, TaskOptions, UniqueSpec, seconds
+from aioq.options import CallOptions, DependencySpec, TaskOptions, UniqueSpec, seconds
 from aioq.wire import JobMessage, encode
 
 if TYPE_CHECKING:
@@ -46,6 +46,8 @@ class PreparedJob:
     run_at: float | None = None
     #: The unique key the job claims before it is published (``with_options(unique=...)``).
     unique: UniqueSpec | None = None
+    #: The jobs it waits for (``with_options(depends_on=...)``).
+    depends: DependencySpec | None = None
 
 
 class Task(Generic[P, R]):
@@ -133,6 +135,8 @@ class Task(Generic[P, R]):
         unique: bool = False,
         unique_key: str | None = None,
         unique_ttl: float | timedelta | None = None,
+        depends_on: Sequence[Job[Any] | str] = (),
+        on_dependency_failure: str = "dead",
     ) -> TaskCall[P, R]:
         """Per-enqueue options, kept apart from the task's own arguments.
 
@@ -151,6 +155,10 @@ class Task(Generic[P, R]):
             unique_key: Like `unique`, with this key (per task) instead of the arguments.
             unique_ttl: Seconds after which the key is free even if its job has not ended
                 (default one day, at most 30 days; docs/flows.md).
+            depends_on: Jobs (handles or ids) that must succeed before this one is queued;
+                meanwhile it is ``waiting`` (docs/flows.md).
+            on_dependency_failure: ``"dead"`` dead-letters the job (reason
+                ``dependency_failed``) if a dependency fails for good; ``"run"`` runs it anyway.
         """
         return TaskCall(
             self,
@@ -164,6 +172,8 @@ class Task(Generic[P, R]):
                 unique=unique,
                 unique_key=unique_key,
                 unique_ttl=seconds(unique_ttl, "unique_ttl"),
+                depends_on=_ids(depends_on),
+                on_dependency_failure=on_dependency_failure,
             ),
         )
 
@@ -259,7 +269,16 @@ def build_job(
         data=data,
         run_at=call.due_time(now),
         unique=unique,
+        depends=DependencySpec(call.depends_on, call.on_dependency_failure)
+        if call.depends_on
+        else None,
     )
+
+
+def _ids(jobs: Sequence[Job[Any] | str]) -> tuple[str, ...]:
+    if isinstance(jobs, str | Job):
+        jobs = [jobs]
+    return tuple(dict.fromkeys(job.id if isinstance(job, Job) else job for job in jobs))
 
 
 _sorted_encoder = msgspec.json.Encoder(order="sorted")

@@ -123,22 +123,33 @@ async def settle(broker: Broker, job_id: str) -> bool:
 
 async def _state(broker: Broker, job_id: str, since: float | None) -> tuple[str | None, Any]:
     """A dependency's state (pending, succeeded, failed; None: unknown) and result or reason."""
-    raw = await broker.records.get(job_id)
-    if raw is not None:
-        record = _record_decoder.decode(raw)
-        if record.state is JobState.SUCCEEDED:
-            return _SUCCEEDED, record.result
-        if record.state in TERMINAL_STATES:
-            return _FAILED, record.state.value
-        return _PENDING, None
+    found = await _recorded(broker, job_id)
+    if found is not None:
+        return found
     stored = await broker.waiting.get(job_id) or await broker.jobs.find(job_id)
     if stored or await broker.held.find(job_id):
         return _PENDING, None
+    # It may have ended between the two looks: its final record comes before it leaves.
+    found = await _recorded(broker, job_id)
+    if found is not None:
+        return found
     if since is None:
         return None, None
     if broker.clock.time() - since < GONE_GRACE_S:
         return _PENDING, None
     return _FAILED, "gone (no record: ended longer ago than keep_result, or never stored)"
+
+
+async def _recorded(broker: Broker, job_id: str) -> tuple[str, Any] | None:
+    raw = await broker.records.get(job_id)
+    if raw is None:
+        return None
+    record = _record_decoder.decode(raw)
+    if record.state is JobState.SUCCEEDED:
+        return _SUCCEEDED, record.result
+    if record.state in TERMINAL_STATES:
+        return _FAILED, record.state.value
+    return _PENDING, None
 
 
 async def _queue(broker: Broker, entry: WaitingJob, results: list[Any]) -> None:

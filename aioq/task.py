@@ -23,6 +23,7 @@ from aioq.wire import JobMessage, encode
 
 if TYPE_CHECKING:
     from aioq.app import Aarq
+    from aioq.flows import Signature
 
 __all__ = ["PreparedJob", "Task", "TaskCall"]
 
@@ -181,6 +182,16 @@ class Task(Generic[P, R]):
         """Encode a job without publishing it, for `Aarq.enqueue_many`."""
         return TaskCall(self, _NO_OPTIONS).prepare(*args, **kwargs)
 
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A call of this task for `Aarq.chain` and `Aarq.group`.
+
+        In a chain, the previous job's result goes before `args`; in a group's callback, the
+        list of the members' results does.
+        """
+        from aioq.flows import Signature
+
+        return Signature(self, args, kwargs)
+
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Publish a job running this task with these arguments; returns its handle."""
         return await TaskCall(self, _NO_OPTIONS).enqueue(*args, **kwargs)
@@ -253,6 +264,7 @@ def build_job(
         ttl=call.ttl,
         timeout=call.timeout,
         retries=call.retries,
+        depends_on=list(call.depends_on) or None,
         unique_key=unique.key if unique is not None else None,
     )
     try:

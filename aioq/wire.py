@@ -51,6 +51,8 @@ class JobMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     timeout: _Seconds | None = None
     retries: Annotated[int, msgspec.Meta(ge=0)] | None = None
     retry_of: int | None = None
+    #: Ids of the jobs it waited for (informational: the waiting is done before it is queued).
+    depends_on: list[Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)]] | None = None
     #: Key in ``<prefix>-unique`` that this job holds; the worker frees it when the job ends.
     unique_key: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
 
@@ -194,7 +196,7 @@ class JobRecord(msgspec.Struct, omit_defaults=True):
     retry_of: int | None = None
     #: Stream sequence of the job's message while it is stored (queued, running, retrying).
     seq: int | None = None
-    #: Ids of the jobs it waits for, while it is waiting.
+    #: Ids of the jobs it waited for (``depends_on``).
     depends_on: list[str] | None = None
 
 

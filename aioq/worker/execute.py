@@ -252,6 +252,7 @@ class Executor:
             started_at=self.clock.time(),
             retry_of=job.retry_of,
             seq=delivery.seq,
+            depends_on=job.depends_on,
         )
         lease = Lease.of(delivery, lease_period)
         return Attempt(

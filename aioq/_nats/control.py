@@ -11,9 +11,14 @@ from typing import Final
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import (
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 
+from aioq._nats.kv import delete_at
 from aioq._nats.provision import ensure_bucket
 from aioq.errors import BrokerError
 from aioq.naming import Names
@@ -109,11 +114,7 @@ class NatsControl:
     async def delete_unique(self, key: str, revision: int) -> bool:
         """Free unique key `key` if it is still at `revision`."""
         kv = await self._bucket(self.names.unique_bucket)
-        try:
-            await kv.delete(key, last=revision)
-        except KeyWrongLastSequenceError:
-            return False
-        return True
+        return await delete_at(kv, key, revision)
 
     # -- pause -------------------------------------------------------------------------------
 

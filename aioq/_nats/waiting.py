@@ -6,6 +6,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
 from nats.js.kv import KeyValue
 
+from aioq._nats.kv import delete_at
 from aioq._nats.provision import ensure_bucket
 from aioq.naming import Names
 
@@ -48,11 +49,7 @@ class NatsWaiting:
     async def delete(self, job_id: str, revision: int) -> bool:
         """Remove the waiting job if it is still at `revision`."""
         kv = await self._bucket()
-        try:
-            await kv.delete(job_id, last=revision)
-        except KeyWrongLastSequenceError:
-            return False
-        return True
+        return await delete_at(kv, job_id, revision)
 
     async def ids(self, limit: int) -> list[str]:
         """Ids of waiting jobs, at most `limit`."""

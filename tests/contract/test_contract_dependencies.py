@@ -78,3 +78,21 @@ async def test_unknown_dependency_is_refused(backend: Backend) -> None:
 
     with pytest.raises(JobNotFoundError, match="depends_on: no job 'nope'"):
         await later.with_options(depends_on=["nope"]).enqueue()
+
+
+async def test_aborting_a_waiting_job_fails_its_dependents(backend: Backend) -> None:
+    app = backend.app
+
+    @app.task
+    async def noop(ctx: Context) -> None:
+        pass
+
+    first = await noop.enqueue()
+    second = await noop.with_options(depends_on=[first]).enqueue()
+    third = await noop.with_options(depends_on=[second]).enqueue()
+    assert await second.abort()
+    assert await _state(second) == JobState.ABORTED
+    await backend.worker(scan_interval=0.2)
+    await first.result(timeout=10)
+    with pytest.raises(JobFailedError, match="aborted"):
+        await third.result(timeout=10)

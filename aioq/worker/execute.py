@@ -331,7 +331,8 @@ class Executor:
             ran_twice(run.ctx, None)
             return
         await run.delivery.ack()
-        await release(self.broker, run.job, record.id)
+        if run.job.unique_key is not None:
+            await release(self.broker, run.job, record.id)
         self.stats.processed += 1
         log_outcome(logging.INFO, run, "succeeded")
 

@@ -91,7 +91,10 @@ async def register(broker: Broker, job: PreparedJob) -> bool:
         depends_on=list(spec.ids),
     )
     await broker.records.store(job.job_id, encode(record))
-    await settle(broker, job.job_id)
+    try:
+        await settle(broker, job.job_id)
+    except Exception as e:  # a producer may lack the rights: the schedulers settle it
+        log.debug("job %s: left waiting for the schedulers: %s", job.job_id, e)
     return False
 
 
@@ -206,40 +209,63 @@ async def release_waiting(broker: Broker, interval: float) -> None:
     dependencies receives none. The interval is real time, not the broker's clock: a test's
     fake clock that jumps to its next wake-up must not stop at every sweep.
     """
-    ended = asyncio.Event()
-    listener: EventListener | None = None
-    hearing: asyncio.Task[None] | None = None
+    releaser = _Releaser(broker)
     try:
         while True:
-            waiting = await _sweep(broker)
-            if waiting and listener is None:
-                listener = await broker.events.listen()
-                hearing = asyncio.create_task(_hear(listener, ended))
-            elif not waiting and listener is not None:
-                await _stop(listener, hearing)
-                listener = hearing = None
-            await _first(ended.wait(), asyncio.sleep(interval))
-            ended.clear()
+            await releaser.listen(await releaser.sweep())
+            await _first(releaser.ended.wait(), asyncio.sleep(interval))
+            releaser.ended.clear()
     finally:
-        if listener is not None:
-            await _stop(listener, hearing)
+        await releaser.listen(False)
 
 
-async def _sweep(broker: Broker) -> bool:
-    """Settle every waiting job once; whether some still wait."""
-    try:
-        ids = await broker.waiting.ids(SWEEP_LIMIT)
-    except Exception as e:
-        log.warning("cannot list the waiting jobs: %s", e)
-        return False
-    left = False
-    for job_id in ids:
+class _Releaser:
+    """The state of `release_waiting`: the event listener while jobs wait, and its warnings."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.ended = asyncio.Event()
+        self.listener: EventListener | None = None
+        self.hearing: asyncio.Task[None] | None = None
+        # The last problem logged; the same one is not logged again at every sweep.
+        self.problem = ""
+
+    async def sweep(self) -> bool:
+        """Settle every waiting job once; whether some still wait."""
         try:
-            left |= not await settle(broker, job_id)
+            ids = await self.broker.waiting.ids(SWEEP_LIMIT)
         except Exception as e:
-            left = True
-            log.warning("waiting job %s: cannot settle it now: %s", job_id, e)
-    return left
+            self._warn(f"cannot list the waiting jobs: {e}")
+            return False
+        left = False
+        for job_id in ids:
+            try:
+                left |= not await settle(self.broker, job_id)
+            except Exception as e:
+                left = True
+                self._warn(f"waiting job {job_id}: cannot settle it now: {e}")
+        return left
+
+    async def listen(self, wanted: bool) -> None:
+        """Listen to lifecycle events if `wanted`, else stop listening."""
+        if wanted and self.listener is None:
+            try:
+                self.listener = await self.broker.events.listen()
+            except Exception as e:
+                self._warn(f"cannot listen to job events, settling every sweep only: {e}")
+                return
+            self.hearing = asyncio.create_task(_hear(self.listener, self.ended))
+        elif not wanted and self.listener is not None:
+            if self.hearing is not None:
+                self.hearing.cancel()
+            with contextlib.suppress(Exception):
+                await self.listener.close()
+            self.listener = self.hearing = None
+
+    def _warn(self, problem: str) -> None:
+        if problem != self.problem:
+            self.problem = problem
+            log.warning("%s", problem)
 
 
 async def _hear(listener: EventListener, ended: asyncio.Event) -> None:
@@ -256,10 +282,3 @@ async def _first(*waits: Awaitable[Any]) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-async def _stop(listener: EventListener, hearing: asyncio.Task[None] | None) -> None:
-    if hearing is not None:
-        hearing.cancel()
-    with contextlib.suppress(Exception):
-        await listener.close()

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoKeysError,
+)
 from nats.js.kv import KeyValue
 
 from aioq._nats.kv import delete_at
@@ -52,8 +57,13 @@ class NatsWaiting:
         return await delete_at(kv, job_id, revision)
 
     async def ids(self, limit: int) -> list[str]:
-        """Ids of waiting jobs, at most `limit`."""
-        kv = await self._bucket()
+        """Ids of waiting jobs, at most `limit` (none while the bucket does not exist)."""
+        if self._kv is None:
+            try:
+                self._kv = await self.js.key_value(self.names.waiting_bucket)
+            except BucketNotFoundError:
+                return []
+        kv = self._kv
         try:
             keys = await kv.keys()
         except NoKeysError:

@@ -43,7 +43,7 @@ from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.publishing import pause_end
 from aioq.ratelimit import check_rate
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
-from aioq.settings import NatsSettings
+from aioq.settings import NatsSettings, Replication, validate_domain
 from aioq.task import PreparedJob, Task
 from aioq.wire import Event
 
@@ -91,6 +91,12 @@ class Aarq:
         max_queued: Most jobs waiting in each queue (delayed ones not counted): an enqueue
             beyond it raises `QueueFullError` and stores nothing. Set on the jobs stream when
             the app connects; -1 removes the cap, None (default) leaves the stream's as is.
+        replicas: Copies the servers keep of every stream and bucket the app creates (3 on
+            a 3-node cluster survives a node loss). None: one, and existing ones unchanged;
+            a number also changes existing ones to it.
+        placement_tags: Server tags that every node holding the app's streams must carry.
+        jetstream_domain: The ``jetstream { domain }`` of the cluster whose JetStream the app
+            uses, for an app connected to a leaf node of that cluster (docs/deployment.md).
 
     The app connects on first use; ``async with app:`` or `connect`/`close` make the lifecycle
     explicit. It holds one connection per event loop, so it works from any loop (successive
@@ -121,6 +127,9 @@ class Aarq:
         ack_wait: float | timedelta = 30.0,
         keep_result: float | timedelta = 86_400.0,
         max_queued: int | None = None,
+        replicas: int | None = None,
+        placement_tags: Sequence[str] | None = None,
+        jetstream_domain: str | None = None,
     ) -> None:
         self.names = Names(prefix)
         if max_queued is not None and (
@@ -147,6 +156,8 @@ class Aarq:
             tls_key=_path(tls_key),
             nkey_seed=_path(nkey_seed),
             inbox_prefix=_inbox(inbox_prefix),
+            replication=Replication.build(replicas, placement_tags),
+            domain=validate_domain(jetstream_domain),
         )
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.state = State()

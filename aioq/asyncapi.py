@@ -35,6 +35,10 @@ _RUN_AT_HEADERS: Final = {
             "description": "When the job is due: unix seconds, or an RFC 3339 time with a zone.",
         },
         "Nats-Msg-Id": {"type": "string", "description": "The job id (idempotency key)."},
+        "traceparent": {
+            "type": "string",
+            "description": "W3C trace context, kept when the job is released to its queue.",
+        },
     },
     "required": ["Aioq-Run-At"],
 }

@@ -126,6 +126,9 @@ class EmbeddedNats:
     the port is then kept, so `restart()` (and `start()` after `stop()`) reuse it. With
     `store_dir=None` the store lives in a temporary directory that `stop()` removes.
 
+    With `jetstream=False` the server runs without JetStream (a leaf node that uses the
+    JetStream of the cluster it links to).
+
     With `config`, only `-c`, `-js` and the explicitly given `-p`/`-sd` are passed (flags
     override the file); the config must then not set `jetstream.store_dir` when `store_dir`
     is given, because nats-server rejects that as a duplicate. `host` is not passed with a
@@ -147,7 +150,9 @@ class EmbeddedNats:
         binary: str | None = None,
         log_file: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
+        jetstream: bool = True,
     ) -> None:
+        self._jetstream = jetstream
         self._store_dir = Path(store_dir) if store_dir is not None else None
         # 0 and -1 both mean "any free port"; nats-server itself reads 0 as its default 4222.
         self._port = None if port is None or port in (0, -1) else port
@@ -288,7 +293,8 @@ class EmbeddedNats:
         return self._res.temp_dir
 
     def _command(self, binary: str) -> list[str]:
-        command = [binary, "-js", "--ports_file_dir", str(self._temp_dir())]
+        command = [binary, *(["-js"] if self._jetstream else []), "--ports_file_dir"]
+        command.append(str(self._temp_dir()))
         port = self._port if self._port is not None else -1
         if self._config is None:
             command += ["-a", self._host, "-p", str(port), "-sd", str(self.store_dir)]

@@ -7,6 +7,7 @@ it (`aioq.dependencies`), so a flow survives the restart of any worker, producer
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,9 +55,7 @@ class Signature:
         job = build_job(
             task.name, task.queue, list(self.args), dict(self.kwargs), call, now=_now(task)
         )
-        return PreparedJob(
-            task=job.task, queue=job.queue, job_id=job.job_id, data=job.data, depends=depends
-        )
+        return dataclasses.replace(job, depends=depends)
 
 
 def _now(task: Task[Any, Any]) -> float:

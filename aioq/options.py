@@ -319,6 +319,13 @@ class WorkerOptions:
     stall_warning: float | timedelta | None = None
     #: ``(async_function, interval)`` pairs run periodically while the worker runs.
     scanners: Sequence[ScannerSpec] = ()
+    #: Serve Prometheus metrics on ``http://metrics_host:metrics_port/metrics`` (None: no
+    #: metrics; 0: a free port, logged and in `Worker.metrics_address`). Needs the
+    #: ``metrics`` extra; docs/observability.md lists the metrics.
+    metrics_port: int | None = None
+    #: The address the metrics are served on; loopback unless a scraper on another host
+    #: must reach them.
+    metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         queues = [self.queues] if isinstance(self.queues, str) else list(self.queues)
@@ -335,6 +342,15 @@ class WorkerOptions:
         seconds(self.scan_interval, "scan_interval")
         seconds(self.stall_warning, "stall_warning", allow_zero=True)
         check_rate(self.rate_limit, self.rate_interval)
+        port = self.metrics_port
+        if port is not None and (
+            isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535
+        ):
+            raise ConfigError(f"metrics_port must be a port number 0-65535 or None, got {port!r}")
+        if not isinstance(self.metrics_host, str) or not self.metrics_host:
+            raise ConfigError(
+                f"metrics_host must be a host name or address, got {self.metrics_host!r}"
+            )
 
     @classmethod
     def for_tests(cls, **overrides: Any) -> WorkerOptions:

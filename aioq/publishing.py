@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from aioq.backend import Broker
 from aioq.errors import ConfigError, PayloadTooLargeError
+from aioq.observing import producer_spans
 from aioq.task import PreparedJob
 
 __all__ = ["pause_end", "publish_many", "publish_one"]
@@ -14,10 +15,23 @@ __all__ = ["pause_end", "publish_many", "publish_one"]
 
 async def publish_one(broker: Broker, job: PreparedJob) -> bool:
     """Store one job (held if it has a due time); True if its id was stored already."""
+    spans = producer_spans((job,))
+    if spans is None:
+        return await _publish_one(broker, job)
+    try:
+        duplicate = await _publish_one(broker, spans.jobs[0])
+    except BaseException as e:
+        spans.end([e])
+        raise
+    spans.end([duplicate])
+    return duplicate
+
+
+async def _publish_one(broker: Broker, job: PreparedJob) -> bool:
     if job.run_at is not None:
         _check_size(broker, job)
-        return await broker.held.hold(job.queue, job.data, job.job_id, job.run_at)
-    return await broker.jobs.publish(job.queue, job.data, job.job_id, job.task)
+        return await broker.held.hold(job.queue, job.data, job.job_id, job.run_at, job.headers)
+    return await broker.jobs.publish(job.queue, job.data, job.job_id, job.task, job.headers)
 
 
 async def publish_many(broker: Broker, jobs: Sequence[PreparedJob]) -> list[bool | BaseException]:
@@ -25,6 +39,19 @@ async def publish_many(broker: Broker, jobs: Sequence[PreparedJob]) -> list[bool
 
     Returns, per job and in order, its duplicate flag or the error that kept it out.
     """
+    spans = producer_spans(jobs)
+    if spans is None:
+        return await _publish_many(broker, jobs)
+    try:
+        outcomes = await _publish_many(broker, spans.jobs)
+    except BaseException as e:
+        spans.end([e] * len(jobs))
+        raise
+    spans.end(outcomes)
+    return outcomes
+
+
+async def _publish_many(broker: Broker, jobs: Sequence[PreparedJob]) -> list[bool | BaseException]:
     held = [(i, job) for i, job in enumerate(jobs) if job.run_at is not None]
     if not held:
         return await broker.jobs.publish_many(jobs)

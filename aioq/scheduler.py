@@ -129,6 +129,8 @@ class Scheduler:
         #: Ticks this scheduler stored (others found them stored already).
         self.fired = 0
         self._releasing = asyncio.Semaphore(MAX_RELEASING)
+        # Releases failed since the last one that worked: one warning per outage, not per job.
+        self._release_failures = 0
         self._pending: set[asyncio.Task[None]] = set()
         self._starting = 0
 
@@ -288,10 +290,18 @@ class Scheduler:
             if not duplicate:
                 self.released += 1
             log.debug("scheduler: released job %s to queue %s", job.job_id, job.queue)
+            if self._release_failures:
+                log.warning(
+                    "scheduler: releasing held jobs works again (%d attempts had failed)",
+                    self._release_failures,
+                )
+                self._release_failures = 0
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            log.warning(
+            self._release_failures += 1
+            log.log(
+                logging.WARNING if self._release_failures == 1 else logging.DEBUG,
                 "scheduler: cannot move job %s to queue %s (%s), retrying in %gs",
                 job.job_id,
                 job.queue,
@@ -321,12 +331,16 @@ class Scheduler:
                 )
         self._started()
         pause = _RETRY_FIRST_S
+        failures = 0
         while True:
             await self._sleep_until(repeatable.schedule.next_after(handled))
             try:
                 handled = await self._fire_due(control, repeatable, handled)
             except Exception as e:
-                log.warning(
+                failures += 1
+                # The first failure of an outage is a warning; the retries are debug lines.
+                log.log(
+                    logging.WARNING if failures == 1 else logging.DEBUG,
                     "scheduler: repeatable %s: cannot fire (%s), retrying in %.1fs",
                     repeatable.name,
                     e,
@@ -335,7 +349,13 @@ class Scheduler:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, _RETRY_CAP_S)
                 continue
-            pause = _RETRY_FIRST_S
+            if failures:
+                log.warning(
+                    "scheduler: repeatable %s fires again (%d attempts had failed)",
+                    repeatable.name,
+                    failures,
+                )
+            pause, failures = _RETRY_FIRST_S, 0
 
     async def _start_point(self, control: Control, repeatable: Repeatable) -> float:
         """Ticks up to the returned time are settled: the last recorded tick, else now."""

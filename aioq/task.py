@@ -45,6 +45,8 @@ class PreparedJob:
     data: bytes
     #: Unix time before which the job must not start; None to start at once.
     run_at: float | None = None
+    #: Message headers (a trace context), kept when a delayed job is released.
+    headers: Mapping[str, str] | None = None
     #: The unique key the job claims before it is published (``with_options(unique=...)``).
     unique: UniqueSpec | None = None
     #: The jobs it waits for (``with_options(depends_on=...)``).

@@ -16,10 +16,13 @@ from aioq import Aarq
 from benchmarks.recorder import record
 
 # The `aioq_noresult` variant sets AIOQ_BENCH_KEEP_RESULT=0: no job records are stored.
+# bench_cluster.py sets AIOQ_BENCH_REPLICAS for replicated streams.
+_replicas = os.environ.get("AIOQ_BENCH_REPLICAS")
 app = Aarq(
     os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
     prefix="bench",
     keep_result=float(os.environ.get("AIOQ_BENCH_KEEP_RESULT", 86_400)),
+    replicas=int(_replicas) if _replicas else None,
 )
 
 

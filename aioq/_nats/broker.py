@@ -13,7 +13,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.errors import NoStreamResponseError
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 from aioq._nats.auth import auth_options, connect_hint, says_why
 from aioq._nats.client import AioqNatsClient
@@ -34,7 +34,7 @@ from aioq._nats.workers import NatsWorkers
 from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.errors import BrokerError, BrokerUnavailableError
 from aioq.naming import Names
-from aioq.settings import NatsSettings, redact_urls
+from aioq.settings import NatsSettings, Replication, redact_urls
 
 __all__ = ["NatsBroker", "NatsSettings"]
 
@@ -52,16 +52,21 @@ class _Parts:
     """The seam's concepts on one connection, made once it is up."""
 
     def __init__(
-        self, nc: NatsClient, js: JetStreamContext, names: Names, records: NatsRecords
+        self,
+        nc: NatsClient,
+        js: JetStreamContext,
+        names: Names,
+        records: NatsRecords,
+        replication: Replication,
     ) -> None:
         self.records = records
         self.jobs = NatsJobs(nc, js, names, records)
         self.events = NatsEvents(nc, names)
         self.dead = NatsDead(js, names)
         self.held = NatsHeld(nc, js, names, records)
-        self.control = NatsControl(nc, js, names)
-        self.workers = NatsWorkers(js, names)
-        self.waiting = NatsWaiting(js, names)
+        self.control = NatsControl(nc, js, names, replication)
+        self.workers = NatsWorkers(js, names, replication)
+        self.waiting = NatsWaiting(js, names, replication)
         self.inspection = NatsInspection(js, names, self.dead)
 
 
@@ -217,22 +222,24 @@ class NatsBroker:
         self._connected = True
         nc.options["max_reconnect_attempts"] = -1
         nc.options["reconnect_time_wait"] = 1.0
-        js = nc.jetstream()
+        js = nc.jetstream(domain=s.domain)
+        replication = s.replication
         try:
             await js.account_info()
-            await ensure_streams(js, self.names, self.max_queued)
-            records = await NatsRecords.open(nc, js, self.names, self.keep_result)
-        except (nats.errors.NoRespondersError, NoStreamResponseError) as e:
+            await ensure_streams(js, self.names, replication, self.max_queued)
+            records = await NatsRecords.open(nc, js, self.names, self.keep_result, replication)
+        except (nats.errors.NoRespondersError, NoStreamResponseError, ServiceUnavailableError) as e:
             await nc.close()
             raise BrokerUnavailableError(
                 f"JetStream is not enabled on {servers}: start nats-server with -js "
-                "(or a jetstream block in its config)"
+                "(or a jetstream block in its config); on a leaf node, its link to the cluster "
+                "is down"
             ) from e
         except BaseException:
             await nc.close()
             raise
         self._nc, self._js = nc, js
-        self._parts = _Parts(nc, js, self.names, records)
+        self._parts = _Parts(nc, js, self.names, records, replication)
 
     async def _discard(self, nc: NatsClient) -> None:
         """Close the client of a failed first connect, quietly and within a second."""

@@ -23,6 +23,7 @@ from aioq._nats.provision import ensure_bucket
 from aioq.errors import BrokerError
 from aioq.naming import Names
 from aioq.options import MAX_UNIQUE_TTL
+from aioq.settings import Replication
 
 __all__ = ["NatsControl"]
 
@@ -33,6 +34,7 @@ _FOREVER: Final = "9999-12-31T23:59:59Z"
 # A resume is a pause ending this long after it is set (see `NatsControl.resume`).
 _RESUME_AFTER_S: Final = 0.05
 _RESUME_ATTEMPTS: Final = 5
+_PAUSE_VISIBLE_S: Final = 2.0
 # A compare-and-set on a tick record is retried this often before the record is left as is.
 _CAS_ATTEMPTS: Final = 5
 
@@ -44,10 +46,13 @@ def _rfc3339(moment: datetime) -> str:
 class NatsControl:
     """State every worker and scheduler of an app shares: limits, ticks, pauses."""
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext, names: Names) -> None:
+    def __init__(
+        self, nc: NatsClient, js: JetStreamContext, names: Names, replication: Replication
+    ) -> None:
         self.nc = nc
         self.js = js
         self.names = names
+        self._replication = replication
         self._buckets: dict[str, KeyValue] = {}
 
     async def _bucket(self, name: str) -> KeyValue:
@@ -56,7 +61,7 @@ class NatsControl:
             return kv
         # Unique keys age out after the longest allowed hold, their delete markers with them.
         ttl = MAX_UNIQUE_TTL if name == self.names.unique_bucket else None
-        kv = await ensure_bucket(self.js, name, ttl)
+        kv = await ensure_bucket(self.js, name, ttl, replication=self._replication)
         self._buckets[name] = kv
         return kv
 
@@ -142,7 +147,17 @@ class NatsControl:
         self._check_pause_support()
         await self._require_consumer(queue)
         stamp = _FOREVER if until is None else _rfc3339(until)
-        await self.js.pause_consumer(self.names.jobs_stream, self.names.consumer(queue), stamp)
+        answer = await self.js.pause_consumer(
+            self.names.jobs_stream, self.names.consumer(queue), stamp
+        )
+        # A cluster applies the pause through its meta leader: the consumer reports it a few
+        # milliseconds after the answer. Return once it does, so a read that follows sees it.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _PAUSE_VISIBLE_S
+        while answer.paused and await self.paused_until(queue) is None:
+            if loop.time() > deadline:
+                break
+            await asyncio.sleep(0.01)
 
     async def resume(self, queue: str) -> None:
         """Resume the queue's consumer at once.

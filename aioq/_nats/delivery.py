@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Final
 
 from nats.aio.msg import Msg
@@ -32,6 +33,11 @@ class NatsDelivery:
         """The publisher's `Nats-Msg-Id` header, if any."""
         headers = self._msg.headers
         return headers.get(_MSG_ID) if headers else None
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        """The message's headers, if any."""
+        return self._msg.headers
 
     async def ack(self) -> None:
         """Acknowledge: the job is done and leaves the stream.

@@ -12,7 +12,7 @@ schedulers ever publish the same job (a lost ack), the stream stores it once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 import nats.errors
@@ -22,6 +22,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RawStreamMsg
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
+from aioq._nats.domain import api_prefix
 from aioq._nats.inbox import PullInbox, pull_status
 from aioq._nats.records import NatsRecords
 from aioq._nats.resend import publish_resent
@@ -37,6 +38,8 @@ __all__ = ["MAX_NAK_DELAY_S", "NatsHeld", "NatsHeldJob", "NatsHeldJobs"]
 # A held message gets a dedupe id of its own: with the job id it would make the scheduler's
 # publish of the due job (same stream, same window) a duplicate, and the job would vanish.
 _HELD_ID_PREFIX: Final = "held:"
+# Headers of a held message that its released job does not keep.
+_HELD_ONLY: Final = frozenset((MSG_ID, RUN_AT_HEADER))
 # Held messages a scheduler asks for at once. They are handled as soon as they arrive (a nak
 # or a publish each), so a big batch only saves pull round trips.
 _BATCH: Final = 256
@@ -95,12 +98,13 @@ class NatsHeldJob:
         A publish stranded by a reconnect is sent again at once (`publish_resent`), so a
         server restart delays the job by the reconnect, not by the publish timeout.
         """
+        kept = {k: v for k, v in (self._msg.headers or {}).items() if k not in _HELD_ONLY}
         ack, resent = await publish_resent(
             self._msg._client,
             self._js,
             self._names.job_subject(self.queue),
             self._msg.data,
-            {MSG_ID: self.job_id},
+            {**kept, MSG_ID: self.job_id},
         )
         if not ack.duplicate or resent:  # resent: the duplicate may be our own first send
             await self._records.put_queued(
@@ -133,9 +137,8 @@ class NatsHeldJobs:
         self._js = js
         self._names = names
         self._records = records
-        self._inbox = PullInbox(
-            nc, f"$JS.API.CONSUMER.MSG.NEXT.{names.jobs_stream}.{names.scheduler_consumer}"
-        )
+        pull = f"{api_prefix(js)}.CONSUMER.MSG.NEXT.{names.jobs_stream}.{names.scheduler_consumer}"
+        self._inbox = PullInbox(nc, pull)
         self._open_until = 0.0  # monotonic end of the open pull; 0 when none is open
         self._left = 0
 
@@ -189,16 +192,26 @@ class NatsHeld:
         self.names = names
         self.records = records
 
-    def _held_headers(self, job_id: str, run_at: float) -> dict[str, str]:
-        return {MSG_ID: _HELD_ID_PREFIX + job_id, RUN_AT_HEADER: f"{run_at:.6f}"}
+    def _held_headers(
+        self, job_id: str, run_at: float, headers: Mapping[str, str] | None
+    ) -> dict[str, str]:
+        own = {MSG_ID: _HELD_ID_PREFIX + job_id, RUN_AT_HEADER: f"{run_at:.6f}"}
+        return {**headers, **own} if headers else own
 
-    async def hold(self, queue: str, data: bytes, job_id: str, run_at: float) -> bool:
+    async def hold(
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        run_at: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Store a delayed job on its held subject; True if the id was held already."""
         try:
             ack = await self.js.publish(
                 self.names.sched_subject(queue, job_id),
                 data,
-                headers=self._held_headers(job_id, run_at),
+                headers=self._held_headers(job_id, run_at, headers),
             )
         except (APIError, NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
             raise EnqueueError(
@@ -215,7 +228,7 @@ class NatsHeld:
             await self.js.publish_async(
                 self.names.sched_subject(job.queue, job.job_id),
                 job.data,
-                headers=self._held_headers(job.job_id, run_at),
+                headers=self._held_headers(job.job_id, run_at, job.headers),
             )
             for job, run_at in jobs
         ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
+from aioq._nats.domain import api_prefix
 from aioq._nats.limits import full_or_failed
 from aioq._nats.provision import ensure_consumer
 from aioq._nats.records import NatsRecords
@@ -44,18 +45,25 @@ class NatsJobs:
                 "pass a reference (a URL or object key) instead of the data itself"
             )
 
-    async def publish(self, queue: str, data: bytes, job_id: str, task: str | None = None) -> bool:
+    async def publish(
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        task: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Store one job, deduplicated by its id."""
         self._check_size(data)
         try:
             ack = await self.js.publish(
-                self.names.job_subject(queue), data, headers={MSG_ID: job_id}
+                self.names.job_subject(queue), data, headers={**(headers or {}), MSG_ID: job_id}
             )
         except APIError as e:
             raise full_or_failed(e, queue, job_id) from e
         except (NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
             raise EnqueueError(
-                f"cannot enqueue job {job_id} on queue {queue!r}: {describe(e)}; "
+                f"cannot enqueue job {job_id} on queue {queue!r}: {describe(e)}{_unanswered(e)}; "
                 "retrying with the same job id is safe"
             ) from e
         if not ack.duplicate:
@@ -69,7 +77,9 @@ class NatsJobs:
         js = self.js
         futures = [
             await js.publish_async(
-                self.names.job_subject(job.queue), job.data, headers={MSG_ID: job.job_id}
+                self.names.job_subject(job.queue),
+                job.data,
+                headers={**(job.headers or {}), MSG_ID: job.job_id},
             )
             for job in jobs
         ]
@@ -96,7 +106,8 @@ class NatsJobs:
         """Create or update the queue's consumer and bind a pull subscription to it."""
         await ensure_consumer(self.js, self.names, queue, options)
         next_subject = (
-            f"$JS.API.CONSUMER.MSG.NEXT.{self.names.jobs_stream}.{self.names.consumer(queue)}"
+            f"{api_prefix(self.js)}.CONSUMER.MSG.NEXT.{self.names.jobs_stream}."
+            f"{self.names.consumer(queue)}"
         )
         source = NatsSource(self.nc, next_subject)
         await source.start()
@@ -161,3 +172,13 @@ class NatsJobs:
             if gone(e):  # acknowledged or removed in between
                 return False
             raise
+
+
+def _unanswered(error: BaseException) -> str:
+    """Why a publish got no answer, for the errors that mean the stream had no leader."""
+    if isinstance(error, NoStreamResponseError | TimeoutError | nats.errors.NoRespondersError):
+        return (
+            " (no stream leader answered: a cluster electing one, which takes seconds, or "
+            "without a quorum, i.e. fewer than 2 of 3 nodes up; or the server is down)"
+        )
+    return ""

@@ -14,9 +14,12 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from aioq._nats.domain import kv_write_prefix
 from aioq._nats.provision import ensure_bucket
+from aioq._nats.record_writes import RecordWrites
 from aioq._nats.streams import message_at
 from aioq.naming import Names
+from aioq.settings import Replication
 from aioq.wire import JobRecord, JobState, encode
 
 __all__ = ["NatsRecords"]
@@ -42,22 +45,35 @@ class NatsRecords:
         self.names = names
         self.kv = kv
         self.keep_result = keep_result
-        self._subject_prefix = f"$KV.{names.results_bucket}."
+        self._subject_prefix = kv_write_prefix(js, names.results_bucket)
+        self._writes = RecordWrites(nc, js, self._subject_prefix)
         # Where the jobs enqueued lately from here are, for a lookup that comes before their
         # "queued" record is stored (it is written without waiting for the server).
         self._recently_queued: OrderedDict[str, tuple[str, int, bytes]] = OrderedDict()
 
     @classmethod
     async def open(
-        cls, nc: NatsClient, js: JetStreamContext, names: Names, keep_result: float
+        cls,
+        nc: NatsClient,
+        js: JetStreamContext,
+        names: Names,
+        keep_result: float,
+        replication: Replication,
     ) -> NatsRecords:
         """Bind the results bucket, creating it with TTL `keep_result` if it is missing."""
-        kv = await ensure_bucket(js, names.results_bucket, keep_result or _DEFAULT_RESULT_TTL_S)
-        return cls(nc, js, names, kv, keep_result)
+        ttl = keep_result or _DEFAULT_RESULT_TTL_S
+        kv = await ensure_bucket(js, names.results_bucket, ttl, replication)
+        records = cls(nc, js, names, kv, keep_result)
+        await records._writes.start()
+        return records
 
     async def put(self, job_id: str, data: bytes) -> None:
-        """Store a record without waiting for the server (stored in publish order)."""
-        await self.nc.publish(self._subject_prefix + job_id, data)
+        """Store a record without waiting for the server (stored in publish order).
+
+        A record the server did not store (a cluster electing the bucket's leader, a lost
+        connection) is written again in the background unless a later one replaced it.
+        """
+        await self._writes.write(job_id, data)
 
     async def put_queued(self, job_id: str, queue: str, seq: int, task: str | None) -> None:
         """Record a job just stored at stream sequence `seq` as queued, without waiting.

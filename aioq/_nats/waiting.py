@@ -14,6 +14,7 @@ from nats.js.kv import KeyValue
 from aioq._nats.kv import delete_at
 from aioq._nats.provision import ensure_bucket
 from aioq.naming import Names
+from aioq.settings import Replication
 
 __all__ = ["NatsWaiting"]
 
@@ -21,14 +22,17 @@ __all__ = ["NatsWaiting"]
 class NatsWaiting:
     """Waiting jobs by id, created with a KV create and removed by compare-and-set."""
 
-    def __init__(self, js: JetStreamContext, names: Names) -> None:
+    def __init__(self, js: JetStreamContext, names: Names, replication: Replication) -> None:
         self.js = js
         self.names = names
+        self._replication = replication
         self._kv: KeyValue | None = None
 
     async def _bucket(self) -> KeyValue:
         if self._kv is None:
-            self._kv = await ensure_bucket(self.js, self.names.waiting_bucket)
+            self._kv = await ensure_bucket(
+                self.js, self.names.waiting_bucket, replication=self._replication
+            )
         return self._kv
 
     async def create(self, job_id: str, data: bytes) -> bool:

@@ -12,6 +12,7 @@ from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 from aioq._nats.provision import ensure_bucket
 from aioq._nats.stream_state import StreamState
 from aioq.naming import Names
+from aioq.settings import Replication
 
 __all__ = ["NatsWorkers"]
 
@@ -19,15 +20,18 @@ __all__ = ["NatsWorkers"]
 class NatsWorkers:
     """The workers bucket: one key per worker, its latest heartbeat."""
 
-    def __init__(self, js: JetStreamContext, names: Names) -> None:
+    def __init__(self, js: JetStreamContext, names: Names, replication: Replication) -> None:
         self.js = js
         self.names = names
+        self._replication = replication
         self._kv: KeyValue | None = None
 
     async def put(self, worker_id: str, data: bytes, ttl: float) -> None:
         """Write a heartbeat; the bucket's TTL removes it once the worker goes silent."""
         if self._kv is None:
-            self._kv = await ensure_bucket(self.js, self.names.workers_bucket, ttl)
+            self._kv = await ensure_bucket(
+                self.js, self.names.workers_bucket, ttl, self._replication
+            )
         await self._kv.put(worker_id, data)
 
     async def delete(self, worker_id: str) -> None:

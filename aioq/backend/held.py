@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from aioq.backend.jobs import OutgoingJob
@@ -55,8 +55,15 @@ class HeldJobs(Protocol):
 class HeldStore(Protocol):
     """Holding delayed jobs, and finding, counting and removing them."""
 
-    async def hold(self, queue: str, data: bytes, job_id: str, run_at: float) -> bool:
-        """Store a job to be moved to `queue` at `run_at`; True if the id was held already."""
+    async def hold(
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        run_at: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Store a job to be moved (with `headers`) to `queue` at `run_at`; True if held already."""
         ...
 
     async def hold_many(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from aioq.backend.dead import StoredMessage
@@ -33,6 +33,11 @@ class Delivery(Protocol):
     @property
     def msg_id(self) -> str | None:
         """The dedupe id the publisher set, if any."""
+        ...
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        """The message's headers (a trace context among them), if any."""
         ...
 
     async def ack(self) -> None:
@@ -86,12 +91,24 @@ class OutgoingJob(Protocol):
         """Dedupe id."""
         ...
 
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        """Headers to publish with (a trace context), if any."""
+        ...
+
 
 class Jobs(Protocol):
     """The queues' jobs: store, pull, count, find and remove them."""
 
-    async def publish(self, queue: str, data: bytes, job_id: str, task: str | None = None) -> bool:
-        """Store one job of `task`; True if it was a duplicate of an earlier id."""
+    async def publish(
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        task: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Store one job of `task` (with `headers`); True if it was a duplicate of an earlier id."""
         ...
 
     async def publish_many(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:

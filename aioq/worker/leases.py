@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Set
+from collections.abc import Callable, Set
 from dataclasses import dataclass
 from typing import Final
 
@@ -40,15 +40,24 @@ class Lease:
         return self.lapsed
 
 
-async def keep_leases(leases: Set[Lease], smallest_ack_wait: float) -> None:
-    """Renew, until cancelled, the lease of every job in `leases` held for a third of it."""
+async def keep_leases(
+    leases: Set[Lease], smallest_ack_wait: float, renewed: Callable[[int], None]
+) -> None:
+    """Renew, until cancelled, the lease of every job in `leases` held for a third of it.
+
+    `renewed(count)` is told how many leases each round renewed.
+    """
     tick = smallest_ack_wait / (2 * LEASE_RENEW_FRACTION)
     while True:
         await asyncio.sleep(tick)
         moment = time.monotonic()
+        count = 0
         for lease in list(leases):
             lease.check(moment)  # before the renewal: a lapse must not go unnoticed
             if moment - lease.touched >= lease.period:
                 lease.touched = moment
                 with contextlib.suppress(Exception):
                     await lease.delivery.in_progress()
+                    count += 1
+        if count:
+            renewed(count)

@@ -33,6 +33,9 @@ _JITTER_S: Final = 0.005
 # Longest sleep before re-checking a limit that has no tokens in sight (limit 0): a change
 # made elsewhere (another process's app config) is seen this quickly.
 _RECHECK_S: Final = 1.0
+# Waits between attempts while the limits bucket does not answer (a cluster electing a
+# leader or short of its quorum): no start is allowed meanwhile, and none is lost.
+_OUTAGE_WAITS_S: Final = (0.2, 0.5, 1.0, 2.0)
 
 
 class _State(msgspec.Struct):
@@ -69,6 +72,31 @@ class SharedLimit:
         self.limit = limit
         self.interval = interval
         self.clock = clock
+        self._failures = 0
+
+    async def _guarded(
+        self, attempt: Callable[[], Awaitable[tuple[int, float]]]
+    ) -> tuple[int, float]:
+        """Run `attempt`; if the bucket does not answer, allow no start and say how long to wait.
+
+        The first failure of an outage is a warning; the next ones, until it works again,
+        are debug lines.
+        """
+        try:
+            result = await attempt()
+        except Exception as e:
+            self._failures += 1
+            level = logging.WARNING if self._failures == 1 else logging.DEBUG
+            log.log(level, "queue %s: shared rate limit unavailable (%s), waiting", self.queue, e)
+            return 0, _OUTAGE_WAITS_S[min(self._failures, len(_OUTAGE_WAITS_S)) - 1]
+        if self._failures:
+            log.warning(
+                "queue %s: shared rate limit works again after %d failed attempts",
+                self.queue,
+                self._failures,
+            )
+            self._failures = 0
+        return result
 
     async def _read(self) -> tuple[list[Grant], int]:
         data, revision = await self.control.read_limit(self.queue)
@@ -83,6 +111,9 @@ class SharedLimit:
 
     async def available(self) -> tuple[int, float]:
         """Tokens free now, and seconds until one is free if none is."""
+        return await self._guarded(self._available)
+
+    async def _available(self) -> tuple[int, float]:
         grants, _ = await self._read()
         now = self.clock()
         live = prune(grants, now, self.interval)
@@ -91,6 +122,9 @@ class SharedLimit:
 
     async def take(self, want: int) -> tuple[int, float]:
         """Take up to `want` tokens; returns (taken, seconds to wait if none was taken)."""
+        return await self._guarded(lambda: self._take(want))
+
+    async def _take(self, want: int) -> tuple[int, float]:
         for _ in range(_CAS_ATTEMPTS):
             grants, revision = await self._read()
             now = self.clock()

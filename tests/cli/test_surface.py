@@ -13,16 +13,18 @@ CONNECTION = (
     "--inbox-prefix"
 )
 SURFACE = {
-    "worker": f"APP_PATH --queue --concurrency --log-level {CONNECTION} --shutdown-grace "
-    "--heartbeat-interval --rate-limit --rate-interval --scheduler --scan-interval --burst",
-    "server": "--port --monitor-port --store-dir --config",
-    "scheduler": f"APP_PATH {CONNECTION} --repeatable --delayed --scan-interval --log-level",
+    "worker": f"APP_PATH --queue --concurrency --log-level --log-format {CONNECTION} "
+    "--shutdown-grace --heartbeat-interval --rate-limit --rate-interval --scheduler "
+    "--scan-interval --burst --metrics-port --metrics-host",
+    "server": "--port --monitor-port --store-dir --config --cluster",
+    "scheduler": f"APP_PATH {CONNECTION} --repeatable --delayed --scan-interval --log-level "
+    "--log-format",
     "schedules": "APP_PATH --next --json",
     "enqueue": f"APP_PATH TASK ARGS_JSON --kwargs --delay --wait --timeout --json {CONNECTION}",
     "queues": f"QUEUE --json --app {CONNECTION}",
     "workers": f"--json --app {CONNECTION}",
     "events": f"QUEUE --kind --count --json --app {CONNECTION}",
-    "dashboard": f"APP_PATH {CONNECTION} --host --port --auth --read-only --log-level",
+    "dashboard": f"APP_PATH {CONNECTION} --host --port --auth --read-only --log-level --log-format",
     "queue pause": f"QUEUE --until --app {CONNECTION}",
     "queue resume": f"QUEUE --app {CONNECTION}",
     "queue delete": f"QUEUE --app {CONNECTION}",

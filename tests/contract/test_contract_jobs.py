@@ -15,6 +15,7 @@ from aioq import (
     JobState,
     PayloadTooLargeError,
 )
+from aioq.backend.jobs import Delivery, JobSource
 
 from ..helpers import eventually
 from .conftest import Backend
@@ -217,3 +218,40 @@ async def test_a_job_above_the_payload_limit_is_refused(backend: Backend) -> Non
         await store.enqueue("x" * limit)
     with pytest.raises(PayloadTooLargeError):
         await store.with_options(delay=5).enqueue("x" * limit)
+
+
+async def test_headers_travel_with_a_job_through_a_hold_and_a_retry(backend: Backend) -> None:
+    broker = await backend.app.connect()
+    parent = {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+    await broker.jobs.publish("default", b'{"task": "t"}', "now-1", "t", parent)
+    due = backend.clock.time() - 1
+    await broker.held.hold("default", b'{"task": "t"}', "held-1", due, parent)
+    held = await broker.held.open()
+    try:
+        [released] = await eventually(lambda: held.fetch(0.2), what="the held job")
+        assert not await released.release()
+    finally:
+        await held.close()
+    source = await broker.jobs.open_source("default", backend.app.queue("default"))
+    try:
+        for attempt in (1, 2):
+            taken = await fetch_all(source, 2, what=f"both jobs, attempt {attempt}")
+            for delivery in taken:
+                assert delivery.attempt == attempt
+                assert delivery.headers is not None
+                assert delivery.headers["traceparent"] == parent["traceparent"]
+                await (delivery.nak() if attempt == 1 else delivery.ack())
+    finally:
+        await source.close()
+
+
+async def fetch_all(source: JobSource, count: int, what: str) -> list[Delivery]:
+    """Fetch until `count` deliveries came (they may come in several fetches)."""
+    taken: list[Delivery] = []
+
+    async def enough() -> bool:
+        taken.extend(await source.fetch_now(count - len(taken)))
+        return len(taken) == count
+
+    await eventually(enough, what=what)
+    return taken

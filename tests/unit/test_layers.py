@@ -23,7 +23,14 @@ CONFINED = {
     "opentelemetry": ("aioq.tracing",),
 }
 # Edges: they may import the testing package and the app.
-EDGES = ("aioq.cli", "aioq.testing", "aioq.dashboard", "aioq.embedded", "aioq.__main__")
+EDGES = (
+    "aioq.cli",
+    "aioq.testing",
+    "aioq.dashboard",
+    "aioq.embedded",
+    "aioq.local_cluster",
+    "aioq.__main__",
+)
 # Composition: where the app is assembled; with the edges, the only importers of aioq.app.
 COMPOSITION = ("aioq", "aioq.app", "aioq.task", "aioq.context", "aioq.runner")
 # Role modules that still take the app object; they move to narrow interfaces.
@@ -204,3 +211,31 @@ def _flat(target: ast.expr) -> list[ast.expr]:
     if isinstance(target, ast.Tuple | ast.List):
         return [t for item in target.elts for t in _flat(item)]
     return [target]
+
+
+def test_a_worker_without_metrics_or_tracing_loads_neither() -> None:
+    code = """
+import asyncio, sys
+from aioq import Aarq, Context
+from aioq.testing import MemoryBroker
+from aioq.worker import Worker
+from aioq.options import WorkerOptions
+
+app = Aarq()
+app.use_broker(MemoryBroker())
+done = []
+
+@app.task
+async def hello(ctx: Context) -> None:
+    done.append(ctx.job_id)
+
+async def main() -> None:
+    await hello.enqueue()
+    await Worker(app, options=WorkerOptions.for_tests(burst=True)).run()
+
+asyncio.run(main())
+loaded = {m.split('.')[0] for m in sys.modules}
+print(len(done), sorted(loaded & {'opentelemetry', 'prometheus_client'}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1 []"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -79,6 +79,9 @@ class Signal:
                 self._waiters.remove(waiter)
 
 
+Headers = Mapping[str, str] | None
+
+
 @dataclass(eq=False, slots=True)
 class Message:
     """A stored message: a job on its queue, or a delayed job held for the schedulers."""
@@ -97,6 +100,8 @@ class Message:
     lease_until: float | None = None
     #: Broker-clock monotonic time of a redelivery asked for by a nak.
     redeliver_at: float | None = None
+    #: Headers given at the publish (a trace context), kept when a held job is released.
+    headers: Headers = None
 
     def redeliverable(self, real: float, clock: float) -> bool:
         """Delivered before, and due again: nak'd and its delay is over, or its lease ran out."""
@@ -262,22 +267,36 @@ class JobsStream:
         """Whether `msg_id` was stored within the dedupe window; records it if not."""
         return self._ids.seen(msg_id)
 
-    def _message(self, queue: str, job_id: str, data: bytes, msg_id: str) -> Message:
+    def _message(
+        self, queue: str, job_id: str, data: bytes, msg_id: str, headers: Headers
+    ) -> Message:
         self._seq += 1
-        return Message(self._seq, queue, job_id, data, msg_id, self.clock.time())
+        message = Message(self._seq, queue, job_id, data, msg_id, self.clock.time())
+        message.headers = headers
+        return message
 
-    def publish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> bool:
+    def publish(
+        self, queue: str, job_id: str, data: bytes, msg_id: str, headers: Headers = None
+    ) -> bool:
         """Store a job on `queue`; True (and nothing stored) if `msg_id` is a duplicate."""
         if self.duplicate(msg_id):
             return True
-        self.queue(queue).add(self._message(queue, job_id, data, msg_id))
+        self.queue(queue).add(self._message(queue, job_id, data, msg_id, headers))
         return False
 
-    def hold(self, queue: str, job_id: str, data: bytes, msg_id: str, run_at: float) -> bool:
+    def hold(
+        self,
+        queue: str,
+        job_id: str,
+        data: bytes,
+        msg_id: str,
+        run_at: float,
+        headers: Headers = None,
+    ) -> bool:
         """Store a delayed job for the schedulers; True if `msg_id` is a duplicate."""
         if self.duplicate(msg_id):
             return True
-        message = self._message(queue, job_id, data, msg_id)
+        message = self._message(queue, job_id, data, msg_id, headers)
         message.run_at = run_at
         self.held.add(message)
         return False

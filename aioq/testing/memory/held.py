@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Final
 
 from aioq.backend.held import HeldJob
@@ -51,7 +51,9 @@ class MemoryHeldJob:
     async def release(self) -> bool:
         """Publish the job on its queue (deduplicated by its id), then drop the held message."""
         message = self._message
-        duplicate = self._jobs.publish(message.queue, message.job_id, message.data, message.job_id)
+        duplicate = self._jobs.publish(
+            message.queue, message.job_id, message.data, message.job_id, message.headers
+        )
         self._jobs.held.remove(message)
         return duplicate
 
@@ -85,15 +87,25 @@ class MemoryHeld:
     def __init__(self, jobs: JobsStream) -> None:
         self.jobs = jobs
 
-    async def hold(self, queue: str, data: bytes, job_id: str, run_at: float) -> bool:
+    async def hold(
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        run_at: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Hold a delayed job until `run_at`; True if the id was held already."""
-        return self.jobs.hold(queue, job_id, data, _HELD_ID_PREFIX + job_id, run_at)
+        return self.jobs.hold(queue, job_id, data, _HELD_ID_PREFIX + job_id, run_at, headers)
 
     async def hold_many(
         self, jobs: Sequence[tuple[OutgoingJob, float]]
     ) -> list[bool | BaseException]:
         """Hold many jobs; per job, its duplicate flag."""
-        return [await self.hold(job.queue, job.data, job.job_id, run_at) for job, run_at in jobs]
+        return [
+            await self.hold(job.queue, job.data, job.job_id, run_at, job.headers)
+            for job, run_at in jobs
+        ]
 
     async def counts(self, queue: str, now: float) -> tuple[int, int]:
         """Delayed jobs of `queue` still held: ``(due by now, not yet due)``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aioq.backend.dead import StoredMessage
 from aioq.backend.jobs import Delivery, OutgoingJob
@@ -33,6 +33,11 @@ class MemoryDelivery:
     def msg_id(self) -> str | None:
         """The dedupe id it was published with."""
         return self._message.msg_id
+
+    @property
+    def headers(self) -> Mapping[str, str] | None:
+        """The headers it was published with."""
+        return self._message.headers
 
     async def ack(self) -> None:
         """Done: remove the job."""
@@ -89,16 +94,26 @@ class MemoryJobs:
                 "the data itself"
             )
 
-    async def publish(self, queue: str, data: bytes, job_id: str, task: str | None = None) -> bool:
+    async def publish(
+        self,
+        queue: str,
+        data: bytes,
+        job_id: str,
+        task: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Store one job, deduplicated by its id."""
         self._check_size(data)
-        return self.stream.publish(queue, job_id, data, job_id)
+        return self.stream.publish(queue, job_id, data, job_id, headers)
 
     async def publish_many(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
         """Store many jobs; per job, its duplicate flag."""
         for job in jobs:
             self._check_size(job.data)
-        return [self.stream.publish(job.queue, job.job_id, job.data, job.job_id) for job in jobs]
+        return [
+            self.stream.publish(job.queue, job.job_id, job.data, job.job_id, job.headers)
+            for job in jobs
+        ]
 
     async def republish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
         """Put a job back on its queue with a fresh dedupe id."""

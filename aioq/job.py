@@ -176,6 +176,7 @@ class Job(Generic[R]):
         await broker.events.announce_abort(self.id)
         removed = await broker.jobs.remove(self.queue, self.id)
         removed |= await broker.held.remove(self.queue, self.id)
+        removed |= await _remove_waiting(broker, self.id)
         running = record is not None and record.state is JobState.RUNNING
         # A worker that runs the job cancels it and records the abort itself.
         wait = _ABORT_CONFIRM_S if running else _ABORT_CONFIRM_SHORT_S
@@ -206,3 +207,9 @@ class Job(Generic[R]):
         event = Event(kind=EventKind.ABORTED, id=self.id, queue=self.queue, at=now, task=self.task)
         await broker.events.publish(self.queue, EventKind.ABORTED.value, encode(event))
         await broker.flush()
+
+
+async def _remove_waiting(broker: Broker, job_id: str) -> bool:
+    """Remove a job waiting for its dependencies; its own dependents then see it aborted."""
+    found = await broker.waiting.get(job_id)
+    return found is not None and await broker.waiting.delete(job_id, found[1])

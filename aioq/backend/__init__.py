@@ -2,7 +2,8 @@
 
 jobs (publish, pull, settle, find), records (job state), events (lifecycle events, aborts),
 dead (dead letters), held (delayed jobs), control (rate limits, pauses, repeatable ticks),
-workers (heartbeat registry) and inspection (read-only views for operators and dashboards);
+workers (heartbeat registry), waiting (jobs waiting for dependencies) and inspection
+(read-only views for operators and dashboards);
 `Broker` is a connection holding one of each as attributes.
 """
 
@@ -14,6 +15,7 @@ from aioq.backend.held import HeldJob, HeldJobs, HeldStore
 from aioq.backend.inspection import HeldEntry, Inspection, QueueStats
 from aioq.backend.jobs import ConsumerGoneError, Delivery, Jobs, JobSource, OutgoingJob
 from aioq.backend.records import Records
+from aioq.backend.waiting import WaitingStore
 from aioq.backend.workers import WorkerRegistry
 
 __all__ = [
@@ -35,5 +37,6 @@ __all__ = [
     "QueueStats",
     "Records",
     "StoredMessage",
+    "WaitingStore",
     "WorkerRegistry",
 ]

@@ -11,6 +11,7 @@ from aioq.backend.held import HeldStore
 from aioq.backend.inspection import Inspection
 from aioq.backend.jobs import Jobs
 from aioq.backend.records import Records
+from aioq.backend.waiting import WaitingStore
 from aioq.backend.workers import WorkerRegistry
 from aioq.clock import Clock
 
@@ -56,6 +57,11 @@ class Broker(Protocol):
     @property
     def workers(self) -> WorkerRegistry:
         """Worker heartbeats."""
+        ...
+
+    @property
+    def waiting(self) -> WaitingStore:
+        """Jobs waiting for their dependencies."""
         ...
 
     @property

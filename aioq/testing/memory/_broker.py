@@ -16,6 +16,7 @@ from aioq.testing.memory.held import MemoryHeld
 from aioq.testing.memory.inspection import MemoryInspection
 from aioq.testing.memory.jobs import MemoryJobs
 from aioq.testing.memory.records import MemoryRecords
+from aioq.testing.memory.waiting import MemoryWaiting
 from aioq.testing.memory.workers import MemoryWorkers
 from aioq.wire import WorkerInfo
 
@@ -68,6 +69,7 @@ class MemoryBroker:
         self.held = MemoryHeld(self.stream)
         self.control = MemoryControl(self.stream)
         self.workers = MemoryWorkers()
+        self.waiting = MemoryWaiting()
         self.inspection = MemoryInspection(self.stream, self.records, self.dead)
         #: True between `connect` and `close` (the state stays either way).
         self.connected = False

@@ -33,6 +33,7 @@ from aioq.errors import (
     ServerNotFoundError,
     UnknownTaskError,
 )
+from aioq.flows import Flow, Signature
 from aioq.inspection import QueueStats, WorkerStatus
 from aioq.job import Job
 from aioq.repeatable import Missed, Repeatable
@@ -61,6 +62,7 @@ __all__ = [
     "ErrorInfo",
     "Event",
     "EventKind",
+    "Flow",
     "Job",
     "JobAbortedError",
     "JobError",
@@ -83,6 +85,7 @@ __all__ = [
     "Scheduler",
     "SerializationError",
     "ServerNotFoundError",
+    "Signature",
     "State",
     "Task",
     "TaskCall",

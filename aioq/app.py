@@ -35,6 +35,7 @@ from aioq.errors import (
     EnqueueError,
     UnknownTaskError,
 )
+from aioq.flows import Flow, Signature, start_chain, start_group
 from aioq.inspection import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.job import Job
 from aioq.naming import Names, validate_inbox_prefix, validate_queue, validate_task_name
@@ -693,6 +694,22 @@ class Aarq:
     async def workers(self) -> list[WorkerStatus]:
         """The live workers (from their heartbeats), with seconds since each one's last beat."""
         return await worker_statuses(self)
+
+    async def chain(self, *signatures: Signature) -> Flow:
+        """Enqueue a chain: ``app.chain(a.s(1), b.s(), c.s())`` runs a, then b(result of a), ...
+
+        Each job after the first waits (state ``waiting``) in the broker; if one fails, the
+        rest are dead-lettered as ``dependency_failed``. ``await flow.result()`` is the last
+        job's result (docs/flows.md).
+        """
+        return await start_chain(self, signatures)
+
+    async def group(self, *signatures: Signature, callback: Signature | None = None) -> Flow:
+        """Enqueue jobs to run in parallel, then `callback` with the list of their results.
+
+        ``await flow.result()`` is the callback's result (without one: the list of results).
+        """
+        return await start_group(self, signatures, callback)
 
     async def enqueue_many(self, jobs: Iterable[PreparedJob]) -> list[Job[Any]]:
         """Publish many jobs (from ``task.prepare(...)``) and await their acknowledgements together.

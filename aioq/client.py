@@ -12,13 +12,15 @@ from typing import Any, Protocol
 import msgspec
 
 from aioq.backend import Broker
+from aioq.dependencies import register
 from aioq.errors import JobNotFoundError, PartialEnqueueError
 from aioq.job import Job
 from aioq.ports import BrokerAccess
 from aioq.publishing import publish_many as publish_all
 from aioq.publishing import publish_one
 from aioq.task import PreparedJob
-from aioq.wire import Event, EventKind, JobRecord, encode
+from aioq.unique import claim, unclaim
+from aioq.wire import Event, EventKind, JobRecord, UniqueHolder, encode
 
 __all__ = ["ClientApp", "find_job", "publish_many", "publish_prepared"]
 
@@ -42,7 +44,15 @@ class ClientApp(BrokerAccess, Protocol):
 async def publish_prepared(app: ClientApp, job: PreparedJob) -> Job[Any]:
     """Publish one prepared job and wait for the broker's acknowledgement."""
     broker = await app.connect()
-    duplicate = await publish_one(broker, job)
+    if job.unique is not None:
+        holder = await claim(broker, job)
+        if holder is not None:
+            return _held_by(app, job, holder)
+    try:
+        duplicate = await (register if job.depends else publish_one)(broker, job)
+    except BaseException:
+        await unclaim(broker, job)
+        raise
     if not duplicate:
         await _announce(broker, job)
     return _handle(app, job, duplicate)
@@ -58,11 +68,22 @@ async def publish_many(app: ClientApp, jobs: Iterable[PreparedJob]) -> list[Job[
     if not prepared:
         return []
     broker = await app.connect()
-    outcomes = await publish_all(broker, prepared)
+    holders: dict[int, UniqueHolder] = {}
+    for i, job in enumerate(prepared):
+        holder = await claim(broker, job) if job.unique is not None else None
+        if holder is not None:
+            holders[i] = holder
+    fresh = [job for i, job in enumerate(prepared) if i not in holders and not job.depends]
+    outcomes = iter(await publish_all(broker, fresh))
     done: list[Job[Any]] = []
     failed: list[tuple[PreparedJob, BaseException]] = []
-    for job, outcome in zip(prepared, outcomes, strict=True):
+    for i, job in enumerate(prepared):
+        if i in holders:
+            done.append(_held_by(app, job, holders[i]))
+            continue
+        outcome = await _register(broker, job) if job.depends else next(outcomes)
         if isinstance(outcome, BaseException):
+            await unclaim(broker, job)
             failed.append((job, outcome))
         else:
             if not outcome:
@@ -109,6 +130,26 @@ def _handle(app: ClientApp, job: PreparedJob, duplicate: bool) -> Job[Any]:
         duplicate=duplicate,
         app=app,
         result_type=_result_type(app, job.task),
+    )
+
+
+async def _register(broker: Broker, job: PreparedJob) -> bool | BaseException:
+    try:
+        return await register(broker, job)
+    except Exception as e:
+        return e
+
+
+def _held_by(app: ClientApp, job: PreparedJob, holder: UniqueHolder) -> Job[Any]:
+    """A handle on the job that holds `job`'s unique key."""
+    task = holder.task or job.task
+    return Job(
+        holder.id,
+        task,
+        holder.queue or job.queue,
+        duplicate=True,
+        app=app,
+        result_type=_result_type(app, task),
     )
 
 

@@ -25,6 +25,7 @@ __all__ = ["Job"]
 R = TypeVar("R")
 
 _record_decoder = msgspec.json.Decoder(JobRecord)
+_REWATCH_PAUSE_S = 0.2
 # How long `abort` waits for the worker running a job to confirm its cancellation.
 _ABORT_CONFIRM_S = 2.0
 # ... and for a job not known to run (it may have just started).
@@ -126,12 +127,20 @@ class Job(Generic[R]):
         broker = await self._broker()
         try:
             async with asyncio.timeout(timeout):
-                async for raw in broker.records.watch(self.id):
-                    if raw is None:
+                while True:
+                    try:
+                        async for raw in broker.records.watch(self.id):
+                            if raw is None:
+                                continue
+                            record = _record_decoder.decode(raw)
+                            if record.state in TERMINAL_STATES:
+                                return self._outcome(record)
+                    except TimeoutError:
+                        # A request of the watch went unanswered (the bucket's stream electing
+                        # a leader, say); the deadline above ends the wait, this does not.
+                        await asyncio.sleep(_REWATCH_PAUSE_S)
                         continue
-                    record = _record_decoder.decode(raw)
-                    if record.state in TERMINAL_STATES:
-                        return self._outcome(record)
+                    break
         except TimeoutError:
             raise ResultTimeoutError(
                 f"job {self.id} had no outcome within {timeout}s", self.id
@@ -167,6 +176,7 @@ class Job(Generic[R]):
         await broker.events.announce_abort(self.id)
         removed = await broker.jobs.remove(self.queue, self.id)
         removed |= await broker.held.remove(self.queue, self.id)
+        removed |= await _remove_waiting(broker, self.id)
         running = record is not None and record.state is JobState.RUNNING
         # A worker that runs the job cancels it and records the abort itself.
         wait = _ABORT_CONFIRM_S if running else _ABORT_CONFIRM_SHORT_S
@@ -197,3 +207,9 @@ class Job(Generic[R]):
         event = Event(kind=EventKind.ABORTED, id=self.id, queue=self.queue, at=now, task=self.task)
         await broker.events.publish(self.queue, EventKind.ABORTED.value, encode(event))
         await broker.flush()
+
+
+async def _remove_waiting(broker: Broker, job_id: str) -> bool:
+    """Remove a job waiting for its dependencies; its own dependents then see it aborted."""
+    found = await broker.waiting.get(job_id)
+    return found is not None and await broker.waiting.delete(job_id, found[1])

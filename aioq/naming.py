@@ -161,6 +161,16 @@ class Names:
         return f"{self.prefix}-limits"
 
     @property
+    def waiting_bucket(self) -> str:
+        """KV bucket of the jobs waiting for their dependencies."""
+        return f"{self.prefix}-waiting"
+
+    @property
+    def unique_bucket(self) -> str:
+        """KV bucket of the unique keys held by queued and running jobs."""
+        return f"{self.prefix}-unique"
+
+    @property
     def jobs_wildcard(self) -> str:
         """Subjects of the jobs stream."""
         return f"{self.prefix}.jobs.>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_RUN_AT",
     "CallOptions",
+    "DependencySpec",
     "QueueOptions",
     "TaskOptions",
+    "UniqueSpec",
     "WorkerOptions",
     "resolve",
     "seconds",
@@ -102,8 +105,20 @@ class CallOptions:
     delay: float | None = None
     #: Unix time from which the job may start.
     run_at: float | None = None
+    #: One job at a time per task and arguments (see `unique_key`).
+    unique: bool = False
+    #: One job at a time per task and key: enqueueing again returns the job holding it.
+    unique_key: str | None = None
+    #: Seconds a unique key is held at most, if its job has not ended by then.
+    unique_ttl: float | None = None
+    #: Ids of the jobs that must succeed before this one is queued.
+    depends_on: tuple[str, ...] = ()
+    #: ``dead``: dead-letter the job if a dependency fails for good; ``run``: run it anyway.
+    on_dependency_failure: str = "dead"
 
     def __post_init__(self) -> None:
+        _check_unique(self)
+        _check_dependencies(self)
         if self.job_id is not None:
             validate_job_id(self.job_id)
         if self.retries is not None and (isinstance(self.retries, bool) or self.retries < 0):
@@ -122,6 +137,82 @@ class CallOptions:
         else:
             due = _check_due(now + (self.delay or 0.0), f"delay={self.delay}")
         return due if due > now else None
+
+
+#: Seconds a unique key is held at most by default (a day), if its job has not ended.
+DEFAULT_UNIQUE_TTL: Final = 86400.0
+#: The longest a unique key may be held: the TTL of the unique KV bucket (30 days).
+MAX_UNIQUE_TTL: Final = 30 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class UniqueSpec:
+    """The unique key a job claims before it is published."""
+
+    #: The key in the unique bucket: a digest of the task and the key (or the arguments).
+    key: str
+    #: The key as given (None for a key made of the arguments).
+    label: str | None
+    ttl: float
+
+    @classmethod
+    def of(cls, task: str, call: CallOptions, arguments: bytes) -> UniqueSpec | None:
+        """The unique key of a job of `task`, or None if the call asks for none.
+
+        `arguments` are the job's encoded arguments, the key when none is given.
+        """
+        if not call.unique and call.unique_key is None:
+            return None
+        source = call.unique_key.encode() if call.unique_key is not None else arguments
+        digest = hashlib.sha256(task.encode() + b"\0" + source).hexdigest()[:40]
+        return cls(f"u-{digest}", call.unique_key, call.unique_ttl or DEFAULT_UNIQUE_TTL)
+
+
+#: What a job does when one of its dependencies fails for good.
+DEPENDENCY_FAILURE_POLICIES: Final = ("dead", "run")
+
+
+@dataclass(frozen=True, slots=True)
+class DependencySpec:
+    """The jobs a job waits for, and what it does when one of them fails."""
+
+    ids: tuple[str, ...]
+    on_failure: str = "dead"
+    #: ``first``: the dependency's result goes first in the arguments (a chain); ``list``: the
+    #: list of the results does (a group's callback); None: nothing is passed.
+    pass_results: str | None = None
+
+
+def _check_dependencies(call: CallOptions) -> None:
+    if call.on_dependency_failure not in DEPENDENCY_FAILURE_POLICIES:
+        raise ConfigError(
+            f"on_dependency_failure must be 'dead' or 'run', got {call.on_dependency_failure!r}"
+        )
+    if not call.depends_on:
+        return
+    for job_id in call.depends_on:
+        validate_job_id(job_id)
+    if call.delay is not None or call.run_at is not None:
+        raise ConfigError("give depends_on=... or a delay/run_at, not both")
+    if call.job_id is not None and call.job_id in call.depends_on:
+        raise ConfigError(f"job {call.job_id} cannot depend on itself")
+
+
+def _check_unique(call: CallOptions) -> None:
+    key = call.unique_key
+    if key is not None and (not isinstance(key, str) or not key or len(key) > 1024):
+        raise ConfigError(
+            f"unique_key must be a non-empty string of at most 1024 chars, got {key!r}"
+        )
+    if call.unique_ttl is None:
+        return
+    if not call.unique and key is None:
+        raise ConfigError("unique_ttl needs unique=True or a unique_key")
+    ttl = seconds(call.unique_ttl, "unique_ttl")
+    if ttl is not None and ttl > MAX_UNIQUE_TTL:
+        raise ConfigError(
+            f"unique_ttl must be at most {MAX_UNIQUE_TTL:.0f} seconds (30 days), got {ttl}"
+        )
 
 
 def _check_due(due: float, what: str) -> float:

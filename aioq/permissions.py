@@ -103,7 +103,7 @@ def _common(names: Names) -> list[str]:
 
 
 def _producer(names: Names, queues: Sequence[str]) -> list[str]:
-    subjects = _kv_write(names.results_bucket)
+    subjects = [*_kv_write(names.results_bucket), *_unique(names)]
     for queue in queues:
         subjects += [names.job_subject(queue), names.sched_subject(queue)]
         subjects.append(names.event_subject(queue, "*"))
@@ -118,7 +118,7 @@ def _producer(names: Names, queues: Sequence[str]) -> list[str]:
 def _worker(names: Names, queues: Sequence[str]) -> list[str]:
     subjects = [*_kv_write(names.results_bucket), *_kv_write(names.workers_bucket)]
     subjects += [*_kv_write(names.limits_bucket), *_api(f"STREAM.CREATE.KV_{names.workers_bucket}")]
-    subjects += _api(f"STREAM.CREATE.KV_{names.limits_bucket}")
+    subjects += [*_api(f"STREAM.CREATE.KV_{names.limits_bucket}"), *_unique(names)]
     for queue in queues:
         subjects += _consumer(names.jobs_stream, names.consumer(queue))
         subjects += [names.dead_subject(queue), names.event_subject(queue, "*")]
@@ -128,11 +128,20 @@ def _worker(names: Names, queues: Sequence[str]) -> list[str]:
     return subjects
 
 
+def _unique(names: Names) -> list[str]:
+    """Claim and free unique keys, store and settle waiting jobs (buckets made on first use)."""
+    subjects = []
+    for bucket in (names.unique_bucket, names.waiting_bucket):
+        subjects += [*_kv_write(bucket), *_api(f"STREAM.CREATE.KV_{bucket}")]
+    return subjects
+
+
 def _scheduler(names: Names) -> list[str]:
     subjects = [*_kv_write(names.results_bucket), *_kv_write(names.schedules_bucket)]
     subjects += _api(f"STREAM.CREATE.KV_{names.schedules_bucket}")
     subjects += _consumer(names.jobs_stream, names.scheduler_consumer)
-    subjects += [names.job_subject("*"), names.sched_wildcard]
+    subjects += [names.job_subject("*"), names.sched_wildcard, *_unique(names)]
+    subjects += [names.dead_subject("*"), names.event_subject("*", "*")]
     return subjects
 
 
@@ -146,14 +155,16 @@ def _dashboard(names: Names) -> list[str]:
         f"CONSUMER.NAMES.{names.jobs_stream}",
         f"CONSUMER.LIST.{names.jobs_stream}",
     )
-    for bucket in (names.workers_bucket, names.schedules_bucket, names.limits_bucket):
+    buckets = (names.workers_bucket, names.schedules_bucket, names.limits_bucket)
+    for bucket in (*buckets, names.unique_bucket, names.waiting_bucket):
         subjects += _kv_read(bucket)
     return subjects
 
 
 def _admin(names: Names) -> list[str]:
     buckets = (names.results_bucket, names.workers_bucket, names.schedules_bucket)
-    kv = [f"$KV.{b}.>" for b in (*buckets, names.limits_bucket)]
+    flows = (names.limits_bucket, names.unique_bucket, names.waiting_bucket)
+    kv = [f"$KV.{b}.>" for b in (*buckets, *flows)]
     return ["$JS.API.>", f"$JS.ACK.{names.jobs_stream}.>", "$JS.FC.>", f"{names.prefix}.>", *kv]
 
 
@@ -187,9 +198,11 @@ def permissions(
         publish = _producer(names, queues)
     elif chosen is Role.WORKER:
         publish = _worker(names, queues)
-        subscribe.append(names.abort_subject())
+        # Its scheduler settles waiting jobs when it hears jobs end.
+        subscribe += [names.abort_subject(), names.event_subject()]
     elif chosen is Role.SCHEDULER:
         publish = _scheduler(names)
+        subscribe.append(names.event_subject())
     elif chosen is Role.DASHBOARD:
         publish = _dashboard(names)
         subscribe.append(names.event_subject())

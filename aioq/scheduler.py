@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Final
 
 from aioq.backend import Broker, ConsumerGoneError, Control, HeldJob, HeldJobs
 from aioq.cron import ticks_between
+from aioq.dependencies import release_waiting
 from aioq.errors import ConfigError
 from aioq.options import seconds
 from aioq.repeatable import Missed, Repeatable
@@ -148,6 +149,7 @@ class Scheduler:
         async with asyncio.TaskGroup() as group:
             if self.delayed:
                 group.create_task(self._move_delayed(broker), name="aioq-delayed")
+                group.create_task(release_waiting(broker, self.scan_interval), name="aioq-waiting")
             for repeatable in self.repeatables:
                 group.create_task(
                     self._repeat(broker.control, repeatable), name=f"aioq-repeat-{repeatable.name}"

@@ -18,11 +18,12 @@ from aioq.arguments import ArgumentTypes, find_non_finite, may_be_non_finite
 from aioq.context import Context
 from aioq.errors import ArgumentsError, ConfigError, SerializationError
 from aioq.job import Job
-from aioq.options import CallOptions, TaskOptions, seconds
+from aioq.options import CallOptions, DependencySpec, TaskOptions, UniqueSpec, seconds
 from aioq.wire import JobMessage, encode
 
 if TYPE_CHECKING:
     from aioq.app import Aarq
+    from aioq.flows import Signature
 
 __all__ = ["PreparedJob", "Task", "TaskCall"]
 
@@ -46,6 +47,10 @@ class PreparedJob:
     run_at: float | None = None
     #: Message headers (a trace context), kept when a delayed job is released.
     headers: Mapping[str, str] | None = None
+    #: The unique key the job claims before it is published (``with_options(unique=...)``).
+    unique: UniqueSpec | None = None
+    #: The jobs it waits for (``with_options(depends_on=...)``).
+    depends: DependencySpec | None = None
 
 
 class Task(Generic[P, R]):
@@ -130,6 +135,11 @@ class Task(Generic[P, R]):
         retries: int | None = None,
         delay: float | timedelta | None = None,
         run_at: datetime | None = None,
+        unique: bool = False,
+        unique_key: str | None = None,
+        unique_ttl: float | timedelta | None = None,
+        depends_on: Sequence[Job[Any] | str] = (),
+        on_dependency_failure: str = "dead",
     ) -> TaskCall[P, R]:
         """Per-enqueue options, kept apart from the task's own arguments.
 
@@ -143,6 +153,15 @@ class Task(Generic[P, R]):
             delay: Hold the job this many seconds (from each enqueue) before it may start.
             run_at: Hold the job until this timezone-aware time. Held jobs wait in JetStream,
                 and the scheduler moves each to its queue when it is due (docs/scheduling.md).
+            unique: While a job of this task with the same arguments is queued, held or
+                running, enqueueing returns that job (``duplicate`` set) instead of a new one.
+            unique_key: Like `unique`, with this key (per task) instead of the arguments.
+            unique_ttl: Seconds after which the key is free even if its job has not ended
+                (default one day, at most 30 days; docs/flows.md).
+            depends_on: Jobs (handles or ids) that must succeed before this one is queued;
+                meanwhile it is ``waiting`` (docs/flows.md).
+            on_dependency_failure: ``"dead"`` dead-letters the job (reason
+                ``dependency_failed``) if a dependency fails for good; ``"run"`` runs it anyway.
         """
         return TaskCall(
             self,
@@ -153,12 +172,27 @@ class Task(Generic[P, R]):
                 retries=retries,
                 delay=seconds(delay, "delay", allow_zero=True),
                 run_at=_timestamp(run_at),
+                unique=unique,
+                unique_key=unique_key,
+                unique_ttl=seconds(unique_ttl, "unique_ttl"),
+                depends_on=_ids(depends_on),
+                on_dependency_failure=on_dependency_failure,
             ),
         )
 
     def prepare(self, *args: P.args, **kwargs: P.kwargs) -> PreparedJob:
         """Encode a job without publishing it, for `Aarq.enqueue_many`."""
         return TaskCall(self, _NO_OPTIONS).prepare(*args, **kwargs)
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A call of this task for `Aarq.chain` and `Aarq.group`.
+
+        In a chain, the previous job's result goes before `args`; in a group's callback, the
+        list of the members' results does.
+        """
+        from aioq.flows import Signature
+
+        return Signature(self, args, kwargs)
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Publish a job running this task with these arguments; returns its handle."""
@@ -222,6 +256,7 @@ def build_job(
     """Encode one job message for `task` on `queue`, enqueued at `now` (default: the time)."""
     job_id = call.job_id or uuid.uuid4().hex
     now = time.time() if now is None else now
+    unique = _unique(task, args, kwargs, call)
     message = JobMessage(
         task=task,
         args=args,
@@ -231,6 +266,8 @@ def build_job(
         ttl=call.ttl,
         timeout=call.timeout,
         retries=call.retries,
+        depends_on=list(call.depends_on) or None,
+        unique_key=unique.key if unique is not None else None,
     )
     try:
         data = encode(message)
@@ -239,7 +276,38 @@ def build_job(
             f"cannot encode the arguments of {task}: {e}; job arguments must be JSON-encodable "
             "(str, int, float, bool, None, lists, dicts, datetimes, dataclasses, msgspec Structs)"
         ) from None
-    return PreparedJob(task=task, queue=queue, job_id=job_id, data=data, run_at=call.due_time(now))
+    return PreparedJob(
+        task=task,
+        queue=queue,
+        job_id=job_id,
+        data=data,
+        run_at=call.due_time(now),
+        unique=unique,
+        depends=DependencySpec(call.depends_on, call.on_dependency_failure)
+        if call.depends_on
+        else None,
+    )
+
+
+def _ids(jobs: Sequence[Job[Any] | str]) -> tuple[str, ...]:
+    if isinstance(jobs, str | Job):
+        jobs = [jobs]
+    return tuple(dict.fromkeys(job.id if isinstance(job, Job) else job for job in jobs))
+
+
+_sorted_encoder = msgspec.json.Encoder(order="sorted")
+
+
+def _unique(
+    task: str, args: list[Any], kwargs: dict[str, Any], call: CallOptions
+) -> UniqueSpec | None:
+    if not call.unique and call.unique_key is None:
+        return None
+    try:
+        arguments = _sorted_encoder.encode([args, kwargs]) if call.unique_key is None else b""
+    except (TypeError, msgspec.EncodeError):
+        arguments = b""  # the job's own encoding below says what is wrong
+    return UniqueSpec.of(task, call, arguments)
 
 
 def _timestamp(run_at: datetime | None) -> float | None:

@@ -24,6 +24,8 @@ __all__ = [
     "JobMessage",
     "JobRecord",
     "JobState",
+    "UniqueHolder",
+    "WaitingJob",
     "WorkerInfo",
     "decode_job",
     "encode",
@@ -49,6 +51,40 @@ class JobMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     timeout: _Seconds | None = None
     retries: Annotated[int, msgspec.Meta(ge=0)] | None = None
     retry_of: int | None = None
+    #: Ids of the jobs it waited for (informational: the waiting is done before it is queued).
+    depends_on: list[Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)]] | None = None
+    #: Key in ``<prefix>-unique`` that this job holds; the worker frees it when the job ends.
+    unique_key: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
+
+
+class UniqueHolder(msgspec.Struct, omit_defaults=True):
+    """The job holding a unique key: the value of its key in ``<prefix>-unique``."""
+
+    id: str
+    #: Unix time after which the key is free even if the job has not ended.
+    expires_at: float
+    claimed_at: float
+    queue: str | None = None
+    task: str | None = None
+    #: The key as the producer gave it (the KV key is its digest).
+    key: str | None = None
+
+
+class WaitingJob(msgspec.Struct, omit_defaults=True):
+    """A job held until its dependencies succeed: its key's value in ``<prefix>-waiting``."""
+
+    id: str
+    queue: str
+    task: str
+    #: The job message, published to its queue once the dependencies succeeded.
+    payload: bytes
+    depends_on: list[str]
+    created_at: float
+    #: ``dead``: dead-letter the job if a dependency fails; ``run``: run it anyway.
+    on_failure: str = "dead"
+    #: ``first``: the dependency's result goes first in the job's arguments (a chain);
+    #: ``list``: the list of their results does (a group's callback).
+    pass_results: str | None = None
 
 
 class DeadReason(enum.StrEnum):
@@ -66,6 +102,8 @@ class DeadReason(enum.StrEnum):
     BAD_ARGS = "bad_args"
     #: Deliveries ran out without an outcome: the worker died or lost the job each time.
     CRASHED = "crashed"
+    #: A job it depended on failed, expired, was aborted or is gone (``depends_on``).
+    DEPENDENCY_FAILED = "dependency_failed"
 
 
 class ErrorInfo(msgspec.Struct, frozen=True):
@@ -117,6 +155,8 @@ class JobState(enum.StrEnum):
     QUEUED = "queued"
     #: Held until its time comes (a delayed job).
     DEFERRED = "deferred"
+    #: Held until the jobs it depends on have succeeded (``depends_on``).
+    WAITING = "waiting"
     #: A worker runs it.
     RUNNING = "running"
     #: An attempt failed; it waits for its next attempt.
@@ -156,6 +196,8 @@ class JobRecord(msgspec.Struct, omit_defaults=True):
     retry_of: int | None = None
     #: Stream sequence of the job's message while it is stored (queued, running, retrying).
     seq: int | None = None
+    #: Ids of the jobs it waited for (``depends_on``).
+    depends_on: list[str] | None = None
 
 
 class EventKind(enum.StrEnum):
@@ -209,7 +251,7 @@ def json_schemas() -> dict[str, Any]:
     docstrings cleaned with `inspect.cleandoc`, and the alternatives of each ``anyOf`` are
     sorted (releases differ in both, and neither changes what a schema accepts).
     """
-    structs = (JobMessage, DeadLetter, WorkerInfo, JobRecord, Event)
+    structs = (JobMessage, DeadLetter, WorkerInfo, JobRecord, Event, UniqueHolder, WaitingJob)
     _, components = msgspec.json.schema_components(structs, ref_template="#/$defs/{name}")
     return {name: _canonical(schema) for name, schema in components.items()}
 

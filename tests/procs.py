@@ -153,6 +153,7 @@ async def delete_prefix(url: str, names: Names) -> None:
     try:
         js = nc.jetstream()
         buckets = (names.workers_bucket, names.schedules_bucket, names.limits_bucket)
+        buckets += (names.unique_bucket, names.waiting_bucket)
         for stream in (names.jobs_stream, names.dead_stream, *(f"KV_{b}" for b in buckets)):
             with contextlib.suppress(Exception):
                 await js.delete_stream(stream)

@@ -30,6 +30,7 @@ from aioq._nats.provision import ensure_streams
 from aioq._nats.records import NatsRecords
 from aioq._nats.resend import connection_restored as publishes_restored
 from aioq._nats.throttle import LogThrottle, describe
+from aioq._nats.waiting import NatsWaiting
 from aioq._nats.workers import NatsWorkers
 from aioq.clock import SYSTEM_CLOCK, Clock
 from aioq.errors import BrokerError, BrokerUnavailableError
@@ -67,6 +68,7 @@ class _Parts:
         self.history = NatsHistory(js, names, replication)
         self.control = NatsControl(nc, js, names, replication)
         self.workers = NatsWorkers(js, names, replication)
+        self.waiting = NatsWaiting(js, names, replication)
         self.inspection = NatsInspection(js, names, self.dead)
 
 
@@ -148,6 +150,11 @@ class NatsBroker:
     def control(self) -> NatsControl:
         """Rate limits, pauses and repeatable ticks; only valid once connected."""
         return (self._parts or self._not_connected()).control
+
+    @property
+    def waiting(self) -> NatsWaiting:
+        """Jobs waiting for their dependencies; only valid once connected."""
+        return (self._parts or self._not_connected()).waiting
 
     @property
     def workers(self) -> NatsWorkers:

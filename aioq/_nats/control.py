@@ -1,4 +1,4 @@
-"""`NatsControl`: shared rate limits and repeatable ticks in KV buckets, queue pauses."""
+"""`NatsControl`: shared rate limits, repeatable ticks and unique keys in KV buckets, pauses."""
 
 from __future__ import annotations
 
@@ -11,12 +11,18 @@ from typing import Final
 
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import (
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 
+from aioq._nats.kv import delete_at
 from aioq._nats.provision import ensure_bucket
 from aioq.errors import BrokerError
 from aioq.naming import Names
+from aioq.options import MAX_UNIQUE_TTL
 from aioq.settings import Replication
 
 __all__ = ["NatsControl"]
@@ -53,7 +59,9 @@ class NatsControl:
         kv = self._buckets.get(name)
         if kv is not None:
             return kv
-        kv = await ensure_bucket(self.js, name, replication=self._replication)
+        # Unique keys age out after the longest allowed hold, their delete markers with them.
+        ttl = MAX_UNIQUE_TTL if name == self.names.unique_bucket else None
+        kv = await ensure_bucket(self.js, name, ttl, replication=self._replication)
         self._buckets[name] = kv
         return kv
 
@@ -99,6 +107,19 @@ class NatsControl:
     async def write_limit(self, queue: str, data: bytes, revision: int) -> bool:
         """Compare-and-set the shared rate-limit state of `queue`."""
         return await self._write(self.names.limits_bucket, queue, data, revision)
+
+    async def read_unique(self, key: str) -> tuple[bytes | None, int]:
+        """The holder of unique key `key` and its revision (0: free)."""
+        return await self._read(self.names.unique_bucket, key)
+
+    async def write_unique(self, key: str, data: bytes, revision: int) -> bool:
+        """Compare-and-set the holder of unique key `key`."""
+        return await self._write(self.names.unique_bucket, key, data, revision)
+
+    async def delete_unique(self, key: str, revision: int) -> bool:
+        """Free unique key `key` if it is still at `revision`."""
+        kv = await self._bucket(self.names.unique_bucket)
+        return await delete_at(kv, key, revision)
 
     # -- pause -------------------------------------------------------------------------------
 

@@ -127,6 +127,8 @@ def _roles(names: Names) -> dict[str, str]:
         f"KV_{names.workers_bucket}": "worker heartbeats",
         f"KV_{names.schedules_bucket}": "repeatable jobs' last ticks",
         f"KV_{names.limits_bucket}": "shared rate limits",
+        f"KV_{names.unique_bucket}": "unique jobs' keys",
+        f"KV_{names.waiting_bucket}": "jobs waiting for their dependencies",
     }
 
 

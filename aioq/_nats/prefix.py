@@ -39,6 +39,7 @@ async def delete_prefix(url: str, prefix: str) -> list[str]:
         wanted = {names.jobs_stream, names.dead_stream}
         wanted |= {f"KV_{names.workers_bucket}", f"KV_{names.results_bucket}"}
         wanted |= {f"KV_{names.schedules_bucket}", f"KV_{names.limits_bucket}"}
+        wanted |= {f"KV_{names.unique_bucket}", f"KV_{names.waiting_bucket}"}
         with contextlib.suppress(Exception):
             wanted |= {
                 info.config.name

@@ -2,7 +2,8 @@
 
 jobs (publish, pull, settle, find), records (job state), events (lifecycle events, aborts),
 dead (dead letters), held (delayed jobs), history (succeeded jobs kept for replay),
-control (rate limits, pauses, repeatable ticks), workers (heartbeat registry) and inspection
+control (rate limits, pauses, repeatable ticks), workers (heartbeat registry), waiting (jobs
+waiting for dependencies) and inspection
 (read-only views for operators and dashboards);
 `Broker` is a connection holding one of each as attributes.
 """
@@ -16,6 +17,7 @@ from aioq.backend.history import History
 from aioq.backend.inspection import HeldEntry, Inspection, QueueStats
 from aioq.backend.jobs import ConsumerGoneError, Delivery, Jobs, JobSource, OutgoingJob
 from aioq.backend.records import Records
+from aioq.backend.waiting import WaitingStore
 from aioq.backend.workers import WorkerRegistry
 
 __all__ = [
@@ -38,5 +40,6 @@ __all__ = [
     "QueueStats",
     "Records",
     "StoredMessage",
+    "WaitingStore",
     "WorkerRegistry",
 ]

@@ -12,6 +12,7 @@ from aioq.backend.history import History
 from aioq.backend.inspection import Inspection
 from aioq.backend.jobs import Jobs
 from aioq.backend.records import Records
+from aioq.backend.waiting import WaitingStore
 from aioq.backend.workers import WorkerRegistry
 from aioq.clock import Clock
 
@@ -62,6 +63,11 @@ class Broker(Protocol):
     @property
     def workers(self) -> WorkerRegistry:
         """Worker heartbeats."""
+        ...
+
+    @property
+    def waiting(self) -> WaitingStore:
+        """Jobs waiting for their dependencies."""
         ...
 
     @property

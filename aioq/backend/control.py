@@ -1,4 +1,4 @@
-"""Shared control state: rate limits, queue pauses and repeatable ticks."""
+"""Shared control state: rate limits, queue pauses, repeatable ticks and unique keys."""
 
 from __future__ import annotations
 
@@ -35,3 +35,15 @@ class Control(Protocol):
 
     async def record_tick(self, name: str, tick: float) -> None:
         """Record `tick` as fired for repeatable `name`, unless a later one is recorded."""
+
+    async def read_unique(self, key: str) -> tuple[bytes | None, int]:
+        """The holder of unique key `key` and its revision (0: free)."""
+        ...
+
+    async def write_unique(self, key: str, data: bytes, revision: int) -> bool:
+        """Set the holder if the key is still at `revision` (0: free); False if it moved."""
+        ...
+
+    async def delete_unique(self, key: str, revision: int) -> bool:
+        """Free the key if it is still at `revision`; False if it moved."""
+        ...

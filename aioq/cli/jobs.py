@@ -150,6 +150,7 @@ def _describe(record: JobRecord) -> str:
         ("started", stamp(record.started_at)), ("finished", stamp(record.finished_at)),
         ("progress", progress), ("next attempt", stamp(record.retry_at)),
         ("retry of", f"dead letter {record.retry_of}" if record.retry_of else None),
+        ("depends on", ", ".join(record.depends_on) if record.depends_on else None),
         ("result", result), ("error", error)
     ])  # fmt: skip
     if record.error and record.error.traceback:

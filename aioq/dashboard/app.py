@@ -55,6 +55,7 @@ _HERE: Final = Path(__file__).parent
 _STATUSES: Final = (
     "queued",
     "deferred",
+    "waiting",
     "running",
     "retrying",
     "succeeded",

@@ -18,6 +18,7 @@ from aioq.logs import CURRENT_JOB, job_fields
 from aioq.options import resolve
 from aioq.replay import keep_succeeded
 from aioq.task import Task
+from aioq.unique import release
 from aioq.wire import (
     DeadReason,
     ErrorInfo,
@@ -271,6 +272,7 @@ class Executor:
             started_at=self.clock.time(),
             retry_of=job.retry_of,
             seq=delivery.seq,
+            depends_on=job.depends_on,
         )
         lease = Lease.of(delivery, lease_period)
         return Attempt(
@@ -382,6 +384,8 @@ class Executor:
             ran_twice(run.ctx, None)
             return
         await run.delivery.ack()
+        if run.job.unique_key is not None:
+            await release(self.broker, run.job, record.id)
         self.stats.processed += 1
         self._settled(run, Outcome.SUCCEEDED)
         log_outcome(logging.INFO, run, "succeeded", Outcome.SUCCEEDED)
@@ -435,6 +439,7 @@ class Executor:
         record.state, record.finished_at = JobState.ABORTED, self.clock.time()
         await self.reporter.report(record, duration=time.perf_counter() - run.started)
         await run.delivery.term()
+        await release(self.broker, run.job, record.id)
         self._settled(run, Outcome.ABORTED)
         log_outcome(logging.WARNING, run, "aborted", Outcome.ABORTED)
 
@@ -518,6 +523,7 @@ class Executor:
             error_record(record, _DEAD_STATE.get(reason, JobState.FAILED), error, self.clock.time())
         )
         await delivery.term()
+        await release(self.broker, job, job_id)
         self.stats.failed += 1
         if reason is not DeadReason.FAILED:  # (a failed attempt is told by `_settled`)
             outcome = _REASON_OUTCOME[reason]

@@ -107,6 +107,19 @@ def fixed() -> Iterator[dict[str, bool]]:
 # -- enqueue and job ---------------------------------------------------------------------------
 
 
+async def test_job_status_shows_a_waiting_job_and_its_dependencies(
+    aioq: Cli, tasks: Aarq, start_worker: WorkerFactory
+) -> None:
+    add = tasks.get_task("add")
+    first = await add.enqueue(1, 2)
+    waiting = await add.with_options(depends_on=[first]).enqueue(3, 4)
+    status = (await aioq.ok("job", "status", waiting.id)).stdout
+    assert re.search(r"^state: +waiting$", status, re.M), status
+    assert re.search(rf"^depends on: +{first.id}$", status, re.M), status
+    await start_worker(queues=["default"])
+    assert await waiting.result(timeout=10) == 7
+
+
 async def test_enqueue_then_follow_the_job(
     aioq: Cli, tasks: Aarq, start_worker: WorkerFactory
 ) -> None:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from aioq import (
     Aarq,
     Context,
+    Job,
     JobFailedError,
     PartialEnqueueError,
     PermissionDeniedError,
@@ -20,6 +22,7 @@ from aioq.embedded import EmbeddedNats
 from aioq.permissions import Role, permissions
 from aioq.testing.harness import start_worker
 
+from ..helpers import eventually
 from ..procs import run_cli
 from .conftest import ServerFactory
 
@@ -119,6 +122,32 @@ async def test_each_role_does_its_job(app_for: AppFor) -> None:
         scheduler.cancel()
         await asyncio.gather(scheduler, return_exceptions=True)
         await worker.stop()
+
+
+async def test_roles_run_unique_and_dependent_jobs(app_for: AppFor) -> None:
+    producer, worker_app = app_for("producer"), app_for("worker-email")
+    send = _task(producer, "send")
+    first = await send.with_options(unique_key="digest").enqueue("ada@example.com")
+    assert (await send.with_options(unique_key="digest").enqueue("x")).id == first.id
+    after = await send.with_options(depends_on=[first]).enqueue("bob@example.com")
+    worker = await start_worker(worker_app, ["email"], scheduler=False)
+    scheduler = asyncio.create_task(Scheduler(app_for("scheduler"), scan_interval=0.2).run())
+    try:
+        assert await after.result(timeout=10) == "sent to bob@example.com"
+        again = await eventually(
+            lambda: _fresh(send.with_options(unique_key="digest").enqueue("y"), first.id),
+            what="the unique key freed by the worker",
+        )
+        assert not again.duplicate
+    finally:
+        scheduler.cancel()
+        await asyncio.gather(scheduler, return_exceptions=True)
+        await worker.stop()
+
+
+async def _fresh(enqueue: Awaitable[Job[Any]], old: str) -> Job[Any] | None:
+    job = await enqueue
+    return job if job.id != old else None
 
 
 async def test_a_producer_cannot_pull_or_enqueue_elsewhere(app_for: AppFor) -> None:

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from aioq import Aarq, ConfigError, Worker
-from aioq.options import WorkerOptions, resolve
+from aioq.options import (
+    DEFAULT_UNIQUE_TTL,
+    MAX_UNIQUE_TTL,
+    CallOptions,
+    UniqueSpec,
+    WorkerOptions,
+    resolve,
+)
 
 
 def test_resolve_takes_the_call_then_the_task_then_the_queue_then_the_app() -> None:
@@ -48,3 +57,25 @@ def test_the_test_preset_is_the_defaults_with_test_friendly_changes() -> None:
     assert preset.handle_signals is False
     assert preset.concurrency == 3
     assert preset.queues == WorkerOptions().queues
+
+
+def test_unique_options_are_checked_and_keyed_per_task() -> None:
+    with pytest.raises(ConfigError, match="unique_ttl needs unique=True or a unique_key"):
+        CallOptions(unique_ttl=5)
+    with pytest.raises(ConfigError, match="at most 2592000 seconds"):
+        CallOptions(unique=True, unique_ttl=MAX_UNIQUE_TTL + 1)
+    with pytest.raises(ConfigError, match="unique_key must be a non-empty string"):
+        CallOptions(unique_key="")
+    assert UniqueSpec.of("t", CallOptions(), b"[]") is None
+    spec = UniqueSpec.of("t", CallOptions(unique_key="k"), b"[]")
+    assert spec is not None
+    assert spec.label == "k"
+    assert spec.ttl == DEFAULT_UNIQUE_TTL
+    other_task = UniqueSpec.of("u", CallOptions(unique_key="k"), b"[]")
+    assert other_task is not None
+    assert other_task.key != spec.key
+    by_arguments = UniqueSpec.of("t", CallOptions(unique=True, unique_ttl=9), b"[[1],{}]")
+    assert by_arguments is not None
+    assert by_arguments.label is None
+    assert by_arguments.ttl == 9
+    assert re.fullmatch(r"u-[0-9a-f]{40}", by_arguments.key)

@@ -17,6 +17,7 @@ from aioq.testing.memory.history import MemoryHistory
 from aioq.testing.memory.inspection import MemoryInspection
 from aioq.testing.memory.jobs import MemoryJobs
 from aioq.testing.memory.records import MemoryRecords
+from aioq.testing.memory.waiting import MemoryWaiting
 from aioq.testing.memory.workers import MemoryWorkers
 from aioq.wire import WorkerInfo
 
@@ -70,6 +71,7 @@ class MemoryBroker:
         self.history = MemoryHistory(self._clock, duplicate_window)
         self.control = MemoryControl(self.stream)
         self.workers = MemoryWorkers()
+        self.waiting = MemoryWaiting()
         self.inspection = MemoryInspection(self.stream, self.records, self.dead)
         #: True between `connect` and `close` (the state stays either way).
         self.connected = False

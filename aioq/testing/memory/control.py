@@ -1,4 +1,4 @@
-"""`MemoryControl`: shared rate limits, repeatable ticks and queue pauses, in memory."""
+"""`MemoryControl`: shared rate limits, repeatable ticks, unique keys and pauses, in memory."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class MemoryControl:
         self.clock = jobs.clock
         self.ticks: dict[str, bytes] = {}
         self.limits: dict[str, tuple[bytes, int]] = {}
+        self.unique: dict[str, tuple[bytes, int]] = {}
         self._revision = 0
 
     async def last_tick(self, name: str) -> float | None:
@@ -48,11 +49,31 @@ class MemoryControl:
 
     async def write_limit(self, queue: str, data: bytes, revision: int) -> bool:
         """Compare-and-set the shared rate-limit state of `queue`."""
-        _, current = self.limits.get(queue, (None, 0))
-        if current != revision:
+        return self._swap(self.limits, queue, data, revision)
+
+    async def read_unique(self, key: str) -> tuple[bytes | None, int]:
+        """The holder of unique key `key` and its revision (0: free)."""
+        data, revision = self.unique.get(key, (None, 0))
+        return data, revision
+
+    async def write_unique(self, key: str, data: bytes, revision: int) -> bool:
+        """Compare-and-set the holder of unique key `key`."""
+        return self._swap(self.unique, key, data, revision)
+
+    async def delete_unique(self, key: str, revision: int) -> bool:
+        """Free unique key `key` if it is still at `revision`."""
+        if self.unique.get(key, (None, 0))[1] != revision:
+            return False
+        del self.unique[key]
+        return True
+
+    def _swap(
+        self, table: dict[str, tuple[bytes, int]], key: str, data: bytes, revision: int
+    ) -> bool:
+        if table.get(key, (None, 0))[1] != revision:
             return False
         self._revision += 1
-        self.limits[queue] = (data, self._revision)
+        table[key] = (data, self._revision)
         return True
 
     def _consumer(self, queue: str) -> Consumer:

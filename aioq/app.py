@@ -40,6 +40,7 @@ from aioq.inspection import QueueStats, WorkerStatus, queue_stats, worker_status
 from aioq.job import Job
 from aioq.naming import Names, validate_inbox_prefix, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
+from aioq.priority import DEFAULT_PRIORITY
 from aioq.publishing import pause_end
 from aioq.ratelimit import check_rate, running_cap
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
@@ -279,6 +280,7 @@ class Aarq:
         ttl: float | timedelta | None = None,
         backoff: BackoffLike | None = None,
         no_retry_for: tuple[type[BaseException], ...] = (),
+        priority: int = DEFAULT_PRIORITY,
     ) -> TaskDecorator: ...
 
     def task(
@@ -293,6 +295,7 @@ class Aarq:
         ttl: float | timedelta | None = None,
         backoff: BackoffLike | None = None,
         no_retry_for: tuple[type[BaseException], ...] = (),
+        priority: int = DEFAULT_PRIORITY,
     ) -> Any:
         """Register a task: ``@app.task`` or ``@app.task(queue="email", retries=5, ...)``.
 
@@ -307,6 +310,9 @@ class Aarq:
             backoff: Delay before each retry: a `Backoff`, seconds, a list or a function of
                 the attempt. Default: exponential from 1 s, doubling, capped at 300 s, ±20 %.
             no_retry_for: Exception classes that fail the job at once, without retries.
+            priority: Priority level of the task's jobs, 0 (lowest) to 9 (highest), default
+                5: a worker starts higher levels first, lower ones at a smaller share
+                (docs/priorities.md).
 
         Raises:
             ConfigError: On an invalid option, or a name that is already registered.
@@ -318,6 +324,7 @@ class Aarq:
             ttl=ttl,
             backoff=backoff,
             no_retry_for=no_retry_for,
+            priority=priority,
         )
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:

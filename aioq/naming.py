@@ -10,6 +10,7 @@ import re
 from typing import Final
 
 from aioq.errors import ConfigError
+from aioq.priority import DEFAULT_PRIORITY
 
 __all__ = [
     "JOB_ID_PATTERN",
@@ -94,10 +95,39 @@ class Names:
         return f"{self.prefix}.jobs.{queue}"
 
     def is_job_subject(self, subject: str, queue: str) -> bool:
-        """Whether `subject` is one the consumer of `queue` takes jobs from."""
+        """Whether `subject` holds jobs of `queue`: its own, or one of a priority level."""
         bare = self.job_subject(queue)
-        return subject == bare or (
-            subject.startswith(bare + ".") and "." not in subject[len(bare) + 1 :]
+        if subject == bare:
+            return True
+        if not subject.startswith(bare + "."):
+            return False
+        rest = subject[len(bare) + 1 :]
+        return "." not in rest or self.level_of(subject, queue) is not None
+
+    def priority_subject(self, queue: str, level: int) -> str:
+        """Subject of the jobs of `queue` at priority `level` (not the default one).
+
+        ``<prefix>.jobs.<queue>.p.<level>``: two tokens, so the queue's own consumer (which
+        takes ``<queue>`` and ``<queue>.*``) never overlaps a level's consumer.
+        """
+        return f"{self.prefix}.jobs.{queue}.p.{level}"
+
+    def priority_wildcard(self, queue: str) -> str:
+        """Subjects of every priority level of `queue`."""
+        return f"{self.prefix}.jobs.{queue}.p.*"
+
+    def level_of(self, subject: str, queue: str) -> int | None:
+        """The priority level of a subject of `queue`'s levels, or None for another subject."""
+        stem = f"{self.prefix}.jobs.{queue}.p."
+        level = subject[len(stem) :] if subject.startswith(stem) else ""
+        return int(level) if len(level) == 1 and level.isdigit() else None
+
+    def publish_subject(self, queue: str, level: int) -> str:
+        """Where a job of `level` is published: the queue's own subject for the default level."""
+        return (
+            self.job_subject(queue)
+            if level == DEFAULT_PRIORITY
+            else self.priority_subject(queue, level)
         )
 
     def job_filters(self, queue: str) -> list[str]:
@@ -125,9 +155,13 @@ class Names:
         """Subject on which workers hear that a job is aborted."""
         return f"{self.prefix}.control.abort.{job_id}"
 
-    def consumer(self, queue: str) -> str:
-        """Durable pull consumer shared by every worker of `queue`."""
-        return queue
+    def consumer(self, queue: str, level: int | None = None) -> str:
+        """Durable pull consumer shared by every worker of `queue` (of a priority `level`).
+
+        ``@`` cannot appear in a queue name, so a level's consumer ``<queue>@p<level>``
+        never takes the name of another queue's.
+        """
+        return queue if level is None else f"{queue}@p{level}"
 
     def sched_subject(self, queue: str = "*", job_id: str = "*") -> str:
         """Subject of a delayed job held until its time: ``<prefix>.sched.<queue>.<job id>``.

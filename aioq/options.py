@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 from aioq.backoff import BackoffLike, resolve_backoff
 from aioq.errors import ConfigError
 from aioq.naming import validate_job_id, validate_queue
+from aioq.priority import DEFAULT_PRIORITY, validate_priority
 from aioq.ratelimit import check_rate
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class TaskOptions:
     ttl: float | None = None
     backoff: Callable[[int], float] = field(default_factory=lambda: resolve_backoff(None))
     no_retry_for: tuple[type[BaseException], ...] = ()
+    #: Priority level of the task's jobs, 0 (lowest) to 9 (highest).
+    priority: int = DEFAULT_PRIORITY
 
     @classmethod
     def build(
@@ -76,6 +79,7 @@ class TaskOptions:
         ttl: Duration | None,
         backoff: BackoffLike | None,
         no_retry_for: tuple[type[BaseException], ...],
+        priority: int = DEFAULT_PRIORITY,
     ) -> TaskOptions:
         """Validate raw decorator arguments into options."""
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -90,6 +94,7 @@ class TaskOptions:
             ttl=seconds(ttl, "ttl"),
             backoff=resolve_backoff(backoff),
             no_retry_for=tuple(no_retry_for),
+            priority=validate_priority(priority),
         )
 
 
@@ -115,8 +120,12 @@ class CallOptions:
     depends_on: tuple[str, ...] = ()
     #: ``dead``: dead-letter the job if a dependency fails for good; ``run``: run it anyway.
     on_dependency_failure: str = "dead"
+    #: Priority level of this job instead of the task's, 0 (lowest) to 9 (highest).
+    priority: int | None = None
 
     def __post_init__(self) -> None:
+        if self.priority is not None:
+            validate_priority(self.priority)
         _check_unique(self)
         _check_dependencies(self)
         if self.job_id is not None:

@@ -19,6 +19,7 @@ from aioq.context import Context
 from aioq.errors import ArgumentsError, ConfigError, SerializationError
 from aioq.job import Job
 from aioq.options import CallOptions, DependencySpec, TaskOptions, UniqueSpec, seconds
+from aioq.priority import DEFAULT_PRIORITY
 from aioq.wire import JobMessage, encode
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ class PreparedJob:
     unique: UniqueSpec | None = None
     #: The jobs it waits for (``with_options(depends_on=...)``).
     depends: DependencySpec | None = None
+    #: Priority level, 0 (lowest) to 9 (highest); it picks the subject the job goes to.
+    priority: int = DEFAULT_PRIORITY
 
 
 class Task(Generic[P, R]):
@@ -140,6 +143,7 @@ class Task(Generic[P, R]):
         unique_ttl: float | timedelta | None = None,
         depends_on: Sequence[Job[Any] | str] = (),
         on_dependency_failure: str = "dead",
+        priority: int | None = None,
     ) -> TaskCall[P, R]:
         """Per-enqueue options, kept apart from the task's own arguments.
 
@@ -162,6 +166,8 @@ class Task(Generic[P, R]):
                 meanwhile it is ``waiting`` (docs/flows.md).
             on_dependency_failure: ``"dead"`` dead-letters the job (reason
                 ``dependency_failed``) if a dependency fails for good; ``"run"`` runs it anyway.
+            priority: Priority level of this job, 0 (lowest) to 9 (highest), instead of the
+                task's; higher levels start first (docs/priorities.md).
         """
         return TaskCall(
             self,
@@ -177,6 +183,7 @@ class Task(Generic[P, R]):
                 unique_ttl=seconds(unique_ttl, "unique_ttl"),
                 depends_on=_ids(depends_on),
                 on_dependency_failure=on_dependency_failure,
+                priority=priority,
             ),
         )
 
@@ -226,7 +233,13 @@ class TaskCall(Generic[P, R]):
         except TypeError as e:
             raise ArgumentsError(f"cannot enqueue {task.describe()}: {e}") from None
         job = build_job(
-            task.name, task.queue, list(args), kwargs, self.call, now=task.app.clock.time()
+            task.name,
+            task.queue,
+            list(args),
+            kwargs,
+            self.call,
+            now=task.app.clock.time(),
+            priority=task.options.priority,
         )
         if b"null" in job.data:  # msgspec writes NaN and infinity as null, like None
             task._reject_non_finite(args, kwargs)
@@ -252,9 +265,15 @@ def build_job(
     call: CallOptions,
     *,
     now: float | None = None,
+    priority: int = DEFAULT_PRIORITY,
 ) -> PreparedJob:
-    """Encode one job message for `task` on `queue`, enqueued at `now` (default: the time)."""
+    """Encode one job message for `task` on `queue`, enqueued at `now` (default: the time).
+
+    `priority` is the task's level; the call's own, if given, wins.
+    """
     job_id = call.job_id or uuid.uuid4().hex
+    if call.priority is not None:
+        priority = call.priority
     now = time.time() if now is None else now
     unique = _unique(task, args, kwargs, call)
     message = JobMessage(
@@ -268,6 +287,7 @@ def build_job(
         retries=call.retries,
         depends_on=list(call.depends_on) or None,
         unique_key=unique.key if unique is not None else None,
+        priority=None if priority == DEFAULT_PRIORITY else priority,
     )
     try:
         data = encode(message)
@@ -286,6 +306,7 @@ def build_job(
         depends=DependencySpec(call.depends_on, call.on_dependency_failure)
         if call.depends_on
         else None,
+        priority=priority,
     )
 
 

@@ -36,7 +36,7 @@ _Seconds = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class JobMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """One job, as published on ``<prefix>.jobs.<queue>.<job id>`` (or ``<prefix>.jobs.<queue>``).
+    """One job, as published on ``<prefix>.jobs.<queue>`` (or ``<prefix>.jobs.<queue>.p.<level>``).
 
     Only `task` is required. Unknown fields are rejected so that a typo in a hand-written
     job (``kwarg`` for ``kwargs``) is dead-lettered with a clear reason instead of running wrong.
@@ -55,6 +55,8 @@ class JobMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     depends_on: list[Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)]] | None = None
     #: Key in ``<prefix>-unique`` that this job holds; the worker frees it when the job ends.
     unique_key: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
+    #: Priority level, 0 (lowest) to 9 (highest); absent means 5. Kept by retries of the job.
+    priority: Annotated[int, msgspec.Meta(ge=0, le=9)] | None = None
 
 
 class UniqueHolder(msgspec.Struct, omit_defaults=True):

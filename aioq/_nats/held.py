@@ -4,9 +4,9 @@ A delayed job is stored on ``<prefix>.sched.<queue>.<job id>`` in the jobs strea
 due time in the ``Aioq-Run-At`` header. Every scheduler pulls from one durable consumer on
 those subjects. A job that is not due yet is handed back with ``nak(delay=time left)``, so the
 server itself wakes it at its due time (a nak'd message keeps its place, and its timer, in
-the consumer's state, on disk). Once due, the scheduler publishes it to
-``<prefix>.jobs.<queue>.<job id>`` with ``Nats-Msg-Id: <job id>`` and acknowledges it: if two
-schedulers ever publish the same job (a lost ack), the stream stores it once.
+the consumer's state, on disk). Once due, the scheduler publishes it to its queue's subject
+(of the priority level its message names) with ``Nats-Msg-Id: <job id>`` and acknowledges
+it: if two schedulers ever publish the same job (a lost ack), the stream stores it once.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from aioq.backend.held import HeldJob
 from aioq.backend.jobs import OutgoingJob
 from aioq.errors import EnqueueError, ProvisioningError
 from aioq.naming import Names
+from aioq.priority import priority_of
 
 __all__ = ["MAX_NAK_DELAY_S", "NatsHeld", "NatsHeldJob", "NatsHeldJobs"]
 
@@ -102,7 +103,7 @@ class NatsHeldJob:
         ack, resent = await publish_resent(
             self._msg._client,
             self._js,
-            self._names.job_subject(self.queue),
+            self._names.publish_subject(self.queue, priority_of(self._msg.data)),
             self._msg.data,
             {**kept, MSG_ID: self.job_id},
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
 from aioq._nats.domain import api_prefix
+from aioq._nats.level_watch import NatsLevelWatch
 from aioq._nats.limits import full_or_failed
 from aioq._nats.provision import ensure_consumer
 from aioq._nats.records import NatsRecords
@@ -22,6 +23,7 @@ from aioq.backend.jobs import OutgoingJob
 from aioq.errors import EnqueueError, PayloadTooLargeError
 from aioq.naming import Names
 from aioq.options import QueueOptions
+from aioq.priority import DEFAULT_PRIORITY, priority_of
 
 __all__ = ["NatsJobs"]
 
@@ -52,12 +54,15 @@ class NatsJobs:
         job_id: str,
         task: str | None = None,
         headers: Mapping[str, str] | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> bool:
         """Store one job, deduplicated by its id."""
         self._check_size(data)
         try:
             ack = await self.js.publish(
-                self.names.job_subject(queue), data, headers={**(headers or {}), MSG_ID: job_id}
+                self.names.publish_subject(queue, priority),
+                data,
+                headers={**(headers or {}), MSG_ID: job_id},
             )
         except APIError as e:
             raise full_or_failed(e, queue, job_id) from e
@@ -77,7 +82,7 @@ class NatsJobs:
         js = self.js
         futures = [
             await js.publish_async(
-                self.names.job_subject(job.queue),
+                self.names.publish_subject(job.queue, job.priority),
                 job.data,
                 headers={**(job.headers or {}), MSG_ID: job.job_id},
             )
@@ -98,20 +103,35 @@ class NatsJobs:
         ]
 
     async def republish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
-        """Put a job back on its queue with a fresh dedupe id."""
-        ack = await self.js.publish(self.names.job_subject(queue), data, headers={MSG_ID: msg_id})
+        """Put a job back on its queue (at its message's level) with a fresh dedupe id."""
+        subject = self.names.publish_subject(queue, priority_of(data))
+        ack = await self.js.publish(subject, data, headers={MSG_ID: msg_id})
         await self.records.note_requeued(job_id, ack.seq)
 
-    async def open_source(self, queue: str, options: QueueOptions) -> NatsSource:
-        """Create or update the queue's consumer and bind a pull subscription to it."""
-        await ensure_consumer(self.js, self.names, queue, options)
+    async def open_source(
+        self, queue: str, options: QueueOptions, level: int | None = None
+    ) -> NatsSource:
+        """Create or update the queue's (or its `level`'s) consumer and pull from it."""
+        await ensure_consumer(self.js, self.names, queue, options, level)
         next_subject = (
             f"{api_prefix(self.js)}.CONSUMER.MSG.NEXT.{self.names.jobs_stream}."
-            f"{self.names.consumer(queue)}"
+            f"{self.names.consumer(queue, level)}"
         )
         source = NatsSource(self.nc, next_subject)
         await source.start()
         return source
+
+    async def levels(self, queue: str) -> dict[int, int]:
+        """Jobs stored on each priority level's subject of `queue`, from the stream's state."""
+        stored = await subjects(
+            self.js, self.names.jobs_stream, self.names.priority_wildcard(queue)
+        )
+        found = {self.names.level_of(subject, queue): n for subject, n in stored.items() if n}
+        return {level: n for level, n in found.items() if level is not None}
+
+    async def watch_levels(self, queue: str, heard: Callable[[int], None]) -> NatsLevelWatch:
+        """Hear jobs stored on the watched levels of `queue` (core subscriptions)."""
+        return NatsLevelWatch(self.nc, self.names, queue, heard)
 
     async def delete_consumer(self, queue: str) -> bool:
         """Delete the queue's consumer (its jobs stay in the stream); False if it had none."""
@@ -126,16 +146,17 @@ class NatsJobs:
 
         Read from the queue's consumer (``num_pending + num_ack_pending``: a job waiting out
         a retry delay is unacknowledged); before any worker created it, the jobs stored on
-        the queue's subjects.
+        the queue's subjects. Jobs of the priority levels are counted from the stream.
         """
+        levels = sum((await self.levels(queue)).values())
         try:
             info = await self.js.consumer_info(self.names.jobs_stream, self.names.consumer(queue))
         except NotFoundError:
-            count = 0
+            count = levels
             for pattern in self.names.job_filters(queue):
                 count += sum((await subjects(self.js, self.names.jobs_stream, pattern)).values())
             return count
-        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+        return (info.num_pending or 0) + (info.num_ack_pending or 0) + levels
 
     async def _queued_at(self, job_id: str, queue: str | None) -> tuple[str, int] | None:
         """The queue and stream sequence of job `job_id` if its message is still stored.

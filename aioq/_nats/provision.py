@@ -256,17 +256,19 @@ async def ensure_streams(
 
 
 async def ensure_consumer(
-    js: JetStreamContext, names: Names, queue: str, options: QueueOptions
+    js: JetStreamContext, names: Names, queue: str, options: QueueOptions, level: int | None = None
 ) -> None:
-    """Create or update the durable pull consumer of `queue`.
+    """Create or update the durable pull consumer of `queue` (of its priority `level`).
 
     `max_deliver` stays unlimited: the worker bounds deliveries itself and dead-letters the
     job, because on a work-queue stream a message that hits the server's limit would just
     sit in the stream, invisible.
     """
     config = ConsumerConfig(
-        durable_name=names.consumer(queue),
-        filter_subjects=names.job_filters(queue),
+        durable_name=names.consumer(queue, level),
+        filter_subjects=names.job_filters(queue)
+        if level is None
+        else [names.priority_subject(queue, level)],
         ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         ack_wait=options.ack_wait,

@@ -40,6 +40,7 @@ class NatsSource:
         # Messages the open pull may still bring, and when it is given up on (monotonic).
         self._owed = 0
         self._owed_until = 0.0
+        self._lingering = False
 
     async def start(self) -> None:
         """Subscribe to the inbox that receives this source's pulled messages."""
@@ -54,6 +55,10 @@ class NatsSource:
             # on top would leave the surplus waiting here, unstarted, while its lease runs.
             if not self._owing():
                 await self._pull(count - len(self._held), _NO_WAIT_TIMEOUT_S, no_wait=True)
+            elif self._lingering:
+                # A lingering pull left open by an interrupted `fetch_next` (a puller of
+                # several priority levels): it brings its job when there is one.
+                return self._hand_over()
             await self._wait(count, _NO_WAIT_TIMEOUT_S, quiet=_NO_WAIT_QUIET_S)
         return self._hand_over()
 
@@ -71,6 +76,7 @@ class NatsSource:
 
     async def _pull(self, batch: int, answered_within: float, **request: object) -> None:
         self._owed = batch
+        self._lingering = "expires" in request
         self._owed_until = asyncio.get_running_loop().time() + answered_within
         await self._inbox.pull({"batch": batch, **request})
 

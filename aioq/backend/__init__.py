@@ -15,7 +15,14 @@ from aioq.backend.events import EventListener, Events
 from aioq.backend.held import HeldJob, HeldJobs, HeldStore
 from aioq.backend.history import History
 from aioq.backend.inspection import HeldEntry, Inspection, QueueStats
-from aioq.backend.jobs import ConsumerGoneError, Delivery, Jobs, JobSource, OutgoingJob
+from aioq.backend.jobs import (
+    ConsumerGoneError,
+    Delivery,
+    Jobs,
+    JobSource,
+    LevelWatch,
+    OutgoingJob,
+)
 from aioq.backend.records import Records
 from aioq.backend.waiting import WaitingStore
 from aioq.backend.workers import WorkerRegistry
@@ -36,6 +43,7 @@ __all__ = [
     "Inspection",
     "JobSource",
     "Jobs",
+    "LevelWatch",
     "OutgoingJob",
     "QueueStats",
     "Records",

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from aioq.backend.dead import StoredMessage
 from aioq.errors import BrokerError
 from aioq.options import QueueOptions
+from aioq.priority import DEFAULT_PRIORITY
 
-__all__ = ["ConsumerGoneError", "Delivery", "JobSource", "Jobs", "OutgoingJob"]
+__all__ = ["ConsumerGoneError", "Delivery", "JobSource", "Jobs", "LevelWatch", "OutgoingJob"]
 
 
 class ConsumerGoneError(BrokerError):
@@ -96,6 +97,21 @@ class OutgoingJob(Protocol):
         """Headers to publish with (a trace context), if any."""
         ...
 
+    @property
+    def priority(self) -> int:
+        """Priority level: which of the queue's subjects the job goes to."""
+        ...
+
+
+class LevelWatch(Protocol):
+    """Hears the first jobs stored on priority levels of a queue that no puller pulls yet."""
+
+    async def watch(self, levels: Collection[int]) -> None:
+        """Listen on exactly these levels from now on."""
+
+    async def close(self) -> None:
+        """Stop listening."""
+
 
 class Jobs(Protocol):
     """The queues' jobs: store, pull, count, find and remove them."""
@@ -107,8 +123,9 @@ class Jobs(Protocol):
         job_id: str,
         task: str | None = None,
         headers: Mapping[str, str] | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> bool:
-        """Store one job of `task` (with `headers`); True if it was a duplicate of an earlier id."""
+        """Store one job of `task` (with `headers`, at `priority`); True if it was a duplicate."""
         ...
 
     async def publish_many(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
@@ -116,10 +133,26 @@ class Jobs(Protocol):
         ...
 
     async def republish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
-        """Put a job back on its queue, deduplicated by `msg_id` instead of its job id."""
+        """Put a job back on its queue (its message's level), deduplicated by `msg_id`."""
 
-    async def open_source(self, queue: str, options: QueueOptions) -> JobSource:
-        """Create (idempotently) the queue's shared consumer and return a puller on it."""
+    async def open_source(
+        self, queue: str, options: QueueOptions, level: int | None = None
+    ) -> JobSource:
+        """Create (idempotently) the queue's shared consumer and return a puller on it.
+
+        With a `level`, the consumer of that priority level's subject instead.
+        """
+        ...
+
+    async def levels(self, queue: str) -> dict[int, int]:
+        """Jobs stored on each priority level's own subject of `queue` (levels with none absent).
+
+        Default-level jobs published on the queue's own subject are not counted here.
+        """
+        ...
+
+    async def watch_levels(self, queue: str, heard: Callable[[int], None]) -> LevelWatch:
+        """Call `heard(level)` when a job is stored on a watched level of `queue`."""
         ...
 
     async def delete_consumer(self, queue: str) -> bool:

@@ -30,6 +30,7 @@ from aioq.worker.fetching import Fetching
 from aioq.worker.heartbeat import Heartbeat, host_identity, now
 from aioq.worker.instruments import attempt_tracer, open_metrics
 from aioq.worker.leases import keep_leases
+from aioq.worker.levels import open_queue
 from aioq.worker.observe import SILENT
 from aioq.worker.scanners import Scanner, ScannerFunction
 from aioq.worker.signals import stop_on_signals
@@ -239,7 +240,7 @@ class Worker:
             with stop_on_signals(self._loop, self.stop, enabled=self.handle_signals):
                 await _run_hooks(self.app.startup_hooks, self.app.state, "startup")
                 sources = {
-                    q: await broker.jobs.open_source(q, self.app.queue(q)) for q in self.queues
+                    q: await open_queue(broker.jobs, q, self.app.queue(q)) for q in self.queues
                 }
                 stop_listening = await broker.events.listen_aborts(self._executor.abort)
                 await heartbeat.first()

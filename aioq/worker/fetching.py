@@ -22,6 +22,7 @@ from aioq.ratelimit import TokenBucket
 from aioq.worker.draining import cancel_until_done, hand_back
 from aioq.worker.execute import Executor, Previous
 from aioq.worker.leases import LEASE_RENEW_FRACTION, Lease
+from aioq.worker.levels import open_queue
 from aioq.worker.limits import SharedLimit, StartGate
 from aioq.worker.slots import Slots
 
@@ -185,7 +186,7 @@ class Fetching:
         while True:
             await asyncio.sleep(pause)
             try:
-                return await broker.jobs.open_source(queue, self.queue_options(queue))
+                return await open_queue(broker.jobs, queue, self.queue_options(queue))
             except Exception as e:
                 pause = outage.failed(e)
 

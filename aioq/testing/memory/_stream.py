@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from aioq.clock import Clock, SystemClock
+from aioq.priority import DEFAULT_PRIORITY
 from aioq.testing.clock import FakeClock
 
 __all__ = ["Consumer", "DedupeWindow", "JobsStream", "Message", "Signal", "after"]
@@ -251,6 +252,10 @@ class JobsStream:
         self.clock = clock
         self.duplicate_window = duplicate_window
         self.queues: dict[str, Consumer] = {}
+        #: The consumers of the priority levels' own subjects, by queue and level.
+        self.levels: dict[tuple[str, int], Consumer] = {}
+        #: What hears the first job of a level: per queue and level, the callbacks.
+        self.level_watchers: dict[tuple[str, int], set[Callable[[int], None]]] = {}
         #: The schedulers' consumer of the held (delayed) jobs.
         self.held = Consumer(clock, HELD_ACK_WAIT_S)
         self._seq = 0
@@ -262,6 +267,18 @@ class JobsStream:
         if consumer is None:
             consumer = self.queues[name] = Consumer(self.clock, 30.0)
         return consumer
+
+    def level(self, queue: str, level: int) -> Consumer:
+        """The consumer of priority `level`'s subject of `queue` (made on first use)."""
+        consumer = self.levels.get((queue, level))
+        if consumer is None:
+            consumer = self.levels[(queue, level)] = Consumer(self.clock, 30.0)
+        return consumer
+
+    def consumers_of(self, queue: str) -> list[Consumer]:
+        """The consumers holding jobs of `queue`: its own, then its levels'."""
+        own = [self.queues[queue]] if queue in self.queues else []
+        return own + [c for (q, _), c in self.levels.items() if q == queue]
 
     def duplicate(self, msg_id: str) -> bool:
         """Whether `msg_id` was stored within the dedupe window; records it if not."""
@@ -276,12 +293,28 @@ class JobsStream:
         return message
 
     def publish(
-        self, queue: str, job_id: str, data: bytes, msg_id: str, headers: Headers = None
+        self,
+        queue: str,
+        job_id: str,
+        data: bytes,
+        msg_id: str,
+        headers: Headers = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> bool:
-        """Store a job on `queue`; True (and nothing stored) if `msg_id` is a duplicate."""
+        """Store a job on `queue` at `priority`; True (nothing stored) if `msg_id` is a duplicate.
+
+        Like the NATS backend, default-level jobs go to the queue's own consumer, the others
+        to their level's.
+        """
         if self.duplicate(msg_id):
             return True
-        self.queue(queue).add(self._message(queue, job_id, data, msg_id, headers))
+        message = self._message(queue, job_id, data, msg_id, headers)
+        if priority == DEFAULT_PRIORITY:
+            self.queue(queue).add(message)
+            return False
+        self.level(queue, priority).add(message)
+        for heard in list(self.level_watchers.get((queue, priority), ())):
+            heard(priority)
         return False
 
     def hold(
@@ -310,10 +343,10 @@ class JobsStream:
     def remove(self, job_id: str, queue: str, *, held: bool = False) -> bool:
         """Drop every message of job `job_id` on `queue`; False if there was none."""
         found = self.matching(job_id, queue, held)
-        consumer = self.held if held else self.queues.get(queue)
+        consumers = [self.held] if held else self.consumers_of(queue)
         for message in found:
-            assert consumer is not None
-            consumer.remove(message)
+            for consumer in consumers:
+                consumer.remove(message)
         return bool(found)
 
     def matching(self, job_id: str, queue: str | None, held: bool) -> list[Message]:
@@ -321,9 +354,9 @@ class JobsStream:
         if held:
             consumers = [self.held]
         elif queue is None:
-            consumers = list(self.queues.values())
+            consumers = [*self.queues.values(), *self.levels.values()]
         else:
-            consumers = [self.queues[queue]] if queue in self.queues else []
+            consumers = self.consumers_of(queue)
         return [
             m
             for consumer in consumers

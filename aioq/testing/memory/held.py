@@ -7,6 +7,7 @@ from typing import Final
 
 from aioq.backend.held import HeldJob
 from aioq.backend.jobs import OutgoingJob
+from aioq.priority import priority_of
 from aioq.testing.memory._stream import JobsStream, Message
 
 __all__ = ["MemoryHeld", "MemoryHeldJob", "MemoryHeldJobs"]
@@ -52,7 +53,12 @@ class MemoryHeldJob:
         """Publish the job on its queue (deduplicated by its id), then drop the held message."""
         message = self._message
         duplicate = self._jobs.publish(
-            message.queue, message.job_id, message.data, message.job_id, message.headers
+            message.queue,
+            message.job_id,
+            message.data,
+            message.job_id,
+            message.headers,
+            priority_of(message.data),
         )
         self._jobs.held.remove(message)
         return duplicate

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from aioq.backend.dead import StoredMessage
 from aioq.backend.jobs import Delivery, OutgoingJob
 from aioq.errors import PayloadTooLargeError
 from aioq.options import QueueOptions
+from aioq.priority import DEFAULT_PRIORITY, priority_of
 from aioq.testing.memory._stream import Consumer, JobsStream, Message
+from aioq.testing.memory.level_watch import MemoryLevelWatch
 
 __all__ = ["MemoryDelivery", "MemoryJobs", "MemorySource"]
 
@@ -101,32 +103,50 @@ class MemoryJobs:
         job_id: str,
         task: str | None = None,
         headers: Mapping[str, str] | None = None,
+        priority: int = DEFAULT_PRIORITY,
     ) -> bool:
         """Store one job, deduplicated by its id."""
         self._check_size(data)
-        return self.stream.publish(queue, job_id, data, job_id, headers)
+        return self.stream.publish(queue, job_id, data, job_id, headers, priority)
 
     async def publish_many(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
         """Store many jobs; per job, its duplicate flag."""
         for job in jobs:
             self._check_size(job.data)
         return [
-            self.stream.publish(job.queue, job.job_id, job.data, job.job_id, job.headers)
+            self.stream.publish(
+                job.queue, job.job_id, job.data, job.job_id, job.headers, job.priority
+            )
             for job in jobs
         ]
 
     async def republish(self, queue: str, job_id: str, data: bytes, msg_id: str) -> None:
-        """Put a job back on its queue with a fresh dedupe id."""
-        self.stream.publish(queue, job_id, data, msg_id)
+        """Put a job back on its queue (at its message's level) with a fresh dedupe id."""
+        self.stream.publish(queue, job_id, data, msg_id, None, priority_of(data))
 
-    async def open_source(self, queue: str, options: QueueOptions) -> MemorySource:
-        """Create or update the queue's consumer and return a puller on it."""
-        consumer = self.stream.queue(queue)
+    async def open_source(
+        self, queue: str, options: QueueOptions, level: int | None = None
+    ) -> MemorySource:
+        """Create or update the queue's (or its `level`'s) consumer and return a puller on it."""
+        stream = self.stream
+        consumer = stream.queue(queue) if level is None else stream.level(queue, level)
         consumer.created = True
         consumer.ack_wait = options.ack_wait
         consumer.max_ack_pending = options.max_ack_pending
         consumer.changed.fire()
         return MemorySource(consumer)
+
+    async def levels(self, queue: str) -> dict[int, int]:
+        """Jobs stored on each priority level's own subject of `queue`."""
+        return {
+            level: len(consumer.messages)
+            for (name, level), consumer in self.stream.levels.items()
+            if name == queue and consumer.messages
+        }
+
+    async def watch_levels(self, queue: str, heard: Callable[[int], None]) -> MemoryLevelWatch:
+        """Hear jobs stored on the watched levels of `queue`."""
+        return MemoryLevelWatch(self.stream, queue, heard)
 
     async def delete_consumer(self, queue: str) -> bool:
         """Forget the queue's consumer settings and pause (its jobs stay); False if it had none."""
@@ -139,8 +159,7 @@ class MemoryJobs:
 
     async def backlog(self, queue: str) -> int:
         """Jobs of `queue` waiting, being run, or waiting out a retry delay (not held ones)."""
-        consumer = self.stream.queues.get(queue)
-        return len(consumer.messages) if consumer is not None else 0
+        return sum(len(consumer.messages) for consumer in self.stream.consumers_of(queue))
 
     async def find(self, job_id: str, queue: str | None = None) -> str | None:
         """The queue that still holds job `job_id`, or None."""

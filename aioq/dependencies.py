@@ -21,6 +21,7 @@ import msgspec
 
 from aioq.backend import Broker, EventListener
 from aioq.errors import JobNotFoundError
+from aioq.priority import priority_of
 from aioq.task import PreparedJob
 from aioq.wire import (
     TERMINAL_STATES,
@@ -166,7 +167,9 @@ async def _queue(broker: Broker, entry: WaitingJob, results: list[Any]) -> None:
     if found is not None and _record_decoder.decode(found[0]).state is JobState.WAITING:
         # Its queued record (with the stream sequence) is written only where none is.
         await broker.records.delete(entry.id)
-    await broker.jobs.publish(entry.queue, payload, entry.id, entry.task)
+    await broker.jobs.publish(
+        entry.queue, payload, entry.id, entry.task, priority=priority_of(payload)
+    )
 
 
 async def _dead(broker: Broker, entry: WaitingJob, dep: str, why: str) -> None:

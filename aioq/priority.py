@@ -101,8 +101,10 @@ class Shares(Generic[K]):
     def took(self, levels: Mapping[K, int], turns: Mapping[K, int]) -> None:
         """Record the `turns` each source used: the jobs it gave, or those it was asked for."""
         floor = min(self._pass.values(), default=0.0)
+        for key in levels:
+            self._pass.setdefault(key, floor)
         for key, n in turns.items():
-            self._pass[key] = self._pass.get(key, floor) + n / weight(levels[key])
+            self._pass[key] += n / weight(levels[key])
 
     def forget(self, key: K) -> None:
         """`key` is pulled no more; if it comes back, it starts at the others' pace."""

@@ -12,6 +12,7 @@ import msgspec
 
 from aioq.client import ClientApp, publish_many
 from aioq.naming import validate_queue
+from aioq.priority import DEFAULT_PRIORITY
 from aioq.task import PreparedJob
 from aioq.wire import JobMessage, encode
 
@@ -110,4 +111,5 @@ class History:
 def _again(queue: str, kept: Kept, now: float) -> PreparedJob:
     job_id = uuid.uuid4().hex
     message = msgspec.structs.replace(kept.message, id=job_id, enqueued_at=now, retry_of=None)
-    return PreparedJob(message.task, queue, job_id, encode(message))
+    priority = DEFAULT_PRIORITY if message.priority is None else message.priority
+    return PreparedJob(message.task, queue, job_id, encode(message), priority=priority)

@@ -19,7 +19,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 
 from aioq._nats.kv import delete_at
-from aioq._nats.provision import ensure_bucket
+from aioq._nats.provision import ensure_bucket, level_consumers
 from aioq.errors import BrokerError
 from aioq.naming import Names
 from aioq.options import MAX_UNIQUE_TTL
@@ -150,6 +150,8 @@ class NatsControl:
         answer = await self.js.pause_consumer(
             self.names.jobs_stream, self.names.consumer(queue), stamp
         )
+        for consumer in await level_consumers(self.js, self.names, queue):
+            await self.js.pause_consumer(self.names.jobs_stream, consumer, stamp)
         # A cluster applies the pause through its meta leader: the consumer reports it a few
         # milliseconds after the answer. Return once it does, so a read that follows sees it.
         loop = asyncio.get_running_loop()
@@ -172,16 +174,18 @@ class NatsControl:
         await self._require_consumer(queue)
         if await self.paused_until(queue) is None:
             return
-        stream, consumer = self.names.jobs_stream, self.names.consumer(queue)
+        stream = self.names.jobs_stream
+        consumers = [self.names.consumer(queue), *await level_consumers(self.js, self.names, queue)]
         margin = _RESUME_AFTER_S
         for _ in range(_RESUME_ATTEMPTS):
-            end = datetime.now(UTC) + timedelta(seconds=margin)
-            answer = await self.js.pause_consumer(stream, consumer, _rfc3339(end))
-            if answer.paused:
+            end = _rfc3339(datetime.now(UTC) + timedelta(seconds=margin))
+            answers = [await self.js.pause_consumer(stream, c, end) for c in consumers]
+            if all(answer.paused for answer in answers):
                 await asyncio.sleep(margin)  # resumed when this returns
                 return
             margin *= 4  # the server's clock is ahead of ours
-        await self.js.resume_consumer(stream, consumer)
+        for consumer in consumers:
+            await self.js.resume_consumer(stream, consumer)
 
     async def paused_until(self, queue: str) -> datetime | None:
         """End of the queue's pause, None if not paused (or the server cannot pause)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 
 import nats.errors
@@ -13,7 +14,7 @@ from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 from aioq._nats.domain import api_prefix
 from aioq._nats.level_watch import NatsLevelWatch
 from aioq._nats.limits import full_or_failed
-from aioq._nats.provision import ensure_consumer
+from aioq._nats.provision import ensure_consumer, level_consumers
 from aioq._nats.records import NatsRecords
 from aioq._nats.source import NatsSource
 from aioq._nats.streams import MSG_ID, gone, message_at, subjects
@@ -134,9 +135,13 @@ class NatsJobs:
         return NatsLevelWatch(self.nc, self.names, queue, heard)
 
     async def delete_consumer(self, queue: str) -> bool:
-        """Delete the queue's consumer (its jobs stay in the stream); False if it had none."""
+        """Delete the queue's consumers, its levels' too (its jobs stay); False if it had none."""
+        stream = self.names.jobs_stream
+        for consumer in await level_consumers(self.js, self.names, queue):
+            with contextlib.suppress(NotFoundError):
+                await self.js.delete_consumer(stream, consumer)
         try:
-            await self.js.delete_consumer(self.names.jobs_stream, self.names.consumer(queue))
+            await self.js.delete_consumer(stream, self.names.consumer(queue))
         except NotFoundError:
             return False
         return True

@@ -27,6 +27,7 @@ from aioq._nats.domain import in_domain
 from aioq.errors import ProvisioningError
 from aioq.naming import Names
 from aioq.options import QueueOptions
+from aioq.priority import MAX_PRIORITY, MIN_PRIORITY
 from aioq.settings import Replication
 
 __all__ = ["ensure_bucket", "ensure_consumer", "ensure_history", "ensure_streams"]
@@ -281,3 +282,28 @@ async def ensure_consumer(
         raise ProvisioningError(
             f"cannot create consumer {config.durable_name} on {names.jobs_stream}: {e}"
         ) from e
+    if level is not None:
+        await _pause_like_the_queue(js, names, queue, level)
+
+
+async def _pause_like_the_queue(js: JetStreamContext, names: Names, queue: str, level: int) -> None:
+    """Pause a level's new consumer as long as its queue's own consumer is paused."""
+    try:
+        own = await js.consumer_info(names.jobs_stream, names.consumer(queue))
+    except NotFoundError:
+        return
+    until = getattr(own.config, "pause_until", None)
+    if getattr(own, "paused", False) and until:
+        await js.pause_consumer(names.jobs_stream, names.consumer(queue, level), until)
+
+
+async def level_consumers(js: JetStreamContext, names: Names, queue: str) -> list[str]:
+    """The consumers of `queue`'s priority levels that exist now."""
+    found = []
+    for level in range(MIN_PRIORITY, MAX_PRIORITY + 1):
+        try:
+            await js.consumer_info(names.jobs_stream, names.consumer(queue, level))
+        except NotFoundError:
+            continue
+        found.append(names.consumer(queue, level))
+    return found

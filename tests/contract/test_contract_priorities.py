@@ -110,3 +110,39 @@ async def test_retries_delays_and_dead_letter_retries_keep_the_level(backend: Ba
     assert await job.result(timeout=20) == "done"
     assert await delayed.result(timeout=20) == "done"
     assert await broker.jobs.levels("kept") == {}
+
+
+async def test_a_pause_holds_every_level(backend: Backend) -> None:
+    app = backend.app
+    ran: list[int] = []
+
+    @app.task(name="note", queue="paused")
+    async def note(ctx: Context, level: int) -> None:
+        ran.append(level)
+
+    await backend.worker(["paused"])
+    await note.with_options(priority=8).enqueue(8)  # level 8 is pulled from now on
+    await eventually(lambda: ran == [8])
+    await app.pause_queue("paused")
+    for level in (8, 1, 5):
+        await note.with_options(priority=level).enqueue(level)
+    await asyncio.sleep(0.5)  # nothing may run meanwhile
+    assert ran == [8]
+    await app.resume_queue("paused")
+    await eventually(lambda: sorted(ran) == [1, 5, 8, 8], timeout=10)
+
+
+async def test_a_queued_priority_job_is_found_and_aborted(backend: Backend) -> None:
+    app = backend.app
+
+    @app.task(name="later", queue="abortable", priority=2)
+    async def later(ctx: Context) -> None:
+        return None
+
+    broker = await app.connect()
+    job = await later.enqueue()
+    assert (await job.status()).state == "queued"
+    assert await broker.jobs.find(job.id) == "abortable"
+    assert await broker.jobs.backlog("abortable") == 1
+    assert await job.abort()
+    assert await broker.jobs.levels("abortable") == {}

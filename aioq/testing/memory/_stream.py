@@ -273,6 +273,10 @@ class JobsStream:
         consumer = self.levels.get((queue, level))
         if consumer is None:
             consumer = self.levels[(queue, level)] = Consumer(self.clock, 30.0)
+            own = self.queues.get(queue)
+            if own is not None and own.paused():  # a paused queue holds its new levels too
+                assert own.paused_until is not None
+                consumer.pause(own.paused_until, wake=False)
         return consumer
 
     def consumers_of(self, queue: str) -> list[Consumer]:

@@ -88,12 +88,16 @@ class MemoryControl:
     async def pause(self, queue: str, until: datetime | None) -> None:
         """Deliver no job of `queue` until `until` (broker clock) or `resume`."""
         # No wake-up for an open-ended pause: a FakeClock that auto-advances would jump to it.
-        self._consumer(queue).pause((until or _FOREVER).timestamp(), wake=until is not None)
+        self._consumer(queue)
+        for consumer in self.jobs.consumers_of(queue):  # its priority levels' too
+            consumer.pause((until or _FOREVER).timestamp(), wake=until is not None)
         await asyncio.sleep(0)
 
     async def resume(self, queue: str) -> None:
         """End the pause of `queue` at once."""
-        self._consumer(queue).resume()
+        self._consumer(queue)
+        for consumer in self.jobs.consumers_of(queue):
+            consumer.resume()
         await asyncio.sleep(0)
 
     async def paused_until(self, queue: str) -> datetime | None:

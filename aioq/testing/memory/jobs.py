@@ -150,6 +150,10 @@ class MemoryJobs:
 
     async def delete_consumer(self, queue: str) -> bool:
         """Forget the queue's consumer settings and pause (its jobs stay); False if it had none."""
+        for (name, _), level in self.stream.levels.items():
+            if name == queue:
+                level.created = False
+                level.resume()
         consumer = self.stream.queues.get(queue)
         if consumer is None or not consumer.created:
             return False

@@ -31,7 +31,9 @@ async def _publish_one(broker: Broker, job: PreparedJob) -> bool:
     if job.run_at is not None:
         _check_size(broker, job)
         return await broker.held.hold(job.queue, job.data, job.job_id, job.run_at, job.headers)
-    return await broker.jobs.publish(job.queue, job.data, job.job_id, job.task, job.headers)
+    return await broker.jobs.publish(
+        job.queue, job.data, job.job_id, job.task, job.headers, job.priority
+    )
 
 
 async def publish_many(broker: Broker, jobs: Sequence[PreparedJob]) -> list[bool | BaseException]:

@@ -30,7 +30,7 @@ from aioq.worker.fetching import Fetching
 from aioq.worker.heartbeat import Heartbeat, host_identity, now
 from aioq.worker.instruments import attempt_tracer, open_metrics
 from aioq.worker.leases import keep_leases
-from aioq.worker.levels import open_queue
+from aioq.worker.levels import LeveledSource, open_queue
 from aioq.worker.observe import SILENT
 from aioq.worker.scanners import Scanner, ScannerFunction
 from aioq.worker.signals import stop_on_signals
@@ -88,6 +88,8 @@ class Worker:
         self.started_at = 0.0
         #: True once the consumers exist and the first heartbeat is written.
         self.ready = False
+        #: Each queue's puller while running (its `levels` are the priority levels pulled).
+        self.sources: dict[str, LeveledSource] = {}
         #: Jobs still running when the grace period ran out (or a second signal came), which
         #: were cancelled and returned to their queue. Threads of plain-function ones may
         #: still be running: a thread cannot be interrupted.
@@ -239,7 +241,7 @@ class Worker:
             # Signals are handled from here on, so a stop during start-up is graceful too.
             with stop_on_signals(self._loop, self.stop, enabled=self.handle_signals):
                 await _run_hooks(self.app.startup_hooks, self.app.state, "startup")
-                sources = {
+                self.sources = sources = {
                     q: await open_queue(broker.jobs, q, self.app.queue(q)) for q in self.queues
                 }
                 stop_listening = await broker.events.listen_aborts(self._executor.abort)

@@ -144,5 +144,6 @@ async def test_a_queued_priority_job_is_found_and_aborted(backend: Backend) -> N
     assert (await job.status()).state == "queued"
     assert await broker.jobs.find(job.id) == "abortable"
     assert await broker.jobs.backlog("abortable") == 1
+    assert await broker.jobs.levels("abortable") == {2: 1}
     assert await job.abort()
     assert await broker.jobs.levels("abortable") == {}

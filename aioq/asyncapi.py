@@ -24,6 +24,10 @@ _KIND: Final = {
     "description": "Event kind.",
     "enum": [kind.value for kind in wire.EventKind],
 }
+_LEVEL: Final = {
+    "description": "Priority level: 0 (lowest) to 9 (highest); 5 goes on the queue's own subject.",
+    "enum": [str(level) for level in range(10)],
+}
 _WORKER_ID: Final = {"description": "Worker id, as in WorkerInfo.id."}
 _NAME: Final = {"description": "Name of the repeatable job."}
 
@@ -110,6 +114,16 @@ def _channels(names: Names) -> dict[str, Any]:
             "job",
             {"queue": _QUEUE},
         ),
+        "priorityJobs": _channel(
+            f"{p}.jobs.{{queue}}.p.{{level}}",
+            f"Jobs of a queue at a priority level other than the default 5, stored in stream "
+            f"{names.jobs_stream}; each level is pulled by its own durable consumer "
+            "<queue>@p<level>, higher levels first (docs/priorities.md). Set the job's "
+            "priority field to the level too, so that retries from the dead letters and "
+            "replays keep it.",
+            "job",
+            {"queue": _QUEUE, "level": _LEVEL},
+        ),
         "heldJobs": _channel(
             f"{p}.sched.{{queue}}.{{jobId}}",
             f"Delayed jobs held in stream {names.jobs_stream} until the time in Aioq-Run-At; "
@@ -194,6 +208,8 @@ _MESSAGES: Final = {
 _OPERATIONS: Final = (
     ("enqueue", "send", "jobs", "A producer stores a job."),
     ("takeJobs", "receive", "jobs", "A worker pulls jobs of its queues."),
+    ("enqueueWithPriority", "send", "priorityJobs", "A producer stores a job of a level."),
+    ("takePriorityJobs", "receive", "priorityJobs", "A worker pulls the levels in use."),
     ("hold", "send", "heldJobs", "A producer stores a delayed job."),
     ("release", "receive", "heldJobs", "A scheduler moves a due job to its queue."),
     ("deadLetter", "send", "deadLetters", "A worker stores a job that will not run again."),

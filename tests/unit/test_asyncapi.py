@@ -56,6 +56,7 @@ def test_addresses_are_the_subjects_the_code_uses() -> None:
         return text
 
     assert address("jobs", queue="email") == names.job_subject("email")
+    assert address("priorityJobs", queue="email", level="9") == names.priority_subject("email", 9)
     assert address("heldJobs", queue="email", jobId="j1") == names.sched_subject("email", "j1")
     assert address("deadLetters", queue="email", jobId="j1") == names.dead_subject("email", "j1")
     assert address("events", queue="email", kind="started") == names.event_subject(

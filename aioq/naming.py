@@ -163,6 +163,13 @@ class Names:
         """
         return queue if level is None else f"{queue}@p{level}"
 
+    def level_consumer(self, name: str) -> tuple[str, int] | None:
+        """The queue and level of a priority level's consumer name; None for other names."""
+        queue, mark, level = name.rpartition("@p")
+        if not mark or len(level) != 1 or not level.isdigit() or not _QUEUE_RE.match(queue):
+            return None
+        return queue, int(level)
+
     def sched_subject(self, queue: str = "*", job_id: str = "*") -> str:
         """Subject of a delayed job held until its time: ``<prefix>.sched.<queue>.<job id>``.
 

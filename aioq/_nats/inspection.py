@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
 from typing import Final
 
 from nats.errors import NoRespondersError
@@ -12,7 +13,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from aioq._nats.dead import NatsDead
 from aioq._nats.run_at import RUN_AT_HEADER, parse_run_at, task_name
-from aioq._nats.stream_state import StreamState
+from aioq._nats.stream_state import ConsumerState, StreamState
 from aioq._nats.streams import gone
 from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.naming import Names, validate_queue
@@ -42,39 +43,81 @@ class NatsInspection:
             self._dead.counts(),
         )
         consumers = {c.name: c for c in stream.consumers if _is_queue(c.name)}
-        covered = sum(c.pending + c.ack_pending for c in consumers.values())
+        covered = sum(c.pending + c.ack_pending for c in stream.consumers)
         if held_in == names.jobs_stream:
             covered += sum(held.values())
         # Messages no queue consumer accounts for: jobs of queues nobody pulled from yet. Only
         # then is the (per-job) subject list read, since its size grows with the backlog.
         unconsumed: dict[str, int] = {}
         if stream.messages > covered:
-            _, queued = await admin.per_queue(names.jobs_wildcard)
-            unconsumed = {q: n for q, n in queued.items() if q not in consumers}
+            # The queues' own subjects, without their levels' (``<queue>.p.<level>``).
+            for pattern in names.job_filters("*"):
+                _, queued = await admin.per_queue(pattern)
+                for q, n in queued.items():
+                    if q not in consumers:
+                        unconsumed[q] = unconsumed.get(q, 0) + n
+        levels = await self._levels(stream.consumers)
         found: list[QueueStats] = []
-        for name in sorted(set(consumers) | set(held) | set(dead) | set(unconsumed) | set(known)):
+        every = set(consumers) | set(held) | set(dead) | set(unconsumed) | set(known) | set(levels)
+        for name in sorted(every):
             delayed, dead_count = held.get(name, 0), dead.get(name, 0)
             consumer = consumers.get(name)
+            level = levels.get(name, _Levels())
             if consumer is None:
-                pending = unconsumed.get(name, 0)
                 found.append(
-                    QueueStats(name=name, pending=pending, delayed=delayed, dead=dead_count)
+                    QueueStats(
+                        name=name,
+                        pending=unconsumed.get(name, 0) + level.pending,
+                        delayed=delayed,
+                        dead=dead_count,
+                        levels=level.stored,
+                    )
                 )
                 continue
             found.append(
                 QueueStats(
                     name=name,
-                    pending=consumer.pending,
-                    in_flight=consumer.ack_pending,
-                    redelivered=consumer.redelivered,
-                    waiting_pulls=consumer.waiting,
+                    pending=consumer.pending + level.pending,
+                    in_flight=consumer.ack_pending + level.in_flight,
+                    redelivered=consumer.redelivered + level.redelivered,
+                    waiting_pulls=consumer.waiting + level.waiting,
                     delayed=delayed,
                     dead=dead_count,
                     paused=consumer.paused,
                     paused_until=consumer.paused_until,
                     consumer=True,
+                    levels=level.stored,
                 )
             )
+        return found
+
+    async def _levels(self, consumers: list[ConsumerState]) -> dict[str, _Levels]:
+        """Per queue, the jobs of its priority levels: stored per level, and their consumers'.
+
+        A level's jobs are counted from its consumer once a worker created it, else from
+        the stream (pending).
+        """
+        names = self.names
+        _, stored = await self._admin.subject_counts(f"{names.prefix}.jobs.*.p.*")
+        found: dict[str, _Levels] = {}
+        for subject, count in stored.items():
+            queue = subject.split(".")[2]
+            level = names.level_of(subject, queue)
+            if level is not None and count:
+                found.setdefault(queue, _Levels()).stored[level] = count
+        pulled: set[tuple[str, int]] = set()
+        for c in consumers:
+            owner = names.level_consumer(c.name)
+            if owner is None:
+                continue
+            pulled.add(owner)
+            totals = found.setdefault(owner[0], _Levels())
+            totals.pending += c.pending
+            totals.in_flight += c.ack_pending
+            totals.redelivered += c.redelivered
+            totals.waiting += c.waiting
+        for queue, totals in found.items():
+            totals.pending += sum(n for lv, n in totals.stored.items() if (queue, lv) not in pulled)
         return found
 
     async def records(self, after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
@@ -145,6 +188,17 @@ class NatsInspection:
 
 def _task_of(data: bytes | None) -> str | None:
     return task_name(data) if data else None
+
+
+@dataclass(slots=True)
+class _Levels:
+    """The jobs of a queue's priority levels."""
+
+    stored: dict[int, int] = field(default_factory=dict)
+    pending: int = 0
+    in_flight: int = 0
+    redelivered: int = 0
+    waiting: int = 0
 
 
 def _is_queue(name: str) -> bool:

@@ -26,6 +26,9 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
         paused_until: Unix time the pause ends, when paused.
         consumer: True if the queue has its consumer, i.e. a worker has pulled from it once.
             Without one, `pending` is counted from the stream and the other counts are 0.
+        levels: Jobs stored per priority level other than the default 5 (waiting, running
+            or between attempts), for the levels that have any; their jobs are counted in
+            the totals above too.
     """
 
     name: str
@@ -38,6 +41,7 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     paused: bool = False
     paused_until: float | None = None
     consumer: bool = False
+    levels: dict[int, int] = msgspec.field(default_factory=dict)
 
 
 class HeldEntry(msgspec.Struct, frozen=True):

@@ -38,8 +38,21 @@ async def queues(
         [q.name, q.pending, q.in_flight, q.redelivered, q.delayed, q.dead, q.waiting_pulls,
          _state(q)] for q in found
     ]  # fmt: skip
+    if any(q.levels for q in found):  # jobs per priority level, only where levels are used
+        headers.append("BY LEVEL")
+        for row, q in zip(rows, found, strict=True):
+            row.append(_by_level(q))
     empty = f"no queues under prefix {app.prefix!r}"
     show(as_json, found, lambda: table(headers, rows), empty)
+
+
+def _by_level(queue: QueueStats) -> str:
+    """Jobs per level, highest first, the default level's as the rest: ``p9=3 p5=120``."""
+    if not queue.levels:
+        return ""
+    rest = queue.pending + queue.in_flight - sum(queue.levels.values())
+    counts = {**queue.levels, 5: queue.levels.get(5, 0) + max(rest, 0)}
+    return " ".join(f"p{lv}={n}" for lv, n in sorted(counts.items(), reverse=True) if n)
 
 
 def _state(queue: QueueStats) -> str:

@@ -174,8 +174,16 @@ async def test_enqueue_wait_reports_a_failure(
         (["add", "--kwargs", "[1]"], "--kwargs: must be a JSON object"),
         (["add", "--delay", "-1"], "'--delay'"),
         (["add", "[1, 2]", "--timeout", "1"], "Invalid value for --timeout: only with --wait"),
+        (["add", "[1, 2]", "--priority", "10"], "--priority: priority must be a whole number"),
     ],
-    ids=["bad-json", "not-an-array", "kwargs-not-object", "negative-delay", "timeout-no-wait"],
+    ids=[
+        "bad-json",
+        "not-an-array",
+        "kwargs-not-object",
+        "negative-delay",
+        "timeout-no-wait",
+        "priority-out-of-range",
+    ],
 )
 def test_enqueue_usage_errors_exit_2(args: list[str], message: str) -> None:
     result = invoke("enqueue", APP, *args, "-s", UNREACHABLE)
@@ -218,6 +226,17 @@ async def test_enqueue_delay_defers_the_job(aioq: Cli, tasks: Aarq) -> None:
     assert (await aioq.json("job", "status", job["id"]))["state"] == "deferred"
     assert (await aioq.json("queues", "default"))[0]["delayed"] == 1
     assert (await aioq.ok("job", "abort", job["id"])).stdout == f"aborted job {job['id']}\n"
+
+
+async def test_enqueue_priority_shows_per_level_in_queues(aioq: Cli, tasks: Aarq) -> None:
+    await aioq.json("enqueue", APP, "add", "[1, 2]", "--priority", "9")
+    await aioq.json("enqueue", APP, "add", "[1, 2]")
+    listed = (await aioq.json("queues", "default"))[0]
+    assert listed["pending"] == 2
+    assert listed["levels"] == {"9": 1}
+    table = (await aioq.ok("queues", "default")).stdout
+    assert "BY LEVEL" in table.splitlines()[0]
+    assert "p9=1 p5=1" in table
 
 
 async def test_unknown_job_id_exits_1(aioq: Cli, tasks: Aarq) -> None:

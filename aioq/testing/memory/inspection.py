@@ -42,17 +42,28 @@ class MemoryInspection:
         for message in stream.held.messages.values():
             held[message.queue] = held.get(message.queue, 0) + 1
         queues = {name for name, c in stream.queues.items() if c.created or c.messages}
+        queues |= {name for (name, _), c in stream.levels.items() if c.messages}
         found: list[QueueStats] = []
         for name in sorted(queues | set(held) | set(dead) | set(known)):
             delayed, dead_count = held.get(name, 0), dead.get(name, 0)
+            levels = {
+                lv: len(c.messages)
+                for (q, lv), c in stream.levels.items()
+                if q == name and c.messages
+            }
             consumer = stream.queues.get(name)
+            messages = [m for c in stream.consumers_of(name) for m in c.messages.values()]
             if consumer is None or not consumer.created:
-                pending = len(consumer.messages) if consumer is not None else 0
                 found.append(
-                    QueueStats(name=name, pending=pending, delayed=delayed, dead=dead_count)
+                    QueueStats(
+                        name=name,
+                        pending=len(messages),
+                        delayed=delayed,
+                        dead=dead_count,
+                        levels=levels,
+                    )
                 )
                 continue
-            messages = list(consumer.messages.values())
             paused = consumer.paused()
             found.append(
                 QueueStats(
@@ -65,6 +76,7 @@ class MemoryInspection:
                     paused=paused,
                     paused_until=consumer.paused_until if paused else None,
                     consumer=True,
+                    levels=levels,
                 )
             )
         return found
@@ -108,3 +120,10 @@ def _task_of(data: bytes) -> str | None:
         return _task_decoder.decode(data).task
     except msgspec.DecodeError:
         return None
+
+
+def _levels(stream: JobsStream, queue: str) -> dict[int, int]:
+    """Jobs stored per priority level of `queue`, for the levels that have any."""
+    return {
+        lv: len(c.messages) for (q, lv), c in stream.levels.items() if q == queue and c.messages
+    }

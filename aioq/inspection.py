@@ -18,6 +18,7 @@ from aioq.backend import Broker, EventListener
 from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.deadletter import DeadEntry, DeadLetters, dead_entry
 from aioq.naming import Names, validate_queue
+from aioq.priority import DEFAULT_PRIORITY
 from aioq.wire import Event, JobRecord, JobState, WorkerInfo
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ __all__ = [
     "QueueStats",
     "ScheduleStatus",
     "WorkerStatus",
+    "by_level",
     "delete_queue_consumer",
     "list_dead",
     "list_delayed",
@@ -101,6 +103,22 @@ class WorkerStatus(msgspec.Struct, frozen=True):
 
 
 AppT = TypeVar("AppT", bound=InspectedApp)
+
+
+def by_level(stats: QueueStats) -> str:
+    """A queue's jobs per priority level, highest first: ``p9=3 p5=120 p0=40``.
+
+    Waiting and in-flight jobs; the default level's are those not on another level. Empty
+    for a queue whose jobs use no level but the default.
+    """
+    if not stats.levels:
+        return ""
+    rest = stats.pending + stats.in_flight - sum(stats.levels.values())
+    counts = {
+        **stats.levels,
+        DEFAULT_PRIORITY: stats.levels.get(DEFAULT_PRIORITY, 0) + max(rest, 0),
+    }
+    return " ".join(f"p{level}={n}" for level, n in sorted(counts.items(), reverse=True) if n)
 
 
 async def queue_stats(app: InspectedApp) -> list[QueueStats]:

@@ -10,7 +10,7 @@ import msgspec
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
 from aioq.cli._options import JsonOption, argument
 from aioq.cli._output import duration, show, stamp, table
-from aioq.inspection import QueueStats, WorkerStatus
+from aioq.inspection import QueueStats, WorkerStatus, by_level
 
 __all__ = ["queues", "workers"]
 
@@ -41,18 +41,9 @@ async def queues(
     if any(q.levels for q in found):  # jobs per priority level, only where levels are used
         headers.append("BY LEVEL")
         for row, q in zip(rows, found, strict=True):
-            row.append(_by_level(q))
+            row.append(by_level(q))
     empty = f"no queues under prefix {app.prefix!r}"
     show(as_json, found, lambda: table(headers, rows), empty)
-
-
-def _by_level(queue: QueueStats) -> str:
-    """Jobs per level, highest first, the default level's as the rest: ``p9=3 p5=120``."""
-    if not queue.levels:
-        return ""
-    rest = queue.pending + queue.in_flight - sum(queue.levels.values())
-    counts = {**queue.levels, 5: queue.levels.get(5, 0) + max(rest, 0)}
-    return " ".join(f"p{lv}={n}" for lv, n in sorted(counts.items(), reverse=True) if n)
 
 
 def _state(queue: QueueStats) -> str:

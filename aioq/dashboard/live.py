@@ -19,7 +19,7 @@ from typing import Any, Final
 import msgspec
 
 from aioq.dashboard.data import DashboardData, WorkerChange
-from aioq.inspection import QueueStats
+from aioq.inspection import QueueStats, by_level
 from aioq.wire import Event, WorkerInfo
 
 __all__ = ["LiveHub", "WorkerTracker", "liveness"]
@@ -209,6 +209,7 @@ class LiveHub:
         return {
             "name": stats.name,
             "queued": stats.pending,
+            "by_level": by_level(stats),
             "running": stats.in_flight - retrying,
             "retrying": retrying,
             "in_flight": stats.in_flight,

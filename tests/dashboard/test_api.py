@@ -52,6 +52,7 @@ async def test_queues_and_workers_list_the_live_worker(
     assert queue is not None
     assert {"name", "queued", "running", "delayed", "dead", "paused"} <= set(queue)
     assert {"retrying", "rate_limit", "throughput", "workers", "paused_until"} <= set(queue)
+    assert queue["by_level"] == ""  # no job of a level but the default
     assert queue["workers"] >= 1
     workers = (await http.get("/api/workers")).json()
     mine = [w for w in workers if w["pid"] == worker.pid]

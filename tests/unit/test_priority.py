@@ -41,11 +41,8 @@ def test_each_level_gets_two_to_the_level_of_the_starts() -> None:
     assert order.count(7) == 10
     assert "".join(map(str, order[:10])) == "9799997999"
     order = _starts(Shares(), {9: 9, 5: 5, 0: 0}, 545)
-    assert (order.count(9), order.count(5), order.count(0)) == (
-        512,
-        32,
-        1,
-    )  # 2 ** 9, 2 ** 5, 2 ** 0
+    # In every 545 starts: 2 ** 9, 2 ** 5 and 2 ** 0.
+    assert (order.count(9), order.count(5), order.count(0)) == (512, 32, 1)
 
 
 def test_a_level_back_from_idle_gets_no_saved_credit() -> None:

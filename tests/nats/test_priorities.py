@@ -97,3 +97,25 @@ async def test_an_emptied_level_is_dropped_and_heard_again(
     await eventually(lambda: source.levels == {}, timeout=10, what="level 0 dropped once empty")
     await work.enqueue(2)
     await eventually(lambda: ran == [1, 2], timeout=5)
+
+
+async def test_a_priority_job_of_a_crashed_worker_is_rescued_at_its_level(
+    app: Aarq, start_worker: WorkerFactory, nats_url: str
+) -> None:
+    app.queue("leased", ack_wait=0.5)
+    attempts: list[int] = []
+
+    @app.task(queue="leased", priority=9)
+    async def once(ctx: Context) -> None:
+        attempts.append(ctx.attempt)
+
+    job = await once.enqueue()
+    crashed = Aarq(nats_url, prefix=app.prefix, ack_wait=0.5)
+    crashed.queue("leased", ack_wait=0.5)
+    broker = await crashed.connect()
+    source = await broker.jobs.open_source("leased", crashed.queue("leased"), 9)
+    assert len(await source.fetch_now(1)) == 1
+    await crashed.close()  # gone without settling the job, like a killed process
+    await start_worker(queues=["leased"])
+    await job.result(timeout=10)
+    assert attempts == [2]

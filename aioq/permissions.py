@@ -27,8 +27,11 @@ from dataclasses import dataclass
 
 from aioq.errors import ConfigError
 from aioq.naming import Names, validate_inbox_prefix, validate_queue
+from aioq.priority import MAX_PRIORITY, MIN_PRIORITY
 
 __all__ = ["Permissions", "Role", "describe_subject", "permissions"]
+
+LEVELS = range(MIN_PRIORITY, MAX_PRIORITY + 1)
 
 
 class Role(enum.StrEnum):
@@ -106,7 +109,7 @@ def _producer(names: Names, queues: Sequence[str]) -> list[str]:
     subjects = [*_kv_write(names.results_bucket), *_unique(names)]
     for queue in queues:
         subjects += [names.job_subject(queue), names.sched_subject(queue)]
-        subjects.append(names.event_subject(queue, "*"))
+        subjects += [names.priority_wildcard(queue), names.event_subject(queue, "*")]
     # Looking a job up by id reads its queue's consumer state and the stored message.
     subjects += _api(f"CONSUMER.INFO.{names.jobs_stream}.*", "STREAM.NAMES")
     subjects += _api(f"STREAM.MSG.GET.{names.jobs_stream}", f"DIRECT.GET.{names.jobs_stream}")
@@ -121,6 +124,8 @@ def _worker(names: Names, queues: Sequence[str]) -> list[str]:
     subjects += [*_api(f"STREAM.CREATE.KV_{names.limits_bucket}"), *_unique(names)]
     for queue in queues:
         subjects += _consumer(names.jobs_stream, names.consumer(queue))
+        for level in LEVELS:  # each priority level in use has a consumer of its own
+            subjects += _consumer(names.jobs_stream, names.consumer(queue, level))
         subjects += [names.dead_subject(queue), names.event_subject(queue, "*")]
         subjects.append(names.history_subject(queue))
     subjects += _api(f"STREAM.MSG.GET.{names.jobs_stream}", f"DIRECT.GET.{names.jobs_stream}")
@@ -140,7 +145,8 @@ def _scheduler(names: Names) -> list[str]:
     subjects = [*_kv_write(names.results_bucket), *_kv_write(names.schedules_bucket)]
     subjects += _api(f"STREAM.CREATE.KV_{names.schedules_bucket}")
     subjects += _consumer(names.jobs_stream, names.scheduler_consumer)
-    subjects += [names.job_subject("*"), names.sched_wildcard, *_unique(names)]
+    subjects += [names.job_subject("*"), names.priority_wildcard("*"), names.sched_wildcard]
+    subjects += _unique(names)
     subjects += [names.dead_subject("*"), names.event_subject("*", "*")]
     return subjects
 
@@ -198,8 +204,10 @@ def permissions(
         publish = _producer(names, queues)
     elif chosen is Role.WORKER:
         publish = _worker(names, queues)
-        # Its scheduler settles waiting jobs when it hears jobs end.
+        # Its scheduler settles waiting jobs when it hears jobs end; it hears the first job
+        # stored on a priority level it does not pull yet.
         subscribe += [names.abort_subject(), names.event_subject()]
+        subscribe += [names.priority_wildcard(queue) for queue in queues]
     elif chosen is Role.SCHEDULER:
         publish = _scheduler(names)
         subscribe.append(names.event_subject())

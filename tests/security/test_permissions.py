@@ -145,6 +145,22 @@ async def test_roles_run_unique_and_dependent_jobs(app_for: AppFor) -> None:
         await worker.stop()
 
 
+async def test_roles_run_priority_jobs(app_for: AppFor) -> None:
+    producer, worker_app = app_for("producer"), app_for("worker-email")
+    send = _task(producer, "send")
+    job = await send.with_options(priority=9).enqueue("ada@example.com")
+    delayed = await send.with_options(delay=0.2, priority=1).enqueue("bob@example.com")
+    worker = await start_worker(worker_app, ["email"], scheduler=False)
+    scheduler = asyncio.create_task(Scheduler(app_for("scheduler"), scan_interval=0.2).run())
+    try:
+        assert await job.result(timeout=10) == "sent to ada@example.com"
+        assert await delayed.result(timeout=10) == "sent to bob@example.com"
+    finally:
+        scheduler.cancel()
+        await asyncio.gather(scheduler, return_exceptions=True)
+        await worker.stop()
+
+
 async def _fresh(enqueue: Awaitable[Job[Any]], old: str) -> Job[Any] | None:
     job = await enqueue
     return job if job.id != old else None

@@ -131,7 +131,12 @@ class LeveledSource:
         """Pull the levels heard of: create their consumers, stop watching them."""
         heard, self._heard = self._heard - set(self.levels), set()
         for level in sorted(heard, reverse=True):
-            self.levels[level] = await self._jobs.open_source(self._queue, self._options, level)
+            try:
+                source = await self._jobs.open_source(self._queue, self._options, level)
+            except BaseException:
+                self._heard |= heard - set(self.levels)  # tried again at the next fetch
+                raise
+            self.levels[level] = source
         if heard and self._watch is not None:
             await self._watch.watch(_ALL_LEVELS - set(self.levels))
 

@@ -147,3 +147,21 @@ async def test_a_queued_priority_job_is_found_and_aborted(backend: Backend) -> N
     assert await broker.jobs.levels("abortable") == {2: 1}
     assert await job.abort()
     assert await broker.jobs.levels("abortable") == {}
+
+
+async def test_a_replayed_job_keeps_its_level(backend: Backend) -> None:
+    app = backend.app
+    app.queue("kept", history=3600)
+
+    @app.task(queue="kept", priority=8)
+    async def double(ctx: Context, n: int) -> int:
+        return 2 * n
+
+    running = await backend.worker(["kept"])
+    assert await (await double.enqueue(2)).result(timeout=10) == 4
+    await running.stop()
+    (again,) = await app.history.replay("kept")
+    broker = await app.connect()
+    assert await broker.jobs.levels("kept") == {8: 1}
+    await backend.worker(["kept"])
+    assert await again.result(timeout=10) == 4

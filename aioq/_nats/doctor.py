@@ -177,6 +177,7 @@ async def _consumers(
     for info in infos:
         c = info.config
         queue = info.name
+        level = names.level_consumer(queue)  # a priority level's: its queue's settings
         found.append(
             ConsumerFacts(
                 queue=queue,
@@ -185,7 +186,7 @@ async def _consumers(
                 max_deliver=c.max_deliver if c.max_deliver is not None else -1,
                 inactive_threshold=c.inactive_threshold,
                 pending=info.num_pending or 0,
-                app_ack_wait=app_queues.get(queue),
+                app_ack_wait=app_queues.get(level[0] if level else queue),
             )
         )
     return found

@@ -43,7 +43,10 @@ class NatsInspection:
             self._dead.counts(),
         )
         consumers = {c.name: c for c in stream.consumers if _is_queue(c.name)}
-        covered = sum(c.pending + c.ack_pending for c in stream.consumers)
+        pulling = [
+            c for c in stream.consumers if c.name in consumers or names.level_consumer(c.name)
+        ]
+        covered = sum(c.pending + c.ack_pending for c in pulling)
         if held_in == names.jobs_stream:
             covered += sum(held.values())
         # Messages no queue consumer accounts for: jobs of queues nobody pulled from yet. Only

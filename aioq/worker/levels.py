@@ -115,13 +115,22 @@ class LeveledSource:
             return []
         waits = [asyncio.ensure_future(s.fetch_next(timeout)) for s in self._pullers()]
         woken = asyncio.ensure_future(self._wake.wait())
+        cancelled = False
         try:
             await asyncio.wait([*waits, woken], return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
-            await _settle(woken, waits)
+            cancelled = True
+        # Settled to the end even when cancelled (the worker stops): a job one of the waits
+        # brought meanwhile is handed back, not left leased to nobody.
+        settling = asyncio.ensure_future(_settle(woken, waits))
+        while not settling.done():
+            try:
+                await asyncio.shield(settling)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
             await hand_back(_brought(waits))
-            raise
-        await _settle(woken, waits)
+            raise asyncio.CancelledError
         return await _collect(waits)
 
     def _pullers(self) -> list[JobSource]:
@@ -158,12 +167,12 @@ class LeveledSource:
         await self._watch.watch(_ALL_LEVELS - set(self.levels))
 
     async def close(self) -> None:
-        """Stop watching and close every consumer's puller."""
-        if self._watch is not None:
-            await self._watch.close()
+        """Close every consumer's puller (handing back what they hold), then stop watching."""
         pullers, self.levels = self._pullers(), {}
         for puller in pullers:
             await puller.close()
+        if self._watch is not None:
+            await self._watch.close()
 
 
 async def _gather(

@@ -20,7 +20,8 @@ SURFACE = {
     "scheduler": f"APP_PATH {CONNECTION} --repeatable --delayed --scan-interval --log-level "
     "--log-format",
     "schedules": "APP_PATH --next --json",
-    "enqueue": f"APP_PATH TASK ARGS_JSON --kwargs --delay --wait --timeout --json {CONNECTION}",
+    "enqueue": "APP_PATH TASK ARGS_JSON --kwargs --delay --priority --wait --timeout --json "
+    f"{CONNECTION}",
     "queues": f"QUEUE --json --app {CONNECTION}",
     "workers": f"--json --app {CONNECTION}",
     "events": f"QUEUE --kind --count --json --app {CONNECTION}",

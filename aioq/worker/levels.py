@@ -76,8 +76,7 @@ class LeveledSource:
         if not self.levels:
             return await self._own.fetch_now(count)
         deliveries = await self._fetch_levels(count)
-        if self._short and time.monotonic() - self._checked >= _CHECK_EVERY_S:
-            await self._drop_empty()
+        await self._drop_empty()
         return deliveries
 
     async def _fetch_levels(self, count: int) -> list[Delivery]:
@@ -108,8 +107,7 @@ class LeveledSource:
         """Wait up to `timeout` seconds for a job of any level, or for a level newly in use."""
         if self._heard:
             await self._activate()
-        if self._short:
-            await self._drop_empty()
+        await self._drop_empty()
         self._wake.clear()
         if self._heard:
             return []
@@ -153,7 +151,10 @@ class LeveledSource:
         """Stop pulling the levels that came back short and have no job stored any more.
 
         Their watch starts before the count is read, so a job stored meanwhile is heard.
+        Checked at most every `_CHECK_EVERY_S`: the count is a request to the broker.
         """
+        if not self._short or time.monotonic() - self._checked < _CHECK_EVERY_S:
+            return
         self._checked = time.monotonic()
         short, self._short = self._short & set(self.levels), set()
         if not short or self._watch is None:

@@ -144,8 +144,9 @@ async def test_the_pending_gauge_counts_a_waiting_backlog(
 
     for _ in range(3):
         await later.enqueue()
-    worker = await start_worker(queues=["default", "other"], metrics_port=0)
-    worker.set_rate_limit(0)  # start nothing: the three jobs stay waiting
+    # A rate limit of 0 from the start: the three jobs stay waiting (set after the start, it
+    # could come after the first fetch).
+    worker = await start_worker(queues=["default", "other"], metrics_port=0, rate_limit=0)
 
     async def three() -> bool:
         _, samples = await asyncio.to_thread(scrape, worker.metrics_address or ("", 0))

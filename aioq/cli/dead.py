@@ -22,6 +22,7 @@ dead_cli = typer.Typer(
     name="dead",
     help="The dead letters of a queue: list, show, retry (re-enqueue) and purge them.",
     no_args_is_help=True,
+    add_completion=False,
 )
 
 

@@ -41,10 +41,6 @@ COMMANDS: Final = {
     "job": "jobs:job_cli",
     "dead": "dead:dead_cli",
 }
-#: Commands that print their help when run without arguments.
-HELP_WHEN_BARE: Final = set(
-    "worker scheduler schedules enqueue replay dashboard permissions".split()
-)
 
 
 class _LazyCommands(MutableMapping[str, Any]):
@@ -59,9 +55,11 @@ class _LazyCommands(MutableMapping[str, Any]):
             target = getattr(importlib.import_module(f"aioq.cli.{module}"), attribute)
             if not isinstance(target, typer.Typer):  # a function: typer builds it from an app
                 function, target = target, typer.Typer(add_completion=False)
-                target.command(name, no_args_is_help=name in HELP_WHEN_BARE)(function)
+                target.command(name)(function)
             command = typer.main.get_command(target)
             command.name = name
+            # Run bare, a command that needs an argument shows its help.
+            command.no_args_is_help |= any(p.required for p in command.params)
             self._built[name] = command
         return self._built[name]
 

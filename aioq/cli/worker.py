@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-import os
-import sys
-import threading
-import time
 from datetime import timedelta
 from typing import Annotated, Final
 
@@ -24,13 +19,10 @@ from aioq.cli._options import (
 )
 from aioq.options import WorkerOptions
 from aioq.worker import Worker
+from aioq.worker.threads import exit_despite_threads
 
 __all__ = ["worker"]
 
-log = logging.getLogger("aioq.worker")
-
-# How long a worker that cancelled jobs at its stop waits for their threads before exiting.
-EXIT_WAIT_S: Final = 1.0
 #: The settings of ``aioq worker`` not given on the command line.
 DEFAULTS: Final = WorkerOptions()
 
@@ -111,32 +103,4 @@ def worker(
 async def _run(runner: Worker) -> None:
     await runner.run()
     if runner.cancelled_at_stop:
-        _exit_if_stuck(runner.cancelled_at_stop)
-
-
-def _exit_if_stuck(cancelled: int) -> None:
-    """Exit with 0 in `EXIT_WAIT_S` if the interpreter is still waiting for threads then.
-
-    Jobs cancelled at the stop are back in their queue and the connection is closed, but the
-    thread of a plain-function job cannot be interrupted, and Python waits for it on exit
-    (for ever, if the job never ends). The watchdog is a daemon thread, so a normal exit
-    ends it.
-    """
-
-    def watchdog() -> None:
-        time.sleep(EXIT_WAIT_S)
-        main = threading.main_thread()
-        busy = [t.name for t in threading.enumerate() if not t.daemon and t is not main]
-        log.warning(
-            "exiting without waiting for threads still running (%s): the %d cancelled jobs were "
-            "returned to their queue",
-            ", ".join(busy) or "none",
-            cancelled,
-        )
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-
-    threading.Thread(target=watchdog, name="aioq-exit-watchdog", daemon=True).start()
+        exit_despite_threads(runner.cancelled_at_stop)

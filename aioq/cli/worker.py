@@ -93,7 +93,7 @@ def worker(
     With --burst it exits by itself once its queues are empty.
     """
     configure_logging(log_level, log_format)
-    app = dataclasses.replace(connection, server=connection.server or None).app()
+    app = dataclasses.replace(connection, servers=connection.servers or None).app()
     options = DEFAULTS.replace(concurrency=concurrency, **dataclasses.asdict(settings))
     if queue:
         options = options.replace(queues=queue)

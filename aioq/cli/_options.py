@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import enum
-import logging
-import sys
 from typing import Annotated, Any
 
 import typer
-
-from aioq.logs import JsonFormatter
 
 __all__ = [
     "AppArgument",
@@ -20,7 +16,6 @@ __all__ = [
     "LogLevelOption",
     "QueueArgument",
     "argument",
-    "configure_logging",
     "option",
 ]
 
@@ -52,20 +47,6 @@ class LogFormat(enum.StrEnum):
 
     text = "text"
     json = "json"
-
-
-def configure_logging(level: LogLevel, log_format: LogFormat = LogFormat.text) -> None:
-    """Send log lines to stderr at `level`; nats-py's own logger stays at warning."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter()
-        if log_format is LogFormat.json
-        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("nats").setLevel(max(logging.WARNING, root.level))
 
 
 AppArgument = Annotated[

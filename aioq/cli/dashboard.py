@@ -16,9 +16,9 @@ from aioq.cli._options import (
     LogFormatOption,
     LogLevel,
     LogLevelOption,
-    configure_logging,
     option,
 )
+from aioq.logs import configure_logging
 
 __all__ = ["dashboard", "parse_auth"]
 

@@ -15,12 +15,12 @@ from aioq.cli._options import (
     LogFormatOption,
     LogLevel,
     LogLevelOption,
-    configure_logging,
     option,
 )
 from aioq.cli._output import show, table
 from aioq.cli._signals import until_stopped
 from aioq.cron import CronSchedule, EverySchedule
+from aioq.logs import configure_logging
 from aioq.repeatable import Repeatable
 from aioq.scheduler import Scheduler
 

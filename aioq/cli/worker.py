@@ -14,9 +14,9 @@ from aioq.cli._options import (
     LogFormatOption,
     LogLevel,
     LogLevelOption,
-    configure_logging,
     option,
 )
+from aioq.logs import configure_logging
 from aioq.options import WorkerOptions
 from aioq.worker import Worker
 from aioq.worker.threads import exit_despite_threads

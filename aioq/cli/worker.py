@@ -8,15 +8,7 @@ from datetime import timedelta
 from typing import Annotated, Final
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
-from aioq.cli._options import (
-    AppArgument,
-    LogFormat,
-    LogFormatOption,
-    LogLevel,
-    LogLevelOption,
-    option,
-)
-from aioq.logs import configure_logging
+from aioq.cli._options import LOGGING, AppArgument, Logging, option
 from aioq.options import WorkerOptions
 from aioq.worker import Worker
 from aioq.worker.threads import exit_despite_threads
@@ -83,8 +75,7 @@ def worker(
     app_path: AppArgument,
     queue: QueuesOption = None,
     concurrency: ConcurrencyOption = DEFAULTS.concurrency,
-    log_level: LogLevelOption = LogLevel.info,
-    log_format: LogFormatOption = LogFormat.text,
+    logs: Logging = LOGGING,
     connection: Connection = CONNECTION_OPTIONS,
     settings: Settings = SETTINGS,
 ) -> None:
@@ -92,7 +83,7 @@ def worker(
 
     With --burst it exits by itself once its queues are empty.
     """
-    configure_logging(log_level, log_format)
+    logs.configure()
     app = dataclasses.replace(connection, servers=connection.servers or None).app()
     options = DEFAULTS.replace(concurrency=concurrency, **dataclasses.asdict(settings))
     if queue:

@@ -87,9 +87,6 @@ class _Commands(TyperGroup):
         super().__init__(**settings)
         self.commands = _LazyCommands()
 
-    def list_commands(self, ctx: Any) -> list[str]:
-        return list(COMMANDS)  # the names alone: listing loads no module
-
     def main(
         self,
         args: Sequence[str] | None = None,

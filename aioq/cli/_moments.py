@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from typing import TypeVar
 
 import typer
 
@@ -10,20 +11,23 @@ from aioq.moments import MOMENT_FORMS, parse_moment, parse_until
 
 __all__ = ["MOMENT_HELP", "moment", "pause_end"]
 
+T = TypeVar("T")
 MOMENT_HELP = MOMENT_FORMS
 
 
-def moment(text: str) -> float:
-    """Unix seconds of `text`: a number of seconds, or an ISO 8601 date or time (UTC if naive)."""
-    try:
-        return parse_moment(text)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+def _parser(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """`parse` for an option: the `ValueError` it raises becomes a usage error."""
+
+    def parser(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+
+    return parser
 
 
-def pause_end(text: str) -> datetime:
-    """The end of a pause: ``HH:MM[:SS]`` (next such local time) or an ISO 8601 date and time."""
-    try:
-        return parse_until(text)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+#: Unix seconds of a number of seconds, or of an ISO 8601 date or time (UTC if naive).
+moment = _parser(parse_moment)
+#: The end of a pause: ``HH:MM[:SS]`` (next such local time) or an ISO 8601 date and time.
+pause_end = _parser(parse_until)

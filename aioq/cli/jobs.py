@@ -11,15 +11,8 @@ import typer
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail
 from aioq.cli._options import AppArgument, JsonOption, argument, option
 from aioq.cli._output import echo_json, fields, indent, show, stamp
-from aioq.errors import (
-    ConfigError,
-    JobAbortedError,
-    JobExpiredError,
-    JobFailedError,
-    ResultTimeoutError,
-)
+from aioq.errors import JobAbortedError, JobExpiredError, JobFailedError, ResultTimeoutError
 from aioq.job import Job
-from aioq.priority import validate_priority
 from aioq.task import Task
 from aioq.wire import TERMINAL_STATES, JobRecord, JobState
 
@@ -48,10 +41,16 @@ KwargsOption = Annotated[str | None, option("--kwargs", metavar="JSON", default=
 DelayOption = Annotated[float | None, option("--delay", min=0, metavar="SECONDS",
     help="Hold the job this many seconds before it may start.", default="no delay",
 )]  # fmt: skip
-PriorityOption = Annotated[int | None, option("--priority", metavar="0-9",
-    help="Priority level, 0 (lowest) to 9 (highest); higher levels start first.",
-    default="the task's, else 5",
-)]  # fmt: skip
+PriorityOption = Annotated[
+    int | None,
+    option(
+        "--priority",
+        min=0,
+        max=9,
+        help="Priority level, 0 (lowest) to 9 (highest).",
+        default="the task's, else 5",
+    ),
+]
 
 
 def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
@@ -93,7 +92,6 @@ async def enqueue(
     --wait --timeout: no outcome in time.
     """
     _check_timeout(wait, timeout)
-    level = _check_priority(priority)
     args = _parse_json(args_json, list, "ARGS_JSON", "'[1, \"two\"]'")
     kwargs = _parse_json(kwargs_json, dict, "--kwargs", '\'{"name": "value"}\'')
     async with connection.open() as app:
@@ -101,8 +99,8 @@ async def enqueue(
         if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
             fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
         call = (
-            found.with_options(delay=delay, priority=level)
-            if delay is not None or level is not None
+            found.with_options(delay=delay, priority=priority)
+            if delay is not None or priority is not None
             else found
         )
         job: Job[Any] = await call.enqueue(*args, **kwargs)
@@ -113,15 +111,6 @@ async def enqueue(
             await _print_outcome(job, timeout, as_json, summary)
         elif as_json:
             echo_json(summary)
-
-
-def _check_priority(priority: int | None) -> int | None:
-    if priority is None:
-        return None
-    try:
-        return validate_priority(priority)
-    except ConfigError as e:
-        raise typer.BadParameter(str(e), param_hint="--priority") from None
 
 
 def _check_timeout(wait: bool, timeout: float | None) -> None:

@@ -60,39 +60,18 @@ class NatsInspection:
                     if q not in consumers:
                         unconsumed[q] = unconsumed.get(q, 0) + n
         levels = await self._levels(stream.consumers)
-        found: list[QueueStats] = []
         every = set(consumers) | set(held) | set(dead) | set(unconsumed) | set(known) | set(levels)
-        for name in sorted(every):
-            delayed, dead_count = held.get(name, 0), dead.get(name, 0)
-            consumer = consumers.get(name)
-            level = levels.get(name, _Levels())
-            if consumer is None:
-                found.append(
-                    QueueStats(
-                        name=name,
-                        pending=unconsumed.get(name, 0) + level.pending,
-                        delayed=delayed,
-                        dead=dead_count,
-                        levels=level.stored,
-                    )
-                )
-                continue
-            found.append(
-                QueueStats(
-                    name=name,
-                    pending=consumer.pending + level.pending,
-                    in_flight=consumer.ack_pending + level.in_flight,
-                    redelivered=consumer.redelivered + level.redelivered,
-                    waiting_pulls=consumer.waiting + level.waiting,
-                    delayed=delayed,
-                    dead=dead_count,
-                    paused=consumer.paused,
-                    paused_until=consumer.paused_until,
-                    consumer=True,
-                    levels=level.stored,
-                )
+        return [
+            _stats(
+                name,
+                consumers.get(name),
+                levels.get(name, _Levels()),
+                unconsumed.get(name, 0),
+                held.get(name, 0),
+                dead.get(name, 0),
             )
-        return found
+            for name in sorted(every)
+        ]
 
     async def _levels(self, consumers: list[ConsumerState]) -> dict[str, _Levels]:
         """Per queue, the jobs of its priority levels: stored per level, and their consumers'.
@@ -191,6 +170,38 @@ class NatsInspection:
 
 def _task_of(data: bytes | None) -> str | None:
     return task_name(data) if data else None
+
+
+def _stats(
+    name: str,
+    consumer: ConsumerState | None,
+    level: _Levels,
+    unconsumed: int,
+    delayed: int,
+    dead: int,
+) -> QueueStats:
+    """One queue's stats: from its consumer (plus its levels'), or from the stream without."""
+    if consumer is None:
+        return QueueStats(
+            name=name,
+            pending=unconsumed + level.pending,
+            delayed=delayed,
+            dead=dead,
+            levels=level.stored,
+        )
+    return QueueStats(
+        name=name,
+        pending=consumer.pending + level.pending,
+        in_flight=consumer.ack_pending + level.in_flight,
+        redelivered=consumer.redelivered + level.redelivered,
+        waiting_pulls=consumer.waiting + level.waiting,
+        delayed=delayed,
+        dead=dead,
+        paused=consumer.paused,
+        paused_until=consumer.paused_until,
+        consumer=True,
+        levels=level.stored,
+    )
 
 
 @dataclass(slots=True)

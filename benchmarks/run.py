@@ -582,8 +582,10 @@ def target_checks(res: Results) -> list[str]:
     check("(h) RSS flat while draining (end - early <= 5 MB)",
           hn - he if hn is not None and he is not None else None, lambda v: v <= 5.0,
           "{:+.1f} MB")  # fmt: skip
-    out.append("- [?] typed arguments, metrics, tracing each < 5% when on: measured by "
-               "bench_arguments.py and bench_observability.py, not by this runner")
+    out.append(
+        "- [?] typed arguments, metrics, tracing each < 5% when on: measured by "
+        "bench_arguments.py and bench_observability.py, not by this runner"
+    )
     return out
 
 

@@ -190,6 +190,19 @@ class AioqNoResult(Aioq):
             del os.environ["AIOQ_BENCH_KEEP_RESULT"]
 
 
+class AioqNoQueued(Aioq):
+    """aioq without the "queued" record at enqueue (a measurement, not a behaviour)."""
+
+    name = "aioq_noqueued"
+
+    async def open(self, url: str) -> None:
+        os.environ["AIOQ_BENCH_NO_QUEUED_RECORD"] = "1"
+        try:
+            await super().open(url)
+        finally:
+            del os.environ["AIOQ_BENCH_NO_QUEUED_RECORD"]
+
+
 # --------------------------------------------------------------------------- taskiq
 
 
@@ -331,7 +344,17 @@ class Saq(System):
 
 SYSTEMS: dict[str, type[System]] = {
     cls.name: cls
-    for cls in (Ceiling, Aioq, AioqNoResult, Taskiq, TaskiqBatch100, Arq, ArqPoll10ms, Saq)
+    for cls in (
+        Ceiling,
+        Aioq,
+        AioqNoResult,
+        AioqNoQueued,
+        Taskiq,
+        TaskiqBatch100,
+        Arq,
+        ArqPoll10ms,
+        Saq,
+    )
 }
 DEFAULT_SYSTEMS = ["ceiling", "aioq", "taskiq", "arq", "saq"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import os
@@ -13,6 +12,7 @@ from datetime import timedelta
 from typing import Annotated, Final
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
+from aioq.cli._loop import LoopChoice, loop_factory, run_on
 from aioq.cli._options import (
     AppArgument,
     LogFormat,
@@ -84,6 +84,10 @@ QueuesOption = Annotated[list[str] | None, option("--queue", "-q", metavar="QUEU
 ConcurrencyOption = Annotated[int, option("--concurrency", "-c", min=1, metavar="N",
     help="Jobs run at once, over all the queues.",
 )]  # fmt: skip
+LoopOption = Annotated[LoopChoice, option("--loop", case_sensitive=False, metavar="LOOP",
+    help="Event loop: uvloop (the aioq-nats[uvloop] extra), asyncio, or auto: uvloop when "
+    "it is installed.",
+)]  # fmt: skip
 
 
 @command
@@ -93,6 +97,7 @@ def worker(
     concurrency: ConcurrencyOption = DEFAULTS.concurrency,
     log_level: LogLevelOption = LogLevel.info,
     log_format: LogFormatOption = LogFormat.text,
+    loop: LoopOption = LoopChoice.auto,
     connection: Connection = CONNECTION_OPTIONS,
     settings: Settings = SETTINGS,
 ) -> None:
@@ -101,11 +106,13 @@ def worker(
     With --burst it exits by itself once its queues are empty.
     """
     configure_logging(log_level, log_format)
+    loop_name, factory = loop_factory(loop)
     app = dataclasses.replace(connection, server=connection.server or None).app()
     options = DEFAULTS.replace(concurrency=concurrency, **dataclasses.asdict(settings))
     if queue:
         options = options.replace(queues=queue)
-    asyncio.run(_run(Worker(app, options=options)))
+    log.debug("event loop: %s", loop_name)
+    run_on(factory, _run(Worker(app, options=options)))
 
 
 async def _run(runner: Worker) -> None:

@@ -1,0 +1,45 @@
+"""The event loop `aioq worker` runs on: asyncio's own, or uvloop (the `uvloop` extra)."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import importlib.util
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import typer
+
+__all__ = ["LoopChoice", "loop_factory", "run_on"]
+
+
+class LoopChoice(enum.StrEnum):
+    """``--loop``: auto picks uvloop when it is installed, asyncio otherwise."""
+
+    auto = "auto"
+    asyncio = "asyncio"
+    uvloop = "uvloop"
+
+
+def loop_factory(choice: LoopChoice) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
+    """The loop's name and the factory of `choice` (None: asyncio's default loop)."""
+    if choice is LoopChoice.asyncio:
+        return "asyncio", None
+    if importlib.util.find_spec("uvloop") is None:
+        if choice is LoopChoice.uvloop:
+            raise typer.BadParameter(
+                "uvloop is not installed: pip install 'aioq-nats[uvloop]', or use --loop asyncio",
+                param_hint="--loop",
+            )
+        return "asyncio", None
+    import uvloop
+
+    return "uvloop", uvloop.new_event_loop
+
+
+def run_on(
+    factory: Callable[[], asyncio.AbstractEventLoop] | None, main: Coroutine[Any, Any, None]
+) -> None:
+    """Run `main` to completion on a new loop made by `factory`, as `asyncio.run` does."""
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)

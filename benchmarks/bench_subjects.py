@@ -54,7 +54,12 @@ async def measure(name: str, n: int) -> dict[str, float]:
         js = nc.jetstream()
         subjects, filt, fmt = _layout(name)
         await js.add_stream(
-            StreamConfig(name="JOBS", subjects=subjects, retention=RetentionPolicy.WORK_QUEUE)
+            StreamConfig(
+                name="JOBS",
+                subjects=subjects,
+                retention=RetentionPolicy.WORK_QUEUE,
+                allow_direct=True,
+            )
         )
         rss0, cpu0, t0 = (
             infra.rss_bytes(pid) or 0,

@@ -13,7 +13,7 @@ CONNECTION = (
     "--inbox-prefix"
 )
 SURFACE = {
-    "worker": f"APP_PATH --queue --concurrency --log-level --log-format {CONNECTION} "
+    "worker": f"APP_PATH --queue --concurrency --log-level --log-format --loop {CONNECTION} "
     "--shutdown-grace --heartbeat-interval --rate-limit --rate-interval --scheduler "
     "--scan-interval --burst --metrics-port --metrics-host",
     "server": "--port --monitor-port --store-dir --config --cluster",

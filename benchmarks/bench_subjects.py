@@ -12,9 +12,9 @@ Raw nats-py on a fresh local nats-server per layout, work-queue streams as aioq 
 
 For each: publish rate (pipelined), server CPU per 10,000 publishes, server RSS grown per
 100,000 stored jobs, the time to find one stored job by id (by subject), then a drain
-(fetch 100, ack) with its rate and server CPU per 10,000 jobs.
+(fetch 100, ack; at most --drain-seconds) with its rate and server CPU per 10,000 jobs.
 
-    .venv/bin/python benchmarks/bench_subjects.py [-n 100000]
+    .venv/bin/python benchmarks/bench_subjects.py [-n 100000] [--drain-seconds 30]
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def _layout(name: str) -> tuple[list[str], str | None, str]:
     return ["jobs.q.>"], None, "jobs.q.{i}"
 
 
-async def measure(name: str, n: int) -> dict[str, float]:
+async def measure(name: str, n: int, drain_s: float) -> dict[str, float]:
     server = infra.NatsServer.start()
     pid = server.proc.pid
     try:
@@ -86,21 +86,21 @@ async def measure(name: str, n: int) -> dict[str, float]:
         )
         psub = await js.pull_subscribe_bind("w", stream="JOBS")
         cpu0, t0, done = infra.cpu_seconds(pid) or 0.0, time.perf_counter(), 0
-        while done < n:
+        while done < n and time.perf_counter() - t0 < drain_s:
             for msg in await psub.fetch(100, timeout=5):
                 await msg.ack()
                 done += 1
         await nc.flush()
-        out["drain jobs/s"] = n / (time.perf_counter() - t0)
-        out["server CPU s/10k drained"] = ((infra.cpu_seconds(pid) or 0.0) - cpu0) / n * 1e4
+        out["drain jobs/s"] = done / (time.perf_counter() - t0)
+        out["server CPU s/10k drained"] = ((infra.cpu_seconds(pid) or 0.0) - cpu0) / done * 1e4
         await nc.close()
         return out
     finally:
         server.stop()
 
 
-async def main(n: int) -> None:
-    rows = {name: await measure(name, n) for name in LAYOUTS}
+async def main(n: int, drain_s: float) -> None:
+    rows = {name: await measure(name, n, drain_s) for name in LAYOUTS}
     keys = list(dict.fromkeys(k for r in rows.values() for k in r))
     print(f"| {n:,} jobs | " + " | ".join(LAYOUTS) + " |")
     print("|---" * (len(LAYOUTS) + 1) + "|")
@@ -112,4 +112,6 @@ async def main(n: int) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("-n", "--jobs", type=int, default=100_000)
-    asyncio.run(main(ap.parse_args().jobs))
+    ap.add_argument("--drain-seconds", type=float, default=30.0, help="drain at most this long")
+    args = ap.parse_args()
+    asyncio.run(main(args.jobs, args.drain_seconds))

@@ -85,8 +85,8 @@ ConcurrencyOption = Annotated[int, option("--concurrency", "-c", min=1, metavar=
     help="Jobs run at once, over all the queues.",
 )]  # fmt: skip
 LoopOption = Annotated[LoopChoice, option("--loop", case_sensitive=False, metavar="LOOP",
-    help="Event loop: uvloop (the aioq-nats[uvloop] extra), asyncio, or auto: uvloop when "
-    "it is installed.",
+    help="Event loop: uvloop (the aioq-nats[uvloop] extra), asyncio, or auto (asyncio's for "
+    "now).",
 )]  # fmt: skip
 
 

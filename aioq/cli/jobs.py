@@ -22,7 +22,10 @@ __all__ = ["NOT_DONE_EXIT", "enqueue", "job_cli"]
 NOT_DONE_EXIT: Final = 3
 
 job_cli = typer.Typer(
-    name="job", help="Look at one job by its id: status, result, abort.", no_args_is_help=True
+    name="job",
+    help="Look at one job by its id: status, result, abort.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 JobIdArgument = Annotated[str, argument("The job id (printed by enqueue).", "ID")]

@@ -1,4 +1,4 @@
-"""The event loop `aioq worker` runs on: asyncio's own, or uvloop (the `uvloop` extra)."""
+"""The event loop of `aioq worker`: asyncio's own, or uvloop (the `uvloop` extra)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,18 @@ import typer
 
 __all__ = ["LoopChoice", "loop_factory", "run_on"]
 
+Factory = Callable[[], asyncio.AbstractEventLoop] | None
+
 
 class LoopChoice(enum.StrEnum):
-    """``--loop``: auto is asyncio's own loop; uvloop runs only when asked for.
-
-    uvloop is not picked by itself yet: under it, a dead letter retried from the dashboard
-    was once shown `queued` after its job had succeeded (2 runs of 5 of the browser test),
-    which asyncio's loop never showed.
-    """
+    """``--loop``. auto is asyncio's loop: uvloop once showed a race that asyncio's did not."""
 
     auto = "auto"
     asyncio = "asyncio"
     uvloop = "uvloop"
 
 
-def loop_factory(choice: LoopChoice) -> tuple[str, Callable[[], asyncio.AbstractEventLoop] | None]:
+def loop_factory(choice: LoopChoice) -> tuple[str, Factory]:
     """The loop's name and the factory of `choice` (None: asyncio's default loop)."""
     if choice is not LoopChoice.uvloop:
         return "asyncio", None
@@ -40,9 +37,7 @@ def loop_factory(choice: LoopChoice) -> tuple[str, Callable[[], asyncio.Abstract
     return "uvloop", uvloop.new_event_loop
 
 
-def run_on(
-    factory: Callable[[], asyncio.AbstractEventLoop] | None, main: Coroutine[Any, Any, None]
-) -> None:
+def run_on(factory: Factory, main: Coroutine[Any, Any, None]) -> None:
     """Run `main` to completion on a new loop made by `factory`, as `asyncio.run` does."""
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(main)

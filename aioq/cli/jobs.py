@@ -98,11 +98,7 @@ async def enqueue(
         found = app.get_task(task)
         if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
             fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
-        call = (
-            found.with_options(delay=delay, priority=priority)
-            if delay is not None or priority is not None
-            else found
-        )
+        call = found.with_options(delay=delay, priority=priority)
         job: Job[Any] = await call.enqueue(*args, **kwargs)
         summary = {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
         if not as_json:

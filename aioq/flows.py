@@ -53,7 +53,13 @@ class Signature:
         task = self.task
         call = CallOptions(depends_on=depends.ids)
         job = build_job(
-            task.name, task.queue, list(self.args), dict(self.kwargs), call, now=_now(task)
+            task.name,
+            task.queue,
+            list(self.args),
+            dict(self.kwargs),
+            call,
+            now=_now(task),
+            group=task.options.group,
         )
         return dataclasses.replace(job, depends=depends)
 

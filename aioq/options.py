@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from aioq.backoff import BackoffLike, resolve_backoff
 from aioq.errors import ConfigError
+from aioq.groups import validate_group
 from aioq.naming import validate_job_id, validate_queue
 from aioq.ratelimit import check_rate
 
@@ -65,6 +66,8 @@ class TaskOptions:
     ttl: float | None = None
     backoff: Callable[[int], float] = field(default_factory=lambda: resolve_backoff(None))
     no_retry_for: tuple[type[BaseException], ...] = ()
+    #: The group of the task's jobs, unless an enqueue gives its own.
+    group: str | None = None
 
     @classmethod
     def build(
@@ -76,6 +79,7 @@ class TaskOptions:
         ttl: Duration | None,
         backoff: BackoffLike | None,
         no_retry_for: tuple[type[BaseException], ...],
+        group: str | None = None,
     ) -> TaskOptions:
         """Validate raw decorator arguments into options."""
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -90,6 +94,7 @@ class TaskOptions:
             ttl=seconds(ttl, "ttl"),
             backoff=resolve_backoff(backoff),
             no_retry_for=tuple(no_retry_for),
+            group=None if group is None else validate_group(group),
         )
 
 
@@ -115,9 +120,13 @@ class CallOptions:
     depends_on: tuple[str, ...] = ()
     #: ``dead``: dead-letter the job if a dependency fails for good; ``run``: run it anyway.
     on_dependency_failure: str = "dead"
+    #: The group whose limits the job obeys (``app.group_limit``).
+    group: str | None = None
 
     def __post_init__(self) -> None:
         _check_unique(self)
+        if self.group is not None:
+            validate_group(self.group)
         _check_dependencies(self)
         if self.job_id is not None:
             validate_job_id(self.job_id)

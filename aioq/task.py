@@ -140,6 +140,7 @@ class Task(Generic[P, R]):
         unique_ttl: float | timedelta | None = None,
         depends_on: Sequence[Job[Any] | str] = (),
         on_dependency_failure: str = "dead",
+        group: str | None = None,
     ) -> TaskCall[P, R]:
         """Per-enqueue options, kept apart from the task's own arguments.
 
@@ -162,6 +163,8 @@ class Task(Generic[P, R]):
                 meanwhile it is ``waiting`` (docs/flows.md).
             on_dependency_failure: ``"dead"`` dead-letters the job (reason
                 ``dependency_failed``) if a dependency fails for good; ``"run"`` runs it anyway.
+            group: The group (a tenant, an API key) whose limits the job's start obeys,
+                instead of the task's group (``app.group_limit``; docs/flow-control.md).
         """
         return TaskCall(
             self,
@@ -177,6 +180,7 @@ class Task(Generic[P, R]):
                 unique_ttl=seconds(unique_ttl, "unique_ttl"),
                 depends_on=_ids(depends_on),
                 on_dependency_failure=on_dependency_failure,
+                group=group,
             ),
         )
 
@@ -226,7 +230,13 @@ class TaskCall(Generic[P, R]):
         except TypeError as e:
             raise ArgumentsError(f"cannot enqueue {task.describe()}: {e}") from None
         job = build_job(
-            task.name, task.queue, list(args), kwargs, self.call, now=task.app.clock.time()
+            task.name,
+            task.queue,
+            list(args),
+            kwargs,
+            self.call,
+            now=task.app.clock.time(),
+            group=task.options.group,
         )
         if b"null" in job.data:  # msgspec writes NaN and infinity as null, like None
             task._reject_non_finite(args, kwargs)
@@ -252,8 +262,12 @@ def build_job(
     call: CallOptions,
     *,
     now: float | None = None,
+    group: str | None = None,
 ) -> PreparedJob:
-    """Encode one job message for `task` on `queue`, enqueued at `now` (default: the time)."""
+    """Encode one job message for `task` on `queue`, enqueued at `now` (default: the time).
+
+    `group` is the task's group, used unless `call` gives one.
+    """
     job_id = call.job_id or uuid.uuid4().hex
     now = time.time() if now is None else now
     unique = _unique(task, args, kwargs, call)
@@ -268,6 +282,7 @@ def build_job(
         retries=call.retries,
         depends_on=list(call.depends_on) or None,
         unique_key=unique.key if unique is not None else None,
+        group=call.group or group,
     )
     try:
         data = encode(message)

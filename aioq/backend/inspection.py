@@ -26,6 +26,8 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
         paused_until: Unix time the pause ends, when paused.
         consumer: True if the queue has its consumer, i.e. a worker has pulled from it once.
             Without one, `pending` is counted from the stream and the other counts are 0.
+        waiting: Jobs of the queue waiting for their dependencies (``depends_on``), held in
+            the waiting bucket until they may be queued.
     """
 
     name: str
@@ -38,6 +40,7 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     paused: bool = False
     paused_until: float | None = None
     consumer: bool = False
+    waiting: int = 0
 
 
 class HeldEntry(msgspec.Struct, frozen=True):

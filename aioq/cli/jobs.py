@@ -38,6 +38,18 @@ KwargsOption = Annotated[str | None, option("--kwargs", metavar="JSON", default=
 DelayOption = Annotated[float | None, option("--delay", min=0, metavar="SECONDS",
     help="Hold the job this many seconds before it may start.", default="no delay",
 )]  # fmt: skip
+DependsOption = Annotated[list[str] | None, option("--depends-on", metavar="ID",
+    help="Queue the job only once job ID succeeded (repeat for several); it waits meanwhile.",
+)]  # fmt: skip
+UniqueOption = Annotated[bool, option("--unique",
+    help="While a job of TASK with these arguments is queued or running, return it instead.",
+)]  # fmt: skip
+UniqueKeyOption = Annotated[str | None, option("--unique-key", metavar="KEY",
+    help="Like --unique, with KEY instead of the arguments.",
+)]  # fmt: skip
+GroupOption = Annotated[str | None, option("--group", metavar="GROUP",
+    help="The group (tenant, API key) whose limits the job obeys (app.group_limit).",
+)]  # fmt: skip
 
 
 def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
@@ -64,6 +76,10 @@ async def enqueue(
     args_json: ArgsArgument = None,
     kwargs_json: KwargsOption = None,
     delay: DelayOption = None,
+    depends_on: DependsOption = None,
+    unique: UniqueOption = False,
+    unique_key: UniqueKeyOption = None,
+    group: GroupOption = None,
     wait: Annotated[
         bool, option("--wait", help="Wait for the outcome and print the result.")
     ] = False,
@@ -73,9 +89,10 @@ async def enqueue(
 ) -> None:
     """Enqueue one job of TASK and print its id; with --wait, its result too.
 
-    Exit status: 0 enqueued (with --wait: succeeded); 1 an error, or with --wait the job
-    failed, expired or was aborted; 2 bad usage (e.g. ARGS_JSON not an array); 3 with
-    --wait --timeout: no outcome in time.
+    With --unique or --unique-key, an enqueue that finds the key held prints the job that
+    holds it. Exit status: 0 enqueued (with --wait: succeeded); 1 an error, or with --wait
+    the job failed, expired or was aborted; 2 bad usage (e.g. ARGS_JSON not an array); 3
+    with --wait --timeout: no outcome in time.
     """
     _check_timeout(wait, timeout)
     args = _parse_json(args_json, list, "ARGS_JSON", "'[1, \"two\"]'")
@@ -84,11 +101,15 @@ async def enqueue(
         found = app.get_task(task)
         if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
             fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
-        call = found.with_options(delay=delay) if delay is not None else found
+        call = found.with_options(
+            delay=delay, depends_on=depends_on or (), unique=unique, unique_key=unique_key,
+            group=group,
+        )  # fmt: skip
         job: Job[Any] = await call.enqueue(*args, **kwargs)
         summary = {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
         if not as_json:
-            typer.echo(f"enqueued job {job.id} (task {job.task}, queue {job.queue})")
+            what = "job holding the key is" if job.duplicate else "enqueued job"
+            typer.echo(f"{what} {job.id} (task {job.task}, queue {job.queue})")
         if wait:
             await _print_outcome(job, timeout, as_json, summary)
         elif as_json:

@@ -9,15 +9,15 @@ from typing import Annotated
 import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
-from aioq.cli._options import QueueArgument, option
-from aioq.cli._output import duration
-from aioq.inspection import delete_queue_consumer
+from aioq.cli._options import JsonOption, QueueArgument, option
+from aioq.cli._output import duration, fields, show, stamp
+from aioq.inspection import QueueStats, delete_queue_consumer
 from aioq.naming import validate_queue
 
 __all__ = ["parse_until", "queue_app"]
 
 queue_app = typer.Typer(
-    help="Pause and resume queues (nats-server 2.11+), or delete a queue's consumer.",
+    help="Show a queue's counts, pause and resume it (nats-server 2.11+), delete its consumer.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -93,6 +93,34 @@ async def resume(queue: QueueArgument, connection: Connection = CONNECTION_OPTIO
     async with connection.open() as app:
         await app.resume_queue(queue)
     typer.echo(f"queue {queue} resumed")
+
+
+@queue_app.command()
+@command
+async def info(
+    queue: QueueArgument, as_json: JsonOption = False, connection: Connection = CONNECTION_OPTIONS
+) -> None:
+    """Show one queue's counts: pending, in flight, delayed, waiting (for dependencies), dead.
+
+    Exit status: 0 shown; 1 QUEUE is unknown (or another error).
+    """
+    async with connection.open() as app:
+        found = {q.name: q for q in await app.queues()}
+    stats = found.get(queue)
+    if stats is None:
+        fail(unknown_queue(queue, app.prefix, sorted(found)))
+    show(as_json, stats, lambda: _describe(stats))
+
+
+def _describe(q: QueueStats) -> str:
+    paused = stamp(q.paused_until) or "until resumed"
+    return fields([
+        ("queue", q.name), ("pending", q.pending), ("in flight", q.in_flight),
+        ("redelivered", q.redelivered), ("delayed", q.delayed),
+        ("waiting for dependencies", q.waiting), ("dead", q.dead),
+        ("idle pulls", q.waiting_pulls), ("consumer", "yes" if q.consumer else "none yet"),
+        ("paused", paused if q.paused else "no"),
+    ])  # fmt: skip
 
 
 @queue_app.command()

@@ -20,11 +20,15 @@ SURFACE = {
     "scheduler": f"APP_PATH {CONNECTION} --repeatable --delayed --scan-interval --log-level "
     "--log-format",
     "schedules": "APP_PATH --next --json",
-    "enqueue": f"APP_PATH TASK ARGS_JSON --kwargs --delay --wait --timeout --json {CONNECTION}",
+    "enqueue": (
+        "APP_PATH TASK ARGS_JSON --kwargs --delay --depends-on --unique --unique-key --group "
+        f"--wait --timeout --json {CONNECTION}"
+    ),
     "queues": f"QUEUE --json --app {CONNECTION}",
     "workers": f"--json --app {CONNECTION}",
     "events": f"QUEUE --kind --count --json --app {CONNECTION}",
     "dashboard": f"APP_PATH {CONNECTION} --host --port --auth --read-only --log-level --log-format",
+    "queue info": f"QUEUE --json --app {CONNECTION}",
     "queue pause": f"QUEUE --until --app {CONNECTION}",
     "queue resume": f"QUEUE --app {CONNECTION}",
     "queue delete": f"QUEUE --app {CONNECTION}",

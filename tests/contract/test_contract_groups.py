@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
 
 import pytest
@@ -15,7 +16,10 @@ from .conftest import Backend
 from .test_contract_scheduling import SLACK, most_in_window
 
 
-async def test_a_flooded_group_does_not_starve_the_others(backend: Backend) -> None:
+async def test_a_flooded_group_does_not_starve_the_others(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "aioq.worker")
     app = backend.app
     done: list[str] = []
 
@@ -38,6 +42,9 @@ async def test_a_flooded_group_does_not_starve_the_others(backend: Backend) -> N
     assert {r.state for r in records} == {JobState.SUCCEEDED}
     assert {r.attempts for r in records} == {1}
     assert max(r.deferred for r in records) > 0
+    # One line when the group went over its limits, none per put-back.
+    told = [r for r in caplog.records if "flood" in r.getMessage() and "put back" in r.getMessage()]
+    assert len(told) == 1, [r.getMessage() for r in told]
 
 
 async def test_max_running_per_group_holds_over_all_workers(backend: Backend) -> None:

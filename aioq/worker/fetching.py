@@ -192,6 +192,9 @@ class Fetching:
         ack_wait = self.queue_options(queue).ack_wait
         try:
             admitted, group = await self.groups.admit(delivery, queue, ack_wait)
+        except asyncio.CancelledError:
+            await hand_back([delivery])  # the worker stops: another worker runs it
+            raise
         except Exception:
             log.exception("queue %s: cannot check the group limits of seq=%d", queue, delivery.seq)
             return  # the job comes back after its lease

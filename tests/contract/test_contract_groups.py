@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 
+import nats
 import pytest
 
-from aioq import Aarq, Context, JobState
-from aioq.errors import ConfigError
+from aioq import Aarq, Context, JobRecord, JobState
+from aioq.errors import ConfigError, JobNotFoundError
 
 from ..helpers import eventually
 from .conftest import Backend
@@ -113,6 +115,40 @@ async def test_a_task_s_group_and_jobs_of_no_group(backend: Backend) -> None:
     await eventually(lambda: ran == ["other group"])
     await backend.pass_time(0.3)
     assert ran == ["other group"]
+
+
+@pytest.mark.nats_only("a foreign client publishes over plain NATS; memory has no wire protocol")
+async def test_a_foreign_client_s_job_names_its_group(backend: Backend) -> None:
+    app = backend.app
+    ran: list[str] = []
+
+    @app.task
+    async def greet(ctx: Context, name: str) -> None:
+        ran.append(name)
+
+    app.group_limit("closed", rate_limit=0, recheck=0.1)
+    await backend.worker()
+    assert backend.url is not None
+    client = await nats.connect(backend.url)
+    try:
+        js = client.jetstream()
+        for group, name in (("closed", "held"), ("open", "ada")):
+            job = {"task": "greet", "args": [name], "id": f"foreign-{name}", "group": group}
+            await js.publish(f"{app.prefix}.jobs.default", json.dumps(job).encode())
+    finally:
+        await client.close()
+    await eventually(lambda: ran == ["ada"])
+
+    async def put_back_twice() -> JobRecord | None:
+        try:  # a foreign job is on record from its first put-back on
+            record = await (await app.job("foreign-held")).status()
+        except JobNotFoundError:
+            return None
+        return record if record.deferred >= 2 else None
+
+    record = await eventually(put_back_twice)
+    assert ran == ["ada"]
+    assert (record.state, record.attempts) == (JobState.QUEUED, 0)
 
 
 def test_group_names_and_limits_are_checked(backend: Backend) -> None:

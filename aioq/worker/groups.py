@@ -13,6 +13,7 @@ group, or of a group without a limit, pass without any round trip.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import random
 import time
@@ -32,6 +33,10 @@ log = logging.getLogger("aioq.worker")
 
 # Put-back delays get this much random spread, so that put-back jobs do not all return at once.
 _SPREAD: Final = 0.2
+# Jobs of one group that a worker's put-backs bring back per second, at most: a large
+# backlog of a full group is spread out (its jobs wait longer), so that it does not come
+# back faster than the worker can put it back, ahead of other groups' jobs.
+_RETURNS_PER_S: Final = 500.0
 # How long a worker trusts having seen a group full before it asks the bucket again.
 _FULL_FOR_S: Final = 0.25
 # Put-backs of a group are told at most this often, with their count.
@@ -60,6 +65,8 @@ class GroupGate:
         self._full_until: dict[str, float] = {}
         # Per group: put-backs since the last line about them, and when that line was.
         self._told: dict[str, tuple[int, float]] = {}
+        # Per group: when each job put back by this worker comes back (monotonic, a heap).
+        self._returns: dict[str, list[float]] = {}
 
     def group_of(self, delivery: Delivery) -> tuple[str, _Peek] | None:
         """The job's group if a limit applies to it (None costs no round trip)."""
@@ -92,7 +99,7 @@ class GroupGate:
                 self._full_until[group] = time.monotonic() + min(_FULL_FOR_S, limit.recheck)
         if wait is None:
             return True, group
-        await self._put_back(delivery, queue, peek, wait)
+        await self._put_back(delivery, queue, peek, self._spread(group, wait))
         self._tell(group)
         return False, group
 
@@ -113,8 +120,18 @@ class GroupGate:
             await asyncio.sleep(period)
             self.places.renew(self.limits.of)
 
+    def _spread(self, group: str, wait: float) -> float:
+        """The put-back delay: `wait`, or longer while many of the group's jobs are away."""
+        now = time.monotonic()
+        returns = self._returns.setdefault(group, [])
+        while returns and returns[0] <= now:
+            heapq.heappop(returns)
+        wait = max(wait, len(returns) / _RETURNS_PER_S) * random.uniform(1.0, 1.0 + _SPREAD)
+        heapq.heappush(returns, now + wait)
+        return wait
+
     async def _put_back(self, delivery: Delivery, queue: str, peek: _Peek, wait: float) -> None:
-        """Return the job to its queue for `wait` seconds, its record counting the put-back."""
+        """Return the job to its queue for about `wait` seconds, its record counting it."""
         record = JobRecord(
             id=peek.id or job_id_of(None, delivery),
             state=JobState.QUEUED,
@@ -129,7 +146,7 @@ class GroupGate:
             await self.broker.records.put(record.id, encode(record))
         except Exception as e:  # the delivery then counts as an attempt, nothing worse
             log.debug("job %s: cannot record its put-back: %s", record.id, e)
-        await delivery.nak(wait * random.uniform(1.0, 1.0 + _SPREAD))
+        await delivery.nak(wait)
 
     def _tell(self, group: str) -> None:
         """One line when a group first goes over its limits, then one a minute at most."""

@@ -162,6 +162,7 @@ class GroupPlaces:
                 live = self._renewed(group, live)
             now = time.time()
             live += [(now + lease, seq) for seq, lease in admitted]
+            live = list({seq: (t, seq) for t, seq in live}.values())  # one place per job
             if await self._write(group, live, revision):
                 return waits
         return {seq: limit.recheck for seq, _, _ in asked.admits}  # others kept winning
@@ -184,9 +185,14 @@ class GroupPlaces:
         return wanted[:got]
 
     def _renewed(self, group: str, live: list[Lease]) -> list[Lease]:
+        """`live` with this worker's places one lease ahead.
+
+        A place that lapsed (the event loop was blocked) comes back too: its job still runs.
+        """
         mine = self.held.get(group, {})
         now = time.time()
-        return [(now + mine[s], s) if s in mine else (t, s) for t, s in live]
+        others = [(t, s) for t, s in live if s not in mine]
+        return others + [(now + lease, seq) for seq, lease in mine.items()]
 
     def _rate(self, group: str, limit: GroupLimit) -> SharedLimit:
         rate = self._rates.get(group)

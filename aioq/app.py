@@ -226,7 +226,7 @@ class Aarq:
         *,
         servers: str | Sequence[str] | None = None,
         prefix: str | None = None,
-        credentials: str | None = None,
+        credentials: str | os.PathLike[str] | None = None,
         token: str | None = None,
         user: str | None = None,
         password: str | None = None,
@@ -246,7 +246,7 @@ class Aarq:
             settings=dataclasses.replace(
                 s,
                 servers=s.servers if servers is None else _server_list(servers),
-                credentials=s.credentials if credentials is None else credentials,
+                credentials=s.credentials if credentials is None else os.fspath(credentials),
                 token=s.token if token is None else token,
                 user=s.user if user is None else user,
                 password=s.password if password is None else password,

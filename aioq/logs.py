@@ -10,6 +10,7 @@ and the `JobFields` filter puts them on the records for any other handler.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -17,7 +18,14 @@ from typing import Any, Final, Protocol
 
 import msgspec
 
-__all__ = ["CURRENT_JOB", "JOB_FIELDS", "JobFields", "JsonFormatter", "job_fields"]
+__all__ = [
+    "CURRENT_JOB",
+    "JOB_FIELDS",
+    "JobFields",
+    "JsonFormatter",
+    "configure_logging",
+    "job_fields",
+]
 
 #: Record attributes aioq sets on the log lines about a job (or a worker: only `worker_id`).
 JOB_FIELDS: Final = ("job_id", "task", "queue", "attempt", "duration", "worker_id", "outcome")
@@ -118,3 +126,20 @@ class JsonFormatter(logging.Formatter):
             line["stack"] = self.formatStack(record.stack_info)
         line.update(self.static)
         return _encoder.encode(line).decode()
+
+
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Send log lines to stderr at `level`, as text or ``json``; nats-py's stay at warning.
+
+    What ``aioq worker --log-level LEVEL --log-format FORMAT`` does.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("nats").setLevel(max(logging.WARNING, root.level))

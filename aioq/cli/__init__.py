@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Annotated, Any, Final
 
 import typer
@@ -11,18 +12,6 @@ from typer.core import TyperGroup
 
 from aioq._version import __version__
 from aioq.cli._options import option
-from aioq.cli.dashboard import dashboard
-from aioq.cli.dead import dead_cli
-from aioq.cli.doctor import doctor
-from aioq.cli.events import events
-from aioq.cli.inspect import queues, workers
-from aioq.cli.jobs import enqueue, job_cli
-from aioq.cli.permissions import permissions_command
-from aioq.cli.queue import queue_app
-from aioq.cli.replay import replay
-from aioq.cli.scheduler import scheduler, schedules
-from aioq.cli.server import server
-from aioq.cli.worker import worker
 
 __all__ = ["cli", "main"]
 
@@ -32,11 +21,71 @@ _CLICK_EXCEPTION: Final[type[Exception]] = next(
 )
 
 
-class _Commands(TyperGroup):
-    """The root command: a usage error is one ``error: ...`` line on stderr and exit status 2.
+#: Each command, in --help order, as the ``module:attribute`` under ``aioq.cli`` that holds it
+#: (a function, or a typer app for a group); a module is imported only when its command runs
+#: or --help lists it, so ``aioq worker`` loads no other command's dependencies.
+COMMANDS: Final = {
+    "worker": "worker:worker",
+    "server": "server:server",
+    "scheduler": "scheduler:scheduler",
+    "schedules": "scheduler:schedules",
+    "enqueue": "jobs:enqueue",
+    "queues": "inspect:queues",
+    "workers": "inspect:workers",
+    "replay": "replay:replay",
+    "events": "events:events",
+    "dashboard": "dashboard:dashboard",
+    "permissions": "permissions:permissions_command",
+    "doctor": "doctor:doctor",
+    "queue": "queue:queue_app",
+    "job": "jobs:job_cli",
+    "dead": "dead:dead_cli",
+}
 
-    Click's own report (usage, a hint, then the error in a box) spans several lines.
+
+class _LazyCommands(MutableMapping[str, Any]):
+    """The root's commands by name, each built from its module on first access."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._built:
+            module, _, attribute = COMMANDS[name].partition(":")
+            target = getattr(importlib.import_module(f"aioq.cli.{module}"), attribute)
+            if not isinstance(target, typer.Typer):  # a function: typer builds it from an app
+                function, target = target, typer.Typer(add_completion=False)
+                target.command(name)(function)
+            command = typer.main.get_command(target)
+            command.name = name
+            # Run bare, a command that needs an argument shows its help.
+            command.no_args_is_help |= any(p.required for p in command.params)
+            self._built[name] = command
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        raise TypeError("the commands of aioq are fixed")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(COMMANDS)
+
+    def __len__(self) -> int:
+        return len(COMMANDS)
+
+
+class _Commands(TyperGroup):
+    """The root command: commands loaded lazily, a usage error as one line.
+
+    A usage error is ``error: ...`` on stderr and exit status 2; Click's own report (usage,
+    a hint, then the error in a box) spans several lines.
     """
+
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
+        self.commands = _LazyCommands()
 
     def main(
         self,
@@ -90,23 +139,6 @@ def root(
     ] = False,
 ) -> None:
     """aioq: an asyncio job queue on NATS JetStream."""
-
-
-cli.command(no_args_is_help=True)(worker)
-cli.command()(server)
-cli.command(no_args_is_help=True)(scheduler)
-cli.command(no_args_is_help=True)(schedules)
-cli.add_typer(queue_app, name="queue")
-cli.command(no_args_is_help=True)(enqueue)
-cli.add_typer(job_cli, name="job")
-cli.command()(queues)
-cli.command()(workers)
-cli.add_typer(dead_cli, name="dead")
-cli.command(no_args_is_help=True)(replay)
-cli.command()(events)
-cli.command(no_args_is_help=True)(dashboard)
-cli.command("permissions", no_args_is_help=True)(permissions_command)
-cli.command()(doctor)
 
 
 def main() -> None:

@@ -36,25 +36,28 @@ def _nats(*flags: str, help: str, env: str = "", own: str = "", **more: Any) -> 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Connection:
-    """The connection options of a command: its app, server, prefix, credentials and TLS files."""
+    """The connection options of a command: its app, server, prefix, credentials and TLS files.
+
+    Named as the arguments of `Aarq.use_connection`, which takes them all but the app.
+    """
 
     app_path: Annotated[str | None, option("--app", metavar="APP_PATH", show_default=False,
         help="Your app, as module:attribute: its servers, prefix and credentials become the "
         "defaults, and results decode to its tasks' types.",
     )] = None  # fmt: skip
-    server: Annotated[str | None, _nats("--server", "-s", env="NATS_URL", metavar="URL",
+    servers: Annotated[str | None, _nats("--server", "-s", env="NATS_URL", metavar="URL",
         help="NATS server URL(s), comma-separated.", own=" own",
     )] = None  # fmt: skip
     prefix: Annotated[str | None, option("--prefix", metavar="PREFIX",
         help="Namespace of the subjects, streams and buckets.", default="the app's, else aioq",
     )] = None  # fmt: skip
-    creds: Annotated[Path | None, _nats("--creds", metavar="FILE", exists=True, dir_okay=False,
-        help="NATS credentials file (JWT and nkey).",
+    credentials: Annotated[Path | None, _nats("--creds", metavar="FILE", exists=True,
+        dir_okay=False, help="NATS credentials file (JWT and nkey).",
     )] = None  # fmt: skip
     token: Annotated[str | None, _nats("--token", help="NATS authentication token.")] = None
     user: Annotated[str | None, _nats("--user", help="NATS user name.")] = None
     password: Annotated[str | None, _nats("--password", help="NATS password.")] = None
-    nkey: Annotated[Path | None, _nats("--nkey", metavar="FILE", exists=True, dir_okay=False,
+    nkey_seed: Annotated[Path | None, _nats("--nkey", metavar="FILE", exists=True, dir_okay=False,
         help="NKey seed file (SU...) to authenticate with.",
     )] = None  # fmt: skip
     tls_ca: Annotated[Path | None, _nats("--tls-ca", env="NATS_CA", metavar="FILE", exists=True,
@@ -74,19 +77,9 @@ class Connection:
     def app(self) -> Aarq:
         """The app (``--app`` or APP_PATH; else a bare one, prefix ``aioq``), options applied."""
         app = load_app(self.app_path) if self.app_path is not None else Aarq()
-        app.use_connection(
-            servers=self.server,
-            prefix=self.prefix,
-            credentials=str(self.creds) if self.creds is not None else None,
-            token=self.token,
-            user=self.user,
-            password=self.password,
-            nkey_seed=self.nkey,
-            tls_ca=self.tls_ca,
-            tls_cert=self.tls_cert,
-            tls_key=self.tls_key,
-            inbox_prefix=self.inbox_prefix,
-        )
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del given["app_path"]
+        app.use_connection(**given)
         return app
 
     @contextlib.asynccontextmanager

@@ -1,26 +1,33 @@
-"""Points in time on the command line: ISO 8601 or unix seconds."""
+"""Points in time on the command line, as option parsers: a bad one is a usage error."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from typing import TypeVar
 
 import typer
 
-__all__ = ["MOMENT_HELP", "moment"]
+from aioq.moments import MOMENT_FORMS, parse_moment, parse_until
 
-MOMENT_HELP = "ISO 8601 (e.g. 2026-12-01T10:00, UTC unless an offset is given) or unix seconds"
+__all__ = ["MOMENT_HELP", "moment", "pause_end"]
+
+T = TypeVar("T")
+MOMENT_HELP = MOMENT_FORMS
 
 
-def moment(text: str) -> float:
-    """Unix seconds of `text`: a number of seconds, or an ISO 8601 date or time (UTC if naive)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a time: give {MOMENT_HELP}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+def _parser(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """`parse` for an option: the `ValueError` it raises becomes a usage error."""
+
+    def parser(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
+
+    return parser
+
+
+#: Unix seconds of a number of seconds, or of an ISO 8601 date or time (UTC if naive).
+moment = _parser(parse_moment)
+#: The end of a pause: ``HH:MM[:SS]`` (next such local time) or an ISO 8601 date and time.
+pause_end = _parser(parse_until)

@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-import logging
-import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 import typer
 
-from aioq.logs import JsonFormatter
+from aioq.logs import configure_logging
 
 __all__ = [
+    "LOGGING",
     "AppArgument",
     "JsonOption",
     "LogFormat",
-    "LogFormatOption",
     "LogLevel",
-    "LogLevelOption",
+    "Logging",
     "QueueArgument",
     "argument",
-    "configure_logging",
     "option",
 ]
 
@@ -54,41 +52,41 @@ class LogFormat(enum.StrEnum):
     json = "json"
 
 
-def configure_logging(level: LogLevel, log_format: LogFormat = LogFormat.text) -> None:
-    """Send log lines to stderr at `level`; nats-py's own logger stays at warning."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter()
-        if log_format is LogFormat.json
-        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("nats").setLevel(max(logging.WARNING, root.level))
-
-
 AppArgument = Annotated[
     str, argument("The app, as module:attribute (e.g. myapp.tasks:app).", "APP_PATH")
 ]
 JsonOption = Annotated[bool, option("--json", help="Print JSON (for scripts) instead of a table.")]
 QueueArgument = Annotated[str, argument("The queue.", "QUEUE")]
-LogLevelOption = Annotated[
-    LogLevel,
-    option(
-        "--log-level",
-        case_sensitive=False,
-        help="Log level: debug, info, warning or error.",
-        metavar="LEVEL",
-    ),
-]
-LogFormatOption = Annotated[
-    LogFormat,
-    option(
-        "--log-format",
-        case_sensitive=False,
-        help="Log lines as readable text, or json: one object per line with the job's fields "
-        "(for log shippers).",
-        metavar="FORMAT",
-    ),
-]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Logging:
+    """The logging options of a long-running command."""
+
+    log_level: Annotated[
+        LogLevel,
+        option(
+            "--log-level",
+            case_sensitive=False,
+            help="Log level: debug, info, warning or error.",
+            metavar="LEVEL",
+        ),
+    ] = LogLevel.info
+    log_format: Annotated[
+        LogFormat,
+        option(
+            "--log-format",
+            case_sensitive=False,
+            help="Log lines as readable text, or json: one object per line with the job's fields "
+            "(for log shippers).",
+            metavar="FORMAT",
+        ),
+    ] = LogFormat.text
+
+    def configure(self) -> None:
+        """Send log lines to stderr as the options say."""
+        configure_logging(self.log_level, self.log_format)
+
+
+#: The default of a command's `Logging` parameter, which `command` turns into the options.
+LOGGING: Final = Logging()

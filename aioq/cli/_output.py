@@ -5,12 +5,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 import typer
 
-__all__ = ["duration", "echo_json", "fields", "indent", "one_line", "show", "stamp", "table"]
+if TYPE_CHECKING:
+    from aioq.job import Job
+
+__all__ = [
+    "duration",
+    "echo_json",
+    "fields",
+    "indent",
+    "one_line",
+    "show",
+    "show_jobs",
+    "stamp",
+    "table",
+]
 
 # Beyond this a pause is open-ended (nats-server's "forever" is the year 9999).
 _FAR_FUTURE: Final = 32_503_680_000.0  # 3000-01-01
@@ -100,3 +113,10 @@ def show(as_json: bool, value: Any, text: Callable[[], str], empty: str | None =
         echo_json(value)
     else:
         typer.echo(empty if empty is not None and not value else text())
+
+
+def show_jobs(as_json: bool, jobs: Sequence[Job[Any]], done: str, empty: str) -> None:
+    """Print new `jobs` as JSON, or a ``{done} ID (task T, queue Q)`` line each; else `empty`."""
+    listed = [{"id": j.id, "task": j.task, "queue": j.queue} for j in jobs]
+    text = "\n".join(f"{done} {j.id} (task {j.task or '-'}, queue {j.queue})" for j in jobs)
+    show(as_json, listed, lambda: text, empty)

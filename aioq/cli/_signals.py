@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-import threading
 from collections.abc import Coroutine
 from typing import Any
+
+from aioq.worker.signals import stop_on_signals
 
 __all__ = ["until_stopped"]
 
@@ -19,24 +19,17 @@ async def until_stopped(work: Coroutine[Any, Any, None]) -> None:
     """
     task = asyncio.ensure_future(work)
     stopped = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopped.set)
-            installed.append(sig)
     stop = asyncio.ensure_future(stopped.wait())
     try:
-        await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
-        # Cancelled again if need be: on Python 3.11 a cancellation that arrives as a NATS
-        # request completes can be lost inside nats-py.
-        while not task.done():
-            task.cancel()
-            await asyncio.wait([task], timeout=1.0)
+        with stop_on_signals(asyncio.get_running_loop(), stopped.set, enabled=True):
+            await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+            # Cancelled again if need be: on Python 3.11 a cancellation that arrives as a NATS
+            # request completes can be lost inside nats-py.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=1.0)
         with contextlib.suppress(asyncio.CancelledError):
             task.result()
     finally:
         task.cancel()
         stop.cancel()
-        for sig in installed:
-            loop.remove_signal_handler(sig)

@@ -10,15 +10,7 @@ import typer
 
 from aioq.app import Aarq
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail
-from aioq.cli._options import (
-    AppArgument,
-    LogFormat,
-    LogFormatOption,
-    LogLevel,
-    LogLevelOption,
-    configure_logging,
-    option,
-)
+from aioq.cli._options import LOGGING, AppArgument, Logging, option
 
 __all__ = ["dashboard", "parse_auth"]
 
@@ -71,8 +63,7 @@ def dashboard(
     port: Annotated[int, option("--port", min=0, max=65535, help="Port.")] = 8080,
     auth: AuthOption = None,
     read_only: Annotated[bool, option("--read-only", help="Hide and refuse every action.")] = False,
-    log_level: LogLevelOption = LogLevel.info,
-    log_format: LogFormatOption = LogFormat.text,
+    logs: Logging = LOGGING,
 ) -> None:
     """Serve the web dashboard: queues, workers, jobs, dead letters, schedules, live.
 
@@ -81,7 +72,7 @@ def dashboard(
     Exit status: 0 stopped; 1 the app cannot be loaded or the extra is missing; 2 bad option.
     """
     credentials = parse_auth(auth)
-    configure_logging(log_level, log_format)
+    logs.configure()
     try:
         from aioq.dashboard import create_dashboard
         from aioq.dashboard.serve import serve

@@ -11,7 +11,7 @@ import typer
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
 from aioq.cli._moments import MOMENT_HELP, moment
 from aioq.cli._options import JsonOption, QueueArgument, argument, option
-from aioq.cli._output import fields, indent, one_line, show, stamp, table
+from aioq.cli._output import fields, indent, one_line, show, show_jobs, stamp, table
 from aioq.deadletter import DeadEntry
 from aioq.errors import JobNotFoundError
 from aioq.wire import DeadReason
@@ -22,6 +22,7 @@ dead_cli = typer.Typer(
     name="dead",
     help="The dead letters of a queue: list, show, retry (re-enqueue) and purge them.",
     no_args_is_help=True,
+    add_completion=False,
 )
 
 
@@ -175,12 +176,8 @@ async def retry(
             raise
         if not jobs:
             await require_queue(app, queue)
-    done = [{"id": j.id, "task": j.task, "queue": j.queue} for j in jobs]
-    text = "\n".join(
-        f"re-enqueued job {j.id} (task {j.task or '-'}, queue {j.queue})" for j in jobs
-    )
     empty = f"no dead letters on queue {queue!r} match; nothing re-enqueued"
-    show(as_json, done, lambda: text, empty)
+    show_jobs(as_json, jobs, "re-enqueued job", empty)
 
 
 @dead_cli.command("purge")

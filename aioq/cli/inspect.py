@@ -25,8 +25,6 @@ async def queues(
 ) -> None:
     """List the queues: pending, in-flight, redelivered, delayed, waiting and dead jobs, state.
 
-    WAITING counts jobs held for their dependencies (--depends-on); PULLS, idle workers' pulls.
-
     Exit status: 0 listed; 1 a named queue is unknown (or another error).
     """
     async with connection.open() as app:
@@ -35,10 +33,8 @@ async def queues(
     if unknown:
         fail(unknown_queue(unknown[0], app.prefix, [q.name for q in found]))
     found = [q for q in found if not names or q.name in names]
-    headers = [
-        "QUEUE", "PENDING", "IN FLIGHT", "REDELIVERED", "DELAYED", "WAITING", "DEAD", "PULLS",
-        "STATE"
-    ]  # fmt: skip
+    headers = ["QUEUE", "PENDING", "IN FLIGHT", "REDELIVERED", "DELAYED", "WAITING", "DEAD"]
+    headers += ["PULLS", "STATE"]
     rows = [
         [q.name, q.pending, q.in_flight, q.redelivered, q.delayed, q.waiting, q.dead,
          q.waiting_pulls, _state(q)] for q in found

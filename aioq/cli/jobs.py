@@ -22,7 +22,10 @@ __all__ = ["NOT_DONE_EXIT", "enqueue", "job_cli"]
 NOT_DONE_EXIT: Final = 3
 
 job_cli = typer.Typer(
-    name="job", help="Look at one job by its id: status, result, abort.", no_args_is_help=True
+    name="job",
+    help="Look at one job by its id: status, result, abort.",
+    no_args_is_help=True,
+    add_completion=False,
 )
 
 JobIdArgument = Annotated[str, argument("The job id (printed by enqueue).", "ID")]
@@ -38,18 +41,16 @@ KwargsOption = Annotated[str | None, option("--kwargs", metavar="JSON", default=
 DelayOption = Annotated[float | None, option("--delay", min=0, metavar="SECONDS",
     help="Hold the job this many seconds before it may start.", default="no delay",
 )]  # fmt: skip
-DependsOption = Annotated[list[str] | None, option("--depends-on", metavar="ID",
-    help="Queue the job only once job ID succeeded (repeat for several); it waits meanwhile.",
-)]  # fmt: skip
-UniqueOption = Annotated[bool, option("--unique",
-    help="While a job of TASK with these arguments is queued or running, return it instead.",
-)]  # fmt: skip
-UniqueKeyOption = Annotated[str | None, option("--unique-key", metavar="KEY",
-    help="Like --unique, with KEY instead of the arguments.",
-)]  # fmt: skip
-GroupOption = Annotated[str | None, option("--group", metavar="GROUP",
-    help="The group (tenant, API key) whose limits the job obeys (app.group_limit).",
-)]  # fmt: skip
+DependsOption = Annotated[
+    list[str] | None, option("--depends-on", metavar="ID", help="Wait for job ID (repeatable).")
+]
+UniqueOption = Annotated[bool, option("--unique", help="Return the job holding TASK+ARGS.")]
+UniqueKeyOption = Annotated[
+    str | None, option("--unique-key", metavar="KEY", help="Like --unique, keyed by KEY.")
+]
+GroupOption = Annotated[
+    str | None, option("--group", metavar="GROUP", help="Obey GROUP's limits (app.group_limit).")
+]
 
 
 def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
@@ -101,10 +102,10 @@ async def enqueue(
         found = app.get_task(task)
         if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
             fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
+        depends = tuple(depends_on or ())
         call = found.with_options(
-            delay=delay, depends_on=depends_on or (), unique=unique, unique_key=unique_key,
-            group=group,
-        )  # fmt: skip
+            delay=delay, depends_on=depends, group=group, unique=unique, unique_key=unique_key
+        )
         job: Job[Any] = await call.enqueue(*args, **kwargs)
         summary = {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
         if not as_json:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
+import msgspec
 import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
+from aioq.cli._moments import pause_end
 from aioq.cli._options import JsonOption, QueueArgument, option
-from aioq.cli._output import duration, fields, show, stamp
-from aioq.inspection import QueueStats, delete_queue_consumer
+from aioq.cli._output import duration, fields, show
+from aioq.inspection import delete_queue_consumer
+from aioq.moments import parse_until
 from aioq.naming import validate_queue
 
 __all__ = ["parse_until", "queue_app"]
@@ -22,46 +24,7 @@ queue_app = typer.Typer(
     add_completion=False,
 )
 
-_CLOCK_RE = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
-
-
-def parse_until(text: str, now: datetime | None = None) -> datetime:
-    """A pause end: ``HH:MM[:SS]`` (the next such local time) or an ISO 8601 date and time.
-
-    Raises:
-        ValueError: The text is neither, or names a time that has passed.
-    """
-    now = now or datetime.now().astimezone()
-    match = _CLOCK_RE.match(text.strip())
-    if match:
-        hour, minute, second = int(match[1]), int(match[2]), int(match[3] or 0)
-        if hour > 23 or minute > 59 or second > 59:
-            raise ValueError(f"{text!r} is not a time of day")
-        moment = now.replace(hour=hour, minute=minute, second=second, microsecond=0)
-        return moment if moment > now else moment + timedelta(days=1)
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is neither HH:MM nor an ISO 8601 date and time (2026-01-31T09:00)"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()  # the local time zone
-    if moment <= now:
-        raise ValueError(f"{text!r} has passed already")
-    return moment
-
-
-def _until_option(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_until(value)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-
-
-UntilOption = Annotated[str | None, option("--until", metavar="TIME",
+UntilOption = Annotated[datetime | None, option("--until", parser=pause_end, metavar="TIME",
     help="When the pause ends by itself: HH:MM (next such local time) or an ISO 8601 date and "
     "time.", default="until `aioq queue resume`",
 )]  # fmt: skip
@@ -76,13 +39,12 @@ async def pause(
 
     Running jobs finish; workers keep running and pick up where they left off on resume.
     """
-    end = _until_option(until)
     async with connection.open() as app:
-        await app.pause_queue(queue, end)
-    if end is None:
+        await app.pause_queue(queue, until)
+    if until is None:
         typer.echo(f"queue {queue} paused until resumed (aioq queue resume {queue})")
     else:
-        local = end.astimezone()
+        local = until.astimezone()
         typer.echo(f"queue {queue} paused until {local.strftime('%Y-%m-%d %H:%M:%S %Z')}")
 
 
@@ -109,18 +71,7 @@ async def info(
     stats = found.get(queue)
     if stats is None:
         fail(unknown_queue(queue, app.prefix, sorted(found)))
-    show(as_json, stats, lambda: _describe(stats))
-
-
-def _describe(q: QueueStats) -> str:
-    paused = stamp(q.paused_until) or "until resumed"
-    return fields([
-        ("queue", q.name), ("pending", q.pending), ("in flight", q.in_flight),
-        ("redelivered", q.redelivered), ("delayed", q.delayed),
-        ("waiting for dependencies", q.waiting), ("dead", q.dead),
-        ("idle pulls", q.waiting_pulls), ("consumer", "yes" if q.consumer else "none yet"),
-        ("paused", paused if q.paused else "no"),
-    ])  # fmt: skip
+    show(as_json, stats, lambda: fields(msgspec.structs.asdict(stats).items()))
 
 
 @queue_app.command()

@@ -9,7 +9,7 @@ import typer
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
 from aioq.cli._moments import MOMENT_HELP, moment
 from aioq.cli._options import JsonOption, QueueArgument, option
-from aioq.cli._output import show
+from aioq.cli._output import show_jobs
 
 __all__ = ["replay"]
 
@@ -46,7 +46,5 @@ async def replay(
         jobs = await app.history.replay(queue, since=since, until=until, task=task)
         if not jobs:
             await require_queue(app, queue)
-    done = [{"id": j.id, "task": j.task, "queue": j.queue} for j in jobs]
-    text = "\n".join(f"replayed as job {j.id} (task {j.task}, queue {j.queue})" for j in jobs)
     empty = f"no kept job of queue {queue!r} succeeded in that window; nothing replayed"
-    show(as_json, done, lambda: text, empty)
+    show_jobs(as_json, jobs, "replayed as job", empty)

@@ -8,16 +8,7 @@ from typing import Annotated, Any
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
 from aioq.cli._loader import load_app
-from aioq.cli._options import (
-    AppArgument,
-    JsonOption,
-    LogFormat,
-    LogFormatOption,
-    LogLevel,
-    LogLevelOption,
-    configure_logging,
-    option,
-)
+from aioq.cli._options import LOGGING, AppArgument, JsonOption, Logging, option
 from aioq.cli._output import show, table
 from aioq.cli._signals import until_stopped
 from aioq.cron import CronSchedule, EverySchedule
@@ -51,15 +42,14 @@ async def scheduler(
     repeatable: RepeatableOption = None,
     delayed: DelayedOption = True,
     scan_interval: ScanIntervalOption = 1.0,
-    log_level: LogLevelOption = LogLevel.info,
-    log_format: LogFormatOption = LogFormat.text,
+    logs: Logging = LOGGING,
 ) -> None:
     """Run a scheduler alone (delayed and repeatable jobs, no job execution) until SIGTERM.
 
     Any number may run, beside workers with their own scheduler or with --no-scheduler:
     each delayed job and each tick of a repeatable is enqueued once.
     """
-    configure_logging(log_level, log_format)
+    logs.configure()
     async with connection.open() as app:
         runner = Scheduler(
             app, repeatables=repeatable or None, scan_interval=scan_interval, delayed=delayed

@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-import os
-import sys
-import threading
-import time
 from datetime import timedelta
 from typing import Annotated, Final
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
-from aioq.cli._options import (
-    AppArgument,
-    LogFormat,
-    LogFormatOption,
-    LogLevel,
-    LogLevelOption,
-    configure_logging,
-    option,
-)
+from aioq.cli._options import LOGGING, AppArgument, Logging, option
 from aioq.options import WorkerOptions
 from aioq.worker import Worker
+from aioq.worker.threads import exit_despite_threads
 
 __all__ = ["worker"]
 
-log = logging.getLogger("aioq.worker")
-
-# How long a worker that cancelled jobs at its stop waits for their threads before exiting.
-EXIT_WAIT_S: Final = 1.0
 #: The settings of ``aioq worker`` not given on the command line.
 DEFAULTS: Final = WorkerOptions()
 
@@ -91,8 +75,7 @@ def worker(
     app_path: AppArgument,
     queue: QueuesOption = None,
     concurrency: ConcurrencyOption = DEFAULTS.concurrency,
-    log_level: LogLevelOption = LogLevel.info,
-    log_format: LogFormatOption = LogFormat.text,
+    logs: Logging = LOGGING,
     connection: Connection = CONNECTION_OPTIONS,
     settings: Settings = SETTINGS,
 ) -> None:
@@ -100,8 +83,8 @@ def worker(
 
     With --burst it exits by itself once its queues are empty.
     """
-    configure_logging(log_level, log_format)
-    app = dataclasses.replace(connection, server=connection.server or None).app()
+    logs.configure()
+    app = dataclasses.replace(connection, servers=connection.servers or None).app()
     options = DEFAULTS.replace(concurrency=concurrency, **dataclasses.asdict(settings))
     if queue:
         options = options.replace(queues=queue)
@@ -111,32 +94,4 @@ def worker(
 async def _run(runner: Worker) -> None:
     await runner.run()
     if runner.cancelled_at_stop:
-        _exit_if_stuck(runner.cancelled_at_stop)
-
-
-def _exit_if_stuck(cancelled: int) -> None:
-    """Exit with 0 in `EXIT_WAIT_S` if the interpreter is still waiting for threads then.
-
-    Jobs cancelled at the stop are back in their queue and the connection is closed, but the
-    thread of a plain-function job cannot be interrupted, and Python waits for it on exit
-    (for ever, if the job never ends). The watchdog is a daemon thread, so a normal exit
-    ends it.
-    """
-
-    def watchdog() -> None:
-        time.sleep(EXIT_WAIT_S)
-        main = threading.main_thread()
-        busy = [t.name for t in threading.enumerate() if not t.daemon and t is not main]
-        log.warning(
-            "exiting without waiting for threads still running (%s): the %d cancelled jobs were "
-            "returned to their queue",
-            ", ".join(busy) or "none",
-            cancelled,
-        )
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-
-    threading.Thread(target=watchdog, name="aioq-exit-watchdog", daemon=True).start()
+        exit_despite_threads(runner.cancelled_at_stop)

@@ -5,16 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import logging
+import os
+import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final
 
-__all__ = ["run_in_thread"]
+__all__ = ["EXIT_WAIT_S", "exit_despite_threads", "run_in_thread"]
+
+log = logging.getLogger("aioq.worker")
 
 # Threads are started on demand and reused, so a worker uses about as many as its
 # concurrency; the bound only matters for runs that outlive their timeout.
 _MAX_THREADS: Final = 512
+#: How long a process whose worker cancelled jobs at its stop waits for their threads.
+EXIT_WAIT_S: Final = 1.0
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -46,3 +54,31 @@ def run_in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> asyncio.
 def _consume(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def exit_despite_threads(cancelled: int, wait: float = EXIT_WAIT_S) -> None:
+    """Exit the process with 0 in `wait` seconds if the interpreter still waits for threads.
+
+    For a process that ends with its worker (``aioq worker``): jobs cancelled at the stop
+    are back in their queue and the connection is closed, but the thread of a plain-function
+    job cannot be interrupted, and Python waits for it on exit (for ever, if the job never
+    ends). The watchdog is a daemon thread, so a normal exit ends it.
+    """
+
+    def watchdog() -> None:
+        time.sleep(wait)
+        main = threading.main_thread()
+        busy = [t.name for t in threading.enumerate() if not t.daemon and t is not main]
+        log.warning(
+            "exiting without waiting for threads still running (%s): the %d cancelled jobs were "
+            "returned to their queue",
+            ", ".join(busy) or "none",
+            cancelled,
+        )
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+    threading.Thread(target=watchdog, name="aioq-exit-watchdog", daemon=True).start()

@@ -48,13 +48,14 @@ async def publish_prepared(app: ClientApp, job: PreparedJob) -> Job[Any]:
         holder = await claim(broker, job)
         if holder is not None:
             return _held_by(app, job, holder)
+    at = broker.clock.time()
     try:
         duplicate = await (register if job.depends else publish_one)(broker, job)
     except BaseException:
         await unclaim(broker, job)
         raise
     if not duplicate:
-        await _announce(broker, job)
+        await _announce(broker, job, at)
     return _handle(app, job, duplicate)
 
 
@@ -74,6 +75,7 @@ async def publish_many(app: ClientApp, jobs: Iterable[PreparedJob]) -> list[Job[
         if holder is not None:
             holders[i] = holder
     fresh = [job for i, job in enumerate(prepared) if i not in holders and not job.depends]
+    at = broker.clock.time()
     outcomes = iter(await publish_all(broker, fresh))
     done: list[Job[Any]] = []
     failed: list[tuple[PreparedJob, BaseException]] = []
@@ -87,7 +89,7 @@ async def publish_many(app: ClientApp, jobs: Iterable[PreparedJob]) -> list[Job[
             failed.append((job, outcome))
         else:
             if not outcome:
-                await _announce(broker, job)
+                await _announce(broker, job, at)
             done.append(_handle(app, job, outcome))
     if failed:
         raise PartialEnqueueError(
@@ -153,12 +155,17 @@ def _held_by(app: ClientApp, job: PreparedJob, holder: UniqueHolder) -> Job[Any]
     )
 
 
-async def _announce(broker: Broker, job: PreparedJob) -> None:
+async def _announce(broker: Broker, job: PreparedJob, at: float) -> None:
+    """Publish the job's ``enqueued`` event, timed `at` (taken before the job was published).
+
+    The event goes out after the job, so a worker's ``started`` can arrive first; its time
+    still orders it before the worker's events.
+    """
     event = Event(
         kind=EventKind.ENQUEUED,
         id=job.job_id,
         queue=job.queue,
-        at=broker.clock.time(),
+        at=at,
         task=job.task,
     )
     await broker.events.publish(job.queue, EventKind.ENQUEUED.value, encode(event))

@@ -11,8 +11,6 @@ import zoneinfo
 from datetime import datetime, timedelta, tzinfo
 from typing import Final, Protocol
 
-from croniter import CroniterError, croniter
-
 from aioq.errors import ConfigError
 
 __all__ = ["CronSchedule", "EverySchedule", "Schedule", "tick_id", "ticks_between"]
@@ -91,6 +89,10 @@ class CronSchedule:
             raise ConfigError(f"cron must be a cron expression string, got {expression!r}")
         self.expression = " ".join(expression.split())
         self.tz, self.tz_name = _zone(tz)
+        # Imported with the first cron schedule: croniter and dateutil take ~25 ms to load,
+        # a sixth of `import aioq`, and most workers have no cron schedule.
+        from croniter import CroniterError, croniter
+
         try:
             croniter(self.expression, datetime.now(self.tz))
         except (CroniterError, ValueError, KeyError) as e:
@@ -105,6 +107,8 @@ class CronSchedule:
 
     def next_after(self, t: float) -> float:
         """The first tick strictly after `t`."""
+        from croniter import croniter
+
         while True:
             tick = float(croniter(self.expression, self._at(t)).get_next(float))
             if not self._repeated(tick):
@@ -118,6 +122,8 @@ class CronSchedule:
 
     def before(self, t: float) -> float | None:
         """The last tick strictly before `t`."""
+        from croniter import CroniterError, croniter
+
         while True:
             try:
                 tick = float(croniter(self.expression, self._at(t)).get_prev(float))

@@ -119,6 +119,7 @@ class DeadLetters:
         else:
             message.retry_of = entry.seq
             data = encode(message)
+        at = self.app.clock.time()  # before the job can run: its event sorts before the worker's
         record = JobRecord(
             id=letter.id,
             state=JobState.QUEUED,
@@ -136,7 +137,7 @@ class DeadLetters:
             kind=EventKind.ENQUEUED,
             id=letter.id,
             queue=letter.queue,
-            at=self.app.clock.time(),
+            at=at,
             task=letter.task,
         )
         await broker.events.publish(letter.queue, EventKind.ENQUEUED.value, encode(event))

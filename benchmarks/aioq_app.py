@@ -17,7 +17,26 @@ from benchmarks.recorder import record
 
 # The `aioq_noresult` variant sets AIOQ_BENCH_KEEP_RESULT=0: no job records are stored.
 # bench_cluster.py sets AIOQ_BENCH_REPLICAS for replicated streams.
+# The `aioq_noqueued` variant sets AIOQ_BENCH_NO_QUEUED_RECORD=1 in the enqueuing process: it
+# measures what the "queued" record costs (lookups of queued jobs by id do not work then).
 _replicas = os.environ.get("AIOQ_BENCH_REPLICAS")
+
+
+def _no_queued_record() -> None:
+    """Patch (or, reloaded without the variable, restore) the "queued" record write."""
+    from aioq._nats.records import NatsRecords
+
+    original = getattr(NatsRecords, "_bench_put_queued", None) or NatsRecords.put_queued
+    NatsRecords._bench_put_queued = original  # type: ignore[attr-defined]
+
+    async def skipped(*_args: Any) -> None:
+        return None
+
+    wanted = skipped if os.environ.get("AIOQ_BENCH_NO_QUEUED_RECORD") else original
+    NatsRecords.put_queued = wanted  # type: ignore[method-assign]
+
+
+_no_queued_record()
 app = Aarq(
     os.environ.get("NATS_URL", "nats://127.0.0.1:4222"),
     prefix="bench",

@@ -141,13 +141,16 @@ class Aioq(System):
     broker = "nats"
     batch_api = "app.enqueue_many"
     MODULE = "benchmarks.aioq_app"
+    # asyncio's own loop, as the ceiling's; `aioq_uvloop` measures uvloop on its own row.
+    LOOP = "asyncio"
 
     def check(self) -> None:
         _exe("aioq")
 
     def worker_commands(self, nprocs: int) -> list[list[str]]:
         cmd = [_exe("aioq"), "worker", f"{self.MODULE}:app", "-q", "bench",
-               "-c", str(CONCURRENCY), "-s", self.url, "--log-level", "warning"]  # fmt: skip
+               "-c", str(CONCURRENCY), "-s", self.url, "--log-level", "warning",
+               "--loop", self.LOOP]  # fmt: skip
         return [cmd] * nprocs
 
     async def open(self, url: str) -> None:
@@ -188,6 +191,30 @@ class AioqNoResult(Aioq):
             await super().open(url)
         finally:
             del os.environ["AIOQ_BENCH_KEEP_RESULT"]
+
+
+class AioqUvloop(Aioq):
+    """aioq's worker on uvloop (``--loop uvloop``; the ceiling runs on asyncio's loop)."""
+
+    name = "aioq_uvloop"
+    LOOP = "uvloop"
+
+    def check(self) -> None:
+        super().check()
+        _import("uvloop", "Install it: .venv/bin/pip install -e '.[uvloop]'")
+
+
+class AioqNoQueued(Aioq):
+    """aioq without the "queued" record at enqueue (a measurement, not a behaviour)."""
+
+    name = "aioq_noqueued"
+
+    async def open(self, url: str) -> None:
+        os.environ["AIOQ_BENCH_NO_QUEUED_RECORD"] = "1"
+        try:
+            await super().open(url)
+        finally:
+            del os.environ["AIOQ_BENCH_NO_QUEUED_RECORD"]
 
 
 # --------------------------------------------------------------------------- taskiq
@@ -331,8 +358,19 @@ class Saq(System):
 
 SYSTEMS: dict[str, type[System]] = {
     cls.name: cls
-    for cls in (Ceiling, Aioq, AioqNoResult, Taskiq, TaskiqBatch100, Arq, ArqPoll10ms, Saq)
+    for cls in (
+        Ceiling,
+        Aioq,
+        AioqUvloop,
+        AioqNoResult,
+        AioqNoQueued,
+        Taskiq,
+        TaskiqBatch100,
+        Arq,
+        ArqPoll10ms,
+        Saq,
+    )
 }
-DEFAULT_SYSTEMS = ["ceiling", "aioq", "taskiq", "arq", "saq"]
+DEFAULT_SYSTEMS = ["ceiling", "aioq", "aioq_uvloop", "aioq_noresult", "taskiq", "arq", "saq"]
 
 __all__ = ["DEFAULT_SYSTEMS", "SYSTEMS", "VENV_BIN", "System"]

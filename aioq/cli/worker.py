@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import logging
 from datetime import timedelta
 from typing import Annotated, Final
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
+from aioq.cli._loop import LoopChoice, loop_factory, run_on
 from aioq.cli._options import LOGGING, AppArgument, Logging, option
 from aioq.options import WorkerOptions
 from aioq.worker import Worker
 from aioq.worker.threads import exit_despite_threads
 
 __all__ = ["worker"]
+
+log = logging.getLogger("aioq.worker")
 
 #: The settings of ``aioq worker`` not given on the command line.
 DEFAULTS: Final = WorkerOptions()
@@ -68,6 +71,15 @@ QueuesOption = Annotated[list[str] | None, option("--queue", "-q", metavar="QUEU
 ConcurrencyOption = Annotated[int, option("--concurrency", "-c", min=1, metavar="N",
     help="Jobs run at once, over all the queues.",
 )]  # fmt: skip
+LoopOption = Annotated[
+    LoopChoice,
+    option(
+        "--loop",
+        case_sensitive=False,
+        metavar="LOOP",
+        help="Event loop: uvloop (the aioq-nats[uvloop] extra), asyncio, or auto (asyncio's).",
+    ),
+]
 
 
 @command
@@ -76,6 +88,7 @@ def worker(
     queue: QueuesOption = None,
     concurrency: ConcurrencyOption = DEFAULTS.concurrency,
     logs: Logging = LOGGING,
+    loop: LoopOption = LoopChoice.auto,
     connection: Connection = CONNECTION_OPTIONS,
     settings: Settings = SETTINGS,
 ) -> None:
@@ -84,11 +97,13 @@ def worker(
     With --burst it exits by itself once its queues are empty.
     """
     logs.configure()
+    loop_name, factory = loop_factory(loop)
     app = dataclasses.replace(connection, servers=connection.servers or None).app()
     options = DEFAULTS.replace(concurrency=concurrency, **dataclasses.asdict(settings))
     if queue:
         options = options.replace(queues=queue)
-    asyncio.run(_run(Worker(app, options=options)))
+    log.debug("event loop: %s", loop_name)
+    run_on(factory, _run(Worker(app, options=options)))
 
 
 async def _run(runner: Worker) -> None:

@@ -4,17 +4,21 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import math
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from nats.aio.client import Client as NatsClient
 
 from aioq import Aarq, Context, Worker
+from aioq.cli._loop import LoopChoice, loop_factory
 from aioq.testing import harness
 from aioq.wire import JobState
 from aioq.worker.execute import Stats
@@ -231,3 +235,28 @@ async def test_a_stop_after_a_burst_ended_is_no_second_stop_request(
     with caplog.at_level(logging.INFO, logger="aioq.worker"):
         worker.stop()  # e.g. a fixture's teardown: the worker stopped by itself already
     assert "second stop request" not in caplog.text
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+async def test_cli_worker_runs_on_the_loop_asked_for(
+    client: Aarq, procs: Procs, nats_url: str, events: Path, loop: str
+) -> None:
+    jobs = [await client.enqueue("echo", n) for n in range(3)]
+    proc = procs.start(
+        "worker", APP_PATH, "-s", nats_url, "--burst", "--loop", loop, "--log-level", "debug"
+    )
+    assert await proc.wait_exit(timeout=30) == 0, proc.log()
+    assert f"event loop: {loop}" in proc.log()
+    started = sorted(e["job"] for e in read_events(events) if e["event"] == "start")
+    assert started == sorted(job.id for job in jobs)
+
+
+def test_auto_runs_asyncios_loop_and_uvloop_needs_installing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert loop_factory(LoopChoice.auto) == ("asyncio", None)
+    assert loop_factory(LoopChoice.uvloop)[0] == "uvloop"  # installed with the dev extra
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(typer.BadParameter, match=r"pip install 'aioq-nats\[uvloop\]'"):
+        loop_factory(LoopChoice.uvloop)

@@ -13,7 +13,7 @@ from aioq.cli import cli
 CLI_DIR = Path(aioq.cli.__file__).parent
 # Lines of aioq/cli, every file: a ceiling so that repeated code does not creep back. A new
 # command or flag may raise it; raise it knowingly.
-CLI_LINES_CEILING = 1850
+CLI_LINES_CEILING = 1870  # 1850, and the --loop flag of aioq worker
 # Lines that ruff format skips: new code is formatted.
 FMT_SKIP_CEILING = 52
 
@@ -22,7 +22,7 @@ CONNECTION = (
     "--inbox-prefix"
 )
 SURFACE = {
-    "worker": f"APP_PATH --queue --concurrency --log-level --log-format {CONNECTION} "
+    "worker": f"APP_PATH --queue --concurrency --log-level --log-format --loop {CONNECTION} "
     "--shutdown-grace --heartbeat-interval --rate-limit --rate-interval --scheduler "
     "--scan-interval --burst --metrics-port --metrics-host",
     "server": "--port --monitor-port --store-dir --config --cluster",

@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from aioq import Aarq
+from aioq.wire import Event, EventKind, encode
 
 from ..procs import ROOT, Proc
 from .conftest import QUEUE, Stack
@@ -158,6 +159,32 @@ async def test_a_dead_letter_is_retried_from_the_page_and_succeeds(
     assert await job.result(timeout=10) == "fixed"
     await page.goto(f"{stack.base}/jobs/{job.id}")
     await expect(page.locator("#job-state")).to_have_text("succeeded")
+
+
+async def test_the_job_state_follows_the_latest_event_not_the_last_to_arrive(
+    page: Page, stack: Stack, worker: Proc, client: Aarq
+) -> None:
+    job = await client.enqueue("echo", "ordered")
+    await job.result(timeout=10)
+    finished = (await job.status()).finished_at  # type: ignore[attr-defined]
+    assert finished is not None
+    await page.goto(f"{stack.base}/jobs/{job.id}")
+    await wait_live(page)
+    state = page.locator("#job-state")
+    await expect(state).to_have_text("succeeded")
+    broker = await client.connect()
+
+    async def arrive(kind: EventKind, at: float) -> None:
+        event = Event(kind=kind, id=job.id, queue=QUEUE, at=at, task="echo")
+        await broker.events.publish(QUEUE, kind.value, encode(event))
+
+    # An "enqueued" timed before the outcome, arriving after it (a producer's event can).
+    await arrive(EventKind.ENQUEUED, finished - 1)
+    items = page.locator("#job-timeline li")
+    await expect(items.last).to_contain_text("enqueued")
+    await expect(state).to_have_text("succeeded")
+    await arrive(EventKind.STARTED, time.time() + 1)
+    await expect(state).to_have_text("running")
 
 
 async def test_pause_and_resume_from_the_page(

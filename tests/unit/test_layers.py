@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[2] / "aioq"
 CONFINED = {
     "nats": ("aioq._nats",),
     "typer": ("aioq.cli",),
+    "uvloop": ("aioq.cli",),
     "starlette": ("aioq.dashboard",),
     "jinja2": ("aioq.dashboard",),
     "uvicorn": ("aioq.dashboard",),

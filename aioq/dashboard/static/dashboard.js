@@ -148,12 +148,19 @@
       const mine = events.filter(function (e) { return e.id === timeline.dataset.job; });
       mine.forEach(function (e) { timeline.appendChild(eventItem(e, false)); });
       const state = document.getElementById("job-state");
-      if (state && mine.length) {
-        const kind = mine[mine.length - 1].kind;
+      if (!state) return;
+      // Events come from producer and workers on separate connections, so they can arrive
+      // out of order: the state follows the latest by time, never an older one.
+      let latest = null;
+      mine.forEach(function (e) {
+        if (e.at >= Number(state.dataset.at || 0) && (!latest || e.at >= latest.at)) latest = e;
+      });
+      if (latest) {
         const map = { enqueued: "queued", started: "running", progress: "running" };
-        const text = map[kind] || kind;
+        const text = map[latest.kind] || latest.kind;
         state.textContent = text;
         state.className = "state state-" + text;
+        state.dataset.at = latest.at;
       }
     }
   }

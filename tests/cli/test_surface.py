@@ -13,7 +13,8 @@ from aioq.cli import cli
 CLI_DIR = Path(aioq.cli.__file__).parent
 # Lines of aioq/cli, every file: a ceiling so that repeated code does not creep back. A new
 # command or flag may raise it; raise it knowingly.
-CLI_LINES_CEILING = 1870  # 1850, and the --loop flag of aioq worker
+# 1850, the --loop flag of aioq worker, enqueue's four flow flags and aioq queue info.
+CLI_LINES_CEILING = 1908
 # Lines that ruff format skips: new code is formatted.
 FMT_SKIP_CEILING = 52
 

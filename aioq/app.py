@@ -36,6 +36,7 @@ from aioq.errors import (
     UnknownTaskError,
 )
 from aioq.flows import Flow, Signature, start_chain, start_group
+from aioq.groups import DEFAULT_RECHECK_S, GroupLimit, GroupLimits
 from aioq.inspection import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.job import Job
 from aioq.naming import Names, validate_inbox_prefix, validate_queue, validate_task_name
@@ -171,6 +172,8 @@ class Aarq:
         self.keep_result = seconds(keep_result, "keep_result", allow_zero=True) or 0.0
         self._default_queue_options = QueueOptions(ack_wait=seconds(ack_wait, "ack_wait") or 30.0)
         self._queue_options: dict[str, QueueOptions] = {}
+        #: Limits per group of jobs (``with_options(group=...)``), set with `group_limit`.
+        self.group_limits = GroupLimits()
         self._chosen_broker: Broker | None = None
         self._connections = LoopConnections(self._new_broker, _close_at_loop_end)
         self._sync_loop = BackgroundLoop("aioq-enqueue-sync")
@@ -281,6 +284,7 @@ class Aarq:
         backoff: BackoffLike | None = None,
         no_retry_for: tuple[type[BaseException], ...] = (),
         priority: int = DEFAULT_PRIORITY,
+        group: str | None = None,
     ) -> TaskDecorator: ...
 
     def task(
@@ -296,6 +300,7 @@ class Aarq:
         backoff: BackoffLike | None = None,
         no_retry_for: tuple[type[BaseException], ...] = (),
         priority: int = DEFAULT_PRIORITY,
+        group: str | None = None,
     ) -> Any:
         """Register a task: ``@app.task`` or ``@app.task(queue="email", retries=5, ...)``.
 
@@ -313,6 +318,8 @@ class Aarq:
             priority: Priority level of the task's jobs, 0 (lowest) to 9 (highest), default
                 5: a worker starts higher levels first, lower ones at a smaller share
                 (docs/priorities.md).
+            group: The group whose limits the task's jobs obey (``app.group_limit``), unless
+                an enqueue names another with ``with_options(group=...)``.
 
         Raises:
             ConfigError: On an invalid option, or a name that is already registered.
@@ -325,6 +332,7 @@ class Aarq:
             backoff=backoff,
             no_retry_for=no_retry_for,
             priority=priority,
+            group=group,
         )
 
         def register(function: Callable[..., Any]) -> Task[Any, Any]:
@@ -424,6 +432,38 @@ class Aarq:
             current = dataclasses.replace(current, history=seconds(history, "history"))
             self._queue_options[name] = current
         return current
+
+    def group_limit(
+        self,
+        group: str | None = None,
+        *,
+        rate_limit: int | None = None,
+        rate_interval: float | timedelta = 1.0,
+        max_running: int | None = None,
+        recheck: float | timedelta = DEFAULT_RECHECK_S,
+    ) -> GroupLimit:
+        """Limit the jobs of `group` (a tenant, an API key) over every worker of the app.
+
+        A job joins a group with ``with_options(group=...)`` or ``@app.task(group=...)``. The
+        limits count the group's jobs in every queue of the app, and hold for all workers
+        together (docs/flow-control.md). A job over its group's limit goes back to its queue
+        for a while, without using one of its attempts; other groups' jobs run meanwhile.
+
+        Args:
+            group: The group; None sets the default limit of every group without its own.
+            rate_limit: Most starts of the group's jobs per `rate_interval` (0 pauses it).
+            rate_interval: Seconds of the rate limit's window (default 1).
+            max_running: Most of the group's jobs running at once. A worker that dies gives
+                its jobs' places back when their leases run out (the queue's ``ack_wait``).
+            recheck: Seconds a job over `max_running` waits before it is offered again.
+        """
+        return self.group_limits.set(
+            group,
+            rate_limit=rate_limit,
+            rate_interval=rate_interval,
+            max_running=max_running,
+            recheck=recheck,
+        )
 
     # -- scheduling and flow control ------------------------------------------------------
 

@@ -177,7 +177,8 @@ def _channels(names: Names) -> dict[str, Any]:
         "rateLimits": _channel(
             f"$KV.{names.limits_bucket}.{{queue}}",
             f"Shared rate-limit grants per queue: KV bucket {names.limits_bucket}, "
-            "written with compare-and-set.",
+            "written with compare-and-set. Group limits use keys group.<group>.rate (the "
+            "same grants) and group.<group>.running (leases of running jobs).",
             "rateLimit",
             {"queue": _QUEUE},
         ),

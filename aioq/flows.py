@@ -60,6 +60,7 @@ class Signature:
             call,
             now=_now(task),
             priority=task.options.priority,
+            group=task.options.group,
         )
         return dataclasses.replace(job, depends=depends)
 

@@ -19,13 +19,14 @@ from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.deadletter import DeadEntry, DeadLetters, dead_entry
 from aioq.naming import Names, validate_queue
 from aioq.priority import DEFAULT_PRIORITY
-from aioq.wire import Event, JobRecord, JobState, WorkerInfo
+from aioq.wire import Event, JobRecord, JobState, WaitingJob, WorkerInfo
 
 if TYPE_CHECKING:
     from aioq.repeatable import Repeatable
 
 __all__ = [
     "DEAD_AFTER_S",
+    "MAX_WAITING_COUNTED",
     "STALE_AFTER_S",
     "EventStream",
     "HeldEntry",
@@ -40,6 +41,7 @@ __all__ = [
     "list_records",
     "queue_stats",
     "schedules",
+    "waiting_counts",
     "worker_statuses",
 ]
 
@@ -49,6 +51,9 @@ log = logging.getLogger("aioq")
 STALE_AFTER_S: Final = 15.0
 #: Heartbeat age after which a worker counts as dead (its record expires at 3 intervals).
 DEAD_AFTER_S: Final = 30.0
+#: Most waiting jobs read to count them per queue (`QueueStats.waiting`).
+MAX_WAITING_COUNTED: Final = 10_000
+_waiting_decoder: Final = msgspec.json.Decoder(WaitingJob)
 
 
 class _QueuedTask(Protocol):
@@ -128,7 +133,24 @@ async def queue_stats(app: InspectedApp) -> list[QueueStats]:
     one of `app`'s tasks uses it.
     """
     broker = await app.connect()
-    return await broker.inspection.queues({task.queue for task in app.tasks.values()})
+    waiting = await waiting_counts(broker)
+    known = {task.queue for task in app.tasks.values()} | set(waiting)
+    return [
+        msgspec.structs.replace(stats, waiting=waiting.get(stats.name, 0))
+        for stats in await broker.inspection.queues(known)
+    ]
+
+
+async def waiting_counts(broker: Broker, limit: int = MAX_WAITING_COUNTED) -> dict[str, int]:
+    """Jobs waiting for their dependencies, per queue (reading at most `limit` of them)."""
+    counts: dict[str, int] = {}
+    for data in await broker.waiting.values(limit):
+        try:
+            queue = _waiting_decoder.decode(data).queue
+        except msgspec.DecodeError:
+            continue
+        counts[queue] = counts.get(queue, 0) + 1
+    return counts
 
 
 async def worker_statuses(

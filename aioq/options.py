@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
 
 from aioq.backoff import BackoffLike, resolve_backoff
 from aioq.errors import ConfigError
+from aioq.groups import validate_group
 from aioq.naming import validate_job_id, validate_queue
 from aioq.priority import DEFAULT_PRIORITY, validate_priority
 from aioq.ratelimit import check_rate
@@ -68,6 +69,8 @@ class TaskOptions:
     no_retry_for: tuple[type[BaseException], ...] = ()
     #: Priority level of the task's jobs, 0 (lowest) to 9 (highest).
     priority: int = DEFAULT_PRIORITY
+    #: The group of the task's jobs, unless an enqueue gives its own.
+    group: str | None = None
 
     @classmethod
     def build(
@@ -80,6 +83,7 @@ class TaskOptions:
         backoff: BackoffLike | None,
         no_retry_for: tuple[type[BaseException], ...],
         priority: int = DEFAULT_PRIORITY,
+        group: str | None = None,
     ) -> TaskOptions:
         """Validate raw decorator arguments into options."""
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -95,6 +99,7 @@ class TaskOptions:
             backoff=resolve_backoff(backoff),
             no_retry_for=tuple(no_retry_for),
             priority=validate_priority(priority),
+            group=None if group is None else validate_group(group),
         )
 
 
@@ -122,11 +127,15 @@ class CallOptions:
     on_dependency_failure: str = "dead"
     #: Priority level of this job instead of the task's, 0 (lowest) to 9 (highest).
     priority: int | None = None
+    #: The group whose limits the job obeys (``app.group_limit``).
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if self.priority is not None:
             validate_priority(self.priority)
         _check_unique(self)
+        if self.group is not None:
+            validate_group(self.group)
         _check_dependencies(self)
         if self.job_id is not None:
             validate_job_id(self.job_id)

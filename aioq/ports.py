@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from aioq.backend import Broker
     from aioq.clock import Clock
     from aioq.context import AfterJobHook, BeforeJobHook, Hook, State
+    from aioq.groups import GroupLimits
     from aioq.job import Job
     from aioq.options import QueueOptions
     from aioq.repeatable import Repeatable
@@ -114,6 +115,11 @@ class WorkerApp(SchedulingApp, Protocol):
 
     def queue(self, name: str) -> QueueOptions:
         """The consumer settings of queue `name`."""
+        ...
+
+    @property
+    def group_limits(self) -> GroupLimits:
+        """The limits of groups of jobs (``app.group_limit``)."""
         ...
 
     async def close(self) -> None:

@@ -144,6 +144,7 @@ class Task(Generic[P, R]):
         depends_on: Sequence[Job[Any] | str] = (),
         on_dependency_failure: str = "dead",
         priority: int | None = None,
+        group: str | None = None,
     ) -> TaskCall[P, R]:
         """Per-enqueue options, kept apart from the task's own arguments.
 
@@ -168,6 +169,8 @@ class Task(Generic[P, R]):
                 ``dependency_failed``) if a dependency fails for good; ``"run"`` runs it anyway.
             priority: Priority level of this job, 0 (lowest) to 9 (highest), instead of the
                 task's; higher levels start first (docs/priorities.md).
+            group: The group (a tenant, an API key) whose limits the job's start obeys,
+                instead of the task's group (``app.group_limit``; docs/flow-control.md).
         """
         return TaskCall(
             self,
@@ -184,6 +187,7 @@ class Task(Generic[P, R]):
                 depends_on=_ids(depends_on),
                 on_dependency_failure=on_dependency_failure,
                 priority=priority,
+                group=group,
             ),
         )
 
@@ -240,6 +244,7 @@ class TaskCall(Generic[P, R]):
             self.call,
             now=task.app.clock.time(),
             priority=task.options.priority,
+            group=task.options.group,
         )
         if b"null" in job.data:  # msgspec writes NaN and infinity as null, like None
             task._reject_non_finite(args, kwargs)
@@ -266,10 +271,11 @@ def build_job(
     *,
     now: float | None = None,
     priority: int = DEFAULT_PRIORITY,
+    group: str | None = None,
 ) -> PreparedJob:
     """Encode one job message for `task` on `queue`, enqueued at `now` (default: the time).
 
-    `priority` is the task's level; the call's own, if given, wins.
+    `priority` is the task's level and `group` the task's group; the call's own, if given, win.
     """
     job_id = call.job_id or uuid.uuid4().hex
     if call.priority is not None:
@@ -288,6 +294,7 @@ def build_job(
         depends_on=list(call.depends_on) or None,
         unique_key=unique.key if unique is not None else None,
         priority=None if priority == DEFAULT_PRIORITY else priority,
+        group=call.group or group,
     )
     try:
         data = encode(message)

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from aioq.groups import GROUP_MAX_LENGTH, GROUP_PATTERN
 from aioq.naming import JOB_ID_PATTERN
 
 __all__ = [
@@ -57,6 +58,10 @@ class JobMessage(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     unique_key: Annotated[str, msgspec.Meta(pattern=JOB_ID_PATTERN)] | None = None
     #: Priority level, 0 (lowest) to 9 (highest); absent means 5. Kept by retries of the job.
     priority: Annotated[int, msgspec.Meta(ge=0, le=9)] | None = None
+    #: The group (tenant, API key) whose limits the job's start obeys (``app.group_limit``).
+    group: (
+        Annotated[str, msgspec.Meta(pattern=GROUP_PATTERN, max_length=GROUP_MAX_LENGTH)] | None
+    ) = None
 
 
 class UniqueHolder(msgspec.Struct, omit_defaults=True):
@@ -200,6 +205,8 @@ class JobRecord(msgspec.Struct, omit_defaults=True):
     seq: int | None = None
     #: Ids of the jobs it waited for (``depends_on``).
     depends_on: list[str] | None = None
+    #: Deliveries its group's limits put back (``app.group_limit``): they are not attempts.
+    deferred: int = 0
 
 
 class EventKind(enum.StrEnum):

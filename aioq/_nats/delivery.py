@@ -20,13 +20,14 @@ class NatsDelivery:
     from headers a publisher could forge.
     """
 
-    __slots__ = ("_msg", "attempt", "data", "renewed", "seq", "stored_at")
+    __slots__ = ("_msg", "attempt", "data", "delivered", "renewed", "seq", "stored_at")
 
     def __init__(self, msg: Msg) -> None:
         self._msg = msg
         self.data: bytes = msg.data
         self.renewed = time.monotonic()
-        self.attempt, self.seq, self.stored_at = _parse_ack_subject(msg.reply)
+        self.delivered, self.seq, self.stored_at = _parse_ack_subject(msg.reply)
+        self.attempt = self.delivered
 
     @property
     def msg_id(self) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from nats.js import JetStreamContext
 from nats.js.errors import (
     BucketNotFoundError,
@@ -17,6 +19,9 @@ from aioq.naming import Names
 from aioq.settings import Replication
 
 __all__ = ["NatsWaiting"]
+
+# Longest wait for the next stored value while reading them all.
+_READ_TIMEOUT_S: Final = 5.0
 
 
 class NatsWaiting:
@@ -60,14 +65,38 @@ class NatsWaiting:
         kv = await self._bucket()
         return await delete_at(kv, job_id, revision)
 
-    async def ids(self, limit: int) -> list[str]:
-        """Ids of waiting jobs, at most `limit` (none while the bucket does not exist)."""
+    async def _existing(self) -> KeyValue | None:
+        """The bucket, bound if it exists (a reader does not create it)."""
         if self._kv is None:
             try:
                 self._kv = await self.js.key_value(self.names.waiting_bucket)
             except BucketNotFoundError:
-                return []
-        kv = self._kv
+                return None
+        return self._kv
+
+    async def values(self, limit: int) -> list[bytes]:
+        """The waiting jobs, at most `limit`, through one watch of the bucket's latest values."""
+        kv = await self._existing()
+        if kv is None:
+            return []
+        watcher = await kv.watchall(ignore_deletes=True)
+        found: list[bytes] = []
+        try:
+            while len(found) < limit:
+                entry = await watcher.updates(timeout=_READ_TIMEOUT_S)  # type: ignore[no-untyped-call]
+                if entry is None:  # the end of the values stored when the watch began
+                    break
+                if entry.value:
+                    found.append(entry.value)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return found
+
+    async def ids(self, limit: int) -> list[str]:
+        """Ids of waiting jobs, at most `limit` (none while the bucket does not exist)."""
+        kv = await self._existing()
+        if kv is None:
+            return []
         try:
             keys = await kv.keys()
         except NoKeysError:

@@ -29,6 +29,8 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
         levels: Jobs stored per priority level other than the default 5 (waiting, running
             or between attempts), for the levels that have any; their jobs are counted in
             the totals above too.
+        waiting: Jobs of the queue waiting for their dependencies (``depends_on``), held in
+            the waiting bucket until they may be queued.
     """
 
     name: str
@@ -42,6 +44,7 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     paused_until: float | None = None
     consumer: bool = False
     levels: dict[int, int] = msgspec.field(default_factory=dict)
+    waiting: int = 0
 
 
 class HeldEntry(msgspec.Struct, frozen=True):

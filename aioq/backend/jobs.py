@@ -21,8 +21,11 @@ class Delivery(Protocol):
     """A job message handed to a worker, and the ways to settle it."""
 
     data: bytes
-    #: 1 on the first delivery, counted by the broker.
+    #: 1 on the first delivery: the broker's count (`delivered`) less the deliveries that a
+    #: group limit put back, which the worker subtracts once it has read the job's record.
     attempt: int
+    #: Deliveries counted by the broker, this one included.
+    delivered: int
     #: Broker sequence of the message, unique per enqueue.
     seq: int
     #: When the broker stored the message (unix seconds, broker clock).

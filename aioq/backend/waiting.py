@@ -25,3 +25,7 @@ class WaitingStore(Protocol):
     async def ids(self, limit: int) -> list[str]:
         """Ids of waiting jobs, at most `limit` of them."""
         ...
+
+    async def values(self, limit: int) -> list[bytes]:
+        """The waiting jobs (`WaitingJob` JSON), at most `limit` of them, read at once."""
+        ...

@@ -23,7 +23,7 @@ async def queues(
     as_json: JsonOption = False,
     connection: Connection = CONNECTION_OPTIONS,
 ) -> None:
-    """List the queues: pending, in-flight, redelivered, delayed and dead jobs, consumer state.
+    """List the queues: pending, in-flight, redelivered, delayed, waiting and dead jobs, state.
 
     Exit status: 0 listed; 1 a named queue is unknown (or another error).
     """
@@ -33,10 +33,11 @@ async def queues(
     if unknown:
         fail(unknown_queue(unknown[0], app.prefix, [q.name for q in found]))
     found = [q for q in found if not names or q.name in names]
-    headers = ["QUEUE", "PENDING", "IN FLIGHT", "REDELIVERED", "DELAYED", "DEAD", "PULLS", "STATE"]
+    headers = ["QUEUE", "PENDING", "IN FLIGHT", "REDELIVERED", "DELAYED", "WAITING", "DEAD"]
+    headers += ["PULLS", "STATE"]
     rows = [
-        [q.name, q.pending, q.in_flight, q.redelivered, q.delayed, q.dead, q.waiting_pulls,
-         _state(q)] for q in found
+        [q.name, q.pending, q.in_flight, q.redelivered, q.delayed, q.waiting, q.dead,
+         q.waiting_pulls, _state(q)] for q in found
     ]  # fmt: skip
     if any(q.levels for q in found):  # jobs per priority level, only where levels are used
         headers.append("BY LEVEL")

@@ -51,6 +51,16 @@ PriorityOption = Annotated[
         default="the task's, else 5",
     ),
 ]
+DependsOption = Annotated[
+    list[str] | None, option("--depends-on", metavar="ID", help="Wait for job ID (repeatable).")
+]
+UniqueOption = Annotated[bool, option("--unique", help="Return the job holding TASK+ARGS.")]
+UniqueKeyOption = Annotated[
+    str | None, option("--unique-key", metavar="KEY", help="Like --unique, keyed by KEY.")
+]
+GroupOption = Annotated[
+    str | None, option("--group", metavar="GROUP", help="Obey GROUP's limits (app.group_limit).")
+]
 
 
 def _parse_json(text: str | None, kind: type, what: str, example: str) -> Any:
@@ -78,6 +88,10 @@ async def enqueue(
     kwargs_json: KwargsOption = None,
     delay: DelayOption = None,
     priority: PriorityOption = None,
+    depends_on: DependsOption = None,
+    unique: UniqueOption = False,
+    unique_key: UniqueKeyOption = None,
+    group: GroupOption = None,
     wait: Annotated[
         bool, option("--wait", help="Wait for the outcome and print the result.")
     ] = False,
@@ -87,9 +101,10 @@ async def enqueue(
 ) -> None:
     """Enqueue one job of TASK and print its id; with --wait, its result too.
 
-    Exit status: 0 enqueued (with --wait: succeeded); 1 an error, or with --wait the job
-    failed, expired or was aborted; 2 bad usage (e.g. ARGS_JSON not an array); 3 with
-    --wait --timeout: no outcome in time.
+    With --unique or --unique-key, an enqueue that finds the key held prints the job that
+    holds it. Exit status: 0 enqueued (with --wait: succeeded); 1 an error, or with --wait
+    the job failed, expired or was aborted; 2 bad usage (e.g. ARGS_JSON not an array); 3
+    with --wait --timeout: no outcome in time.
     """
     _check_timeout(wait, timeout)
     args = _parse_json(args_json, list, "ARGS_JSON", "'[1, \"two\"]'")
@@ -98,11 +113,20 @@ async def enqueue(
         found = app.get_task(task)
         if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
             fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
-        call = found.with_options(delay=delay, priority=priority)
+        depends = tuple(depends_on or ())
+        call = found.with_options(
+            delay=delay,
+            priority=priority,
+            depends_on=depends,
+            group=group,
+            unique=unique,
+            unique_key=unique_key,
+        )
         job: Job[Any] = await call.enqueue(*args, **kwargs)
         summary = {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
         if not as_json:
-            typer.echo(f"enqueued job {job.id} (task {job.task}, queue {job.queue})")
+            what = "job holding the key is" if job.duplicate else "enqueued job"
+            typer.echo(f"{what} {job.id} (task {job.task}, queue {job.queue})")
         if wait:
             await _print_outcome(job, timeout, as_json, summary)
         elif as_json:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import msgspec
 import typer
 
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
 from aioq.cli._moments import pause_end
-from aioq.cli._options import QueueArgument, option
-from aioq.cli._output import duration
+from aioq.cli._options import JsonOption, QueueArgument, option
+from aioq.cli._output import duration, fields, show
 from aioq.inspection import delete_queue_consumer
 from aioq.moments import parse_until
 from aioq.naming import validate_queue
@@ -18,7 +19,7 @@ from aioq.naming import validate_queue
 __all__ = ["parse_until", "queue_app"]
 
 queue_app = typer.Typer(
-    help="Pause and resume queues (nats-server 2.11+), or delete a queue's consumer.",
+    help="Show a queue's counts, pause and resume it (nats-server 2.11+), delete its consumer.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -54,6 +55,23 @@ async def resume(queue: QueueArgument, connection: Connection = CONNECTION_OPTIO
     async with connection.open() as app:
         await app.resume_queue(queue)
     typer.echo(f"queue {queue} resumed")
+
+
+@queue_app.command()
+@command
+async def info(
+    queue: QueueArgument, as_json: JsonOption = False, connection: Connection = CONNECTION_OPTIONS
+) -> None:
+    """Show one queue's counts: pending, in flight, delayed, waiting (for dependencies), dead.
+
+    Exit status: 0 shown; 1 QUEUE is unknown (or another error).
+    """
+    async with connection.open() as app:
+        found = {q.name: q for q in await app.queues()}
+    stats = found.get(queue)
+    if stats is None:
+        fail(unknown_queue(queue, app.prefix, sorted(found)))
+    show(as_json, stats, lambda: fields(msgspec.structs.asdict(stats).items()))
 
 
 @queue_app.command()

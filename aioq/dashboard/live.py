@@ -214,6 +214,7 @@ class LiveHub:
             "retrying": retrying,
             "in_flight": stats.in_flight,
             "delayed": stats.delayed,
+            "waiting": stats.waiting,
             "dead": stats.dead,
             "paused": stats.paused,
             "paused_until": stats.paused_until,

@@ -29,7 +29,7 @@ from aioq.worker.execute import Executor, Stats
 from aioq.worker.fetching import Fetching
 from aioq.worker.heartbeat import Heartbeat, host_identity, now
 from aioq.worker.instruments import attempt_tracer, open_metrics
-from aioq.worker.leases import keep_leases
+from aioq.worker.leases import LEASE_RENEW_FRACTION, keep_leases
 from aioq.worker.levels import LeveledSource, open_queue
 from aioq.worker.observe import SILENT
 from aioq.worker.scanners import Scanner, ScannerFunction
@@ -273,7 +273,7 @@ class Worker:
         fetching = self._fetching
         # Rate-limit windows pass on the broker's clock (a FakeClock in tests).
         self.rate_limiter.clock = broker.clock.monotonic
-        fetching.open_gates(broker, list(sources), self.rate_limiter)
+        fetching.open_gates(broker, list(sources), self.rate_limiter, self.app.group_limits)
         pullers = [
             asyncio.create_task(fetching.pull(broker, queue, source), name=f"aioq-pull-{queue}")
             for queue, source in sources.items()
@@ -288,6 +288,10 @@ class Worker:
                 name="aioq-leases",
             ),
         ]
+        if fetching.groups is not None:
+            # Group places live one lease: renewed like the jobs' leases, a third in.
+            period = smallest_ack_wait / LEASE_RENEW_FRACTION
+            background.append(asyncio.create_task(fetching.groups.keep(period), name="aioq-groups"))
         if self._metrics is not None:
             background.append(
                 asyncio.create_task(self._metrics.sample(broker.jobs.backlog), name="aioq-metrics")

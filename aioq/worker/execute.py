@@ -139,13 +139,17 @@ class Executor:
             return Previous.UNKNOWN
         if record is None or record.seq not in (None, delivery.seq):
             return Previous.UNKNOWN  # none, or the record of an earlier enqueue of this id
+        # Deliveries that the job's group limits put back are not attempts.
+        delivery.attempt = delivery.delivered - record.deferred
         if record.attempts >= delivery.attempt:
             return Previous.SUPERSEDED
         if record.attempts != delivery.attempt - 1:
             return Previous.UNKNOWN
         if record.state is JobState.RUNNING:
             return Previous.STARTED
-        return Previous.UNKNOWN if record.state is JobState.QUEUED else Previous.SETTLED
+        if record.state is JobState.QUEUED and not record.deferred:
+            return Previous.UNKNOWN
+        return Previous.SETTLED
 
     def running_jobs(self) -> list[tuple[str, str]]:
         """(job id, task) of each job running now; safe to call from another thread."""
@@ -172,10 +176,10 @@ class Executor:
         if decoded is None:
             return
         job, task = decoded
+        if delivery.delivered > 1 and previous is None:
+            previous = await self.previous(delivery)
         retries = resolve(job.retries, task.options.retries)
         attempt, max_attempts = delivery.attempt, retries + 1
-        if attempt > 1 and previous is None:
-            previous = await self.previous(delivery)
         if previous is Previous.SUPERSEDED:
             # Not settled either: the message belongs to the later delivery.
             log.warning(
@@ -273,6 +277,7 @@ class Executor:
             retry_of=job.retry_of,
             seq=delivery.seq,
             depends_on=job.depends_on,
+            deferred=delivery.delivered - delivery.attempt,
         )
         lease = Lease.of(delivery, lease_period)
         return Attempt(

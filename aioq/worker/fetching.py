@@ -17,10 +17,12 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from aioq.backend import Broker, ConsumerGoneError, Delivery, JobSource
+from aioq.groups import GroupLimits
 from aioq.options import QueueOptions
 from aioq.ratelimit import TokenBucket
 from aioq.worker.draining import cancel_until_done, hand_back
 from aioq.worker.execute import Executor, Previous
+from aioq.worker.groups import GroupGate
 from aioq.worker.leases import LEASE_RENEW_FRACTION, Lease
 from aioq.worker.levels import open_queue
 from aioq.worker.limits import SharedLimit, StartGate
@@ -67,6 +69,8 @@ class Fetching:
         self.jobs: set[asyncio.Task[None]] = set()
         #: Each queue's start gate (its rate limits).
         self.gates: dict[str, StartGate] = {}
+        #: The gate of group limits; None when the app has none.
+        self.groups: GroupGate | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         # Jobs that may have crashed their last worker, run one at a time (see _screen).
@@ -75,8 +79,19 @@ class Fetching:
         self._lane_done = asyncio.Event()
         self._lane_done.set()
 
-    def open_gates(self, broker: Broker, queues: Sequence[str], own: TokenBucket) -> None:
-        """Build each queue's start gate: the worker's own limit, and the queue's shared one."""
+    def open_gates(
+        self,
+        broker: Broker,
+        queues: Sequence[str],
+        own: TokenBucket,
+        groups: GroupLimits | None = None,
+    ) -> None:
+        """Build each queue's start gate, and the gate of the group limits if there are any.
+
+        A queue's gate holds the worker's own limit and the queue's shared one.
+        """
+        if groups:
+            self.groups = GroupGate(groups, broker)
         for queue in queues:
             options = self.queue_options(queue)
             shared = (
@@ -138,7 +153,7 @@ class Fetching:
                     await hand_back(deliveries)
                     slots.release(len(deliveries), queue)
                     return
-                if not self._lane_done.is_set() or any(d.attempt > 1 for d in deliveries):
+                if not self._lane_done.is_set() or any(d.delivered > 1 for d in deliveries):
                     deliveries = await self._screen(deliveries, queue, period)
                 if gate is not None and gate.limited and deliveries:
                     await self._admit(gate, deliveries, queue, period)
@@ -161,11 +176,36 @@ class Fetching:
                 len(delivery.data),
                 delivery.data[:_DEBUG_PAYLOAD_BYTES],
             )
-        job = asyncio.create_task(self.executor.run(delivery, queue, period, previous))
+        if self.groups is None:
+            job = asyncio.create_task(self.executor.run(delivery, queue, period, previous))
+        else:
+            job = asyncio.create_task(self._run_in_group(delivery, queue, period, previous))
         self.jobs.add(job)
         self._idle.clear()
         job.add_done_callback(lambda done: self._finished(done, queue))
         return job
+
+    async def _run_in_group(
+        self, delivery: Delivery, queue: str, period: float, previous: Previous | None
+    ) -> None:
+        """Run `delivery` if its group has room (else it went back), then give the room back."""
+        assert self.groups is not None
+        ack_wait = self.queue_options(queue).ack_wait
+        try:
+            admitted, group = await self.groups.admit(delivery, queue, ack_wait)
+        except asyncio.CancelledError:
+            await hand_back([delivery])  # the worker stops: another worker runs it
+            raise
+        except Exception:
+            log.exception("queue %s: cannot check the group limits of seq=%d", queue, delivery.seq)
+            return  # the job comes back after its lease
+        if not admitted:
+            return
+        try:
+            await self.executor.run(delivery, queue, period, previous)
+        finally:
+            if group is not None:
+                await self.groups.release(group, delivery.seq)
 
     def _finished(self, job: asyncio.Task[None], queue: str) -> None:
         self.jobs.discard(job)
@@ -217,7 +257,7 @@ class Fetching:
         only the job that crashes the worker loses a delivery when it crashes again. While
         such jobs wait, every job fetched joins them, and the queues fetch nothing more.
         """
-        again = [d for d in deliveries if d.attempt > 1]
+        again = [d for d in deliveries if d.delivered > 1]
         found = await asyncio.gather(*(self.executor.previous(d) for d in again))
         previous = {id(d): p for d, p in zip(again, found, strict=True)}
         busy = not self._lane_done.is_set()

@@ -49,6 +49,8 @@ def record(event: str, ctx: Context, **extra: Any) -> None:
 def build(prefix: str, ack_wait: float = 2.0, servers: str = "nats://127.0.0.1:4222") -> Aarq:
     """An app with this module's tasks; tests build their own client with the same prefix."""
     app = Aarq(servers, prefix=prefix, ack_wait=ack_wait)
+    # Jobs enqueued with group="tenant" run two at a time over every worker.
+    app.group_limit("tenant", max_running=2, recheck=0.2)
 
     @app.task(queue="default", retries=TASK_RETRIES)
     async def sleep_for(ctx: Context, seconds: float, later: float | None = None) -> None:

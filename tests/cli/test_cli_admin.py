@@ -120,6 +120,39 @@ async def test_job_status_shows_a_waiting_job_and_its_dependencies(
     assert await waiting.result(timeout=10) == 7
 
 
+async def test_enqueue_with_dependencies_uniqueness_and_a_group(
+    aioq: Cli, tasks: Aarq, start_worker: WorkerFactory
+) -> None:
+    first = await aioq.json("enqueue", APP, "add", "[1, 2]")
+    second = await aioq.json("enqueue", APP, "add", "[3, 4]")
+    args = ["--depends-on", first["id"], "--depends-on", second["id"]]
+    after = await aioq.json("enqueue", APP, "add", "[5, 6]", *args)
+    record = await aioq.json("job", "status", after["id"])
+    assert (record["state"], record["depends_on"]) == ("waiting", [first["id"], second["id"]])
+    assert (await aioq.json("queue", "info", "default"))["waiting"] == 1
+    listed = {q["name"]: q for q in await aioq.json("queues")}
+    assert (listed["default"]["waiting"], listed["default"]["pending"]) == (1, 2)
+    table = (await aioq.ok("queue", "info", "default")).stdout
+    assert re.search(r"^waiting: +1$", table, re.M), table
+    # A unique key held by a queued job: the second enqueue names that job.
+    unique = await aioq.json("enqueue", APP, "add", "[7, 8]", "--unique-key", "k1")
+    again = await aioq.json("enqueue", APP, "add", "[9, 9]", "--unique-key", "k1")
+    assert (again["id"], again["duplicate"]) == (unique["id"], True)
+    out = (await aioq.ok("enqueue", APP, "add", "[9, 9]", "--unique-key", "k1")).stdout
+    assert out.startswith(f"job holding the key is {unique['id']}")
+    same = [await aioq.json("enqueue", APP, "add", "[2, 2]", "--unique") for _ in range(2)]
+    assert same[1] == {**same[0], "duplicate": True}
+    grouped = await aioq.json("enqueue", APP, "add", "[0, 1]", "--group", "tenant-7")
+    stored = await (await tasks.connect()).jobs.get("default", grouped["id"])
+    assert stored is not None
+    assert json.loads(stored.data)["group"] == "tenant-7"
+    stderr = await aioq.fails(1, "enqueue", APP, "add", "[0, 1]", "--group", "bad group")
+    assert "invalid group 'bad group'" in stderr
+    await start_worker(queues=["default"])
+    assert await (await tasks.job(after["id"])).result(timeout=10) == 11
+    assert (await aioq.json("queue", "info", "default"))["waiting"] == 0
+
+
 async def test_enqueue_then_follow_the_job(
     aioq: Cli, tasks: Aarq, start_worker: WorkerFactory
 ) -> None:
@@ -301,10 +334,11 @@ async def test_queues_command(aioq: Cli, tasks: Aarq, start_worker: WorkerFactor
 
     table = (await aioq.ok("queues")).stdout.splitlines()
     assert table[0].split() == [
-        "QUEUE", "PENDING", "IN", "FLIGHT", "REDELIVERED", "DELAYED", "DEAD", "PULLS", "STATE"
+        "QUEUE", "PENDING", "IN", "FLIGHT", "REDELIVERED", "DELAYED", "WAITING", "DEAD", "PULLS",
+        "STATE"
     ]  # fmt: skip
     row = next(line for line in table if line.startswith("default "))
-    assert row.split()[1:6] == ["0", "0", "0", "0", "1"], table
+    assert row.split()[1:7] == ["0", "0", "0", "0", "0", "1"], table
     assert row.endswith("active")
 
     only = await aioq.json("queues", "default")

@@ -50,10 +50,12 @@ async def test_queues_and_workers_list_the_live_worker(
 ) -> None:
     queue = await queue_view(http)
     assert queue is not None
-    assert {"name", "queued", "running", "delayed", "dead", "paused"} <= set(queue)
+    assert {"name", "queued", "running", "delayed", "waiting", "dead", "paused"} <= set(queue)
     assert {"retrying", "rate_limit", "throughput", "workers", "paused_until"} <= set(queue)
     assert queue["by_level"] == ""  # no job of a level but the default
     assert queue["workers"] >= 1
+    assert f'data-queue="{QUEUE}"' in (page := (await http.get("/")).text)
+    assert '<td class="num" data-field="waiting">0</td>' in page
     workers = (await http.get("/api/workers")).json()
     mine = [w for w in workers if w["pid"] == worker.pid]
     assert len(mine) == 1

@@ -49,3 +49,21 @@ async def test_pages_workers_delayed_and_details_without_a_server(app: Aarq) -> 
         assert change.key == running.worker.id
         break
     await running.stop()
+
+
+async def test_queues_count_the_jobs_waiting_for_dependencies(app: Aarq) -> None:
+    @app.task
+    async def echo(ctx: Context, n: int) -> int:
+        return n
+
+    data = DashboardData(app)
+    first = await echo.enqueue(1)
+    waiting = [await echo.with_options(depends_on=[first]).enqueue(n) for n in range(3)]
+    [queue] = await data.queues()
+    assert (queue.name, queue.pending, queue.waiting) == ("default", 1, 3)
+    running = await start_worker(app, "default")
+    for job in waiting:
+        await job.result(timeout=10)
+    [queue] = await data.queues()
+    assert queue.waiting == 0
+    await running.stop()

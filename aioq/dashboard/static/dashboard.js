@@ -54,7 +54,7 @@
     queues.forEach(function (q) {
       const row = Array.from(rows).find(function (r) { return r.dataset.queue === q.name; });
       if (!row) return;
-      ["queued", "by_level", "running", "retrying", "delayed", "workers"].forEach(function (f) {
+      ["queued", "by_level", "running", "retrying", "delayed", "waiting", "workers"].forEach(function (f) {
         const cell = row.querySelector('[data-field="' + f + '"]');
         if (cell) cell.textContent = String(q[f]);
       });

@@ -20,13 +20,22 @@ __all__ = ["MemoryDelivery", "MemoryJobs", "MemorySource"]
 class MemoryDelivery:
     """A job handed to a worker; settling it changes the broker's state at once."""
 
-    __slots__ = ("_consumer", "_message", "attempt", "data", "renewed", "seq", "stored_at")
+    __slots__ = (
+        "_consumer",
+        "_message",
+        "attempt",
+        "data",
+        "delivered",
+        "renewed",
+        "seq",
+        "stored_at",
+    )
 
     def __init__(self, consumer: Consumer, message: Message) -> None:
         self._consumer = consumer
         self._message = message
         self.data = message.data
-        self.attempt = message.deliveries
+        self.delivered = self.attempt = message.deliveries
         self.seq = message.seq
         self.stored_at = message.stored_at
         self.renewed = time.monotonic()
@@ -47,12 +56,12 @@ class MemoryDelivery:
 
     async def nak(self, delay: float | None = None) -> None:
         """Deliver again, after `delay` seconds on the broker clock if given."""
-        self._consumer.nak(self._message, self.attempt, delay)
+        self._consumer.nak(self._message, self.delivered, delay)
 
     async def in_progress(self) -> None:
         """Reset the lease (``ack_wait``, real time)."""
         self.renewed = time.monotonic()
-        self._consumer.extend(self._message, self.attempt)
+        self._consumer.extend(self._message, self.delivered)
 
     async def term(self) -> None:
         """Remove the job without success."""

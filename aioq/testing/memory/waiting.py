@@ -35,3 +35,7 @@ class MemoryWaiting:
     async def ids(self, limit: int) -> list[str]:
         """Ids of waiting jobs, at most `limit`."""
         return list(self.entries)[:limit]
+
+    async def values(self, limit: int) -> list[bytes]:
+        """The waiting jobs, at most `limit`."""
+        return [data for data, _ in list(self.entries.values())[:limit]]

@@ -112,6 +112,7 @@ class DeadLetters:
 
         letter = entry.letter
         data = letter.payload
+        message: JobMessage | None = None
         try:
             message = msgspec.json.decode(data, type=JobMessage)
         except (msgspec.DecodeError, msgspec.ValidationError):
@@ -128,6 +129,8 @@ class DeadLetters:
             attempts=letter.attempts,
             error=letter.error,
             retry_of=entry.seq,
+            priority=message.priority if message else None,
+            group=message.group if message else None,
         )
         # The record is stored first: a worker on another connection can run the job as soon
         # as it is queued, and a "queued" record stored after its outcome would replace it.

@@ -207,6 +207,10 @@ class JobRecord(msgspec.Struct, omit_defaults=True):
     depends_on: list[str] | None = None
     #: Deliveries its group's limits put back (``app.group_limit``): they are not attempts.
     deferred: int = 0
+    #: Its priority level, if not the default 5 (set once a worker or a retry wrote it).
+    priority: int | None = None
+    #: The group whose limits it obeys (set once a worker or a retry wrote it).
+    group: str | None = None
 
 
 class EventKind(enum.StrEnum):

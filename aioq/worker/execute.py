@@ -278,6 +278,8 @@ class Executor:
             seq=delivery.seq,
             depends_on=job.depends_on,
             deferred=delivery.delivered - delivery.attempt,
+            priority=job.priority,
+            group=job.group,
         )
         lease = Lease.of(delivery, lease_period)
         return Attempt(

@@ -141,6 +141,7 @@ class GroupGate:
             enqueued_at=delivery.stored_at,
             seq=delivery.seq,
             deferred=delivery.delivered - delivery.attempt + 1,
+            group=peek.group,
         )
         try:
             await self.broker.records.put(record.id, encode(record))

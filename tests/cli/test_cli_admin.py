@@ -151,6 +151,9 @@ async def test_enqueue_with_dependencies_uniqueness_and_a_group(
     await start_worker(queues=["default"])
     assert await (await tasks.job(after["id"])).result(timeout=10) == 11
     assert (await aioq.json("queue", "info", "default"))["waiting"] == 0
+    await (await tasks.job(grouped["id"])).result(timeout=10)
+    status = (await aioq.ok("job", "status", grouped["id"])).stdout
+    assert re.search(r"^group: +tenant-7$", status, re.M), status
 
 
 async def test_enqueue_then_follow_the_job(

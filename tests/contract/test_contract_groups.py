@@ -110,9 +110,10 @@ async def test_a_task_s_group_and_jobs_of_no_group(backend: Backend) -> None:
 
     app.group_limit("paused", rate_limit=0)
     await hold.enqueue("held")  # the task's group
-    await hold.with_options(group="open").enqueue("other group")
+    other = await hold.with_options(group="open").enqueue("other group")
     await backend.worker()
     await eventually(lambda: ran == ["other group"])
+    assert (await other.status()).group == "open"
     await backend.pass_time(0.3)
     assert ran == ["other group"]
 

@@ -104,12 +104,14 @@ async def test_retries_delays_and_dead_letter_retries_keep_the_level(backend: Ba
     fail["again"] = False
     await app.dead.retry("kept", [job.id])
     assert await broker.jobs.levels("kept") == {9: 1}
+    assert (await job.status()).priority == 9
     delayed = await flaky.with_options(delay=timedelta(seconds=0.3)).enqueue()
     await backend.pass_time(0.3)
     await backend.worker(["kept"], scan_interval=0.1)
     assert await job.result(timeout=20) == "done"
     assert await delayed.result(timeout=20) == "done"
     assert await broker.jobs.levels("kept") == {}
+    assert [(await j.status()).priority for j in (job, delayed)] == [9, 9]
 
 
 async def test_a_pause_holds_every_level(backend: Backend) -> None:

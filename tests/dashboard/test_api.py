@@ -68,13 +68,17 @@ async def test_queues_and_workers_list_the_live_worker(
 async def test_job_detail_and_pages_escape_what_a_job_carries(
     http: httpx2.AsyncClient, client: Aarq, worker: Proc
 ) -> None:
-    job = await client.enqueue("echo", XSS)
+    echo = client.get_task("echo").with_options(priority=8, group="tenant-9")
+    job = await echo.enqueue(XSS)
     assert await job.result(timeout=10) == XSS
     detail = (await http.get(f"/api/jobs/{job.id}")).json()
     assert detail["job"]["state"] == "succeeded"
     assert detail["job"]["result"] == XSS
+    assert (detail["job"]["priority"], detail["job"]["group"]) == (8, "tenant-9")
     page = await http.get(f"/jobs/{job.id}")
     assert page.status_code == 200
+    assert '<dd id="job-priority">8</dd>' in page.text
+    assert '<dd id="job-group">tenant-9</dd>' in page.text
     assert XSS not in page.text
     assert "&lt;img src=x onerror=alert(1)&gt;" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]

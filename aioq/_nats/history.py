@@ -7,10 +7,13 @@ times and the server removes each message when its time is up.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from aioq._nats.provision import ensure_history
 from aioq._nats.streams import MSG_ID, next_message
@@ -18,7 +21,7 @@ from aioq.backend.dead import StoredMessage
 from aioq.naming import Names
 from aioq.settings import Replication
 
-__all__ = ["NatsHistory"]
+__all__ = ["NatsHistory", "retentions"]
 
 _TTL = "Nats-TTL"
 
@@ -50,3 +53,19 @@ class NatsHistory:
                 return
             yield message
             seq = message.seq + 1
+
+
+async def retentions(js: JetStreamContext, names: Names, queues: Iterable[str]) -> dict[str, float]:
+    """Per queue that keeps a message now, the TTL of its latest one (one read per queue)."""
+
+    async def latest(queue: str) -> float | None:
+        with contextlib.suppress(NotFoundError):
+            msg = await js.get_msg(names.history_stream, subject=names.history_subject(queue))
+            ttl = (msg.headers or {}).get(_TTL, "")
+            with contextlib.suppress(ValueError):
+                return float(ttl)
+        return None
+
+    queues = list(queues)
+    found = await asyncio.gather(*(latest(q) for q in queues))
+    return {q: ttl for q, ttl in zip(queues, found, strict=True) if ttl is not None}

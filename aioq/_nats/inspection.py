@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+import msgspec
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from aioq._nats.dead import NatsDead
+from aioq._nats.history import retentions
 from aioq._nats.run_at import RUN_AT_HEADER, parse_run_at, task_name
 from aioq._nats.stream_state import ConsumerState, StreamState
 from aioq._nats.streams import gone
@@ -61,14 +63,19 @@ class NatsInspection:
                         unconsumed[q] = unconsumed.get(q, 0) + n
         levels = await self._levels(stream.consumers)
         every = set(consumers) | set(held) | set(dead) | set(unconsumed) | set(known) | set(levels)
+        kept = await retentions(self.js, names, every)
         return [
-            _stats(
-                name,
-                consumers.get(name),
-                levels.get(name, _Levels()),
-                unconsumed.get(name, 0),
-                held.get(name, 0),
-                dead.get(name, 0),
+            msgspec.structs.replace(
+                _stats(
+                    name,
+                    consumers.get(name),
+                    levels.get(name, _Levels()),
+                    unconsumed.get(name, 0),
+                    held.get(name, 0),
+                    dead.get(name, 0),
+                ),
+                max_running=_cap(consumers.get(name), levels.get(name)),
+                history=kept.get(name),
             )
             for name in sorted(every)
         ]
@@ -98,6 +105,7 @@ class NatsInspection:
             totals.in_flight += c.ack_pending
             totals.redelivered += c.redelivered
             totals.waiting += c.waiting
+            totals.cap = totals.cap or c.max_ack_pending
         for queue, totals in found.items():
             totals.pending += sum(n for lv, n in totals.stored.items() if (queue, lv) not in pulled)
         return found
@@ -213,6 +221,15 @@ class _Levels:
     in_flight: int = 0
     redelivered: int = 0
     waiting: int = 0
+    #: A level consumer's ``max_ack_pending`` (each level has the queue's cap).
+    cap: int | None = None
+
+
+def _cap(consumer: ConsumerState | None, levels: _Levels | None) -> int | None:
+    """The queue's cap: its own consumer's, else a level consumer's."""
+    if consumer is not None and consumer.max_ack_pending:
+        return consumer.max_ack_pending
+    return levels.cap if levels else None
 
 
 def _is_queue(name: str) -> bool:

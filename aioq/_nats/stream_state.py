@@ -32,6 +32,8 @@ class ConsumerState:
     waiting: int
     paused: bool
     paused_until: float | None
+    #: The server's cap on messages delivered and not acknowledged; None if uncapped.
+    max_ack_pending: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +126,12 @@ def _consumer_state(info: ConsumerInfo) -> ConsumerState:
         waiting=info.num_waiting or 0,
         paused=paused,
         paused_until=until,
+        max_ack_pending=_cap(info.config.max_ack_pending),
     )
+
+
+def _cap(value: int | None) -> int | None:
+    return value if value is not None and value > 0 else None
 
 
 def _unix_time(stamp: object) -> float | None:

@@ -31,6 +31,13 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
             the totals above too.
         waiting: Jobs of the queue waiting for their dependencies (``depends_on``), held in
             the waiting bucket until they may be queued.
+        max_running: The cap the server holds on the queue's jobs delivered and not yet
+            settled (its consumer's ``max_ack_pending``, ``app.queue(max_running=...)``);
+            None if uncapped or no worker created the consumer yet. Each priority level's
+            consumer has the same cap of its own: with ``k`` levels in use up to ``k`` times it.
+        history: Seconds the server keeps a succeeded job's message for replay
+            (``app.queue(history=...)``), read from the queue's latest kept message; None
+            if the queue keeps none now.
     """
 
     name: str
@@ -45,6 +52,8 @@ class QueueStats(msgspec.Struct, frozen=True, kw_only=True):
     consumer: bool = False
     levels: dict[int, int] = msgspec.field(default_factory=dict)
     waiting: int = 0
+    max_running: int | None = None
+    history: float | None = None
 
 
 class HeldEntry(msgspec.Struct, frozen=True):

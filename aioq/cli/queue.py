@@ -62,7 +62,9 @@ async def resume(queue: QueueArgument, connection: Connection = CONNECTION_OPTIO
 async def info(
     queue: QueueArgument, as_json: JsonOption = False, connection: Connection = CONNECTION_OPTIONS
 ) -> None:
-    """Show one queue's counts: pending, in flight, delayed, waiting (for dependencies), dead.
+    """Show one queue's counts, its cap (max_running, per priority level) and history kept.
+
+    Counts: pending, in flight, delayed, waiting (for dependencies), dead.
 
     Exit status: 0 shown; 1 QUEUE is unknown (or another error).
     """
@@ -71,7 +73,8 @@ async def info(
     stats = found.get(queue)
     if stats is None:
         fail(unknown_queue(queue, app.prefix, sorted(found)))
-    show(as_json, stats, lambda: fields(msgspec.structs.asdict(stats).items()))
+    shown = {**msgspec.structs.asdict(stats), "history": stats.history and duration(stats.history)}
+    show(as_json, stats, lambda: fields(shown.items()))
 
 
 @queue_app.command()

@@ -220,6 +220,8 @@ class LiveHub:
             "paused_until": stats.paused_until,
             "rate_limit": limit,
             "rate_interval": interval,
+            "max_running": stats.max_running,
+            "history": stats.history,
             "workers": len(serving),
             "throughput": self.throughput(stats.name),
         }

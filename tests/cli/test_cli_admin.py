@@ -149,9 +149,9 @@ async def test_enqueue_with_dependencies_uniqueness_and_a_group(
     stderr = await aioq.fails(1, "enqueue", APP, "add", "[0, 1]", "--group", "bad group")
     assert "invalid group 'bad group'" in stderr
     await start_worker(queues=["default"])
-    assert await (await tasks.job(after["id"])).result(timeout=10) == 11
+    assert await (await tasks.job(after["id"], "default")).result(timeout=10) == 11
     assert (await aioq.json("queue", "info", "default"))["waiting"] == 0
-    await (await tasks.job(grouped["id"])).result(timeout=10)
+    await (await tasks.job(grouped["id"], "default")).result(timeout=10)
     status = (await aioq.ok("job", "status", grouped["id"])).stdout
     assert re.search(r"^group: +tenant-7$", status, re.M), status
 
@@ -464,11 +464,18 @@ async def test_dead_letters_list_show_retry_purge(
 async def test_replay_runs_again_the_jobs_that_succeeded_in_a_window(
     aioq: Cli, tasks: Aarq, start_worker: WorkerFactory
 ) -> None:
-    tasks.queue("default", history=600)
+    tasks.queue("default", history=600, max_running=4)
     await start_worker()
     first = await aioq.json("enqueue", APP, "add", "[2, 3]", "--wait")
     kept = await tasks.history.list("default")
     assert [k.job_id for k in kept] == [first["id"]]
+    info = await aioq.json("queue", "info", "default")
+    assert (info["max_running"], info["history"]) == (4, 600)
+    listed = {q["name"]: q for q in await aioq.json("queues")}
+    assert (listed["default"]["max_running"], listed["default"]["history"]) == (4, 600)
+    text = (await aioq.ok("queue", "info", "default")).stdout
+    assert re.search(r"^max_running: +4$", text, re.M), text
+    assert re.search(r"^history: +10m00s$", text, re.M), text
 
     replayed = await aioq.json("replay", "default", "--since", repr(kept[0].at))
     assert [(j["task"], j["queue"]) for j in replayed] == [("add", "default")]

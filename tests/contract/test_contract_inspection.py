@@ -57,6 +57,26 @@ async def test_queue_stats_count_pending_delayed_and_dead_jobs(backend: Backend)
     assert (after.dead, after.delayed, after.paused) == (1, 1, False)
 
 
+async def test_queue_stats_show_the_cap_and_history_the_server_holds(backend: Backend) -> None:
+    app = backend.app
+    app.queue("capped", max_running=3, history=90)
+
+    @app.task(queue="capped")
+    async def work(ctx: Context) -> None: ...
+
+    @app.task(queue="plain")
+    async def other(ctx: Context) -> None: ...
+
+    before = {q.name: q for q in await queue_stats(app)}["capped"]
+    assert (before.max_running, before.history) == (None, None)  # no consumer, nothing kept
+    await backend.worker(["capped", "plain"])
+    await (await work.with_options(priority=9).enqueue()).result(timeout=10)
+    await (await other.enqueue()).result(timeout=10)
+    stats = {q.name: q for q in await queue_stats(app)}
+    assert (stats["capped"].max_running, stats["capped"].history) == (3, 90)
+    assert (stats["plain"].max_running, stats["plain"].history) == (None, None)
+
+
 async def test_workers_are_listed_with_their_liveness(backend: Backend) -> None:
     app = backend.app
     running = await backend.worker()

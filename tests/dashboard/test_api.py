@@ -54,7 +54,10 @@ async def test_queues_and_workers_list_the_live_worker(
     assert {"retrying", "rate_limit", "throughput", "workers", "paused_until"} <= set(queue)
     assert queue["by_level"] == ""  # no job of a level but the default
     assert queue["workers"] >= 1
+    assert queue["max_running"] == 50  # app.queue(max_running=...), read from the consumer
     assert f'data-queue="{QUEUE}"' in (page := (await http.get("/")).text)
+    assert '<small data-field="max_running"' in page
+    assert "max 50 running" in page
     assert '<td class="num" data-field="waiting">0</td>' in page
     workers = (await http.get("/api/workers")).json()
     mine = [w for w in workers if w["pid"] == worker.pid]
@@ -75,6 +78,13 @@ async def test_job_detail_and_pages_escape_what_a_job_carries(
     assert detail["job"]["state"] == "succeeded"
     assert detail["job"]["result"] == XSS
     assert (detail["job"]["priority"], detail["job"]["group"]) == (8, "tenant-9")
+
+    async def kept() -> bool:
+        queue = await queue_view(http)
+        return queue is not None and queue["history"] == 3600
+
+    await eventually(kept)  # the succeeded job's message is kept, with the queue's retention
+    assert "history 3600 s" in (await http.get("/")).text
     page = await http.get(f"/jobs/{job.id}")
     assert page.status_code == 200
     assert '<dd id="job-priority">8</dd>' in page.text

@@ -72,7 +72,7 @@ class MemoryBroker:
         self.control = MemoryControl(self.stream)
         self.workers = MemoryWorkers()
         self.waiting = MemoryWaiting()
-        self.inspection = MemoryInspection(self.stream, self.records, self.dead)
+        self.inspection = MemoryInspection(self.stream, self.records, self.dead, self.history)
         #: True between `connect` and `close` (the state stays either way).
         self.connected = False
 

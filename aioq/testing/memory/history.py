@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 
 from aioq.backend.dead import StoredMessage
@@ -34,3 +35,9 @@ class MemoryHistory:
         for message, retention in list(self.kept.get(queue, [])):
             if message.time is not None and now - message.time < retention:
                 yield message
+
+    def retention(self, queue: str) -> float | None:
+        """The retention of the queue's latest message still kept (a whole second, as on NATS)."""
+        now = self.clock.time()
+        kept = [r for m, r in self.kept.get(queue, []) if m.time is not None and now - m.time < r]
+        return float(max(1, math.ceil(kept[-1]))) if kept else None

@@ -9,6 +9,7 @@ import msgspec
 from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.testing.memory._stream import JobsStream
 from aioq.testing.memory.dead import MemoryDead
+from aioq.testing.memory.history import MemoryHistory
 from aioq.testing.memory.records import MemoryRecords
 
 __all__ = ["MemoryInspection"]
@@ -29,10 +30,12 @@ class MemoryInspection:
         stream: JobsStream,
         records: MemoryRecords,
         dead: MemoryDead,
+        history: MemoryHistory,
     ) -> None:
         self._stream = stream
         self._records = records
         self._dead = dead
+        self._history = history
 
     async def queues(self, known: Iterable[str] = ()) -> list[QueueStats]:
         """Every queue with a consumer, jobs, delayed jobs or dead letters, plus `known`."""
@@ -61,6 +64,8 @@ class MemoryInspection:
                         delayed=delayed,
                         dead=dead_count,
                         levels=levels,
+                        max_running=_cap(stream, name),
+                        history=self._history.retention(name),
                     )
                 )
                 continue
@@ -77,6 +82,8 @@ class MemoryInspection:
                     paused_until=consumer.paused_until if paused else None,
                     consumer=True,
                     levels=levels,
+                    max_running=_cap(stream, name),
+                    history=self._history.retention(name),
                 )
             )
         return found
@@ -127,3 +134,12 @@ def _levels(stream: JobsStream, queue: str) -> dict[int, int]:
     return {
         lv: len(c.messages) for (q, lv), c in stream.levels.items() if q == queue and c.messages
     }
+
+
+def _cap(stream: JobsStream, queue: str) -> int | None:
+    """The queue's consumer's ``max_ack_pending`` (else a level consumer's); None if uncapped."""
+    own = stream.queues.get(queue)
+    caps = [own] if own is not None and own.created else []
+    caps += [c for (q, _), c in stream.levels.items() if q == queue and c.created]
+    found = [c.max_ack_pending for c in caps if c.max_ack_pending > 0]
+    return found[0] if found else None

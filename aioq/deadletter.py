@@ -131,6 +131,7 @@ class DeadLetters:
             retry_of=entry.seq,
             priority=message.priority if message else None,
             group=message.group if message else None,
+            unique_key=message.unique_key if message else None,
         )
         # The record is stored first: a worker on another connection can run the job as soon
         # as it is queued, and a "queued" record stored after its outcome would replace it.

@@ -211,6 +211,8 @@ class JobRecord(msgspec.Struct, omit_defaults=True):
     priority: int | None = None
     #: The group whose limits it obeys (set once a worker or a retry wrote it).
     group: str | None = None
+    #: The unique key it holds in ``<prefix>-unique`` (set once a worker or a retry wrote it).
+    unique_key: str | None = None
 
 
 class EventKind(enum.StrEnum):

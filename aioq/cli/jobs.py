@@ -189,7 +189,7 @@ def _describe(record: JobRecord) -> str:
         ("progress", progress), ("next attempt", stamp(record.retry_at)),
         ("retry of", f"dead letter {record.retry_of}" if record.retry_of else None),
         ("depends on", ", ".join(record.depends_on) if record.depends_on else None),
-        ("priority", record.priority), ("group", record.group),
+        ("priority", record.priority), ("group", record.group), ("unique key", record.unique_key),
         ("result", result), ("error", error)
     ])  # fmt: skip
     if record.error and record.error.traceback:

@@ -280,6 +280,7 @@ class Executor:
             deferred=delivery.delivered - delivery.attempt,
             priority=job.priority,
             group=job.group,
+            unique_key=job.unique_key,
         )
         lease = Lease.of(delivery, lease_period)
         return Attempt(

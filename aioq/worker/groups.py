@@ -50,6 +50,7 @@ class _Peek(msgspec.Struct):
     group: str | None = None
     id: str | None = None
     task: str | None = None
+    unique_key: str | None = None
 
 
 _peek: Final = msgspec.json.Decoder(_Peek)
@@ -142,6 +143,7 @@ class GroupGate:
             seq=delivery.seq,
             deferred=delivery.delivered - delivery.attempt + 1,
             group=peek.group,
+            unique_key=peek.unique_key,
         )
         try:
             await self.broker.records.put(record.id, encode(record))

@@ -21,6 +21,7 @@ from typer.testing import CliRunner, Result
 from aioq import Aarq
 from aioq.cli import cli
 from aioq.cli.jobs import NOT_DONE_EXIT
+from aioq.options import CallOptions, UniqueSpec
 from aioq.task import Task
 
 from ..apps import cli_app
@@ -154,6 +155,11 @@ async def test_enqueue_with_dependencies_uniqueness_and_a_group(
     await (await tasks.job(grouped["id"], "default")).result(timeout=10)
     status = (await aioq.ok("job", "status", grouped["id"])).stdout
     assert re.search(r"^group: +tenant-7$", status, re.M), status
+    await (await tasks.job(unique["id"], "default")).result(timeout=10)
+    status = (await aioq.ok("job", "status", unique["id"])).stdout
+    held = UniqueSpec.of("add", CallOptions(unique_key="k1"), b"").key
+    assert re.search(rf"^unique key: +{held}$", status, re.M), status
+    assert (await aioq.json("job", "status", unique["id"]))["unique_key"] == held
 
 
 async def test_enqueue_then_follow_the_job(

@@ -7,6 +7,7 @@ from collections.abc import Awaitable
 from typing import Any
 
 from aioq import Context, Job, JobState
+from aioq.options import CallOptions, UniqueSpec
 
 from ..helpers import eventually
 from .conftest import Backend
@@ -29,6 +30,9 @@ async def test_concurrent_producers_create_one_job(backend: Backend) -> None:
     await backend.worker()
     first = jobs[0]
     assert (await first.result(timeout=10)).endswith("done")
+    held = (await first.status()).unique_key  # the key in the bucket: a digest of task and key
+    assert held is not None
+    assert held == UniqueSpec.of("report", CallOptions(unique_key="daily"), b"").key
     # The result is on record just before the worker frees the key.
     again = await eventually(lambda: _fresh(calls[1].enqueue("d99"), first.id), what="key freed")
     assert not again.duplicate

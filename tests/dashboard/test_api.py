@@ -12,6 +12,7 @@ import httpx2
 import pytest
 
 from aioq import Aarq
+from aioq.options import CallOptions, UniqueSpec
 
 from ..procs import Proc
 from .conftest import QUEUE, Stack
@@ -71,13 +72,15 @@ async def test_queues_and_workers_list_the_live_worker(
 async def test_job_detail_and_pages_escape_what_a_job_carries(
     http: httpx2.AsyncClient, client: Aarq, worker: Proc
 ) -> None:
-    echo = client.get_task("echo").with_options(priority=8, group="tenant-9")
+    echo = client.get_task("echo").with_options(priority=8, group="tenant-9", unique_key="page-key")
     job = await echo.enqueue(XSS)
     assert await job.result(timeout=10) == XSS
     detail = (await http.get(f"/api/jobs/{job.id}")).json()
     assert detail["job"]["state"] == "succeeded"
     assert detail["job"]["result"] == XSS
     assert (detail["job"]["priority"], detail["job"]["group"]) == (8, "tenant-9")
+    held = UniqueSpec.of("echo", CallOptions(unique_key="page-key"), b"").key
+    assert detail["job"]["unique_key"] == held
 
     async def kept() -> bool:
         queue = await queue_view(http)
@@ -89,6 +92,7 @@ async def test_job_detail_and_pages_escape_what_a_job_carries(
     assert page.status_code == 200
     assert '<dd id="job-priority">8</dd>' in page.text
     assert '<dd id="job-group">tenant-9</dd>' in page.text
+    assert f'<dd id="job-unique-key" class="mono">{held}</dd>' in page.text
     assert XSS not in page.text
     assert "&lt;img src=x onerror=alert(1)&gt;" in page.text
     assert "script-src 'self'" in page.headers["content-security-policy"]

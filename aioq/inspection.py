@@ -17,6 +17,7 @@ import msgspec
 from aioq.backend import Broker, EventListener
 from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.deadletter import DeadEntry, DeadLetters, dead_entry
+from aioq.group_usage import GroupUse, read_groups
 from aioq.naming import Names, validate_queue
 from aioq.priority import DEFAULT_PRIORITY
 from aioq.wire import Event, JobRecord, JobState, WaitingJob, WorkerInfo
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_WAITING_COUNTED",
     "STALE_AFTER_S",
     "EventStream",
+    "GroupUse",
     "HeldEntry",
     "InspectedApp",
     "QueueStats",
@@ -36,6 +38,7 @@ __all__ = [
     "WorkerStatus",
     "by_level",
     "delete_queue_consumer",
+    "group_usage",
     "list_dead",
     "list_delayed",
     "list_records",
@@ -124,6 +127,11 @@ def by_level(stats: QueueStats) -> str:
         DEFAULT_PRIORITY: stats.levels.get(DEFAULT_PRIORITY, 0) + max(rest, 0),
     }
     return " ".join(f"p{level}={n}" for level, n in sorted(counts.items(), reverse=True) if n)
+
+
+async def group_usage(app: InspectedApp) -> list[GroupUse]:
+    """Every group with state in `app`'s shared limits: jobs running now, starts in the window."""
+    return await read_groups(await app.connect())
 
 
 async def queue_stats(app: InspectedApp) -> list[QueueStats]:

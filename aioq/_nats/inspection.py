@@ -160,6 +160,26 @@ class NatsInspection:
             raise
         return seq, msg.data or b""
 
+    async def group_state(self) -> dict[str, bytes]:
+        """The limits bucket's group keys: their subjects, then the latest value of each."""
+        bucket = self.names.limits_bucket
+        stream, root = f"KV_{bucket}", f"$KV.{bucket}."
+        try:
+            info = await self.js.stream_info(stream, subjects_filter=f"{root}group.>")
+        except NotFoundError:
+            return {}
+        subjects = sorted(info.state.subjects or {})
+
+        async def latest(subject: str) -> bytes:
+            try:
+                return (await self.js.get_msg(stream, subject=subject)).data or b""
+            except NotFoundError:
+                return b""
+
+        values = await asyncio.gather(*(latest(s) for s in subjects))
+        # A deleted or purged key leaves a marker without data.
+        return {s.removeprefix(root): v for s, v in zip(subjects, values, strict=True) if v}
+
     async def held(self, queue: str | None = None, after: int = 0) -> AsyncIterator[HeldEntry]:
         """The held jobs (of `queue`, or all) after sequence `after`, in stored order."""
         stream, subject = self.names.jobs_stream, self.names.sched_subject(queue or "*")

@@ -93,6 +93,10 @@ class Inspection(Protocol):
         """
         ...
 
+    async def group_state(self) -> dict[str, bytes]:
+        """The group keys of the limits bucket (``group.<group>.running``, ``.rate``), by key."""
+        ...
+
     def held(self, queue: str | None = None, after: int = 0) -> AsyncIterator[HeldEntry]:
         """The delayed jobs still held (of `queue`, or all) after sequence `after`, lazily."""
         ...

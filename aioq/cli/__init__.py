@@ -32,6 +32,7 @@ COMMANDS: Final = {
     "enqueue": "jobs:enqueue",
     "queues": "inspect:queues",
     "workers": "inspect:workers",
+    "groups": "inspect:groups",
     "replay": "replay:replay",
     "events": "events:events",
     "dashboard": "dashboard:dashboard",

@@ -1,4 +1,4 @@
-"""`aioq queues` and `aioq workers`: what the server knows about queues and live workers."""
+"""`aioq queues`, `aioq workers`, `aioq groups`: the state of queues, workers and groups."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import msgspec
 from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
 from aioq.cli._options import JsonOption, argument
 from aioq.cli._output import duration, show, stamp, table
-from aioq.inspection import QueueStats, WorkerStatus, by_level
+from aioq.groups import GroupLimit
+from aioq.inspection import QueueStats, WorkerStatus, by_level, group_usage
 
-__all__ = ["queues", "workers"]
+__all__ = ["groups", "queues", "workers"]
 
 
 @command
@@ -84,3 +85,35 @@ def _table(found: list[WorkerStatus]) -> str:
         for w in found
     ]  # fmt: skip
     return table(headers, rows)
+
+
+@command
+async def groups(as_json: JsonOption = False, connection: Connection = CONNECTION_OPTIONS) -> None:
+    """List the groups in the shared limits: jobs running now, starts in the rate window.
+
+    With --app, LIMIT shows each group's ``app.group_limit``. Exit status: 0 listed (also
+    when there are none); 1 an error.
+    """
+    async with connection.open() as app:
+        found = await group_usage(app)
+    with_app = connection.app_path is not None
+    limits = [app.group_limits.of(u.group) if with_app else None for u in found]
+    flat = [
+        {**msgspec.structs.asdict(u), "limit": msgspec.to_builtins(lim) if lim else None}
+        for u, lim in zip(found, limits, strict=True)
+    ]
+    headers = ["GROUP", "RUNNING", "STARTED", *["LIMIT"] * with_app]
+    rows = [
+        [u.group, u.running, "-" if u.started is None else u.started, *[_limit(lim)] * with_app]
+        for u, lim in zip(found, limits, strict=True)
+    ]
+    empty = f"no group holds places or starts under prefix {app.prefix!r}"
+    show(as_json, flat, lambda: table(headers, rows), empty)
+
+
+def _limit(limit: GroupLimit | None) -> str:
+    if limit is None or not limit.limited:
+        return "none"
+    rate = f"{limit.rate_limit}/{limit.rate_interval:g}s" if limit.rate_limit is not None else ""
+    running = f"max {limit.max_running} running" if limit.max_running is not None else ""
+    return ", ".join(x for x in (running, rate) if x)

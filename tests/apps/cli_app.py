@@ -44,3 +44,4 @@ def register(app: Aarq) -> Aarq:
 
 
 app = register(Aarq(prefix="aioqcli"))
+app.group_limit("gold", max_running=2, rate_limit=50, rate_interval=60)  # `aioq groups --app`

@@ -26,6 +26,7 @@ from aioq.task import Task
 
 from ..apps import cli_app
 from ..conftest import WorkerFactory
+from ..helpers import eventually
 from ..procs import Procs, cli_env
 
 pytestmark = pytest.mark.timeout(60)
@@ -357,6 +358,30 @@ async def test_queues_command(aioq: Cli, tasks: Aarq, start_worker: WorkerFactor
     assert "(queues: default)" in stderr
 
 
+async def test_groups_command_shows_the_places_held(
+    aioq: Cli, tasks: Aarq, start_worker: WorkerFactory
+) -> None:
+    assert (await aioq.ok("groups")).stdout.startswith("no group holds places or starts")
+    tasks.group_limit("gold", max_running=2, rate_limit=50, rate_interval=60)
+    hold = tasks.get_task("hold").with_options(group="gold")
+    jobs = [await hold.enqueue(0.5) for _ in range(3)]  # the third waits for a place
+    await start_worker(queues=["slow"])
+
+    async def holding() -> Any:
+        found = await aioq.json("groups", "--app", APP)
+        return found if found and found[0]["running"] == 2 else None
+
+    [gold] = await eventually(holding)
+    assert (gold["group"], gold["limit"]["max_running"], gold["rate_limit"]) == ("gold", 2, 50)
+    table = (await aioq.ok("groups", "--app", APP)).stdout.splitlines()
+    assert table[0].split() == ["GROUP", "RUNNING", "STARTED", "LIMIT"], table
+    assert table[1].split()[:2] == ["gold", "2"], table
+    assert table[1].endswith("max 2 running, 50/60s"), table
+    assert "LIMIT" not in (await aioq.ok("groups")).stdout
+    for job in jobs:
+        assert await job.result(timeout=10) == "held"
+
+
 async def test_queues_and_workers_when_there_are_none(nats_url: str, prefix: str) -> None:
     aioq = Cli(nats_url, prefix)
     assert (await aioq.ok("queues")).stdout == f"no queues under prefix '{prefix}'\n"
@@ -643,6 +668,7 @@ DOCUMENTED = {
     "job abort": ["job", "abort"],
     "queues": ["queues"],
     "workers": ["workers"],
+    "groups": ["groups"],
     "dead list": ["dead", "list"],
     "dead show": ["dead", "show"],
     "dead retry": ["dead", "retry"],

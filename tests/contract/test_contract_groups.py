@@ -12,6 +12,7 @@ import pytest
 
 from aioq import Aarq, Context, JobRecord, JobState
 from aioq.errors import ConfigError, JobNotFoundError
+from aioq.inspection import GroupUse, group_usage
 
 from ..helpers import eventually
 from .conftest import Backend
@@ -169,3 +170,34 @@ def test_group_names_and_limits_are_checked(backend: Backend) -> None:
     with pytest.raises(ConfigError, match="recheck must be > 0"):
         app.group_limit("t", max_running=1, recheck=0)
     assert app.group_limit("t", max_running=3).max_running == 3
+
+
+async def test_group_usage_counts_the_places_held_and_the_starts_in_the_window(
+    backend: Backend,
+) -> None:
+    app = backend.app
+    gate = asyncio.Event()
+
+    @app.task(retries=0)
+    async def hold(ctx: Context) -> None:
+        await gate.wait()
+
+    app.group_limit("busy", max_running=3, rate_limit=100, rate_interval=3600)
+    jobs = [await hold.with_options(group="busy").enqueue() for _ in range(2)]
+    assert await group_usage(app) == []
+    await backend.worker(concurrency=4)
+
+    async def holding() -> list[GroupUse]:
+        found = await group_usage(app)
+        return found if found and found[0].running == 2 else []
+
+    [use] = await eventually(holding)
+    assert (use.group, use.started, use.rate_limit, use.rate_interval) == ("busy", 2, 100, 3600)
+    gate.set()
+    for job in jobs:
+        await job.result(timeout=10)
+
+    async def released() -> bool:
+        return [u.running for u in await group_usage(app)] == [0]
+
+    await eventually(released)

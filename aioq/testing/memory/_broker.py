@@ -72,7 +72,9 @@ class MemoryBroker:
         self.control = MemoryControl(self.stream)
         self.workers = MemoryWorkers()
         self.waiting = MemoryWaiting()
-        self.inspection = MemoryInspection(self.stream, self.records, self.dead, self.history)
+        self.inspection = MemoryInspection(
+            self.stream, self.records, self.dead, self.history, self.control
+        )
         #: True between `connect` and `close` (the state stays either way).
         self.connected = False
 

@@ -8,6 +8,7 @@ import msgspec
 
 from aioq.backend.inspection import HeldEntry, QueueStats
 from aioq.testing.memory._stream import JobsStream
+from aioq.testing.memory.control import MemoryControl
 from aioq.testing.memory.dead import MemoryDead
 from aioq.testing.memory.history import MemoryHistory
 from aioq.testing.memory.records import MemoryRecords
@@ -31,7 +32,9 @@ class MemoryInspection:
         records: MemoryRecords,
         dead: MemoryDead,
         history: MemoryHistory,
+        control: MemoryControl,
     ) -> None:
+        self._control = control
         self._stream = stream
         self._records = records
         self._dead = dead
@@ -113,6 +116,11 @@ class MemoryInspection:
             current = records.stored.get(job_id)
             if data is not None and current is not None and current.revision == revision:
                 yield revision, data
+
+    async def group_state(self) -> dict[str, bytes]:
+        """The limits' group keys (``group.<group>.running``, ``.rate``), by key."""
+        limits = self._control.limits
+        return {k: data for k, (data, _) in sorted(limits.items()) if k.startswith("group.")}
 
     async def held(self, queue: str | None = None, after: int = 0) -> AsyncIterator[HeldEntry]:
         """The held jobs (of `queue`, or all) after sequence `after`, in stored order."""

@@ -179,6 +179,7 @@ def create_dashboard(
         Route("/metrics", page(views.metrics)),
         Route("/api/queues", page(views.api_queues)),
         Route("/api/workers", page(views.api_workers)),
+        Route("/api/groups", page(views.api_groups)),
         Route("/api/jobs", page(views.api_jobs)),
         Route("/api/jobs", action(views.enqueue), methods=["POST"]),
         Route("/api/jobs/{job_id}", page(views.api_job)),

@@ -20,7 +20,7 @@ import msgspec
 from aioq.backend import Inspection
 from aioq.deadletter import DeadEntry
 from aioq.errors import JobNotFoundError
-from aioq.inspection import EventStream, QueueStats
+from aioq.inspection import EventStream, QueueStats, group_usage
 from aioq.naming import validate_queue
 from aioq.wire import DeadLetter, JobMessage, JobRecord, JobState, WorkerInfo
 
@@ -119,6 +119,19 @@ class DashboardData:
     async def queues(self) -> list[QueueStats]:
         """Every queue's counts (see `Aarq.queues`)."""
         return await self.app.queues()
+
+    async def groups(self) -> list[dict[str, Any]]:
+        """Every group in the shared limits: running, starts in the window, this app's limit."""
+        found = []
+        for use in await group_usage(self.app):
+            limit = self.app.group_limits.of(use.group)
+            found.append({
+                **msgspec.structs.asdict(use),
+                "max_running": limit.max_running if limit else None,
+                "limit": limit.rate_limit if limit else None,
+                "interval": limit.rate_interval if limit else None,
+            })  # fmt: skip
+        return found
 
     def rate_limit(self, queue: str) -> tuple[int | None, float]:
         """The rate limit this app sets for `queue`: (starts per window or None, window)."""

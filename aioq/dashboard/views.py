@@ -31,6 +31,7 @@ __all__ = [
     "api_csrf",
     "api_dead",
     "api_events",
+    "api_groups",
     "api_job",
     "api_jobs",
     "api_queues",
@@ -68,10 +69,12 @@ async def overview_page(dash: Dashboard, request: Request) -> Response:
     """The overview: every queue, the worker count, recent events, the enqueue form."""
     queues = await dash.hub.queues()
     workers = dash.hub.workers()
+    groups = await dash.data.groups()
     return dash.render(
         request,
         "overview.html",
         queues=queues,
+        groups=groups if any(g["running"] for g in groups) else [],
         workers=workers,
         alive=sum(1 for w in workers if w["status"] != "dead"),
         events=list(reversed(dash.hub.recent))[:20],
@@ -165,6 +168,11 @@ async def stream(dash: Dashboard, request: Request) -> Response:
 async def api_queues(dash: Dashboard, request: Request) -> Response:
     """``GET /api/queues``."""
     return _json(await dash.hub.queues())
+
+
+async def api_groups(dash: Dashboard, request: Request) -> Response:
+    """``GET /api/groups``: the places and starts each group holds, and this app's limits."""
+    return _json(await dash.data.groups())
 
 
 async def api_workers(dash: Dashboard, request: Request) -> Response:

@@ -17,6 +17,7 @@ QUEUE = "dash"
 def build(prefix: str, servers: str = "nats://127.0.0.1:4222") -> Aarq:
     app = Aarq(servers, prefix=prefix, ack_wait=2.0)
     app.queue(QUEUE, max_running=50, history=3600)
+    app.group_limit("dash-tenant", max_running=5)
 
     @app.task(queue=QUEUE, retries=0)
     async def echo(ctx: Context, value: Any) -> Any:

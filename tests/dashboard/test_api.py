@@ -69,6 +69,26 @@ async def test_queues_and_workers_list_the_live_worker(
     assert {"id", "active", "processed", "heartbeat_at", "hostname", "uptime", "version"} <= set(w)
 
 
+async def test_groups_holding_places_are_listed_on_the_overview(
+    http: httpx2.AsyncClient, client: Aarq, worker: Proc
+) -> None:
+    assert 'id="groups-table"' not in (await http.get("/")).text  # no group holds a place
+    sleepy = client.get_task("sleepy").with_options(group="dash-tenant")
+    job = await sleepy.enqueue(1.5)
+
+    async def holding() -> Any:
+        found = (await http.get("/api/groups")).json()
+        return found if found and found[0]["running"] == 1 else None
+
+    [group] = await eventually(holding)
+    assert (group["group"], group["max_running"], group["started"]) == ("dash-tenant", 5, None)
+    page = (await http.get("/")).text
+    assert '<tr data-group="dash-tenant">' in page
+    assert '<td class="num" data-field="running">1</td>' in page
+    assert "max 5 running" in page
+    await job.result(timeout=10)
+
+
 async def test_job_detail_and_pages_escape_what_a_job_carries(
     http: httpx2.AsyncClient, client: Aarq, worker: Proc
 ) -> None:

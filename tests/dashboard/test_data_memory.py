@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from aioq import Aarq, Context, JobState
 from aioq.dashboard.data import DashboardData
 from aioq.testing import MemoryBroker, start_worker
+
+from ..helpers import eventually
 
 
 @pytest.fixture
@@ -66,4 +70,29 @@ async def test_queues_count_the_jobs_waiting_for_dependencies(app: Aarq) -> None
         await job.result(timeout=10)
     [queue] = await data.queues()
     assert queue.waiting == 0
+    await running.stop()
+
+
+async def test_groups_show_the_places_held_and_the_app_s_limit(app: Aarq) -> None:
+    gate = asyncio.Event()
+
+    @app.task
+    async def hold(ctx: Context) -> None:
+        await gate.wait()
+
+    app.group_limit("t1", max_running=4, rate_limit=10, rate_interval=60)
+    data = DashboardData(app)
+    assert await data.groups() == []
+    job = await hold.with_options(group="t1").enqueue()
+    running = await start_worker(app, "default")
+
+    async def holding() -> list[dict[str, Any]]:
+        found = await data.groups()
+        return found if found and found[0]["running"] == 1 else []
+
+    [group] = await eventually(holding)
+    assert (group["group"], group["started"], group["max_running"]) == ("t1", 1, 4)
+    assert (group["limit"], group["interval"]) == (10, 60)
+    gate.set()
+    await job.result(timeout=10)
     await running.stop()

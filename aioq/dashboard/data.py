@@ -250,14 +250,17 @@ class DashboardData:
         task: str | None = None,
         reason: str | None = None,
         error_type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
         limit: int = 100,
     ) -> list[DeadEntry]:
         """Dead letters, oldest first per queue, of one queue or all."""
         queues = [validate_queue(queue)] if queue else sorted(await self.app.dead.counts())
         found: list[DeadEntry] = []
+        filters = {"task": task, "reason": reason, "error_type": error_type}
         for name in queues:
             found += await self.app.dead.list(
-                name, task=task, reason=reason, error_type=error_type, limit=limit - len(found)
+                name, **filters, since=since, until=until, limit=limit - len(found)
             )
             if len(found) >= limit:
                 break
@@ -271,12 +274,19 @@ class DashboardData:
         task: str | None = None,
         reason: str | None = None,
         error_type: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
     ) -> int:
-        """Re-enqueue the named dead letters, or all that match the filters; returns how many."""
+        """Re-enqueue the named dead letters, or those matching the filters; how many.
+
+        Matching ones go oldest first, at most `limit` of them.
+        """
         if job_ids:
             return len(await self.app.dead.retry(queue, job_ids))
         filters = {"task": task, "reason": reason, "error_type": error_type}
-        return len(await self.app.dead.retry(queue, **filters))
+        window = {"since": since, "until": until, "limit": limit}
+        return len(await self.app.dead.retry(queue, None, **filters, **window))
 
     async def purge_dead(self, queue: str) -> int:
         """Delete every dead letter of `queue`; returns how many there were."""

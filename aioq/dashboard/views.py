@@ -21,6 +21,7 @@ from aioq.dashboard.app import (
 )
 from aioq.dashboard.metrics import render_metrics
 from aioq.deadletter import DeadEntry
+from aioq.moments import parse_moment
 from aioq.naming import validate_job_id
 
 if TYPE_CHECKING:
@@ -127,15 +128,16 @@ async def job_page(dash: Dashboard, request: Request) -> Response:
 
 async def dead_page(dash: Dashboard, request: Request) -> Response:
     """Dead letters, filtered, with retry and purge."""
-    filters = {k: _query(request, k) for k in ("queue", "task", "reason", "error_type")}
-    queue = filters.pop("queue")
-    entries = await dash.data.dead(queue, **filters, limit=limit_of(request, 100))
+    filters = {k: _query(request, k) for k in _DEAD_FILTERS}
+    queue, limit = _query(request, "queue"), limit_of(request, 100)
+    entries = await dash.data.dead(queue, **_dead_window(filters), limit=limit)
     return dash.render(
         request,
         "dead.html",
         entries=[_dead_view(e) for e in entries],
         queue=queue,
         filters=filters,
+        limit=limit,
         queues=[q["name"] for q in await dash.hub.queues() if q["dead"]],
     )
 
@@ -209,15 +211,30 @@ async def api_job(dash: Dashboard, request: Request) -> Response:
 
 
 async def api_dead(dash: Dashboard, request: Request) -> Response:
-    """``GET /api/dead?queue=&task=&reason=&error_type=&limit=``."""
+    """``GET /api/dead?queue=&task=&reason=&error_type=&since=&until=&limit=``."""
+    filters = _dead_window({k: _query(request, k) for k in _DEAD_FILTERS})
     entries = await dash.data.dead(
-        _query(request, "queue"),
-        task=_query(request, "task"),
-        reason=_query(request, "reason"),
-        error_type=_query(request, "error_type"),
-        limit=limit_of(request, 100),
+        _query(request, "queue"), **filters, limit=limit_of(request, 100)
     )
     return _json([_dead_view(e) for e in entries])
+
+
+#: The filters of the dead letters: by task, reason, error type, and a window of time.
+_DEAD_FILTERS = ("task", "reason", "error_type", "since", "until")
+
+
+def _dead_window(filters: dict[str, Any]) -> dict[str, Any]:
+    """`filters` with `since` and `until` as unix seconds (given as those or ISO 8601)."""
+    found = {k: filters.get(k) or None for k in _DEAD_FILTERS}
+    for name in ("since", "until"):
+        text = found[name]
+        if text is None:
+            continue
+        try:
+            found[name] = parse_moment(str(text).strip())
+        except ValueError as e:
+            raise HTTPProblem(400, f"{name}: {e}") from None
+    return found
 
 
 async def api_schedules(dash: Dashboard, request: Request) -> Response:
@@ -260,15 +277,24 @@ async def resume(dash: Dashboard, request: Request, fields: dict[str, Any]) -> A
 
 
 async def retry_dead(dash: Dashboard, request: Request, fields: dict[str, Any]) -> Any:
-    """``POST /api/dead/{queue}/retry``: ``ids``, or all matching task/reason/error_type."""
+    """``POST /api/dead/{queue}/retry``: ``ids``, or those matching the filters.
+
+    Filters: task, reason, error_type, since, until; matching ones go oldest first, at most
+    ``limit`` of them if given (the "Retry all shown" button sends the page's limit).
+    """
     name = queue_name(request.path_params["name"])
     ids = fields.get("ids") or fields.get("id")
     if isinstance(ids, str):
         ids = [i for i in ids.replace(",", " ").split() if i]
     if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
         raise HTTPProblem(400, "ids must be a list of job ids")
-    filters = {k: fields.get(k) or None for k in ("task", "reason", "error_type")}
-    count = await dash.data.retry_dead(name, ids or None, **filters)
+    limit = fields.get("limit") or None
+    if limit is not None and not (str(limit).isdigit() and int(limit) >= 1):
+        raise HTTPProblem(400, f"limit must be a whole number >= 1, got {limit!r}")
+    filters = _dead_window(fields)
+    count = await dash.data.retry_dead(
+        name, ids or None, **filters, limit=int(limit) if limit else None
+    )
     return {"queue": name, "retried": count}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +233,47 @@ async def test_retry_and_purge_dead_letters(
     assert other.id not in {d["id"] for d in dead}
 
 
+async def test_dead_letters_of_a_window_are_listed_and_retried_together(
+    http: httpx2.AsyncClient, client: Aarq, worker: Proc, tmp_path: Path
+) -> None:
+    async def dead_letter(name: str) -> dict[str, Any]:
+        job = await client.enqueue("flaky", str(tmp_path / name))
+
+        async def found() -> Any:
+            dead = (await http.get("/api/dead", params={"queue": QUEUE, "task": "flaky"})).json()
+            return next((d for d in dead if d["id"] == job.id), None)
+
+        return await eventually(found)  # type: ignore[no-any-return]
+
+    before = await dead_letter("a")
+    window = [await dead_letter(name) for name in ("b", "c")]
+    middle = (before["dead_at"] + window[0]["dead_at"]) / 2
+    since = datetime.fromtimestamp(middle, UTC).isoformat()
+    params = {"queue": QUEUE, "task": "flaky", "since": since}
+    listed = (await http.get("/api/dead", params=params)).json()
+    assert [d["id"] for d in listed] == [d["id"] for d in window]
+    page = (await http.get("/dead", params={**params, "limit": "50"})).text
+    assert "Retry all shown (2)" in page
+    assert f'<input type="hidden" name="since" value="{since}">' in page
+    assert '<input type="hidden" name="limit" value="50">' in page
+    assert (await http.get("/api/dead", params={**params, "until": "soon"})).status_code == 400
+
+    headers = await token(http)
+    fields = {"task": "flaky", "since": since, "until": str(time.time() + 60), "limit": 50}
+    retried = await http.post(f"/api/dead/{QUEUE}/retry", headers=headers, json=fields)
+    assert retried.json() == {"queue": QUEUE, "retried": 2}
+    for d in window:  # they fail again, as retries of their dead letter
+        record = await eventually(lambda d=d: _retried(client, d["id"]))
+        assert record.retry_of is not None
+    dead = (await http.get("/api/dead", params={"queue": QUEUE, "task": "flaky"})).json()
+    assert before["id"] in {d["id"] for d in dead}  # outside the window: not retried
+
+
+async def _retried(client: Aarq, job_id: str) -> Any:
+    record = await (await client.job(job_id)).status()
+    return record if record.retry_of is not None and record.state.value == "failed" else None
+
+
 async def test_enqueue_from_the_api_and_bad_input_answers(
     http: httpx2.AsyncClient, client: Aarq, worker: Proc
 ) -> None:
@@ -360,3 +402,7 @@ async def test_basic_auth_and_read_only(stack: Stack, worker: Proc) -> None:
         refused = await http.post(f"/api/queues/{QUEUE}/pause", headers=headers)
         assert refused.status_code == 403
         assert "read-only" in refused.json()["error"]
+        window = {"since": "2000-01-01", "limit": 5}
+        refused = await http.post(f"/api/dead/{QUEUE}/retry", headers=headers, json=window)
+        assert refused.status_code == 403
+        assert 'id="retry-all"' not in (await http.get("/dead", params={"queue": QUEUE})).text

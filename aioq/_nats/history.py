@@ -56,7 +56,16 @@ class NatsHistory:
 
 
 async def retentions(js: JetStreamContext, names: Names, queues: Iterable[str]) -> dict[str, float]:
-    """Per queue that keeps a message now, the TTL of its latest one (one read per queue)."""
+    """Per queue that keeps a message now, the TTL of its latest one (one read per queue).
+
+    One read only while the history stream is missing or empty: most apps keep no history.
+    """
+    try:
+        info = await js.stream_info(names.history_stream)
+    except NotFoundError:
+        return {}
+    if not info.state.messages:
+        return {}
 
     async def latest(queue: str) -> float | None:
         with contextlib.suppress(NotFoundError):

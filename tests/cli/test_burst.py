@@ -9,7 +9,6 @@ import logging
 import math
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,7 @@ from aioq.testing import harness
 from aioq.wire import JobState
 from aioq.worker.execute import Stats
 
-from ..apps.proc_app import build
-from ..procs import APP_PATH, Procs, delete_prefix, read_events, run_cli
+from ..procs import APP_PATH, Procs, read_events, run_cli
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -199,15 +197,6 @@ async def test_the_harness_waits_for_a_burst_worker_to_stop(app: Aarq) -> None:
         await running.wait_stopped(0.3)
     await running.wait_stopped(10)
     assert running.stats == Stats(processed=1)
-
-
-@pytest.fixture
-async def client(nats_url: str, prefix: str) -> AsyncIterator[Aarq]:
-    """The producer side of the CLI test: the process-test app on the test prefix."""
-    application = build(prefix, servers=nats_url)
-    yield application
-    await application.close()
-    await delete_prefix(nats_url, application.names)
 
 
 async def test_cli_burst_worker_exits_0_after_running_the_backlog(

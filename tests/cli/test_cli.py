@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import nats
@@ -20,8 +20,7 @@ import pytest
 import aioq
 from aioq import Aarq
 
-from ..apps.proc_app import build
-from ..procs import APP_PATH, ROOT, Procs, cli_env, delete_prefix, run_cli
+from ..procs import APP_PATH, ROOT, Procs, cli_env, run_cli
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -31,14 +30,6 @@ UNREACHABLE = "nats://127.0.0.1:1"
 def flat(text: str) -> str:
     """`text` without the boxes of rich's error panels, on one line."""
     return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
-
-
-@pytest.fixture
-async def client(nats_url: str, prefix: str) -> AsyncIterator[Aarq]:
-    application = build(prefix, servers=nats_url)
-    yield application
-    await application.close()
-    await delete_prefix(nats_url, application.names)
 
 
 @pytest.fixture

@@ -3,25 +3,15 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from aioq import Aarq, JobState
 
-from ..apps.proc_app import build
-from ..procs import APP_PATH, Procs, delete_prefix, poll, read_events
+from ..procs import APP_PATH, Procs, poll, read_events
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-async def client(nats_url: str, prefix: str) -> AsyncIterator[Aarq]:
-    application = build(prefix, servers=nats_url)
-    yield application
-    await application.close()
-    await delete_prefix(nats_url, application.names)
 
 
 def _worker(procs: Procs, url: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -11,21 +10,12 @@ import pytest
 
 from aioq import Aarq
 
-from ..apps.proc_app import build
 from ..helpers import eventually
-from ..procs import APP_PATH, Procs, delete_prefix, poll, read_events
+from ..procs import APP_PATH, Procs, poll, read_events
 
 pytestmark = pytest.mark.timeout(60)
 
 _PLACES = "group.tenant.running"
-
-
-@pytest.fixture
-async def client(nats_url: str, prefix: str) -> AsyncIterator[Aarq]:
-    application = build(prefix, servers=nats_url)
-    yield application
-    await application.close()
-    await delete_prefix(nats_url, application.names)
 
 
 def _worker(procs: Procs, url: str) -> None:

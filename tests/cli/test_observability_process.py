@@ -6,24 +6,12 @@ import asyncio
 import json
 import re
 import signal
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from aioq import Aarq
 
-from ..apps.proc_app import build
 from ..nats.test_metrics import scrape, value
-from ..procs import APP_PATH, Procs, delete_prefix, poll
-
-
-@pytest.fixture
-async def client(nats_url: str, prefix: str) -> AsyncIterator[Aarq]:
-    application = build(prefix, servers=nats_url)
-    yield application
-    await application.close()
-    await delete_prefix(nats_url, application.names)
+from ..procs import APP_PATH, Procs, poll
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

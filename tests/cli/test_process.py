@@ -6,7 +6,6 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +16,10 @@ from nats.js.errors import NoKeysError
 from aioq import Aarq
 from aioq.worker.execute import UNSETTLED_DELIVERIES
 
-from ..apps.proc_app import TASK_RETRIES, build
-from ..procs import APP_PATH, Proc, Procs, delete_prefix, poll, read_events
+from ..apps.proc_app import TASK_RETRIES
+from ..procs import APP_PATH, Proc, Procs, poll, read_events
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-async def client(nats_url: str, prefix: str) -> AsyncIterator[Aarq]:
-    """The producer side: the test app's tasks on the test prefix, to enqueue with."""
-    application = build(prefix, servers=nats_url)
-    yield application
-    await application.close()
-    await delete_prefix(nats_url, application.names)
 
 
 def start_worker(

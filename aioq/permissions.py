@@ -98,9 +98,13 @@ def _consumer(stream: str, durable: str) -> list[str]:
 
 
 def _common(names: Names) -> list[str]:
-    """What every role does on connecting: account info, and binding the app's streams."""
+    """What every role does on connecting: account info, and binding the app's streams.
+
+    The history stream's state is read too: queue stats name each queue's history retention.
+    """
+    streams = (names.jobs_stream, names.dead_stream, names.history_stream)
     return [
-        *_api("INFO", f"STREAM.INFO.{names.jobs_stream}", f"STREAM.INFO.{names.dead_stream}"),
+        *_api("INFO", *(f"STREAM.INFO.{stream}" for stream in streams)),
         *_kv_read(names.results_bucket),
     ]
 

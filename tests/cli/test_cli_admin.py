@@ -219,7 +219,7 @@ async def test_enqueue_wait_reports_a_failure(
         (["add", "[1, 2]", "--timeout", "1"], "Invalid value for --timeout: only with --wait"),
         (
             ["add", "[1, 2]", "--priority", "10"],
-            "'--priority': Input should be less than or equal to 9",
+            "'--priority': 10 is not in the range 0<=x<=9",
         ),
     ],
     ids=[

@@ -16,6 +16,8 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck
 from nats.nuid import NUID
 
+from aioq._nats.bulk import header_block, publish_all
+
 __all__ = ["MAX_BATCH", "Message", "atomic_supported", "send_batch"]
 
 #: The server's limit of messages in one atomic batch.
@@ -45,11 +47,14 @@ async def send_batch(
     The ack's ``seq`` is the last message's: the first one is at ``seq - len(messages) + 1``.
     """
     batch_id = _batch_ids.next().decode()
-    last = len(messages)
-    for n, (subject, data, headers) in enumerate(messages, 1):
-        marked = {**headers, _BATCH_ID: batch_id, _BATCH_SEQUENCE: str(n)}
-        if n == last:
-            marked[_BATCH_COMMIT] = "1"
-            return await js.publish_async(subject, data, headers=marked)
-        await nc.publish(subject, data, headers=marked)
-    raise ValueError("an atomic batch needs at least one message")
+    *staged, (subject, data, headers) = messages
+    await publish_all(
+        nc,
+        (
+            (s, header_block({**h, _BATCH_ID: batch_id, _BATCH_SEQUENCE: str(n)}), d)
+            for n, (s, d, h) in enumerate(staged, 1)
+        ),
+    )
+    commit = {**headers, _BATCH_ID: batch_id, _BATCH_SEQUENCE: str(len(messages))}
+    commit[_BATCH_COMMIT] = "1"
+    return await js.publish_async(subject, data, headers=commit)

@@ -129,9 +129,9 @@ class NatsJobs:
             return [e] * len(chunk)
         # A batch is stored at consecutive sequences, ending at the commit's.
         first = ack.seq - len(chunk) + 1
-        put_queued = self.records.put_queued
-        for n, job in enumerate(chunk):
-            await put_queued(job.job_id, job.queue, first + n, job.task)
+        await self.records.put_queued_many(
+            (job.job_id, job.queue, first + n, job.task) for n, job in enumerate(chunk)
+        )
         return [False] * len(chunk)
 
     async def _publish_each(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
@@ -141,10 +141,11 @@ class NatsJobs:
             subject, data, headers = self._message(job)
             futures.append(await self.js.publish_async(subject, data, headers=headers))
         results = await asyncio.gather(*futures, return_exceptions=True)
-        records = self.records
-        for job, result in zip(jobs, results, strict=True):
-            if not isinstance(result, BaseException) and not result.duplicate:
-                await records.put_queued(job.job_id, job.queue, result.seq, job.task)
+        await self.records.put_queued_many(
+            (job.job_id, job.queue, r.seq, job.task)
+            for job, r in zip(jobs, results, strict=True)
+            if not isinstance(r, BaseException) and not r.duplicate
+        )
         return [
             full_or_failed(r, job.queue, job.job_id)
             if isinstance(r, APIError)

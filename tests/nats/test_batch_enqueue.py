@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+from pathlib import Path
+
 import msgspec
 from nats.aio.client import Client as NatsClient
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from aioq import Aarq, Context
 from aioq._nats.broker import NatsBroker
+from aioq._nats.bulk import header_block
 from aioq._nats.streams import message_at
+from aioq.embedded import EmbeddedNats
 from aioq.wire import JobMessage, JobState
+
+from ..helpers import eventually
 
 
 async def _nats_broker(app: Aarq) -> NatsBroker:
@@ -108,3 +117,28 @@ async def test_a_stream_that_stopped_taking_batches_gets_jobs_one_by_one(
     assert not broker.jobs.atomic
     assert (await js.stream_info(app.names.jobs_stream)).state.messages == 10
     assert (await jobs[3].status()).state is JobState.QUEUED
+
+
+def test_a_header_value_never_spans_lines() -> None:
+    assert header_block({"A": "1", "B": "two"}) == b"NATS/1.0\r\nA: 1\r\nB: two\r\n\r\n"
+    assert header_block({"A": "x\r\nPUB evil 1"}) == b"NATS/1.0\r\nA: x  PUB evil 1\r\n\r\n"
+
+
+async def test_records_written_while_disconnected_are_buffered_until_reconnect(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedNats(store_dir=tmp_path / "store")
+    server.start()
+    app = Aarq(server.url, prefix="buffered")
+    try:
+        broker = await _nats_broker(app)
+        assert server.pid is not None
+        os.kill(server.pid, signal.SIGKILL)
+        await eventually(lambda: not broker.nc.is_connected, what="the connection lost")
+        await broker.records.put_queued_many([("b1", "q", 1, "t"), ("b2", "q", 2, "t")])
+        await asyncio.to_thread(server.start)
+        await eventually(lambda: broker.records.locate("b2"), what="the buffered record")
+        assert await broker.records.locate("b1") == ("q", 1)
+    finally:
+        await app.close()
+        server.stop()

@@ -20,7 +20,8 @@ __all__ = ["header_block", "publish_all"]
 _HEADER_LINE: Final = b"NATS/1.0\r\n"
 _NEWLINES: Final = str.maketrans({"\r": " ", "\n": " "})
 
-#: A message to publish: subject, its encoded header block (`header_block`), body.
+#: A message to publish: subject, its encoded header block (`header_block`; empty: no
+#: headers), body.
 Encoded = tuple[str, bytes, bytes]
 
 
@@ -37,13 +38,16 @@ async def publish_all(nc: NatsClient, messages: Iterable[Encoded]) -> None:
     send = getattr(nc, "_send_command", None)
     if send is None or not nc.is_connected or nc.is_draining_pubs:
         for subject, header, data in messages:
-            await nc.publish(subject, data, headers=_decoded(header))
+            await nc.publish(subject, data, headers=_decoded(header) if header else None)
         return
     parts = []
     for subject, header, data in messages:
-        size = len(header)
-        parts.append(b"HPUB %s %d %d\r\n" % (subject.encode(), size, size + len(data)))
-        parts.append(header)
+        if header:
+            size = len(header)
+            parts.append(b"HPUB %s %d %d\r\n" % (subject.encode(), size, size + len(data)))
+            parts.append(header)
+        else:
+            parts.append(b"PUB %s %d\r\n" % (subject.encode(), len(data)))
         parts.append(data)
         parts.append(b"\r\n")
     if not parts:

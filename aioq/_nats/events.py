@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from aioq._nats.bulk import publish_all
 from aioq._nats.listener import NatsListener
 from aioq.naming import Names
 
@@ -23,6 +24,11 @@ class NatsEvents:
     async def publish(self, queue: str, kind: str, data: bytes) -> None:
         """Publish a lifecycle event to live listeners."""
         await self.nc.publish(self.names.event_subject(queue, kind), data)
+
+    async def publish_many(self, events: Iterable[tuple[str, str, bytes]]) -> None:
+        """Publish many lifecycle events at once, in order."""
+        subject = self.names.event_subject
+        await publish_all(self.nc, ((subject(q, kind), b"", data) for q, kind, data in events))
 
     async def listen(self, queue: str | None = None) -> NatsListener:
         """Subscribe to the events of `queue` (all if None); the server has it on return."""

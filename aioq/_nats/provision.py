@@ -24,7 +24,7 @@ from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from aioq._nats.domain import in_domain
-from aioq.errors import ProvisioningError
+from aioq.errors import PermissionDeniedError, ProvisioningError
 from aioq.naming import Names
 from aioq.options import QueueOptions
 from aioq.priority import MAX_PRIORITY, MIN_PRIORITY
@@ -232,7 +232,6 @@ async def ensure_streams(
     cap: dict[str, Any] = {}
     if max_queued is not None:
         cap = {"max_msgs_per_subject": max_queued, "discard_new_per_subject": max_queued > 0}
-    enforce = {**cap, "allow_atomic": True} if atomic else cap
     jobs = await _ensure_stream(
         js,
         StreamConfig(
@@ -243,10 +242,11 @@ async def ensure_streams(
             storage=StorageType.FILE,
             discard=DiscardPolicy.NEW,
             duplicate_window=DUPLICATE_WINDOW_S,
-            **enforce,
+            allow_atomic=atomic or None,
+            **cap,
         ),
         replication,
-        enforce,
+        cap,
     )
     await _ensure_stream(
         js,
@@ -260,7 +260,27 @@ async def ensure_streams(
         ),
         replication,
     )
-    return bool(jobs.allow_atomic)
+    return await _allow_atomic(js, jobs) if atomic else False
+
+
+async def _allow_atomic(js: JetStreamContext, config: StreamConfig) -> bool:
+    """Let a stream made by an older version take atomic batches; whether it takes them.
+
+    Only a user who may update the stream can (the admin role): the others go on without.
+    """
+    if config.allow_atomic:
+        return True
+    try:
+        info = await js.update_stream(config.evolve(allow_atomic=True))
+    except (APIError, PermissionDeniedError) as e:
+        log.warning(
+            "stream %s does not take atomic batches and cannot be changed here (%s): "
+            "enqueue_many publishes job by job; connect once as a user who may update it",
+            config.name,
+            e,
+        )
+        return False
+    return bool(info.config.allow_atomic)
 
 
 async def ensure_consumer(

@@ -101,10 +101,12 @@ class NatsJobs:
         if not self.atomic:
             return await self._publish_each(jobs)
         chunks = [jobs[i : i + MAX_BATCH] for i in range(0, len(jobs), MAX_BATCH)]
-        commits = [
-            await send_batch(self.nc, self.js, [self._message(job) for job in chunk])
-            for chunk in chunks
-        ]
+        commits = []
+        for chunk in chunks:
+            messages = [self._message(job) for job in chunk]
+            commits.append(await send_batch(self.nc, self.js, messages))
+            # Lets the connection write this batch out: the server stores it meanwhile.
+            await asyncio.sleep(0)
         outcomes: list[bool | BaseException] = []
         for chunk, commit in zip(chunks, commits, strict=True):
             outcomes += await self._committed(chunk, commit)

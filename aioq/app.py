@@ -409,9 +409,11 @@ class Aarq:
                 that ``app.history.replay`` or ``aioq replay`` can run it again
                 (docs/replay.md). Off by default: nothing is kept.
         """
-        validate_queue(name)
+        current = self._queue_options.get(name)
+        if current is None:
+            validate_queue(name)
+            current = self._default_queue_options
         max_ack_pending = running_cap(max_running, max_ack_pending)
-        current = self._queue_options.get(name, self._default_queue_options)
         if ack_wait is not None or max_ack_pending is not None:
             current = dataclasses.replace(
                 current,

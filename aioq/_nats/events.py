@@ -13,6 +13,8 @@ from aioq.naming import Names
 
 __all__ = ["NatsEvents"]
 
+_SUBJECTS_KEPT = 4096
+
 
 class NatsEvents:
     """Publishes and listens to events and aborts; nothing is stored."""
@@ -20,10 +22,16 @@ class NatsEvents:
     def __init__(self, nc: NatsClient, names: Names) -> None:
         self.nc = nc
         self.names = names
+        self._subjects: dict[tuple[str, str], str] = {}  # two events per job use the same few
 
     async def publish(self, queue: str, kind: str, data: bytes) -> None:
         """Publish a lifecycle event to live listeners."""
-        await self.nc.publish(self.names.event_subject(queue, kind), data)
+        subject = self._subjects.get((queue, kind))
+        if subject is None:
+            subject = self._subjects[queue, kind] = self.names.event_subject(queue, kind)
+            if len(self._subjects) > _SUBJECTS_KEPT:
+                self._subjects.clear()
+        await self.nc.publish(subject, data)
 
     async def publish_many(self, events: Iterable[tuple[str, str, bytes]]) -> None:
         """Publish many lifecycle events at once, in order."""

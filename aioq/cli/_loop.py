@@ -16,7 +16,7 @@ Factory = Callable[[], asyncio.AbstractEventLoop] | None
 
 
 class LoopChoice(enum.StrEnum):
-    """``--loop``. auto is asyncio's loop: uvloop once showed a race that asyncio's did not."""
+    """``--loop``. auto is uvloop when it is installed, else asyncio's own loop."""
 
     auto = "auto"
     asyncio = "asyncio"
@@ -25,9 +25,10 @@ class LoopChoice(enum.StrEnum):
 
 def loop_factory(choice: LoopChoice) -> tuple[str, Factory]:
     """The loop's name and the factory of `choice` (None: asyncio's default loop)."""
-    if choice is not LoopChoice.uvloop:
+    installed = importlib.util.find_spec("uvloop") is not None
+    if choice is LoopChoice.asyncio or (choice is LoopChoice.auto and not installed):
         return "asyncio", None
-    if importlib.util.find_spec("uvloop") is None:
+    if not installed:
         raise typer.BadParameter(
             "uvloop is not installed: pip install 'aioq-nats[uvloop]', or use --loop asyncio",
             param_hint="--loop",

@@ -240,12 +240,14 @@ async def test_cli_worker_runs_on_the_loop_asked_for(
     assert started == sorted(job.id for job in jobs)
 
 
-def test_auto_runs_asyncios_loop_and_uvloop_needs_installing(
+def test_auto_runs_uvloop_when_installed_and_asyncios_loop_otherwise(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert loop_factory(LoopChoice.auto) == ("asyncio", None)
-    assert loop_factory(LoopChoice.uvloop)[0] == "uvloop"  # installed with the dev extra
+    assert loop_factory(LoopChoice.auto)[0] == "uvloop"  # installed with the dev extra
+    assert loop_factory(LoopChoice.uvloop)[0] == "uvloop"
+    assert loop_factory(LoopChoice.asyncio) == ("asyncio", None)
     monkeypatch.setitem(sys.modules, "uvloop", None)  # as if it were not installed
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    assert loop_factory(LoopChoice.auto) == ("asyncio", None)
     with pytest.raises(typer.BadParameter, match=r"pip install 'aioq-nats\[uvloop\]'"):
         loop_factory(LoopChoice.uvloop)

@@ -79,6 +79,7 @@ async def publish_many(app: ClientApp, jobs: Iterable[PreparedJob]) -> list[Job[
     outcomes = iter(await publish_all(broker, fresh))
     done: list[Job[Any]] = []
     failed: list[tuple[PreparedJob, BaseException]] = []
+    stored: list[PreparedJob] = []
     for i, job in enumerate(prepared):
         if i in holders:
             done.append(_held_by(app, job, holders[i]))
@@ -89,8 +90,9 @@ async def publish_many(app: ClientApp, jobs: Iterable[PreparedJob]) -> list[Job[
             failed.append((job, outcome))
         else:
             if not outcome:
-                await _announce(broker, job, at)
+                stored.append(job)
             done.append(_handle(app, job, outcome))
+    await broker.events.publish_many(_enqueued(job, at) for job in stored)
     if failed:
         raise PartialEnqueueError(
             f"{len(failed)} of {len(prepared)} jobs were not enqueued "
@@ -161,11 +163,10 @@ async def _announce(broker: Broker, job: PreparedJob, at: float) -> None:
     The event goes out after the job, so a worker's ``started`` can arrive first; its time
     still orders it before the worker's events.
     """
-    event = Event(
-        kind=EventKind.ENQUEUED,
-        id=job.job_id,
-        queue=job.queue,
-        at=at,
-        task=job.task,
-    )
-    await broker.events.publish(job.queue, EventKind.ENQUEUED.value, encode(event))
+    await broker.events.publish(*_enqueued(job, at))
+
+
+def _enqueued(job: PreparedJob, at: float) -> tuple[str, str, bytes]:
+    """The job's ``enqueued`` event, timed `at`: its queue, kind and encoded event."""
+    event = Event(kind=EventKind.ENQUEUED, id=job.job_id, queue=job.queue, at=at, task=job.task)
+    return job.queue, EventKind.ENQUEUED.value, encode(event)

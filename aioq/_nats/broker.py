@@ -16,6 +16,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 from aioq._nats.auth import auth_options, connect_hint, says_why
+from aioq._nats.batches import atomic_supported
 from aioq._nats.client import AioqNatsClient
 from aioq._nats.control import NatsControl
 from aioq._nats.dead import NatsDead
@@ -59,9 +60,10 @@ class _Parts:
         names: Names,
         records: NatsRecords,
         replication: Replication,
+        atomic: bool,
     ) -> None:
         self.records = records
-        self.jobs = NatsJobs(nc, js, names, records)
+        self.jobs = NatsJobs(nc, js, names, records, atomic)
         self.events = NatsEvents(nc, names)
         self.dead = NatsDead(js, names)
         self.held = NatsHeld(nc, js, names, records)
@@ -233,7 +235,9 @@ class NatsBroker:
         replication = s.replication
         try:
             await js.account_info()
-            await ensure_streams(js, self.names, replication, self.max_queued)
+            atomic = await ensure_streams(
+                js, self.names, replication, self.max_queued, atomic_supported(nc)
+            )
             records = await NatsRecords.open(nc, js, self.names, self.keep_result, replication)
         except (nats.errors.NoRespondersError, NoStreamResponseError, ServiceUnavailableError) as e:
             await nc.close()
@@ -246,7 +250,7 @@ class NatsBroker:
             await nc.close()
             raise
         self._nc, self._js = nc, js
-        self._parts = _Parts(nc, js, self.names, records, replication)
+        self._parts = _Parts(nc, js, self.names, records, replication, atomic)
 
     async def _discard(self, nc: NatsClient) -> None:
         """Close the client of a failed first connect, quietly and within a second."""

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
+from aioq._nats.bulk import publish_all
 from aioq._nats.listener import NatsListener
 from aioq.naming import Names
 
@@ -23,14 +24,22 @@ class NatsEvents:
         self.names = names
         self._subjects: dict[tuple[str, str], str] = {}  # two events per job use the same few
 
-    async def publish(self, queue: str, kind: str, data: bytes) -> None:
-        """Publish a lifecycle event to live listeners."""
+    def _subject(self, queue: str, kind: str) -> str:
         subject = self._subjects.get((queue, kind))
         if subject is None:
             subject = self._subjects[queue, kind] = self.names.event_subject(queue, kind)
             if len(self._subjects) > _SUBJECTS_KEPT:
                 self._subjects.clear()
-        await self.nc.publish(subject, data)
+        return subject
+
+    async def publish(self, queue: str, kind: str, data: bytes) -> None:
+        """Publish a lifecycle event to live listeners."""
+        await self.nc.publish(self._subject(queue, kind), data)
+
+    async def publish_many(self, events: Iterable[tuple[str, str, bytes]]) -> None:
+        """Publish many lifecycle events at once, in order."""
+        subject = self._subject
+        await publish_all(self.nc, ((subject(q, kind), b"", data) for q, kind, data in events))
 
     async def listen(self, queue: str | None = None) -> NatsListener:
         """Subscribe to the events of `queue` (all if None); the server has it on return."""

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from typing import Final
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from nats.js.errors import APIError, NoStreamResponseError, NotFoundError
 
+from aioq._nats.batches import MAX_BATCH, send_batch
 from aioq._nats.domain import api_prefix
 from aioq._nats.level_watch import NatsLevelWatch
 from aioq._nats.limits import full_or_failed
@@ -21,24 +24,34 @@ from aioq._nats.streams import MSG_ID, gone, message_at, subjects
 from aioq._nats.throttle import describe
 from aioq.backend.dead import StoredMessage
 from aioq.backend.jobs import OutgoingJob
-from aioq.errors import EnqueueError, PayloadTooLargeError
+from aioq.errors import EnqueueError, PayloadTooLargeError, PermissionDeniedError
 from aioq.naming import Names
 from aioq.options import QueueOptions
 from aioq.priority import DEFAULT_PRIORITY, priority_of
 
 __all__ = ["NatsJobs"]
 
+# The server's answer to a batch sent to a stream without `allow_atomic`.
+_ATOMIC_DISABLED: Final = 10174
+
 
 class NatsJobs:
     """Publishes jobs (each with its "queued" record), pulls them, finds and removes them."""
 
     def __init__(
-        self, nc: NatsClient, js: JetStreamContext, names: Names, records: NatsRecords
+        self,
+        nc: NatsClient,
+        js: JetStreamContext,
+        names: Names,
+        records: NatsRecords,
+        atomic: bool = False,
     ) -> None:
         self.nc = nc
         self.js = js
         self.names = names
         self.records = records
+        # Whether the jobs stream takes atomic batches (`publish_many` sends them then).
+        self.atomic = atomic
 
     def _check_size(self, data: bytes) -> None:
         limit = self.nc.max_payload
@@ -77,23 +90,64 @@ class NatsJobs:
         return bool(ack.duplicate)
 
     async def publish_many(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
-        """Publish every job before awaiting the acknowledgements."""
+        """Publish every job before awaiting the acknowledgements.
+
+        On a stream that takes them, in atomic batches of up to `MAX_BATCH` jobs, each with
+        one acknowledgement; a batch the server refused (one of its ids is stored already, a
+        queue is full) is published again job by job, which tells each job's outcome.
+        """
         for job in jobs:
             self._check_size(job.data)
-        js = self.js
-        futures = [
-            await js.publish_async(
-                self.names.publish_subject(job.queue, job.priority),
-                job.data,
-                headers={**(job.headers or {}), MSG_ID: job.job_id},
-            )
-            for job in jobs
-        ]
+        if not self.atomic:
+            return await self._publish_each(jobs)
+        chunks = [jobs[i : i + MAX_BATCH] for i in range(0, len(jobs), MAX_BATCH)]
+        commits = []
+        for chunk in chunks:
+            messages = [self._message(job) for job in chunk]
+            commits.append(await send_batch(self.nc, self.js, messages))
+            # Lets the connection write this batch out: the server stores it meanwhile.
+            await asyncio.sleep(0)
+        outcomes: list[bool | BaseException] = []
+        for chunk, commit in zip(chunks, commits, strict=True):
+            outcomes += await self._committed(chunk, commit)
+        return outcomes
+
+    def _message(self, job: OutgoingJob) -> tuple[str, bytes, dict[str, str]]:
+        headers = {**job.headers, MSG_ID: job.job_id} if job.headers else {MSG_ID: job.job_id}
+        return self.names.publish_subject(job.queue, job.priority), job.data, headers
+
+    async def _committed(
+        self, chunk: Sequence[OutgoingJob], commit: asyncio.Future[PubAck]
+    ) -> list[bool | BaseException]:
+        """The outcomes of a batch's jobs, once its commit is answered; records for them."""
+        try:
+            ack = await commit
+        except (APIError, PermissionDeniedError) as e:
+            # Nothing of the batch was stored; job by job, each job gets its own outcome.
+            if isinstance(e, APIError) and e.err_code == _ATOMIC_DISABLED:
+                self.atomic = False  # the stream was changed since provisioning
+            return await self._publish_each(chunk)
+        except (NoStreamResponseError, nats.errors.Error, TimeoutError) as e:
+            return [e] * len(chunk)
+        # A batch is stored at consecutive sequences, ending at the commit's.
+        first = ack.seq - len(chunk) + 1
+        await self.records.put_queued_many(
+            (job.job_id, job.queue, first + n, job.task) for n, job in enumerate(chunk)
+        )
+        return [False] * len(chunk)
+
+    async def _publish_each(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
+        """Publish every job on its own, then await the acknowledgements."""
+        futures = []
+        for job in jobs:
+            subject, data, headers = self._message(job)
+            futures.append(await self.js.publish_async(subject, data, headers=headers))
         results = await asyncio.gather(*futures, return_exceptions=True)
-        records = self.records
-        for job, result in zip(jobs, results, strict=True):
-            if not isinstance(result, BaseException) and not result.duplicate:
-                await records.put_queued(job.job_id, job.queue, result.seq, job.task)
+        await self.records.put_queued_many(
+            (job.job_id, job.queue, r.seq, job.task)
+            for job, r in zip(jobs, results, strict=True)
+            if not isinstance(r, BaseException) and not r.duplicate
+        )
         return [
             full_or_failed(r, job.queue, job.job_id)
             if isinstance(r, APIError)

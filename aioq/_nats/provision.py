@@ -24,7 +24,7 @@ from nats.js.errors import APIError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from aioq._nats.domain import in_domain
-from aioq.errors import ProvisioningError
+from aioq.errors import PermissionDeniedError, ProvisioningError
 from aioq.naming import Names
 from aioq.options import QueueOptions
 from aioq.priority import MAX_PRIORITY, MIN_PRIORITY
@@ -76,20 +76,21 @@ async def _ensure_stream(
     config: StreamConfig,
     replication: Replication,
     enforce: dict[str, Any] | None = None,
-) -> None:
+) -> StreamConfig:
+    """Create the stream, or update it to `enforce`; its config as the server has it."""
     assert config.name is not None
     try:
         info = await js.stream_info(config.name)
     except NotFoundError:
         try:
-            await js.add_stream(_replicated(config, replication))
+            created = await js.add_stream(_replicated(config, replication))
         except APIError as e:
             if e.err_code != _ALREADY_EXISTS:  # created concurrently by another process
                 raise _placement_error(f"stream {config.name}", replication, e) from e
             info = await js.stream_info(config.name)
         else:
             await _settled(js, config.name, replication.count)
-            return
+            return created.config
     missing = set(config.subjects or ()) - set(info.config.subjects or ())
     changed = {k: v for k, v in (enforce or {}).items() if getattr(info.config, k) != v}
     if missing:
@@ -105,6 +106,7 @@ async def _ensure_stream(
     await _match_replicas(js, info.config, replication)
     if replication.replicas is not None:
         await _settled(js, config.name, replication.replicas)
+    return info.config
 
 
 async def _match_replicas(
@@ -218,16 +220,19 @@ async def ensure_streams(
     names: Names,
     replication: Replication,
     max_queued: int | None = None,
-) -> None:
+    atomic: bool = False,
+) -> bool:
     """Create the jobs stream (work queue) and the dead-letter stream if they are missing.
 
     `max_queued` caps the jobs waiting on each queue's subject (-1: no cap; None: leave an
     existing stream's cap as it is). A publish beyond it is refused, never an old job dropped.
+    With `atomic` (a server that has them), the jobs stream takes atomic batches, an existing
+    one too. Returns whether it takes them.
     """
     cap: dict[str, Any] = {}
     if max_queued is not None:
         cap = {"max_msgs_per_subject": max_queued, "discard_new_per_subject": max_queued > 0}
-    await _ensure_stream(
+    jobs = await _ensure_stream(
         js,
         StreamConfig(
             name=names.jobs_stream,
@@ -237,6 +242,7 @@ async def ensure_streams(
             storage=StorageType.FILE,
             discard=DiscardPolicy.NEW,
             duplicate_window=DUPLICATE_WINDOW_S,
+            allow_atomic=atomic or None,
             **cap,
         ),
         replication,
@@ -254,6 +260,27 @@ async def ensure_streams(
         ),
         replication,
     )
+    return await _allow_atomic(js, jobs) if atomic else False
+
+
+async def _allow_atomic(js: JetStreamContext, config: StreamConfig) -> bool:
+    """Let a stream made by an older version take atomic batches; whether it takes them.
+
+    Only a user who may update the stream can (the admin role): the others go on without.
+    """
+    if config.allow_atomic:
+        return True
+    try:
+        info = await js.update_stream(config.evolve(allow_atomic=True))
+    except (APIError, PermissionDeniedError) as e:
+        log.warning(
+            "stream %s does not take atomic batches and cannot be changed here (%s): "
+            "enqueue_many publishes job by job; connect once as a user who may update it",
+            config.name,
+            e,
+        )
+        return False
+    return bool(info.config.allow_atomic)
 
 
 async def ensure_consumer(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Final
 
 import msgspec
@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
 
+from aioq._nats.bulk import header_block, publish_all
 from aioq._nats.domain import kv_write_prefix
 from aioq._nats.provision import ensure_bucket
 from aioq._nats.record_writes import RecordWrites
@@ -27,7 +28,7 @@ __all__ = ["NatsRecords"]
 # Jobs enqueued from this connection whose "queued" record is kept here (see put_queued).
 _RECENTLY_QUEUED: Final = 10_000
 # Makes a record write conditional: stored only if the key has no record yet.
-_EXPECT_NO_RECORD: Final = "Nats-Expected-Last-Subject-Sequence"
+_EXPECT_NO_RECORD_HEADER: Final = header_block({"Nats-Expected-Last-Subject-Sequence": "0"})
 # A results bucket with no retention still needs a bound: records of unfinished jobs.
 _DEFAULT_RESULT_TTL_S: Final = 86_400.0
 
@@ -82,22 +83,26 @@ class NatsRecords:
         is found by its id (and removed, by `seq`). Only a job without a record gets it: a
         worker may have started the job already, and its record must stay.
         """
+        await self.put_queued_many([(job_id, queue, seq, task)])
+
+    async def put_queued_many(self, jobs: Iterable[tuple[str, str, int, str | None]]) -> None:
+        """`put_queued` for many jobs (id, queue, sequence, task), published at once."""
         if not self.keep_result:
             return
-        record = JobRecord(
-            id=job_id,
-            state=JobState.QUEUED,
-            task=task,
-            queue=queue,
-            enqueued_at=time.time(),
-            seq=seq,
-        )
-        data = encode(record)
-        self._recently_queued[job_id] = (queue, seq, data)
-        if len(self._recently_queued) > _RECENTLY_QUEUED:
-            self._recently_queued.popitem(last=False)
-        headers = {_EXPECT_NO_RECORD: "0"}
-        await self.nc.publish(self._subject_prefix + job_id, data, headers=headers)
+        now = time.time()
+        recent = self._recently_queued
+        prefix = self._subject_prefix
+        encoded = []
+        for job_id, queue, seq, task in jobs:
+            record = JobRecord(
+                id=job_id, state=JobState.QUEUED, task=task, queue=queue, enqueued_at=now, seq=seq
+            )
+            data = encode(record)
+            recent[job_id] = (queue, seq, data)
+            encoded.append((prefix + job_id, _EXPECT_NO_RECORD_HEADER, data))
+        while len(recent) > _RECENTLY_QUEUED:
+            recent.popitem(last=False)
+        await publish_all(self.nc, encoded)
 
     async def note_requeued(self, job_id: str, seq: int) -> None:
         """Put the stream sequence of a job published again into its existing record."""

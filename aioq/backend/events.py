@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol
 
 __all__ = ["EventListener", "Events"]
@@ -24,6 +24,9 @@ class Events(Protocol):
 
     async def publish(self, queue: str, kind: str, data: bytes) -> None:
         """Publish a lifecycle event to live listeners."""
+
+    async def publish_many(self, events: Iterable[tuple[str, str, bytes]]) -> None:
+        """Publish many lifecycle events (queue, kind, data) at once, in order."""
 
     async def listen(self, queue: str | None = None) -> EventListener:
         """Subscribe to the events of `queue` (all queues if None), from now on."""

@@ -7,11 +7,13 @@ from typing import Any
 
 import nats
 import pytest
+from nats.js.api import RetentionPolicy
 
 from aioq import Aarq, Context
 from aioq.errors import ConfigError, ProvisioningError
 from aioq.local_cluster import LocalCluster
 from aioq.testing.harness import start_worker
+from aioq.wire import JobState
 
 from ..helpers import eventually
 from .conftest import _cleanup
@@ -155,3 +157,31 @@ def test_placement_tags_are_validated_where_given() -> None:
         Aarq(placement_tags="az:1")
     with pytest.raises(ConfigError, match="non-empty strings"):
         Aarq(placement_tags=[""])
+
+
+async def test_an_older_r3_jobs_stream_takes_atomic_batches(
+    cluster: LocalCluster, capp: Aarq
+) -> None:
+    nc = await nats.connect(cluster.urls[0])
+    try:
+        js = nc.jetstream()
+        await js.add_stream(
+            name=capp.names.jobs_stream,
+            subjects=[capp.names.jobs_wildcard, capp.names.sched_wildcard],
+            retention=RetentionPolicy.WORK_QUEUE,
+            num_replicas=3,
+            duplicate_window=120.0,
+        )
+
+        @capp.task(queue="bulk")
+        async def item(ctx: Context, n: int) -> None: ...
+
+        jobs = await capp.enqueue_many([item.prepare(n) for n in range(1200)])
+        info = await js.stream_info(capp.names.jobs_stream)
+        assert info.config.allow_atomic
+        assert info.state.messages == 1200
+        broker = await capp.connect()
+        assert getattr(broker.jobs, "atomic", None) is True
+        assert (await jobs[1100].status()).state is JobState.QUEUED
+    finally:
+        await nc.close()

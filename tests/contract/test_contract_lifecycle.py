@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 
 import pytest
 
@@ -303,3 +304,39 @@ async def test_a_graceful_stop_finishes_in_flight_jobs(backend: Backend) -> None
     assert (report.in_flight_at_stop, len(report.finished), len(report.waiting)) == (2, 2, 3)
     await backend.worker(["reports"], concurrency=5)
     assert [await job.result(timeout=10) for job in jobs] == list(range(5))
+
+
+async def test_enqueue_many_announces_each_stored_job_once(backend: Backend) -> None:
+    app = backend.app
+
+    @app.task(queue="bulk")
+    async def item(ctx: Context, n: int) -> None: ...
+
+    await item.with_options(job_id="old").enqueue(0)
+    heard: list[str] = []
+    subscribed = asyncio.Event()
+
+    async def listen() -> None:
+        async for event in app.events(queue="bulk", kinds=["enqueued"]):
+            if event.id.startswith("probe-"):
+                subscribed.set()
+            else:
+                heard.append(event.id)
+
+    listener = asyncio.create_task(listen())
+
+    async def probed() -> bool:  # `app.events` subscribes when first iterated
+        await item.with_options(job_id=f"probe-{uuid.uuid4().hex}").enqueue(0)
+        await asyncio.wait([asyncio.ensure_future(subscribed.wait())], timeout=0.2)
+        return subscribed.is_set()
+
+    try:
+        await eventually(probed)
+        prepared = [item.prepare(n) for n in range(30)]
+        prepared.append(item.with_options(job_id="old").prepare(0))
+        jobs = await app.enqueue_many(prepared)
+        fresh = [job.id for job in jobs if not job.duplicate]
+        await eventually(lambda: len(heard) >= len(fresh))
+        assert heard == fresh
+    finally:
+        listener.cancel()

@@ -18,6 +18,7 @@ from aioq import (
     Scheduler,
     Task,
 )
+from aioq._nats import NatsBroker
 from aioq.embedded import EmbeddedNats
 from aioq.permissions import Role, permissions
 from aioq.testing.harness import start_worker
@@ -256,3 +257,20 @@ async def test_permissions_cli_prints_a_block_the_server_accepts(
     missing = run_cli("permissions", "--role", "worker")
     assert missing.returncode == 1
     assert "needs its queues" in missing.stderr
+
+
+async def test_a_producer_binds_a_jobs_stream_without_atomic_batches(
+    app_for: AppFor, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin_app = app_for("admin")
+    admin = await admin_app.connect()
+    assert isinstance(admin, NatsBroker)
+    info = await admin.js.stream_info(admin_app.names.jobs_stream)
+    await admin.js.update_stream(info.config.evolve(allow_atomic=False))
+    producer = app_for("producer")
+    jobs = await producer.enqueue_many(_task(producer, "send").prepare(f"{n}@x") for n in range(5))
+    assert not any(job.duplicate for job in jobs)
+    broker = await producer.connect()
+    assert isinstance(broker, NatsBroker)
+    assert not broker.jobs.atomic
+    assert "does not take atomic batches" in caplog.text

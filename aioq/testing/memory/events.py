@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 __all__ = ["MemoryEventListener", "MemoryEvents"]
 
@@ -48,6 +48,11 @@ class MemoryEvents:
         """Hand a lifecycle event to the listeners of its queue."""
         for listener in list(self.listeners):
             listener.deliver(queue, data)
+
+    async def publish_many(self, events: Iterable[tuple[str, str, bytes]]) -> None:
+        """Hand many lifecycle events to the listeners, in order."""
+        for queue, kind, data in events:
+            await self.publish(queue, kind, data)
 
     async def listen(self, queue: str | None = None) -> MemoryEventListener:
         """Listen to the events of `queue` (all if None) from now on."""

@@ -15,7 +15,6 @@ from aioq.backend import Broker, Delivery
 from aioq.context import Context
 from aioq.errors import Retry
 from aioq.logs import CURRENT_JOB, job_fields
-from aioq.options import resolve
 from aioq.replay import keep_succeeded
 from aioq.task import Task
 from aioq.unique import release
@@ -178,7 +177,8 @@ class Executor:
         job, task = decoded
         if delivery.delivered > 1 and previous is None:
             previous = await self.previous(delivery)
-        retries = resolve(job.retries, task.options.retries)
+        # Call over task (`aioq.options.resolve`), written out: this runs once per job.
+        retries = task.options.retries if job.retries is None else job.retries
         attempt, max_attempts = delivery.attempt, retries + 1
         if previous is Previous.SUPERSEDED:
             # Not settled either: the message belongs to the later delivery.
@@ -201,7 +201,7 @@ class Executor:
                 delivery, queue, DeadReason.CRASHED, job, ErrorInfo("DeliveriesExhausted", message)
             )
             return
-        ttl = resolve(job.ttl, task.options.ttl)
+        ttl = task.options.ttl if job.ttl is None else job.ttl
         if ttl is not None and attempt == 1:
             waited = self.clock.time() - delivery.stored_at
             if waited > ttl:
@@ -283,9 +283,8 @@ class Executor:
             unique_key=job.unique_key,
         )
         lease = Lease.of(delivery, lease_period)
-        return Attempt(
-            delivery, job, task, ctx, record, lease, resolve(job.timeout, task.options.timeout)
-        )
+        timeout = task.options.timeout if job.timeout is None else job.timeout
+        return Attempt(delivery, job, task, ctx, record, lease, timeout)
 
     async def _execute(self, run: Attempt, running_record: asyncio.Handle) -> None:
         ctx, task, job, lease = run.ctx, run.task, run.job, run.lease

@@ -51,6 +51,7 @@ class Reporter:
 
     def __init__(self, broker: Broker, worker_id: str, keep_result: float) -> None:
         self.broker = broker
+        self.clock = broker.clock
         self.worker_id = worker_id
         self.keep_result = keep_result
         # Running records on their way out, awaited before a newer record of the same job.
@@ -180,7 +181,7 @@ class Reporter:
             kind=kind,
             id=record.id,
             queue=record.queue or "",
-            at=self.broker.clock.time(),
+            at=self.clock.time(),
             task=record.task,
             attempt=record.attempts or None,
             worker=self.worker_id,

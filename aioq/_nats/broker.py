@@ -7,7 +7,7 @@ import contextlib
 import logging
 import math
 import time
-from typing import NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import nats
 import nats.errors
@@ -50,32 +50,48 @@ _PING_INTERVAL_S = 5
 _MAX_OUTSTANDING_PINGS = 2
 
 
-class _Parts:
-    """The seam's concepts on one connection, made once it is up."""
-
-    def __init__(
-        self,
-        nc: NatsClient,
-        js: JetStreamContext,
-        names: Names,
-        records: NatsRecords,
-        replication: Replication,
-        atomic: bool,
-    ) -> None:
-        self.records = records
-        self.jobs = NatsJobs(nc, js, names, records, atomic)
-        self.events = NatsEvents(nc, names)
-        self.dead = NatsDead(js, names)
-        self.held = NatsHeld(nc, js, names, records)
-        self.history = NatsHistory(js, names, replication)
-        self.control = NatsControl(nc, js, names, replication)
-        self.workers = NatsWorkers(js, names, replication)
-        self.waiting = NatsWaiting(js, names, replication)
-        self.inspection = NatsInspection(js, names, self.dead)
+# The seam's concepts: attributes of a connected broker (see `NatsBroker.__getattr__`).
+_CONCEPTS: Final = frozenset(
+    [
+        "jobs",
+        "records",
+        "events",
+        "history",
+        "dead",
+        "held",
+        "control",
+        "waiting",
+        "workers",
+        "inspection",
+    ]
+)
 
 
 class NatsBroker:
     """JetStream storage of jobs, dead letters and worker heartbeats for one app prefix."""
+
+    # The seam's concepts on the connection. Plain attributes, set by `connect` and dropped
+    # by `close`: the worker reaches records and events several times per job.
+    #: Jobs on their queues.
+    jobs: NatsJobs
+    #: Job records.
+    records: NatsRecords
+    #: Lifecycle events and aborts.
+    events: NatsEvents
+    #: Succeeded jobs kept for replay.
+    history: NatsHistory
+    #: Dead letters.
+    dead: NatsDead
+    #: Delayed jobs held until due.
+    held: NatsHeld
+    #: Rate limits, pauses and repeatable ticks.
+    control: NatsControl
+    #: Jobs waiting for their dependencies.
+    waiting: NatsWaiting
+    #: Worker heartbeats.
+    workers: NatsWorkers
+    #: Read-only views of queues, job records and held jobs.
+    inspection: NatsInspection
 
     def __init__(
         self,
@@ -88,7 +104,6 @@ class NatsBroker:
         self.names = names
         self.keep_result = keep_result
         self.max_queued = max_queued
-        self._parts: _Parts | None = None
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._closing = False
@@ -118,55 +133,13 @@ class NatsBroker:
     def _not_connected() -> NoReturn:
         raise BrokerError("not connected: call `await app.connect()` or use `async with app`")
 
-    @property
-    def jobs(self) -> NatsJobs:
-        """Jobs on their queues; only valid once connected."""
-        return (self._parts or self._not_connected()).jobs
+    if not TYPE_CHECKING:  # (mypy would take any unknown attribute for a valid one)
 
-    @property
-    def records(self) -> NatsRecords:
-        """Job records; only valid once connected."""
-        return (self._parts or self._not_connected()).records
-
-    @property
-    def events(self) -> NatsEvents:
-        """Lifecycle events and aborts; only valid once connected."""
-        return (self._parts or self._not_connected()).events
-
-    @property
-    def history(self) -> NatsHistory:
-        """Succeeded jobs kept for replay; only valid once connected."""
-        return (self._parts or self._not_connected()).history
-
-    @property
-    def dead(self) -> NatsDead:
-        """Dead letters; only valid once connected."""
-        return (self._parts or self._not_connected()).dead
-
-    @property
-    def held(self) -> NatsHeld:
-        """Delayed jobs held until due; only valid once connected."""
-        return (self._parts or self._not_connected()).held
-
-    @property
-    def control(self) -> NatsControl:
-        """Rate limits, pauses and repeatable ticks; only valid once connected."""
-        return (self._parts or self._not_connected()).control
-
-    @property
-    def waiting(self) -> NatsWaiting:
-        """Jobs waiting for their dependencies; only valid once connected."""
-        return (self._parts or self._not_connected()).waiting
-
-    @property
-    def workers(self) -> NatsWorkers:
-        """Worker heartbeats; only valid once connected."""
-        return (self._parts or self._not_connected()).workers
-
-    @property
-    def inspection(self) -> NatsInspection:
-        """Read-only views of queues, job records and held jobs."""
-        return (self._parts or self._not_connected()).inspection
+        def __getattr__(self, name: str) -> NoReturn:
+            # Reached only when normal lookup fails: a concept before `connect`, after `close`.
+            if name in _CONCEPTS:
+                self._not_connected()
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def max_payload(self) -> int:
@@ -250,7 +223,28 @@ class NatsBroker:
             await nc.close()
             raise
         self._nc, self._js = nc, js
-        self._parts = _Parts(nc, js, self.names, records, replication, atomic)
+        self._attach(nc, js, records, replication, atomic)
+
+    def _attach(
+        self,
+        nc: NatsClient,
+        js: JetStreamContext,
+        records: NatsRecords,
+        replication: Replication,
+        atomic: bool,
+    ) -> None:
+        """Make the seam's concepts on the connection that just came up."""
+        names = self.names
+        self.records = records
+        self.jobs = NatsJobs(nc, js, names, records, atomic)
+        self.events = NatsEvents(nc, names)
+        self.dead = NatsDead(js, names)
+        self.held = NatsHeld(nc, js, names, records)
+        self.history = NatsHistory(js, names, replication)
+        self.control = NatsControl(nc, js, names, replication)
+        self.workers = NatsWorkers(js, names, replication)
+        self.waiting = NatsWaiting(js, names, replication)
+        self.inspection = NatsInspection(js, names, self.dead)
 
     async def _discard(self, nc: NatsClient) -> None:
         """Close the client of a failed first connect, quietly and within a second."""
@@ -319,7 +313,9 @@ class NatsBroker:
                 cancelled, so no confirmation could arrive; what is buffered is still sent.
         """
         self._closing = True
-        nc, self._nc, self._js, self._parts = self._nc, None, None, None
+        nc, self._nc, self._js = self._nc, None, None
+        for name in _CONCEPTS:
+            self.__dict__.pop(name, None)
         if nc is None or nc.is_closed:
             return
         if flush:

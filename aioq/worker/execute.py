@@ -81,6 +81,13 @@ _REASON_OUTCOME: Final = {
 }
 
 
+class _Unrunnable(Exception):
+    """A delivered job that cannot run: it goes to the dead letters for `reason`."""
+
+    def __init__(self, reason: DeadReason, job: JobMessage | None, error: ErrorInfo) -> None:
+        self.reason, self.job, self.error = reason, job, error
+
+
 class Executor:
     """Runs deliveries of one worker and settles each exactly once."""
 
@@ -171,10 +178,11 @@ class Executor:
     async def _run(
         self, delivery: Delivery, queue: str, lease_period: float, previous: Previous | None
     ) -> None:
-        decoded = await self._decode(delivery, queue)
-        if decoded is None:
+        try:
+            job, task = self._decode(delivery)
+        except _Unrunnable as e:
+            await self._dead(delivery, queue, e.reason, e.job, e.error)
             return
-        job, task = decoded
         if delivery.delivered > 1 and previous is None:
             previous = await self.previous(delivery)
         # Call over task (`aioq.options.resolve`), written out: this runs once per job.
@@ -221,29 +229,26 @@ class Executor:
         finally:
             running_record.cancel()
 
-    async def _decode(
-        self, delivery: Delivery, queue: str
-    ) -> tuple[JobMessage, Task[Any, Any]] | None:
-        """The job and its task; None when the job cannot run (it is dead-lettered)."""
+    def _decode(self, delivery: Delivery) -> tuple[JobMessage, Task[Any, Any]]:
+        """The job and its task; raises `_Unrunnable` when the job cannot run.
+
+        Not a coroutine: it runs once per job, and only a job that cannot run has to wait
+        (for its dead letter).
+        """
         try:
             job = decode_job(delivery.data)
         except Exception as e:  # msgspec errors, and RecursionError on absurd nesting
-            error = error_info(e, tb=False)
-            await self._dead(delivery, queue, DeadReason.BAD_PAYLOAD, None, error)
-            return None
+            raise _Unrunnable(DeadReason.BAD_PAYLOAD, None, error_info(e, tb=False)) from None
         task = self.tasks.get(job.task)
         if task is None:
             known = ", ".join(sorted(self.tasks)) or "none"
             message = f"unknown task {job.task!r} (registered: {known})"
-            error = ErrorInfo("UnknownTaskError", message)
-            await self._dead(delivery, queue, DeadReason.UNKNOWN_TASK, job, error)
-            return None
+            raise _Unrunnable(DeadReason.UNKNOWN_TASK, job, ErrorInfo("UnknownTaskError", message))
         try:
             job.args, job.kwargs = task.arguments_from_json(job.args, job.kwargs)
         except TypeError as e:
             error = ErrorInfo("ArgumentsError", f"{task.describe()}: {e}")
-            await self._dead(delivery, queue, DeadReason.BAD_ARGS, job, error)
-            return None
+            raise _Unrunnable(DeadReason.BAD_ARGS, job, error) from None
         return job, task
 
     def _attempt(

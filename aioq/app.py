@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import os
-import ssl
 import sys
 from collections.abc import (
     AsyncIterator,
@@ -17,7 +15,7 @@ from collections.abc import (
 )
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, Unpack, overload
 
 import msgspec
 
@@ -39,14 +37,14 @@ from aioq.flows import Flow, Signature, start_chain, start_group
 from aioq.groups import DEFAULT_RECHECK_S, GroupLimit, GroupLimits
 from aioq.inspection import QueueStats, WorkerStatus, queue_stats, worker_statuses
 from aioq.job import Job
-from aioq.naming import Names, validate_inbox_prefix, validate_queue, validate_task_name
+from aioq.naming import Names, validate_queue, validate_task_name
 from aioq.options import QueueOptions, TaskOptions, seconds
 from aioq.priority import DEFAULT_PRIORITY
 from aioq.publishing import pause_end
 from aioq.ratelimit import check_rate, running_cap
 from aioq.repeatable import CronDecorator, Missed, Repeatable, define_repeatable
 from aioq.replay import History
-from aioq.settings import NatsSettings, Replication, validate_domain
+from aioq.settings import ConnectionOptions, NatsSettings, Replication, validate_domain
 from aioq.task import PreparedJob, Task
 from aioq.wire import Event
 
@@ -115,24 +113,13 @@ class Aarq:
         servers: str | Sequence[str] = "nats://127.0.0.1:4222",
         *,
         prefix: str = "aioq",
-        name: str | None = None,
-        credentials: str | None = None,
-        token: str | None = None,
-        user: str | None = None,
-        password: str | None = None,
-        tls: ssl.SSLContext | None = None,
-        tls_ca: str | os.PathLike[str] | None = None,
-        tls_cert: str | os.PathLike[str] | None = None,
-        tls_key: str | os.PathLike[str] | None = None,
-        nkey_seed: str | os.PathLike[str] | None = None,
-        inbox_prefix: str | None = None,
-        connect_timeout: float = 2.0,
         ack_wait: float | timedelta = 30.0,
         keep_result: float | timedelta = 86_400.0,
         max_queued: int | None = None,
         replicas: int | None = None,
         placement_tags: Sequence[str] | None = None,
         jetstream_domain: str | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         self.names = Names(prefix)
         if max_queued is not None and (
@@ -146,22 +133,9 @@ class Aarq:
             )
         self.max_queued = max_queued
         self.settings = NatsSettings(
-            servers=_server_list(servers),
-            name=name,
-            credentials=credentials,
-            token=token,
-            user=user,
-            password=password,
-            tls=tls,
-            connect_timeout=connect_timeout,
-            tls_ca=_path(tls_ca),
-            tls_cert=_path(tls_cert),
-            tls_key=_path(tls_key),
-            nkey_seed=_path(nkey_seed),
-            inbox_prefix=_inbox(inbox_prefix),
             replication=Replication.build(replicas, placement_tags),
             domain=validate_domain(jetstream_domain),
-        )
+        ).connected_by(servers, **connection)
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.state = State()
         self.startup_hooks: list[Hook] = []
@@ -220,43 +194,22 @@ class Aarq:
     def use_servers(self, servers: str | Sequence[str]) -> None:
         """Point the app at other servers; only before it connects (used by the CLI's -s)."""
         self._check_unconnected("use_servers")
-        self.configure(settings=dataclasses.replace(self.settings, servers=_server_list(servers)))
+        self.configure(settings=self.settings.connected_by(servers))
 
     def use_connection(
         self,
         *,
         servers: str | Sequence[str] | None = None,
         prefix: str | None = None,
-        credentials: str | os.PathLike[str] | None = None,
-        token: str | None = None,
-        user: str | None = None,
-        password: str | None = None,
-        tls_ca: str | os.PathLike[str] | None = None,
-        tls_cert: str | os.PathLike[str] | None = None,
-        tls_key: str | os.PathLike[str] | None = None,
-        nkey_seed: str | os.PathLike[str] | None = None,
-        inbox_prefix: str | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         """Override the servers, prefix, credentials or TLS files; only before it connects.
 
         Arguments left None keep the app's own value (used by the CLI's connection options).
         """
         self._check_unconnected("use_connection")
-        s = self.settings
         self.configure(
-            settings=dataclasses.replace(
-                s,
-                servers=s.servers if servers is None else _server_list(servers),
-                credentials=s.credentials if credentials is None else os.fspath(credentials),
-                token=s.token if token is None else token,
-                user=s.user if user is None else user,
-                password=s.password if password is None else password,
-                tls_ca=s.tls_ca if tls_ca is None else _path(tls_ca),
-                tls_cert=s.tls_cert if tls_cert is None else _path(tls_cert),
-                tls_key=s.tls_key if tls_key is None else _path(tls_key),
-                nkey_seed=s.nkey_seed if nkey_seed is None else _path(nkey_seed),
-                inbox_prefix=s.inbox_prefix if inbox_prefix is None else _inbox(inbox_prefix),
-            ),
+            settings=self.settings.connected_by(servers, **connection),
             names=Names(prefix) if prefix is not None else None,
         )
 
@@ -777,19 +730,3 @@ async def _close_at_loop_end(broker: Broker) -> None:
         await broker.close(flush=False)
     else:
         await broker.close()
-
-
-def _server_list(servers: str | Sequence[str]) -> list[str]:
-    urls = [servers] if isinstance(servers, str) else list(servers)
-    urls = [u.strip() for url in urls for u in url.split(",") if u.strip()]
-    if not urls:
-        raise ConfigError("no NATS server URL given")
-    return urls
-
-
-def _inbox(prefix: str | None) -> str | None:
-    return None if prefix is None else validate_inbox_prefix(prefix)
-
-
-def _path(value: str | os.PathLike[str] | None) -> str | None:
-    return None if value is None else os.fspath(value)

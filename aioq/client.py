@@ -14,7 +14,7 @@ import msgspec
 from aioq.backend import Broker
 from aioq.dependencies import register
 from aioq.errors import JobNotFoundError, PartialEnqueueError
-from aioq.job import Job
+from aioq.job import Job, waiting_record
 from aioq.ports import BrokerAccess
 from aioq.publishing import publish_many as publish_all
 from aioq.publishing import publish_one
@@ -108,13 +108,19 @@ async def find_job(app: ClientApp, job_id: str, queue: str | None = None) -> Job
     """A handle on an existing job, from its id (and queue, if known).
 
     Raises:
-        JobNotFoundError: No queued, held or recorded job has this id.
+        JobNotFoundError: No waiting, queued, held or recorded job has this id.
     """
     broker = await app.connect()
     raw = await broker.records.get(job_id)
     record = msgspec.json.decode(raw, type=JobRecord) if raw else None
+    # Released from waiting, a job has no record for a moment: the waiting store has it until
+    # it is queued. A job that ends between these looks has its final record by then.
+    record = record or await waiting_record(broker, job_id)
     found = queue or (record.queue if record else None)
     found = found or await broker.jobs.find(job_id) or await broker.held.find(job_id)
+    if found is None and (raw := await broker.records.get(job_id)):
+        record = msgspec.json.decode(raw, type=JobRecord)
+        found = record.queue or None
     if found is None:
         raise JobNotFoundError(f"no job {job_id!r} is queued, held or on record", job_id)
     task = record.task if record and record.task else ""

@@ -262,6 +262,7 @@ class ScheduleStatus(msgspec.Struct, frozen=True, kw_only=True):
     Attributes:
         name: The repeatable's name.
         task: Its task.
+        queue: The queue its jobs go to.
         schedule: Its schedule, described (``every 60s``, ``cron 0 * * * * UTC``).
         last_fire: Unix time of the latest tick recorded as fired, if any.
         next_fire: Unix time of the next tick after now (or after the last fire).
@@ -269,6 +270,7 @@ class ScheduleStatus(msgspec.Struct, frozen=True, kw_only=True):
 
     name: str
     task: str
+    queue: str
     schedule: str
     last_fire: float | None
     next_fire: float
@@ -285,6 +287,7 @@ async def schedules(app: InspectedApp) -> list[ScheduleStatus]:
             ScheduleStatus(
                 name=name,
                 task=repeatable.task.name,
+                queue=repeatable.queue,
                 schedule=repeatable.schedule.describe(),
                 last_fire=last,
                 next_fire=repeatable.schedule.next_after(max(now, last or now)),

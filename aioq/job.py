@@ -14,7 +14,7 @@ from aioq.errors import (
     JobNotFoundError,
     ResultTimeoutError,
 )
-from aioq.wire import TERMINAL_STATES, Event, EventKind, JobRecord, JobState, encode
+from aioq.wire import TERMINAL_STATES, Event, EventKind, JobRecord, JobState, WaitingJob, encode
 
 if TYPE_CHECKING:
     from aioq.backend import Broker
@@ -25,6 +25,7 @@ __all__ = ["Job"]
 R = TypeVar("R")
 
 _record_decoder = msgspec.json.Decoder(JobRecord)
+_waiting_decoder = msgspec.json.Decoder(WaitingJob)
 _REWATCH_PAUSE_S = 0.2
 # How long `abort` waits for the worker running a job to confirm its cancellation.
 _ABORT_CONFIRM_S = 2.0
@@ -101,6 +102,10 @@ class Job(Generic[R]):
             return JobRecord(id=self.id, state=JobState.DEFERRED, task=self.task, queue=self.queue)
         if record is not None:
             return record
+        # Released from waiting, a job's record is removed a moment before it is queued.
+        waiting = await waiting_record(broker, self.id)
+        if waiting is not None:
+            return waiting
         # The job can move on during these lookups: finish after its record was read (the
         # final record is written before it leaves its queue), or go from held to its queue;
         # and the "queued" record of a job enqueued a moment ago is stored without waiting.
@@ -213,3 +218,19 @@ async def _remove_waiting(broker: Broker, job_id: str) -> bool:
     """Remove a job waiting for its dependencies; its own dependents then see it aborted."""
     found = await broker.waiting.get(job_id)
     return found is not None and await broker.waiting.delete(job_id, found[1])
+
+
+async def waiting_record(broker: Broker, job_id: str) -> JobRecord | None:
+    """The record of job `job_id` if it waits for its dependencies, from the waiting store."""
+    found = await broker.waiting.get(job_id)
+    if found is None:
+        return None
+    entry = _waiting_decoder.decode(found[0])
+    return JobRecord(
+        id=entry.id,
+        state=JobState.WAITING,
+        task=entry.task,
+        queue=entry.queue,
+        enqueued_at=entry.created_at,
+        depends_on=entry.depends_on,
+    )

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypedDict, Unpack
 from urllib.parse import urlsplit, urlunsplit
 
 from aioq.errors import ConfigError
+from aioq.naming import validate_inbox_prefix
 
 __all__ = [
     "MAX_REPLICAS",
+    "ConnectionOptions",
     "NatsSettings",
     "Replication",
     "redact_url",
     "redact_urls",
+    "server_list",
     "validate_domain",
 ]
 
@@ -73,6 +79,40 @@ def validate_domain(domain: str | None) -> str | None:
     return domain
 
 
+class ConnectionOptions(TypedDict, total=False):
+    """How an app reaches NATS, besides its servers: keywords of `Aarq` and `use_connection`.
+
+    Each is described in `Aarq`'s docstring; None leaves the setting as it is.
+    """
+
+    name: str | None
+    credentials: str | os.PathLike[str] | None
+    token: str | None
+    user: str | None
+    password: str | None
+    tls: ssl.SSLContext | None
+    tls_ca: str | os.PathLike[str] | None
+    tls_cert: str | os.PathLike[str] | None
+    tls_key: str | os.PathLike[str] | None
+    nkey_seed: str | os.PathLike[str] | None
+    inbox_prefix: str | None
+    connect_timeout: float | None
+
+
+_OPTIONS = frozenset(ConnectionOptions.__annotations__)
+# The options that name files.
+_PATHS = frozenset({"credentials", "tls_ca", "tls_cert", "tls_key", "nkey_seed"})
+
+
+def server_list(servers: str | Sequence[str]) -> list[str]:
+    """Server URLs from one string (comma-separated) or a sequence of them."""
+    urls = [servers] if isinstance(servers, str) else list(servers)
+    urls = [u.strip() for url in urls for u in url.split(",") if u.strip()]
+    if not urls:
+        raise ConfigError("no NATS server URL given")
+    return urls
+
+
 @dataclass(frozen=True, slots=True)
 class NatsSettings:
     """How to reach the NATS server(s), and how to replicate what aioq stores there.
@@ -98,6 +138,22 @@ class NatsSettings:
     replication: Replication = field(default_factory=Replication)
     #: JetStream domain to address (a cluster reached through a leaf node); None: the local one.
     domain: str | None = None
+
+    def connected_by(
+        self, servers: str | Sequence[str] | None = None, **options: Unpack[ConnectionOptions]
+    ) -> NatsSettings:
+        """These settings, with `servers` and each option that is not None in their place."""
+        unknown = options.keys() - _OPTIONS
+        if unknown:  # as Python says it of a function without **options
+            raise TypeError(f"got an unexpected keyword argument {min(unknown)!r}")
+        given: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+        if servers is not None:
+            given["servers"] = server_list(servers)
+        for path in _PATHS.intersection(given):
+            given[path] = os.fspath(given[path])
+        if "inbox_prefix" in given:
+            given["inbox_prefix"] = validate_inbox_prefix(given["inbox_prefix"])
+        return dataclasses.replace(self, **given)
 
     def __repr__(self) -> str:
         # Passwords and tokens stay out of logs and tracebacks that print the settings.

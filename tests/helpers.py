@@ -1,11 +1,14 @@
-"""What tests in every folder share: waiting for an outcome with a deadline."""
+"""What tests in every folder share: waiting for an outcome with a deadline, freezing a process."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -33,3 +36,21 @@ async def eventually(
                 f"timed out after {timeout}s waiting for {what} (last: {value!r}){more}"
             )
         await asyncio.sleep(interval)
+
+
+async def frozen(pid: int) -> None:
+    """SIGSTOP process `pid` and wait until every thread of it has stopped.
+
+    `kill` returns before the stop reaches each thread: a thread busy on another core can
+    still answer a message sent right after it.
+    """
+    os.kill(pid, signal.SIGSTOP)
+    await eventually(lambda: _stopped(pid), timeout=5, what=f"process {pid} stopped")
+
+
+def _stopped(pid: int) -> bool:
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        text = stat.read_text()
+        states.append(text[text.rindex(")") + 2])  # the state follows the command's name
+    return bool(states) and all(state in "tT" for state in states)

@@ -33,6 +33,9 @@ __all__ = ["NatsJobs"]
 
 # The server's answer to a batch sent to a stream without `allow_atomic`.
 _ATOMIC_DISABLED: Final = 10174
+#: Seconds an acknowledgement of `publish_many` may take, as for one JetStream publish: an
+#: answer lost with its connection is otherwise awaited for ever.
+ACK_TIMEOUT_S = 5.0
 
 
 class NatsJobs:
@@ -85,8 +88,9 @@ class NatsJobs:
                 f"cannot enqueue job {job_id} on queue {queue!r}: {describe(e)}{_unanswered(e)}; "
                 "retrying with the same job id is safe"
             ) from e
-        if not ack.duplicate:
-            await self.records.put_queued(job_id, queue, ack.seq, task)
+        # A duplicate's answer names the stored message: its record is written where none is,
+        # as when the answer to an earlier send of the job was lost.
+        await self.records.put_queued(job_id, queue, ack.seq, task)
         return bool(ack.duplicate)
 
     async def publish_many(self, jobs: Sequence[OutgoingJob]) -> list[bool | BaseException]:
@@ -121,7 +125,7 @@ class NatsJobs:
     ) -> list[bool | BaseException]:
         """The outcomes of a batch's jobs, once its commit is answered; records for them."""
         try:
-            ack = await commit
+            ack = await asyncio.wait_for(commit, ACK_TIMEOUT_S)
         except (APIError, PermissionDeniedError) as e:
             # Nothing of the batch was stored; job by job, each job gets its own outcome.
             if isinstance(e, APIError) and e.err_code == _ATOMIC_DISABLED:
@@ -142,11 +146,12 @@ class NatsJobs:
         for job in jobs:
             subject, data, headers = self._message(job)
             futures.append(await self.js.publish_async(subject, data, headers=headers))
-        results = await asyncio.gather(*futures, return_exceptions=True)
+        answers = (asyncio.wait_for(f, ACK_TIMEOUT_S) for f in futures)
+        results = await asyncio.gather(*answers, return_exceptions=True)
         await self.records.put_queued_many(
             (job.job_id, job.queue, r.seq, job.task)
             for job, r in zip(jobs, results, strict=True)
-            if not isinstance(r, BaseException) and not r.duplicate
+            if not isinstance(r, BaseException)  # duplicates too, as in `publish`
         )
         return [
             full_or_failed(r, job.queue, job.job_id)

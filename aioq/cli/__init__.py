@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Iterator, MutableMapping
 from typing import Annotated, Any, Final
 
 import typer
@@ -88,19 +88,11 @@ class _Commands(TyperGroup):
         super().__init__(**settings)
         self.commands = _LazyCommands()
 
-    def main(
-        self,
-        args: Sequence[str] | None = None,
-        prog_name: str | None = None,
-        complete_var: str | None = None,
-        standalone_mode: bool = True,
-        *more: Any,
-        **extra: Any,
-    ) -> Any:
-        if not standalone_mode:
-            return super().main(args, prog_name, complete_var, False, *more, **extra)
+    def main(self, *args: Any, **extra: Any) -> Any:
+        if not extra.setdefault("standalone_mode", True):
+            return super().main(*args, **extra)
         try:
-            code = super().main(args, prog_name, complete_var, False, *more, **extra)
+            code = super().main(*args, **{**extra, "standalone_mode": False})
         except _CLICK_EXCEPTION as e:
             error: Any = e
             if type(e).__name__ == "NoArgsIsHelpError":  # a command run bare: its help

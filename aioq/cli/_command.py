@@ -22,7 +22,16 @@ from aioq.cli._options import option
 from aioq.errors import AioqError
 from aioq.naming import validate_queue
 
-__all__ = ["CONNECTION_OPTIONS", "Connection", "command", "fail", "require_queue", "unknown_queue"]
+__all__ = [
+    "APP",
+    "CONNECTION_OPTIONS",
+    "Connection",
+    "Group",
+    "command",
+    "fail",
+    "require_queue",
+    "unknown_queue",
+]
 
 
 def _nats(*flags: str, help: str, env: str = "", own: str = "", **more: Any) -> Any:
@@ -94,6 +103,8 @@ class Connection:
 
 #: The default of a command's `Connection` parameter, which `command` turns into the options.
 CONNECTION_OPTIONS: Final = Connection()
+#: The default of a command's `Aarq` parameter: the app that the connection options make.
+APP: Final[Any] = CONNECTION_OPTIONS
 
 
 def command(function: Callable[..., Any]) -> Callable[..., None]:
@@ -102,15 +113,17 @@ def command(function: Callable[..., Any]) -> Callable[..., None]:
     A parameter typed with an option group (a dataclass whose fields are typer options, such
     as `Connection`) stands for the group's options, in its place on the command line, and
     receives them as one value; a field named like a parameter of the command takes that
-    parameter's value instead (APP_PATH replaces ``--app``). A coroutine function runs in a
-    new event loop; an `AioqError` becomes one line on stderr and exit status 1, Ctrl-C 130.
+    parameter's value instead (APP_PATH replaces ``--app``). A parameter typed `Aarq`
+    (default `APP`) stands for the `Connection` options and receives their app, open while
+    the command runs. A coroutine function runs in a new event loop; an `AioqError` becomes
+    one line on stderr and exit status 1, Ctrl-C 130.
     """
     signature = inspect.signature(function, eval_str=True)
     own = signature.parameters
     groups: dict[str, tuple[type, list[str]]] = {}
     parameters: list[inspect.Parameter] = []
     for p in own.values():
-        group = p.annotation
+        group = Connection if p.annotation is Aarq else p.annotation
         if not (isinstance(group, type) and dataclasses.is_dataclass(group)):
             parameters.append(p)
             continue
@@ -127,13 +140,32 @@ def command(function: Callable[..., Any]) -> Callable[..., None]:
         for name, (group, fields) in groups.items():
             options[name] = group(**{f: options[f] if f in own else options.pop(f) for f in fields})
         with _fail_on_errors():
-            outcome = function(**options)
+            opened = [name for name in groups if own[name].annotation is Aarq]
+            outcome = _with_app(function, options, *opened) if opened else function(**options)
             if inspect.iscoroutine(outcome):
                 asyncio.run(outcome)
 
     run.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     run.__annotations__ = {p.name: p.annotation for p in parameters}
     return run
+
+
+async def _with_app(function: Callable[..., Any], options: dict[str, Any], name: str) -> None:
+    async with options[name].open() as options[name]:
+        await function(**options)
+
+
+class Group(typer.Typer):
+    """A command of subcommands, each made a command by `command`."""
+
+    def __init__(self, help: str) -> None:
+        super().__init__(help=help, no_args_is_help=True, add_completion=False)
+
+    def command(
+        self, name: str | None = None, **settings: Any
+    ) -> Callable[[Callable[..., Any]], Any]:
+        register = super().command(name, **settings)
+        return lambda function: register(command(function))
 
 
 @contextlib.contextmanager

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Final
 import msgspec
 import typer
 
-from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
+from aioq.app import Aarq
+from aioq.cli._command import APP, Group, require_queue
 from aioq.cli._moments import MOMENT_HELP, moment
 from aioq.cli._options import JsonOption, QueueArgument, argument, option
 from aioq.cli._output import fields, indent, one_line, show, show_jobs, stamp, table
@@ -18,12 +19,7 @@ from aioq.wire import DeadReason
 
 __all__ = ["dead_cli"]
 
-dead_cli = typer.Typer(
-    name="dead",
-    help="The dead letters of a queue: list, show, retry (re-enqueue) and purge them.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+dead_cli = Group("The dead letters of a queue: list, show, retry (re-enqueue) and purge them.")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,22 +59,20 @@ def _entry_json(entry: DeadEntry) -> dict[str, Any]:
 
 
 @dead_cli.command("list")
-@command
 async def list_dead(
     queue: QueueArgument,
     filters: Filters = ALL,
     as_json: JsonOption = False,
-    connection: Connection = CONNECTION_OPTIONS,
+    app: Aarq = APP,
 ) -> None:
     """List the dead letters of QUEUE, oldest first.
 
     Exit status: 0 listed (also when none match); 1 unknown queue (or another error).
     """
     filters.check()
-    async with connection.open() as app:
-        entries = await app.dead.list(queue, **dataclasses.asdict(filters))
-        if not entries:
-            await require_queue(app, queue)
+    entries = await app.dead.list(queue, **dataclasses.asdict(filters))
+    if not entries:
+        await require_queue(app, queue)
     headers = ["SEQ", "JOB", "TASK", "REASON", "ATTEMPTS", "DEAD SINCE", "ERROR"]
     rows = [
         [e.seq, e.letter.id, e.letter.task, e.letter.reason.value, e.letter.attempts,
@@ -95,23 +89,21 @@ def _error(entry: DeadEntry, cut: bool = False) -> str | None:
 
 
 @dead_cli.command("show")
-@command
 async def show_dead(
     queue: QueueArgument,
     job_id: Annotated[str, argument("The job id.", "ID")],
     as_json: JsonOption = False,
-    connection: Connection = CONNECTION_OPTIONS,
+    app: Aarq = APP,
 ) -> None:
     """Show one dead letter: its reason, error, traceback and payload.
 
     Exit status: 0 shown; 1 no dead letter for that job on that queue, or unknown queue.
     """
-    async with connection.open() as app:
-        try:
-            entry = await app.dead.get(queue, job_id)
-        except JobNotFoundError:
-            await require_queue(app, queue)
-            raise
+    try:
+        entry = await app.dead.get(queue, job_id)
+    except JobNotFoundError:
+        await require_queue(app, queue)
+        raise
     show(as_json, _entry_json(entry), lambda: _describe(entry))
 
 
@@ -141,7 +133,6 @@ def _payload_text(payload: bytes) -> str:
 
 
 @dead_cli.command("retry")
-@command
 async def retry(
     queue: QueueArgument,
     job_ids: Annotated[list[str] | None, argument("Job ids to re-enqueue.", "ID")] = None,
@@ -150,7 +141,7 @@ async def retry(
     ] = False,
     filters: Filters = ALL,
     as_json: JsonOption = False,
-    connection: Connection = CONNECTION_OPTIONS,
+    app: Aarq = APP,
 ) -> None:
     """Put dead jobs back on QUEUE, keeping their ids: the IDs named, or --all (filtered).
 
@@ -167,39 +158,36 @@ async def retry(
         problem = "name job ids, or use --all and filters; not both" if job_ids else (
             "name the job ids to retry, or pass --all (or a filter)")  # fmt: skip
         raise typer.BadParameter(problem, param_hint="ID / --all")
-    async with connection.open() as app:
-        try:
-            chosen = {"job_ids": job_ids} if job_ids else dataclasses.asdict(filters)
-            jobs = await app.dead.retry(queue, **chosen)
-        except JobNotFoundError:
-            await require_queue(app, queue)
-            raise
-        if not jobs:
-            await require_queue(app, queue)
+    try:
+        chosen = {"job_ids": job_ids} if job_ids else dataclasses.asdict(filters)
+        jobs = await app.dead.retry(queue, **chosen)
+    except JobNotFoundError:
+        await require_queue(app, queue)
+        raise
+    if not jobs:
+        await require_queue(app, queue)
     empty = f"no dead letters on queue {queue!r} match; nothing re-enqueued"
     show_jobs(as_json, jobs, "re-enqueued job", empty)
 
 
 @dead_cli.command("purge")
-@command
 async def purge(
     queue: QueueArgument,
     yes: Annotated[bool, option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    connection: Connection = CONNECTION_OPTIONS,
+    app: Aarq = APP,
 ) -> None:
     """Delete every dead letter of QUEUE, after asking (unless --yes).
 
     Exit status: 0 purged (or there was nothing to purge); 1 unknown queue, or the question
     was answered no (or could not be asked: use --yes in scripts).
     """
-    async with connection.open() as app:
-        found = (await app.dead.counts()).get(queue, 0)
-        if not found:
-            await require_queue(app, queue)
-            typer.echo(f"no dead letters on queue {queue!r}; nothing to purge")
-            return
-        if not yes:
-            question = f"Delete the {found} dead letters of queue {queue!r}?"
-            typer.confirm(question, default=False, abort=True)
-        purged = await app.dead.purge(queue)
+    found = (await app.dead.counts()).get(queue, 0)
+    if not found:
+        await require_queue(app, queue)
+        typer.echo(f"no dead letters on queue {queue!r}; nothing to purge")
+        return
+    if not yes:
+        question = f"Delete the {found} dead letters of queue {queue!r}?"
+        typer.confirm(question, default=False, abort=True)
+    purged = await app.dead.purge(queue)
     typer.echo(f"purged {purged} dead letters of queue {queue!r}")

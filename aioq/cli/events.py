@@ -8,12 +8,12 @@ from datetime import datetime
 from typing import Annotated
 
 from aioq.app import Aarq
-from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
+from aioq.cli._command import APP, command, require_queue
 from aioq.cli._options import argument, option
 from aioq.cli._output import one_line, show
-from aioq.cli._signals import until_stopped
 from aioq.inspection import EventStream
 from aioq.wire import Event, EventKind
+from aioq.worker.signals import until_stopped
 
 __all__ = ["events", "format_event"]
 
@@ -35,7 +35,7 @@ async def events(
     kind: KindOption = None,
     count: CountOption = None,
     as_json: JsonLinesOption = False,
-    connection: Connection = CONNECTION_OPTIONS,
+    app: Aarq = APP,
 ) -> None:
     """Follow job events as they happen, one line each, until Ctrl-C or SIGTERM.
 
@@ -45,9 +45,8 @@ async def events(
     Exit status: 0 stopped by Ctrl-C, SIGTERM, or after --count events; 1 an error.
     """
     try:
-        async with connection.open() as app:
-            stream = EventStream(app, queue, [k.value for k in kind] if kind else None)
-            await until_stopped(_follow(stream, count, as_json))
+        stream = EventStream(app, queue, [k.value for k in kind] if kind else None)
+        await until_stopped(_follow(stream, count, as_json))
     except BrokenPipeError:  # `aioq events | head`: the reader is gone, not an error
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())

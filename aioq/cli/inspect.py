@@ -7,7 +7,8 @@ from typing import Annotated
 
 import msgspec
 
-from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
+from aioq.app import Aarq
+from aioq.cli._command import APP, CONNECTION_OPTIONS, Connection, command, fail, unknown_queue
 from aioq.cli._options import JsonOption, argument
 from aioq.cli._output import duration, show, stamp, table
 from aioq.groups import GroupLimit
@@ -22,14 +23,13 @@ async def queues(
         list[str] | None, argument(r"Only these queues. \[default: all]", "QUEUE")
     ] = None,
     as_json: JsonOption = False,
-    connection: Connection = CONNECTION_OPTIONS,
+    app: Aarq = APP,
 ) -> None:
     """List the queues: pending, in-flight, redelivered, delayed, waiting and dead jobs, state.
 
     Exit status: 0 listed; 1 a named queue is unknown (or another error).
     """
-    async with connection.open() as app:
-        found = await app.queues()
+    found = await app.queues()
     unknown = [n for n in names or () if n not in {q.name for q in found}]
     if unknown:
         fail(unknown_queue(unknown[0], app.prefix, [q.name for q in found]))
@@ -58,13 +58,12 @@ def _state(queue: QueueStats) -> str:
 
 
 @command
-async def workers(as_json: JsonOption = False, connection: Connection = CONNECTION_OPTIONS) -> None:
+async def workers(as_json: JsonOption = False, app: Aarq = APP) -> None:
     """List the live workers: host, pid, queues, jobs running, counts, last heartbeat.
 
     Exit status: 0 listed (also when there are none); 1 an error.
     """
-    async with connection.open() as app:
-        found = await app.workers()
+    found = await app.workers()
     empty = f"no live workers under prefix {app.prefix!r}"
     flat = [{**msgspec.to_builtins(w.info), "age": round(w.age, 3)} for w in found]
     show(as_json, flat, lambda: _table(found), empty)

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Final
 import msgspec
 import typer
 
-from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, fail
+from aioq.app import Aarq
+from aioq.cli._command import APP, Group, command, fail
 from aioq.cli._options import AppArgument, JsonOption, argument, option
 from aioq.cli._output import echo_json, fields, indent, show, stamp
 from aioq.errors import JobAbortedError, JobExpiredError, JobFailedError, ResultTimeoutError
@@ -21,12 +22,7 @@ __all__ = ["NOT_DONE_EXIT", "enqueue", "job_cli"]
 #: Exit code of `job result` and `enqueue --wait` when the job has no outcome (yet).
 NOT_DONE_EXIT: Final = 3
 
-job_cli = typer.Typer(
-    name="job",
-    help="Look at one job by its id: status, result, abort.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+job_cli = Group("Look at one job by its id: status, result, abort.")
 
 JobIdArgument = Annotated[str, argument("The job id (printed by enqueue).", "ID")]
 TimeoutOption = Annotated[float | None, option("--timeout", min=0, metavar="SECONDS",
@@ -97,7 +93,7 @@ async def enqueue(
     ] = False,
     timeout: TimeoutOption = None,
     as_json: JsonOption = False,
-    connection: Connection = CONNECTION_OPTIONS,
+    app: Aarq = APP,
 ) -> None:
     """Enqueue one job of TASK and print its id; with --wait, its result too.
 
@@ -109,28 +105,27 @@ async def enqueue(
     _check_timeout(wait, timeout)
     args = _parse_json(args_json, list, "ARGS_JSON", "'[1, \"two\"]'")
     kwargs = _parse_json(kwargs_json, dict, "--kwargs", '\'{"name": "value"}\'')
-    async with connection.open() as app:
-        found = app.get_task(task)
-        if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
-            fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
-        depends = tuple(depends_on or ())
-        call = found.with_options(
-            delay=delay,
-            priority=priority,
-            depends_on=depends,
-            group=group,
-            unique=unique,
-            unique_key=unique_key,
-        )
-        job: Job[Any] = await call.enqueue(*args, **kwargs)
-        summary = {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
-        if not as_json:
-            what = "job holding the key is" if job.duplicate else "enqueued job"
-            typer.echo(f"{what} {job.id} (task {job.task}, queue {job.queue})")
-        if wait:
-            await _print_outcome(job, timeout, as_json, summary)
-        elif as_json:
-            echo_json(summary)
+    found = app.get_task(task)
+    if delay is not None and "delay" not in inspect.signature(Task.with_options).parameters:
+        fail("--delay needs delayed jobs (Task.with_options(delay=...)), not in this version")
+    depends = tuple(depends_on or ())
+    call = found.with_options(
+        delay=delay,
+        priority=priority,
+        depends_on=depends,
+        group=group,
+        unique=unique,
+        unique_key=unique_key,
+    )
+    job: Job[Any] = await call.enqueue(*args, **kwargs)
+    summary = {"id": job.id, "task": job.task, "queue": job.queue, "duplicate": job.duplicate}
+    if not as_json:
+        what = "job holding the key is" if job.duplicate else "enqueued job"
+        typer.echo(f"{what} {job.id} (task {job.task}, queue {job.queue})")
+    if wait:
+        await _print_outcome(job, timeout, as_json, summary)
+    elif as_json:
+        echo_json(summary)
 
 
 def _check_timeout(wait: bool, timeout: float | None) -> None:
@@ -161,16 +156,12 @@ async def _print_outcome(
 
 
 @job_cli.command("status")
-@command
-async def status(
-    job_id: JobIdArgument, as_json: JsonOption = False, connection: Connection = CONNECTION_OPTIONS
-) -> None:
+async def status(job_id: JobIdArgument, as_json: JsonOption = False, app: Aarq = APP) -> None:
     """Show a job's state, attempts, worker, times, progress and last error.
 
     Exit status: 0 shown; 1 no such job (or another error).
     """
-    async with connection.open() as app:
-        record = await (await app.job(job_id)).status()
+    record = await (await app.job(job_id)).status()
     show(as_json, record, lambda: _describe(record))
 
 
@@ -198,14 +189,13 @@ def _describe(record: JobRecord) -> str:
 
 
 @job_cli.command("result")
-@command
 async def result(
     job_id: JobIdArgument,
     wait: Annotated[
         bool, option("--wait", help="Wait for the outcome if the job has none yet.")
     ] = False,
     timeout: TimeoutOption = None,
-    connection: Connection = CONNECTION_OPTIONS,
+    app: Aarq = APP,
 ) -> None:
     """Print a finished job's return value as JSON.
 
@@ -213,25 +203,22 @@ async def result(
     3 no outcome yet (without --wait), or none within --timeout.
     """
     _check_timeout(wait, timeout)
-    async with connection.open() as app:
-        job = await app.job(job_id)
-        state = None if wait else (await job.status()).state
-        if state is not None and state not in TERMINAL_STATES:
-            message = f"job {job_id} has no outcome yet (state: {state}); --wait waits for it"
-            fail(message, NOT_DONE_EXIT)
-        await _print_outcome(job, timeout, as_json=False)
+    job = await app.job(job_id)
+    state = None if wait else (await job.status()).state
+    if state is not None and state not in TERMINAL_STATES:
+        message = f"job {job_id} has no outcome yet (state: {state}); --wait waits for it"
+        fail(message, NOT_DONE_EXIT)
+    await _print_outcome(job, timeout, as_json=False)
 
 
 @job_cli.command("abort")
-@command
-async def abort(job_id: JobIdArgument, connection: Connection = CONNECTION_OPTIONS) -> None:
+async def abort(job_id: JobIdArgument, app: Aarq = APP) -> None:
     """Abort a job: remove it if it waits, cancel it where it runs; it is never retried.
 
     Exit status: 0 aborted; 1 no such job, or it had already ended.
     """
-    async with connection.open() as app:
-        job = await app.job(job_id)
-        ended = None if await job.abort() else await job.status()
+    job = await app.job(job_id)
+    ended = None if await job.abort() else await job.status()
     if ended is not None and ended.state in TERMINAL_STATES:
         fail(f"job {job_id} already ended ({ended.state}); nothing to abort")
     if ended is not None:

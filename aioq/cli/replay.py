@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from aioq.cli._command import CONNECTION_OPTIONS, Connection, command, require_queue
+from aioq.app import Aarq
+from aioq.cli._command import APP, command, require_queue
 from aioq.cli._moments import MOMENT_HELP, moment
 from aioq.cli._options import JsonOption, QueueArgument, option
 from aioq.cli._output import show_jobs
@@ -30,7 +31,7 @@ async def replay(
     until: Until = None,
     task: TaskOption = None,
     as_json: JsonOption = False,
-    connection: Connection = CONNECTION_OPTIONS,
+    app: Aarq = APP,
 ) -> None:
     """Enqueue again, as new jobs, the jobs of QUEUE that succeeded in a window of time.
 
@@ -42,9 +43,8 @@ async def replay(
     """
     if until is not None and until <= since:
         raise typer.BadParameter("--until must be later than --since", param_hint="--until")
-    async with connection.open() as app:
-        jobs = await app.history.replay(queue, since=since, until=until, task=task)
-        if not jobs:
-            await require_queue(app, queue)
+    jobs = await app.history.replay(queue, since=since, until=until, task=task)
+    if not jobs:
+        await require_queue(app, queue)
     empty = f"no kept job of queue {queue!r} succeeded in that window; nothing replayed"
     show_jobs(as_json, jobs, "replayed as job", empty)

@@ -6,14 +6,15 @@ import logging
 import time
 from typing import Annotated, Any
 
-from aioq.cli._command import CONNECTION_OPTIONS, Connection, command
+from aioq.app import Aarq
+from aioq.cli._command import APP, command
 from aioq.cli._loader import load_app
 from aioq.cli._options import LOGGING, AppArgument, JsonOption, Logging, option
 from aioq.cli._output import show, table
-from aioq.cli._signals import until_stopped
 from aioq.cron import CronSchedule, EverySchedule
 from aioq.repeatable import Repeatable
 from aioq.scheduler import Scheduler
+from aioq.worker.signals import until_stopped
 
 __all__ = ["scheduler", "schedules"]
 
@@ -38,7 +39,7 @@ NextOption = Annotated[int, option("--next", "-n", min=1, max=100,
 @command
 async def scheduler(
     app_path: AppArgument,
-    connection: Connection = CONNECTION_OPTIONS,
+    app: Aarq = APP,
     repeatable: RepeatableOption = None,
     delayed: DelayedOption = True,
     scan_interval: ScanIntervalOption = 1.0,
@@ -50,11 +51,10 @@ async def scheduler(
     each delayed job and each tick of a repeatable is enqueued once.
     """
     logs.configure()
-    async with connection.open() as app:
-        runner = Scheduler(
-            app, repeatables=repeatable or None, scan_interval=scan_interval, delayed=delayed
-        )
-        await until_stopped(runner.run())
+    runner = Scheduler(
+        app, repeatables=repeatable or None, scan_interval=scan_interval, delayed=delayed
+    )
+    await until_stopped(runner.run())
     log.info(
         "scheduler stopped: released %d delayed jobs, fired %d ticks", runner.released, runner.fired
     )

@@ -77,7 +77,8 @@ LoopOption = Annotated[
         "--loop",
         case_sensitive=False,
         metavar="LOOP",
-        help="Event loop: uvloop (the aioq-nats[uvloop] extra), asyncio, or auto (asyncio's).",
+        help="Event loop: uvloop (the aioq-nats[uvloop] extra), asyncio, or auto (uvloop when "
+        "installed, else asyncio).",
     ),
 ]
 

@@ -20,7 +20,7 @@ import msgspec
 from aioq.backend import Inspection
 from aioq.deadletter import DeadEntry
 from aioq.errors import JobNotFoundError
-from aioq.inspection import EventStream, QueueStats, group_usage
+from aioq.inspection import EventStream, QueueStats, ScheduleStatus, group_usage, schedules
 from aioq.naming import validate_queue
 from aioq.wire import DeadLetter, JobMessage, JobRecord, JobState, WorkerInfo
 
@@ -32,7 +32,6 @@ __all__ = [
     "DelayedJob",
     "JobDetail",
     "JobPage",
-    "ScheduleView",
     "WorkerChange",
 ]
 
@@ -71,18 +70,6 @@ class JobDetail:
     record: JobRecord
     message: JobMessage | None = None
     dead: DeadLetter | None = None
-
-
-@dataclass(slots=True)
-class ScheduleView:
-    """A repeatable job with its next tick and the last one fired."""
-
-    name: str
-    task: str
-    queue: str
-    schedule: str
-    next_fire: float | None
-    last_fire: float | None
 
 
 @dataclass(slots=True)
@@ -302,24 +289,9 @@ class DashboardData:
         """End the pause of `queue`."""
         await self.app.resume_queue(queue)
 
-    async def schedules(self) -> list[ScheduleView]:
+    async def schedules(self) -> list[ScheduleStatus]:
         """The app's repeatable jobs with their next tick and the last one fired."""
-        broker = await self.app.connect()
-        now = time.time()
-        views: list[ScheduleView] = []
-        for rep in self.app.repeatables.values():
-            fires = rep.next_fires(1, now)
-            views.append(
-                ScheduleView(
-                    name=rep.name,
-                    task=rep.task.name,
-                    queue=rep.queue,
-                    schedule=rep.schedule.describe(),
-                    next_fire=fires[0].timestamp() if fires else None,
-                    last_fire=await broker.control.last_tick(rep.name),
-                )
-            )
-        return views
+        return await schedules(self.app)
 
     async def delayed(self, limit: int = MAX_DELAYED) -> list[DelayedJob]:
         """Delayed jobs still held (the first `limit` held, earliest due first)."""

@@ -1,4 +1,4 @@
-"""SIGTERM/SIGINT handling while a worker runs."""
+"""SIGTERM/SIGINT handling: a worker stops, a long-lived command ends."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
 
-__all__ = ["stop_on_signals"]
+__all__ = ["stop_on_signals", "until_stopped"]
 
 
 @contextlib.contextmanager
@@ -26,3 +27,26 @@ def stop_on_signals(
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+
+
+async def until_stopped(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`; on SIGINT or SIGTERM cancel it and return. Raises what `work` raised.
+
+    The signal handlers are installed only in the main thread.
+    """
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.Event()
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        with stop_on_signals(asyncio.get_running_loop(), stopped.set, enabled=True):
+            await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+            # Cancelled again if need be: on Python 3.11 a cancellation that arrives as a NATS
+            # request completes can be lost inside nats-py.
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=1.0)
+        with contextlib.suppress(asyncio.CancelledError):
+            task.result()
+    finally:
+        task.cancel()
+        stop.cancel()

@@ -151,7 +151,7 @@ async def test_enqueue_with_dependencies_uniqueness_and_a_group(
     stderr = await aioq.fails(1, "enqueue", APP, "add", "[0, 1]", "--group", "bad group")
     assert "invalid group 'bad group'" in stderr
     await start_worker(queues=["default"])
-    assert await (await tasks.job(after["id"], "default")).result(timeout=10) == 11
+    assert await (await tasks.job(after["id"])).result(timeout=10) == 11
     assert (await aioq.json("queue", "info", "default"))["waiting"] == 0
     await (await tasks.job(grouped["id"], "default")).result(timeout=10)
     status = (await aioq.ok("job", "status", grouped["id"])).stdout

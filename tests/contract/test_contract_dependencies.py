@@ -96,3 +96,23 @@ async def test_aborting_a_waiting_job_fails_its_dependents(backend: Backend) -> 
     await first.result(timeout=10)
     with pytest.raises(JobFailedError, match="aborted"):
         await third.result(timeout=10)
+
+
+async def test_a_waiting_job_is_found_while_it_is_released(backend: Backend) -> None:
+    # Released, a waiting job's record is removed a moment before its message is queued.
+    app = backend.app
+
+    @app.task
+    async def step(ctx: Context) -> None: ...
+
+    first = await step.enqueue()  # no worker: it stays queued, so `after` waits
+    after = await step.with_options(depends_on=[first]).enqueue()
+    await (await app.connect()).records.delete(after.id)
+    found = await app.job(after.id)
+    assert found.queue == after.queue
+    status = await found.status()
+    assert (status.state, status.depends_on, status.task) == (
+        JobState.WAITING,
+        [first.id],
+        step.name,
+    )

@@ -179,7 +179,8 @@ async def test_delayed_jobs_and_repeatables_are_listed_with_their_times(
     assert now + 590 <= held.run_at <= now + 610
     assert (await list_delayed(app, "other"))[0] == []
     [schedule] = await schedules(app)
-    assert (schedule.name, schedule.task, schedule.last_fire) == ("hourly", later.name, None)
+    summary = (schedule.name, schedule.task, schedule.queue, schedule.last_fire)
+    assert summary == ("hourly", later.name, "default", None)
     assert now < schedule.next_fire <= now + 3601
 
 

@@ -15,24 +15,13 @@ import pytest
 from aioq import Aarq
 from aioq.options import CallOptions, UniqueSpec
 
+from ..helpers import eventually
 from ..procs import Proc
 from .conftest import QUEUE, Stack
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.asyncio(loop_scope="module")]
 
 XSS = "<img src=x onerror=alert(1)>"
-
-
-async def eventually(check: Any, timeout: float = 10.0, interval: float = 0.1) -> Any:
-    """Call async `check()` until it returns something truthy; fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        last = await check()
-        if last:
-            return last
-        assert time.monotonic() < deadline, f"timed out; last value: {last!r}"
-        await asyncio.sleep(interval)
 
 
 async def token(http: httpx2.AsyncClient) -> dict[str, str]:

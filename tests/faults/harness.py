@@ -13,13 +13,14 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from aioq import Aarq
 from aioq.embedded import EmbeddedNats
+from tests.helpers import eventually
 from tests.procs import Proc, Procs, cli_env
 
 from . import fault_app
@@ -197,7 +198,7 @@ class Lab:
         pid = self.server.pid
         if pid is not None:
             os.kill(pid, sig)
-            await wait_until(lambda: not self.server.running, 15, "the server to exit")
+            await eventually(lambda: not self.server.running, 15, what="the server to exit")
         if down:
             await asyncio.sleep(down)
         await asyncio.to_thread(self.server.start, 20.0)
@@ -333,12 +334,3 @@ class Lab:
         report = check(load(self.history_dir), expected_dead)
         report.problems.extend(problems + log_problems(self.procs.started))
         return report
-
-
-async def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    """Wait for `condition()` with a deadline; fail naming `what`."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)

@@ -17,10 +17,11 @@ from datetime import UTC, datetime
 
 import nats
 
+from tests.helpers import eventually
 from tests.procs import Proc
 
 from .checker import Report
-from .harness import Lab, wait_until
+from .harness import Lab
 from .history import load
 from .logs import outage_problems
 
@@ -127,7 +128,7 @@ async def worker_sigstop(lab: Lab, size: Size) -> Outcome:
     a, b = lab.worker(concurrency=20), lab.worker(concurrency=20)
     await lab.workers_started()
     producer = asyncio.create_task(lab.produce(jobs, seconds=0.3, rate=jobs / 4))
-    await wait_until(lambda: _started_on(lab, a.pid) >= 5, 20, "jobs running on worker A")
+    await eventually(lambda: _started_on(lab, a.pid) >= 5, 20, what="jobs running on worker A")
     await lab.pause_worker(a, 3 * lab.ack_wait)
     resumed = time.time()
     await producer
@@ -152,7 +153,7 @@ async def worker_sigterm(lab: Lab, size: Size, grace: float) -> Outcome:
     a = lab.worker(concurrency=20, grace=grace)
     await lab.workers_started(a)
     await lab.produce(jobs, seconds=length)
-    await wait_until(lambda: _started_on(lab, a.pid) >= 20, 20, "20 jobs running on worker A")
+    await eventually(lambda: _started_on(lab, a.pid) >= 20, 20, what="20 jobs running on worker A")
     sent = lab.signal_worker(a, signal.SIGTERM)
     problems: list[str] = []
     code = await a.wait_exit(grace + length + 10)
@@ -431,7 +432,7 @@ async def partition(lab: Lab, size: Size, mode: str = "reset") -> Outcome:
     b = lab.worker(concurrency=20)
     await lab.workers_started()
     producer = asyncio.create_task(lab.produce(jobs, seconds=0.2, rate=jobs / 6))
-    await wait_until(lambda: _started_on(lab, a.pid) >= 5, 20, "jobs running on worker A")
+    await eventually(lambda: _started_on(lab, a.pid) >= 5, 20, what="jobs running on worker A")
     await lab.partition(3 * lab.ack_wait, mode)
     restored = time.time()
     await producer

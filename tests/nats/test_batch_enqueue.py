@@ -8,17 +8,20 @@ import signal
 from pathlib import Path
 
 import msgspec
+import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from aioq import Aarq, Context
+from aioq._nats import jobs as nats_jobs
 from aioq._nats.broker import NatsBroker
 from aioq._nats.bulk import header_block
 from aioq._nats.streams import message_at
 from aioq.embedded import EmbeddedNats
+from aioq.errors import PartialEnqueueError
 from aioq.wire import JobMessage, JobState
 
-from ..helpers import eventually
+from ..helpers import eventually, frozen
 
 
 async def _nats_broker(app: Aarq) -> NatsBroker:
@@ -142,3 +145,58 @@ async def test_records_written_while_disconnected_are_buffered_until_reconnect(
     finally:
         await app.close()
         server.stop()
+
+
+@pytest.mark.parametrize("atomic", [True, False], ids=["atomic", "job-by-job"])
+async def test_an_unanswered_batch_fails_in_time_and_is_safely_sent_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, atomic: bool
+) -> None:
+    monkeypatch.setattr(nats_jobs, "ACK_TIMEOUT_S", 0.5)
+    server = EmbeddedNats(store_dir=tmp_path / "store")
+    server.start()
+    app = Aarq(server.url, prefix="unanswered")
+
+    @app.task
+    async def item(ctx: Context, n: int) -> None: ...
+
+    try:
+        broker = await _nats_broker(app)
+        await item.enqueue(0)  # the streams exist
+        broker.jobs.atomic = atomic
+        prepared = [item.prepare(n) for n in range(1, 4)]
+        assert server.pid is not None
+        await frozen(server.pid)  # takes the bytes in, answers nothing
+        try:
+            async with asyncio.timeout(10):
+                with pytest.raises(PartialEnqueueError, match="3 of 3 jobs were not enqueued"):
+                    await app.enqueue_many(prepared)
+        finally:
+            os.kill(server.pid, signal.SIGCONT)
+        again = await app.enqueue_many(prepared)
+        assert [j.id for j in again] == [p.job_id for p in prepared]
+        for job in prepared:
+            assert await broker.jobs.find(job.job_id) == "default"
+        info = await broker.js.stream_info(app.names.jobs_stream)
+        assert info.state.messages == 4  # each job stored once
+    finally:
+        await app.close()
+        server.stop()
+
+
+async def test_an_enqueue_sent_again_after_a_lost_answer_leaves_the_job_findable(
+    app: Aarq,
+) -> None:
+    @app.task(queue="resent")
+    async def item(ctx: Context, n: int) -> None: ...
+
+    broker = await _nats_broker(app)
+    call = item.with_options(job_id="resent-1")
+    first = call.prepare(1)
+    # The first send was stored, its answer lost: no record was written for it.
+    subject = app.names.publish_subject("resent", first.priority)
+    await broker.js.publish(subject, first.data, headers={"Nats-Msg-Id": first.job_id})
+    assert await broker.jobs.find("resent-1") is None
+    again = await call.enqueue(1)
+    assert again.duplicate
+    assert await broker.jobs.find("resent-1") == "resent"
+    assert (await (await app.job("resent-1")).status()).state == JobState.QUEUED

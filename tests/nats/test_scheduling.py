@@ -15,9 +15,11 @@ from pathlib import Path
 import msgspec
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from aioq import Aarq, Context, JobState, Scheduler, Worker, run_scheduler
+from aioq._nats import NatsBroker
 from aioq.embedded import EmbeddedNats
 from aioq.testing import RunningWorker
 from aioq.testing import start_worker as start_running_worker
@@ -144,7 +146,7 @@ async def test_delayed_jobs_survive_a_worker_restart(
         await due_at.with_options(run_at=datetime.fromtimestamp(due, UTC)).enqueue(due)
         for _ in range(5)
     ]
-    await asyncio.sleep(0.3)  # the first worker's scheduler has them in hand now
+    await eventually(lambda: _in_hand(nc.jetstream(), app, 5), what="the scheduler holding them")
     await stop(run_workers, first)
     await asyncio.sleep(due + 0.5 - time.time())  # due passes with no worker running
     assert runs == []
@@ -174,7 +176,9 @@ async def test_delayed_jobs_survive_a_server_restart(tmp_path: Path) -> None:
         for due in [during] * 3 + [after] * 3:
             job = await due_at.with_options(run_at=datetime.fromtimestamp(due, UTC)).enqueue(due)
             ids.append(job.id)
-        await asyncio.sleep(0.2)  # the scheduler has handed them back with their delays
+        broker = await app.connect()
+        assert isinstance(broker, NatsBroker)
+        await eventually(lambda: _in_hand(broker.js, app, 6), what="the scheduler holding them")
         await asyncio.to_thread(server.stop)
         await asyncio.sleep(1.8)
         assert runs == []
@@ -442,3 +446,9 @@ async def test_delayed_jobs_due_around_a_server_restart_run_once_reconnected(
     # The client reconnects within its 1 s reconnect interval, and its pulls are renewed then
     # (not when they would have expired): 2 s leaves a second of slack.
     assert max(late.values()) < 2.0
+
+
+async def _in_hand(js: JetStreamContext, app: Aarq, count: int) -> bool:
+    """Whether the schedulers were handed all `count` delayed jobs, none left to deliver."""
+    info = await js.consumer_info(app.names.jobs_stream, app.names.scheduler_consumer)
+    return (info.num_pending, info.num_ack_pending) == (0, count)

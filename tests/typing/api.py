@@ -11,6 +11,12 @@ from datetime import UTC, datetime, timedelta
 from aioq import Aarq, Context, Job, PreparedJob, Repeatable, Task, Worker, run_worker
 
 app = Aarq("nats://127.0.0.1:4222")
+# The connection options keep their names and types.
+secure = Aarq("tls://127.0.0.1:4222", tls_ca="ca.pem", user="u", password="p", connect_timeout=3)
+Aarq(tokn="t")  # type: ignore[call-arg]
+Aarq(connect_timeout="3s")  # type: ignore[arg-type]
+secure.use_connection(servers="nats://b:4222", nkey_seed="seed.nk", prefix="other")
+secure.use_connection(user=1)  # type: ignore[arg-type]
 
 
 @app.task(queue="email", retries=5)

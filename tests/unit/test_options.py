@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,22 @@ def test_unique_options_are_checked_and_keyed_per_task() -> None:
     assert by_arguments.label is None
     assert by_arguments.ttl == 9
     assert re.fullmatch(r"u-[0-9a-f]{40}", by_arguments.key)
+
+
+def test_connection_options_are_declared_once_for_the_app_and_use_connection() -> None:
+    app = Aarq("nats://a:4222,nats://b:4222", token=None, tls_ca=Path("/ca.pem"), name="api")
+    settings = app.settings
+    assert (settings.servers, settings.tls_ca, settings.name) == (
+        ["nats://a:4222", "nats://b:4222"],
+        "/ca.pem",
+        "api",
+    )
+    assert (settings.token, settings.connect_timeout) == (None, 2.0)
+    app.use_connection(connect_timeout=5.0, inbox_prefix="_INBOX_api", tls_ca=None)
+    assert (app.settings.connect_timeout, app.settings.inbox_prefix) == (5.0, "_INBOX_api")
+    assert app.settings.tls_ca == "/ca.pem"  # None keeps the app's own
+    for bad in ({"bogus": 1}, {"replication": None}, {"domain": "x"}):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{next(iter(bad))}'"):
+            Aarq(**bad)
+    with pytest.raises(ConfigError, match="inbox"):
+        app.use_connection(inbox_prefix="bad prefix")

@@ -14,7 +14,16 @@ from aioq.errors import (
     JobNotFoundError,
     ResultTimeoutError,
 )
-from aioq.wire import TERMINAL_STATES, Event, EventKind, JobRecord, JobState, WaitingJob, encode
+from aioq.wire import (
+    TERMINAL_STATES,
+    Event,
+    EventKind,
+    JobMessage,
+    JobRecord,
+    JobState,
+    WaitingJob,
+    encode,
+)
 
 if TYPE_CHECKING:
     from aioq.backend import Broker
@@ -26,6 +35,7 @@ R = TypeVar("R")
 
 _record_decoder = msgspec.json.Decoder(JobRecord)
 _waiting_decoder = msgspec.json.Decoder(WaitingJob)
+_message_decoder = msgspec.json.Decoder(JobMessage)
 _REWATCH_PAUSE_S = 0.2
 # How long `abort` waits for the worker running a job to confirm its cancellation.
 _ABORT_CONFIRM_S = 2.0
@@ -94,10 +104,10 @@ class Job(Generic[R]):
         record = _record_decoder.decode(raw) if raw else None
         if record is not None and record.state in TERMINAL_STATES | {JobState.RUNNING}:
             return record
-        if await broker.jobs.find(self.id, self.queue):
-            if record is not None:  # between attempts, or requeued by a stopping worker
-                return record
-            return JobRecord(id=self.id, state=JobState.QUEUED, task=self.task, queue=self.queue)
+        stored = await broker.jobs.get(self.queue, self.id)
+        if stored is not None:  # queued; or between attempts, or requeued by a stopping worker
+            queued = JobRecord(id=self.id, state=JobState.QUEUED, task=self.task, queue=self.queue)
+            return _with_call(record or queued, stored.data)
         if await broker.held.find(self.id, self.queue):
             return JobRecord(id=self.id, state=JobState.DEFERRED, task=self.task, queue=self.queue)
         if record is not None:
@@ -233,4 +243,22 @@ async def waiting_record(broker: Broker, job_id: str) -> JobRecord | None:
         queue=entry.queue,
         enqueued_at=entry.created_at,
         depends_on=entry.depends_on,
+    )
+
+
+def _with_call(record: JobRecord, data: bytes) -> JobRecord:
+    """`record`, with the priority, group and unique key its job's message asks for.
+
+    A worker writes them into the record when the job starts; until then, the message has them.
+    """
+    try:
+        job = _message_decoder.decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return record  # not a job aioq can run: its worker dead-letters it
+    return msgspec.structs.replace(
+        record,
+        priority=record.priority if record.priority is not None else job.priority,
+        group=record.group or job.group,
+        unique_key=record.unique_key or job.unique_key,
+        depends_on=record.depends_on or job.depends_on,
     )

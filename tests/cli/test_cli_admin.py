@@ -152,7 +152,11 @@ async def test_enqueue_with_dependencies_uniqueness_and_a_group(
     assert "invalid group 'bad group'" in stderr
     await start_worker(queues=["default"])
     assert await (await tasks.job(after["id"])).result(timeout=10) == 11
-    assert (await aioq.json("queue", "info", "default"))["waiting"] == 0
+
+    async def none_waiting() -> bool:  # the waiting entry goes once the job is queued
+        return (await aioq.json("queue", "info", "default"))["waiting"] == 0
+
+    await eventually(none_waiting, what="no job waiting")
     await (await tasks.job(grouped["id"], "default")).result(timeout=10)
     status = (await aioq.ok("job", "status", grouped["id"])).stdout
     assert re.search(r"^group: +tenant-7$", status, re.M), status

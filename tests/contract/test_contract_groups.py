@@ -202,3 +202,21 @@ async def test_group_usage_counts_the_places_held_and_the_starts_in_the_window(
         return [u.running for u in await group_usage(app)] == [0]
 
     await eventually(released)
+
+
+async def test_a_queued_job_s_status_names_its_group_priority_and_unique_key(
+    backend: Backend,
+) -> None:
+    app = backend.app
+
+    @app.task
+    async def send(ctx: Context, to: str) -> None: ...
+
+    job = await send.with_options(group="tenant-1", priority=8, unique_key="k-1").enqueue("a")
+    status = await job.status()  # no worker yet: from the job's message
+    assert (status.state, status.group, status.priority) == (JobState.QUEUED, "tenant-1", 8)
+    assert status.unique_key
+    await backend.worker()
+    await job.result(timeout=10)
+    done = await job.status()
+    assert (done.group, done.priority, done.unique_key) == ("tenant-1", 8, status.unique_key)

@@ -33,6 +33,15 @@ def nats_server() -> Iterator[EmbeddedNats]:
 
 
 @pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A nats-server of the test's own, for a test that kills, freezes or restarts it."""
+    server = EmbeddedNats(store_dir=tmp_path / "store")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def nats_url(nats_server: EmbeddedNats) -> str:
     return nats_server.url
 

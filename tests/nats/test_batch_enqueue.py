@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -128,10 +127,9 @@ def test_a_header_value_never_spans_lines() -> None:
 
 
 async def test_records_written_while_disconnected_are_buffered_until_reconnect(
-    tmp_path: Path,
+    own_server: EmbeddedNats,
 ) -> None:
-    server = EmbeddedNats(store_dir=tmp_path / "store")
-    server.start()
+    server = own_server
     app = Aarq(server.url, prefix="buffered")
     try:
         broker = await _nats_broker(app)
@@ -144,16 +142,14 @@ async def test_records_written_while_disconnected_are_buffered_until_reconnect(
         assert await broker.records.locate("b1") == ("q", 1)
     finally:
         await app.close()
-        server.stop()
 
 
 @pytest.mark.parametrize("atomic", [True, False], ids=["atomic", "job-by-job"])
 async def test_an_unanswered_batch_fails_in_time_and_is_safely_sent_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, atomic: bool
+    own_server: EmbeddedNats, monkeypatch: pytest.MonkeyPatch, atomic: bool
 ) -> None:
     monkeypatch.setattr(nats_jobs, "ACK_TIMEOUT_S", 0.5)
-    server = EmbeddedNats(store_dir=tmp_path / "store")
-    server.start()
+    server = own_server
     app = Aarq(server.url, prefix="unanswered")
 
     @app.task
@@ -180,7 +176,6 @@ async def test_an_unanswered_batch_fails_in_time_and_is_safely_sent_again(
         assert info.state.messages == 4  # each job stored once
     finally:
         await app.close()
-        server.stop()
 
 
 async def test_an_enqueue_sent_again_after_a_lost_answer_leaves_the_job_findable(

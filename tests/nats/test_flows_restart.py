@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 from aioq import Aarq, Context, JobState
 from aioq.embedded import EmbeddedNats
@@ -24,28 +23,24 @@ def _app(url: str) -> Aarq:
     return app
 
 
-async def test_a_waiting_chain_survives_a_server_restart(tmp_path: Path) -> None:
-    server = EmbeddedNats(store_dir=tmp_path / "store")
-    server.start()
-    try:
-        producer = _app(server.url)
-        add, double = producer.get_task("add"), producer.get_task("double")
-        flow = await producer.chain(add.s(1, 2), double.s(), double.s())
-        unique = await add.with_options(unique_key="once").enqueue(5, 5)
-        await producer.close()
-        await asyncio.to_thread(server.stop)
-        await asyncio.to_thread(server.start)
+async def test_a_waiting_chain_survives_a_server_restart(own_server: EmbeddedNats) -> None:
+    server = own_server
+    producer = _app(server.url)
+    add, double = producer.get_task("add"), producer.get_task("double")
+    flow = await producer.chain(add.s(1, 2), double.s(), double.s())
+    unique = await add.with_options(unique_key="once").enqueue(5, 5)
+    await producer.close()
+    await asyncio.to_thread(server.stop)
+    await asyncio.to_thread(server.start)
 
-        app = _app(server.url)
-        last = await app.job(flow.id)
-        assert (await last.status()).state == JobState.WAITING
-        assert (await app.get_task("add").with_options(unique_key="once").enqueue(1, 1)).duplicate
-        worker = await start_worker(app, ["default"], scan_interval=0.2)
-        try:
-            assert await last.result(timeout=20) == 12
-            assert await (await app.job(unique.id)).result(timeout=10) == 10
-        finally:
-            await worker.stop()
-            await app.close()
+    app = _app(server.url)
+    last = await app.job(flow.id)
+    assert (await last.status()).state == JobState.WAITING
+    assert (await app.get_task("add").with_options(unique_key="once").enqueue(1, 1)).duplicate
+    worker = await start_worker(app, ["default"], scan_interval=0.2)
+    try:
+        assert await last.result(timeout=20) == 12
+        assert await (await app.job(unique.id)).result(timeout=10) == 10
     finally:
-        server.stop()
+        await worker.stop()
+        await app.close()

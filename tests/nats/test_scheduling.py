@@ -10,7 +10,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -158,9 +157,8 @@ async def test_delayed_jobs_survive_a_worker_restart(
     assert all(late >= 0 for _, late in runs)
 
 
-async def test_delayed_jobs_survive_a_server_restart(tmp_path: Path) -> None:
-    server = EmbeddedNats(store_dir=tmp_path / "store")
-    server.start()
+async def test_delayed_jobs_survive_a_server_restart(own_server: EmbeddedNats) -> None:
+    server = own_server
     app = Aarq(server.url, prefix="restart", ack_wait=2.0)
     runs: list[tuple[str, float]] = []
 
@@ -188,7 +186,6 @@ async def test_delayed_jobs_survive_a_server_restart(tmp_path: Path) -> None:
         assert all(late >= 0 for _, late in runs)
     finally:
         await worker.stop(timeout=15)
-        server.stop()
 
 
 async def test_a_scheduler_alone_moves_delayed_jobs(app: Aarq, nc: NatsClient) -> None:
@@ -412,10 +409,9 @@ async def test_a_vanishing_held_jobs_consumer_is_retried_with_backoff_and_logged
 
 
 async def test_delayed_jobs_due_around_a_server_restart_run_once_reconnected(
-    tmp_path: Path,
+    own_server: EmbeddedNats,
 ) -> None:
-    server = EmbeddedNats(store_dir=tmp_path / "store")
-    server.start()
+    server = own_server
     app = Aarq(server.url, prefix="restart", ack_wait=2.0)
     ran: dict[str, float] = {}
 
@@ -439,7 +435,6 @@ async def test_delayed_jobs_due_around_a_server_restart_run_once_reconnected(
         await eventually(lambda: len(ran) == 6, timeout=20)
     finally:
         await worker.stop(timeout=15)
-        server.stop()
     late = {job_id: ran[job_id] - max(due, back) for job_id, due in dues.items()}
     print(f"lateness after the restart: {sorted(round(v, 3) for v in late.values())}")
     assert all(ran[job_id] >= due for job_id, due in dues.items()), "a job started early"

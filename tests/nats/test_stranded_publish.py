@@ -7,14 +7,13 @@ import os
 import signal
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from aioq import Aarq, Context
 from aioq._nats import NatsBroker
 from aioq.embedded import EmbeddedNats
 from aioq.transport import HeldJob
 
-from ..helpers import eventually
+from ..helpers import eventually, frozen
 
 # What a scheduler's release may take once the server is back: the client's reconnect wait
 # (1 s) and a round trip, with room for a loaded machine. The stranded publish's own timeout
@@ -23,10 +22,9 @@ BACK_WITHIN_S = 3.5
 
 
 async def test_a_release_stranded_by_a_server_restart_is_resent_on_reconnect(
-    tmp_path: Path,
+    own_server: EmbeddedNats,
 ) -> None:
-    server = EmbeddedNats(store_dir=tmp_path / "store")
-    server.start()
+    server = own_server
     app = Aarq(server.url, prefix="strand")
 
     @app.task
@@ -48,7 +46,7 @@ async def test_a_release_stranded_by_a_server_restart_is_resent_on_reconnect(
         await eventually(fetched, what="the held job")
         # A stopped server takes the bytes into its socket and never answers them.
         assert server.pid is not None
-        os.kill(server.pid, signal.SIGSTOP)
+        await frozen(server.pid)
         releasing = asyncio.create_task(held[0].release())
         await eventually(lambda: broker.nc.pending_data_size == 0, what="the publish written")
         os.kill(server.pid, signal.SIGKILL)
@@ -68,4 +66,3 @@ async def test_a_release_stranded_by_a_server_restart_is_resent_on_reconnect(
         await source.close()
     finally:
         await app.close()
-        server.stop()
